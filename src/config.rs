@@ -700,3 +700,15 @@ mod example_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod readme_tests {
+    /// The README's configuration reference lists every supported key.
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../README.md");
+        for (key, _) in super::SUPPORTED_KEYS {
+            assert!(readme.contains(&format!("`{key}`")), "README.md does not document {key}");
+        }
+    }
+}
