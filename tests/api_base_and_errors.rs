@@ -274,7 +274,7 @@ async fn sha512_digests_are_supported_and_verified() {
     let r = api.get(&format!("/v2/s512/repo/blobs/{digest}")).await;
     r.expect(200);
     assert_eq!(r.must_header("docker-content-digest"), digest, "{r:?}");
-    assert!(&r.body[..] == &data[..], "sha512 blob content differs");
+    assert!(r.body[..] == data[..], "sha512 blob content differs");
     let on_disk = std::fs::read(blob_data_path(&reg, &digest)).expect("blob under blobs/sha512");
     assert!(on_disk == data);
 

@@ -16,7 +16,7 @@ async fn get_and_head_return_content_and_headers() {
 
     let r = api.get(&path).await;
     r.expect(200);
-    assert!(&r.body[..] == &data[..], "blob content differs");
+    assert!(r.body[..] == data[..], "blob content differs");
     assert_eq!(r.must_header("content-length"), data.len().to_string());
     assert_eq!(r.must_header("docker-content-digest"), digest);
     assert_eq!(r.must_header("accept-ranges"), "bytes");
@@ -78,7 +78,7 @@ async fn range_requests() {
     // bytes=a-b
     let r = ranged("bytes=100-1099".into()).await;
     r.expect(206);
-    assert!(&r.body[..] == &data[100..1100], "range content differs");
+    assert!(r.body[..] == data[100..1100], "range content differs");
     assert_eq!(
         r.must_header("content-range"),
         format!("bytes 100-1099/{size}")
@@ -94,7 +94,7 @@ async fn range_requests() {
     // bytes=a-
     let r = ranged("bytes=9000-".into()).await;
     r.expect(206);
-    assert!(&r.body[..] == &data[9000..]);
+    assert!(r.body[..] == data[9000..]);
     assert_eq!(
         r.must_header("content-range"),
         format!("bytes 9000-{}/{size}", size - 1)
@@ -103,7 +103,7 @@ async fn range_requests() {
     // bytes=-n (suffix)
     let r = ranged("bytes=-10".into()).await;
     r.expect(206);
-    assert!(&r.body[..] == &data[size - 10..]);
+    assert!(r.body[..] == data[size - 10..]);
     assert_eq!(
         r.must_header("content-range"),
         format!("bytes {}-{}/{size}", size - 10, size - 1)
@@ -112,7 +112,7 @@ async fn range_requests() {
     // An end past the last byte is clamped.
     let r = ranged(format!("bytes=9990-{}", size * 2)).await;
     r.expect(206);
-    assert!(&r.body[..] == &data[9990..]);
+    assert!(r.body[..] == data[9990..]);
     assert_eq!(
         r.must_header("content-range"),
         format!("bytes 9990-{}/{size}", size - 1)
@@ -180,7 +180,7 @@ async fn delete_blob_unlinks_it_from_that_repository_only() {
     // Still there in the other repository.
     let r = api.get(&format!("/v2/del/b/blobs/{digest}")).await;
     r.expect(200);
-    assert!(&r.body[..] == &data[..]);
+    assert!(r.body[..] == data[..]);
 
     // A blob that never existed.
     api.delete(&format!("/v2/del/a/blobs/{}", sha256(b"nothing")))
@@ -202,7 +202,7 @@ async fn delete_blob_is_refused_when_deletes_are_disabled() {
     api.delete(&path).await.expect_error(405, &["UNSUPPORTED"]);
     let r = api.get(&path).await;
     r.expect(200);
-    assert!(&r.body[..] == &data[..]);
+    assert!(r.body[..] == data[..]);
 }
 
 #[tokio::test]

@@ -579,3 +579,128 @@ pub fn string_list(v: &Value) -> Vec<String> {
         other => panic!("expected an array of strings, got {other}"),
     }
 }
+
+/// Size of the pieces [`Content`] generates.
+pub const CHUNK: u64 = 1 << 20;
+
+/// Large pseudo-random content generated on the fly, never held in memory as a whole:
+/// a random 1 MiB block repeated, each repetition stamped with its index (so every chunk
+/// differs and the digest depends on every byte's position).
+#[derive(Clone)]
+pub struct Content {
+    block: Bytes,
+    pub len: u64,
+}
+
+impl Content {
+    pub fn new(len: u64) -> Self {
+        Content {
+            block: Bytes::from(random_bytes(CHUNK as usize)),
+            len,
+        }
+    }
+
+    /// Number of 1 MiB chunks (the last may be shorter).
+    pub fn chunks(&self) -> u64 {
+        self.len.div_ceil(CHUNK)
+    }
+
+    /// The `i`-th chunk.
+    pub fn chunk(&self, i: u64) -> Bytes {
+        let start = i * CHUNK;
+        assert!(start < self.len, "chunk {i} past the end");
+        let n = (self.len - start).min(CHUNK) as usize;
+        let mut v = self.block[..n].to_vec();
+        let stamp = i.to_le_bytes();
+        let k = stamp.len().min(n);
+        v[..k].copy_from_slice(&stamp[..k]);
+        Bytes::from(v)
+    }
+
+    /// Byte offset where chunk `i` starts (or `len` for `i == chunks()`).
+    pub fn offset(&self, i: u64) -> u64 {
+        (i * CHUNK).min(self.len)
+    }
+
+    /// The sha256 digest of the whole content (generated once more, piece by piece).
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for i in 0..self.chunks() {
+            h.update(self.chunk(i));
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+
+    /// Chunks `from..to` as a streamed request body (chunked transfer encoding). With
+    /// `pause = Some((k, tx))`, the body signals `tx` after `k` chunks and then stalls
+    /// forever: the request is still in flight when the test acts (e.g. kills the server).
+    pub fn body(
+        &self,
+        from: u64,
+        to: u64,
+        pause: Option<(u64, tokio::sync::oneshot::Sender<()>)>,
+    ) -> reqwest::Body {
+        let me = self.clone();
+        let (pause_at, tx) = match pause {
+            Some((k, tx)) => (Some(from + k), Some(tx)),
+            None => (None, None),
+        };
+        let stream = futures_util::stream::unfold((from, tx), move |(i, mut tx)| {
+            let me = me.clone();
+            async move {
+                if Some(i) == pause_at {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                    futures_util::future::pending::<()>().await;
+                }
+                if i >= to {
+                    return None;
+                }
+                Some((Ok::<Bytes, std::io::Error>(me.chunk(i)), (i + 1, tx)))
+            }
+        });
+        reqwest::Body::wrap_stream(stream)
+    }
+}
+
+impl Api {
+    /// GETs a blob as a stream, hashing it on the way: `(status, sha256 digest, length)`.
+    pub async fn get_blob_digest(&self, repo: &str, digest: &str) -> (u16, String, u64) {
+        use futures_util::StreamExt;
+        let url = self.abs(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
+        let status = resp.status().as_u16();
+        let mut h = Sha256::new();
+        let mut len = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(piece) = body.next().await {
+            let piece = piece.unwrap_or_else(|e| panic!("GET {url}: body: {e:?}"));
+            len += piece.len() as u64;
+            h.update(&piece);
+        }
+        (status, format!("sha256:{}", hex::encode(h.finalize())), len)
+    }
+
+    /// Checks that an image pushed earlier still pulls: manifest bytes and every blob.
+    pub async fn assert_image_intact(&self, repo: &str, reference: &str, img: &Image) {
+        let r = self.get_manifest(repo, reference).await;
+        r.expect(200);
+        assert!(
+            r.body[..] == img.manifest[..],
+            "manifest bytes changed:\n{r:?}"
+        );
+        assert_eq!(r.must_header("docker-content-digest"), img.digest);
+        for b in std::iter::once(&img.config).chain(&img.layers) {
+            let (status, digest, len) = self.get_blob_digest(repo, &b.digest).await;
+            assert_eq!(status, 200, "blob {} of {repo}:{reference}", b.digest);
+            assert_eq!(digest, b.digest);
+            assert_eq!(len, b.data.len() as u64);
+        }
+    }
+}
