@@ -320,12 +320,7 @@ async fn unknown_upload_ids_are_404() {
     let reg = start();
     let api = Api::new(&reg);
     api.start_upload("ghost/repo").await; // the repository has a real session
-    for id in [
-        "8a9f7d4c-6b1e-4f55-9d8e-1c2b3a4d5e6f",
-        "not-a-uuid",
-        "..",
-        "AAAA",
-    ] {
+    for id in ["8a9f7d4c-6b1e-4f55-9d8e-1c2b3a4d5e6f", "not-a-uuid", "AAAA"] {
         let loc = format!("/v2/ghost/repo/blobs/uploads/{id}");
         api.get(&loc)
             .await
@@ -454,12 +449,16 @@ async fn failed_mounts_start_a_normal_session() {
         assert!(!r.must_header("docker-upload-uuid").is_empty());
         // The session works like any other.
         let loc = api.abs(r.must_header("location"));
-        let r = api.put_upload(&loc, &unknown_digest, unknown.clone()).await;
+        let fresh = random_bytes(777);
+        let r = api.put_upload(&loc, &sha256(&fresh), fresh.clone()).await;
         r.expect(201);
-        api.delete(&format!("/v2/mnt/repo/blobs/{unknown_digest}"))
+        api.head(&format!("/v2/mnt/repo/blobs/{}", sha256(&fresh)))
             .await
-            .expect(202);
+            .expect(200);
     }
+    api.head(&format!("/v2/mnt/repo/blobs/{unknown_digest}"))
+        .await
+        .expect(404);
     // The blob that exists elsewhere was not mounted through a `from` lacking it.
     api.head(&format!("/v2/mnt/repo/blobs/{present_digest}"))
         .await
