@@ -1156,6 +1156,29 @@ async fn a_second_run_removes_nothing() {
     assert_eq!(second["dry_run"], false);
     assert_eq!(files_under(&reg.root.join("docker")), files);
     api.assert_image_intact(repo, "b", &b).await;
+
+    // Without --json: a summary for people on stdout, progress on stderr; -q silences the
+    // progress.
+    let args = ["-m", "--grace", "0s"];
+    let out = gc_command(&reg, &args).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&args, &out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("removed") && stdout.contains("manifests"),
+        "{}",
+        describe(&args, &out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[ferry-gc]"),
+        "no progress lines on stderr: {}",
+        describe(&args, &out)
+    );
+    let args = ["-q", "-m", "--grace", "0s"];
+    let out = gc_command(&reg, &args).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&args, &out));
+    assert!(out.stderr.is_empty(), "{}", describe(&args, &out));
+    assert!(!out.stdout.is_empty(), "{}", describe(&args, &out));
+    assert_eq!(files_under(&reg.root.join("docker")), files);
 }
 
 // ---------------------------------------------------------------------------------------
