@@ -6,6 +6,9 @@
 //! survive a round trip, tags and the catalog list what was pushed, deleted things are gone,
 //! referrers list the artifacts attached to an image.
 //!
+//! One more test restarts the registry under a client (`kill -9`, then an empty data
+//! directory on the same port).
+//!
 //! The tests run against Ferry. `FERRY_TEST_FLAVOR=distribution` runs them against the
 //! reference (Debian's `docker-registry`, Distribution 2.8) instead, to check the tests
 //! themselves; Distribution has no referrers API, so that part of the oras test is skipped
@@ -64,6 +67,11 @@ fn multi_arch_index() {
     multi_arch_round_trip(flavor());
 }
 
+#[test]
+fn restart() {
+    restart_keeps_data(flavor());
+}
+
 /// Which registry the tests run against: Ferry unless `FERRY_TEST_FLAVOR=distribution`.
 fn flavor() -> Flavor {
     match std::env::var("FERRY_TEST_FLAVOR").as_deref() {
@@ -76,13 +84,7 @@ fn flavor() -> Flavor {
 /// docker: import a tiny image, push, remove it locally, pull it back; the image ID and the
 /// digest survive, and the registry lists the repository and tags.
 fn docker_push_pull(flavor: Flavor) {
-    if !Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
+    if !docker_available() {
         eprintln!("SKIP: docker engine not available");
         return;
     }
@@ -730,6 +732,8 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
 
 /// A two-platform OCI index: pushed with `skopeo copy --all`, read back, each child resolves
 /// by digest, platform selection picks the right child, and `--all` copies it back unchanged.
+/// The same images as a Docker manifest list pushed by `buildah manifest push --all`; the
+/// Docker engine (when there is one) pulls both.
 fn multi_arch_round_trip(flavor: Flavor) {
     require(&["skopeo", "umoci"]);
     let reg = TestRegistry::start_with(flavor, &[]);
@@ -738,7 +742,7 @@ fn multi_arch_round_trip(flavor: Flavor) {
     let nonce = nonce();
     let mut children = Vec::new();
     for arch in ["amd64", "arm64"] {
-        let files = [(format!("/arch.txt"), format!("{arch} {nonce}\n"))];
+        let files = [("/arch.txt".to_string(), format!("{arch} {nonce}\n"))];
         umoci_image(&layout, arch, &files, tmp.path());
         sh(Command::new("umoci")
             .args(["config", "--architecture", arch, "--os", "linux", "--image"])
@@ -821,6 +825,154 @@ fn multi_arch_round_trip(flavor: Flavor) {
         for blob in image.layers.iter().chain([&image.config]) {
             assert_eq!(&sha256_digest(&read(&blob_path(&back, blob))), blob);
         }
+    }
+
+    // The same two images as a Docker manifest list: buildah converts them to Docker v2s2
+    // manifests on the way (the configs stay the same) and pushes the children first.
+    require(&["buildah"]);
+    let buildah = Storage::new("buildah", tmp.path().join("buildah"));
+    sh(buildah.cmd().args(["manifest", "create", "ferry-list"]));
+    for (arch, _) in &children {
+        sh(buildah
+            .cmd()
+            .args(["manifest", "add", "ferry-list"])
+            .arg(format!("oci:{}:{arch}", layout.display())));
+    }
+    let list_dest = format!("docker://{}/ns/multi:docker", reg.host);
+    let digestfile = tmp.path().join("list.digest");
+    sh(buildah
+        .cmd()
+        .args([
+            "manifest",
+            "push",
+            "--all",
+            "--format",
+            "v2s2",
+            "--tls-verify=false",
+        ])
+        .arg("--digestfile")
+        .arg(&digestfile)
+        .args(["ferry-list", &list_dest]));
+    let list_digest = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let list = get_manifest(&reg, "ns/multi", &list_digest);
+    let url = format!("{}/v2/ns/multi/manifests/docker", reg.url);
+    let head = http("HEAD", &url, ACCEPT_MANIFESTS);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(
+        head.header("content-type").as_deref(),
+        Some(DOCKER_LIST),
+        "{head:?}"
+    );
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(list_digest.clone())
+    );
+    let entries = list["manifests"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 2, "{list}");
+    for ((arch, image), entry) in children.iter().zip(&entries) {
+        assert_eq!(
+            entry["platform"]["architecture"].as_str(),
+            Some(*arch),
+            "{list}"
+        );
+        assert_eq!(entry["mediaType"].as_str(), Some(DOCKER_MANIFEST), "{list}");
+        let digest = entry["digest"].as_str().unwrap();
+        let child = get_manifest(&reg, "ns/multi", digest);
+        assert_eq!(
+            child["mediaType"].as_str(),
+            Some(DOCKER_MANIFEST),
+            "{child}"
+        );
+        assert_eq!(
+            child["config"]["digest"].as_str(),
+            Some(image.config.as_str())
+        );
+        assert_blobs_present(&reg, "ns/multi", &child);
+    }
+    assert_eq!(
+        tags(&reg, "ns/multi"),
+        Some(vec!["1".to_string(), "docker".to_string()])
+    );
+
+    // The Docker engine pulls both (when there is one): each resolves to the child of the
+    // engine's platform, whose image ID is that child's config digest.
+    if !docker_available() {
+        eprintln!("SKIP: docker engine not available (docker pull of the multi-arch images)");
+        return;
+    }
+    let arch = sh(Command::new("docker").args(["version", "--format", "{{.Server.Arch}}"]));
+    let Some((_, native)) = children.iter().find(|(a, _)| *a == arch.trim()) else {
+        eprintln!("SKIP: docker engine is {arch}, neither amd64 nor arm64");
+        return;
+    };
+    let names: Vec<String> = ["1", "docker"]
+        .iter()
+        .map(|tag| format!("{}/ns/multi:{tag}", reg.host))
+        .collect();
+    let _images = DockerImages(names.clone());
+    for (name, digest) in names.iter().zip([&index_digest, &list_digest]) {
+        let out = sh(Command::new("docker").args(["pull", name]));
+        assert!(
+            out.contains(&format!("Digest: {digest}")),
+            "docker pull {name}:\n{out}"
+        );
+        assert_eq!(docker_inspect(name, "{{.Id}}"), native.config, "{name}");
+        assert_eq!(
+            docker_inspect(name, "{{.Architecture}}"),
+            arch.trim(),
+            "{name}"
+        );
+    }
+}
+
+/// skopeo around registry restarts: a `kill -9` loses nothing that was pushed; a registry
+/// that comes back empty on the same port (which skopeo's blob-info cache still remembers
+/// as having the blobs) takes the same image again.
+fn restart_keeps_data(flavor: Flavor) {
+    require(&["skopeo", "umoci"]);
+    let mut reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
+    skopeo_push(&layout, "v1", &format!("{}/keep/img:v1", reg.host));
+
+    reg.restart();
+    let dest = format!("docker://{}/keep/img:v1", reg.host);
+    let inspect = json(&sh(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &dest,
+    ])));
+    assert_eq!(
+        inspect["Digest"].as_str(),
+        Some(image.digest.as_str()),
+        "{inspect}"
+    );
+    let back = tmp.path().join("back");
+    sh(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &dest])
+        .arg(format!("oci:{}:v1", back.display())));
+    assert_eq!(read_layout(&back, "v1").manifest, image.manifest);
+    assert_eq!(tags(&reg, "keep/img"), Some(vec!["v1".to_string()]));
+
+    // Same port, empty data directory.
+    reg.kill9();
+    std::fs::remove_dir_all(&reg.root).unwrap();
+    std::fs::create_dir_all(&reg.root).unwrap();
+    reg.restart();
+    let url = format!("{}/v2/keep/img/manifests/v1", reg.url);
+    assert_eq!(
+        http("HEAD", &url, ACCEPT_MANIFESTS).status,
+        404,
+        "data survived a wipe?"
+    );
+    for repo in ["keep/img", "keep/again"] {
+        skopeo_push(&layout, "v1", &format!("{}/{repo}:v1", reg.host));
+        let manifest = get_manifest(&reg, repo, &image.digest);
+        assert_blobs_present(&reg, repo, &manifest);
     }
 }
 
@@ -1064,6 +1216,16 @@ fn tags(reg: &TestRegistry, repo: &str) -> Option<Vec<String>> {
     let mut tags = strings(&body["tags"]);
     tags.sort();
     Some(tags)
+}
+
+/// Whether a Docker engine answers (`docker info` succeeds).
+fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The `digest: sha256:... size: N` line `docker push` ends with.
