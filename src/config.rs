@@ -708,7 +708,10 @@ mod readme_tests {
     fn readme_documents_every_key() {
         let readme = include_str!("../README.md");
         for (key, _) in super::SUPPORTED_KEYS {
-            assert!(readme.contains(&format!("`{key}`")), "README.md does not document {key}");
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "README.md does not document {key}"
+            );
         }
     }
 }

@@ -38,6 +38,11 @@ fn docker() {
 }
 
 #[test]
+fn docker_missing() {
+    docker_pull_missing(flavor());
+}
+
+#[test]
 fn skopeo() {
     skopeo_copy_both_ways(flavor());
 }
@@ -99,6 +104,8 @@ fn docker_push_pull(flavor: Flavor) {
         &format!("hello from ferry {nonce}\n"),
     );
     write(&rootfs.join("etc/ferry-release"), "ferry test image\n");
+    // A layer of several MiB, as real images have: it must stream through the upload.
+    write(&rootfs.join("big.txt"), &noise(BIG, &nonce));
     let tarball = tmp.path().join("rootfs.tar");
     sh(Command::new("tar")
         .arg("-C")
@@ -196,15 +203,71 @@ fn docker_push_pull(flavor: Flavor) {
     sh(Command::new("docker").args(["pull", &by_digest]));
     assert_eq!(docker_inspect(&by_digest, "{{.Id}}"), image_id);
 
+    // Into another repository: docker mounts the layer from team/app instead of uploading.
+    let other = format!("{}/team/other:1", reg.host);
+    images.0.push(other.clone());
+    sh(Command::new("docker").args(["tag", &name, &other]));
+    let out = sh(Command::new("docker").args(["push", &other]));
     assert!(
-        catalog(&reg).contains(&"team/app".to_string()),
-        "catalog: {:?}",
-        catalog(&reg)
+        out.contains("Mounted from team/app"),
+        "docker push {other}:\n{out}"
     );
+    assert_eq!(docker_push_digest(&out), pushed);
+    assert_blobs_present(
+        &reg,
+        "team/other",
+        &get_manifest(&reg, "team/other", &pushed),
+    );
+
+    let cat = catalog(&reg);
+    for repo in ["team/app", "team/other"] {
+        assert!(
+            cat.contains(&repo.to_string()),
+            "catalog {cat:?} lacks {repo}"
+        );
+    }
     assert_eq!(
         tags(&reg, "team/app"),
         Some(vec!["1".to_string(), "2".to_string()])
     );
+}
+
+/// docker: pulling what is not there says "not found", whether the tag or the whole
+/// repository is missing. Distribution answers `MANIFEST_UNKNOWN` for both; docker words a
+/// `NAME_UNKNOWN` as a bare "Error response from daemon: name unknown".
+fn docker_pull_missing(flavor: Flavor) {
+    if !docker_available() {
+        eprintln!("SKIP: docker engine not available");
+        return;
+    }
+    let reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    write(&tmp.path().join("rootfs/hello.txt"), &nonce());
+    let tarball = tmp.path().join("rootfs.tar");
+    sh(Command::new("tar")
+        .arg("-C")
+        .arg(tmp.path().join("rootfs"))
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("."));
+    let name = format!("{}/team/app:1", reg.host);
+    let _images = DockerImages(vec![name.clone()]);
+    sh(Command::new("docker")
+        .arg("import")
+        .arg(&tarball)
+        .arg(&name));
+    sh(Command::new("docker").args(["push", &name]));
+
+    for missing in ["team/app:nope", "team/nothere:1"] {
+        let missing = format!("{}/{missing}", reg.host);
+        let out = run_timed(Command::new("docker").args(["pull", &missing]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "docker pull {missing} succeeded");
+        assert!(
+            err.contains("not found") && err.contains("manifest unknown"),
+            "docker pull {missing}: {err}"
+        );
+    }
 }
 
 /// skopeo: OCI layout -> registry -> OCI layout; the manifest and every layer keep their
@@ -214,8 +277,11 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
     let reg = TestRegistry::start_with(flavor, &[]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
-    assert_eq!(image.layers.len(), 3);
+    let nonce = nonce();
+    let mut files = three_files(&nonce);
+    // A layer of several MiB, as real images have: it must stream through the upload.
+    files.push(("/app/big.txt".into(), noise(BIG, &nonce)));
+    let image = umoci_image(&layout, "v1", &files, tmp.path());
 
     let dest = format!("docker://{}/ns/img:v1", reg.host);
     sh(Command::new("skopeo")
@@ -1017,6 +1083,21 @@ fn nonce() -> String {
     static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{}-{}-{n}", std::process::id(), t.as_nanos())
+}
+
+/// Size of the big file in the docker and skopeo images (about 6 MiB gzipped).
+const BIG: usize = 12 << 20;
+
+/// `len` characters of hex noise (half as compressible as text), different for each seed.
+fn noise(len: usize, seed: &str) -> String {
+    let mut out = String::with_capacity(len + 64);
+    let mut block = Sha256::digest(seed.as_bytes());
+    while out.len() < len {
+        out.push_str(&hex::encode(block));
+        block = Sha256::digest(block);
+    }
+    out.truncate(len);
+    out
 }
 
 /// Three files, one per layer: (path in the image, content).
