@@ -670,14 +670,18 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
     let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     skopeo_push(&layout, "v1", &format!("{}/ns/app:v1", reg.host));
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_push.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_client.py");
     let work = tmp.path().join("oras");
-    let sbom_text = format!("{{\"sbom\": \"{}\"}}\n", nonce());
+    let nonce = nonce();
+    let sbom_text = format!("{{\"sbom\": \"{nonce}\"}}\n");
+    // The signature is big enough to go up in three PATCH chunks of 1 MiB.
+    let sig_text = format!("signed, ferry\n{}", noise(5 << 19, &nonce));
     write(&work.join("sbom.json"), &sbom_text);
-    write(&work.join("sig.txt"), "signed, ferry\n");
-    let push = |tag: &str, file: &str, config_type: &str, artifact_type: &str| -> Value {
+    write(&work.join("sig.txt"), &sig_text);
+    let push = |tag: &str, file: &str, config_type: &str, artifact_type: &str, chunk: &str| {
         let out = sh(Command::new("python3")
             .arg(&script)
+            .arg("push")
             .arg(&reg.host)
             .arg(format!("ns/app:{tag}"))
             .args([
@@ -688,14 +692,14 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
                 &image.digest,
             ])
             .arg(image.manifest.len().to_string())
+            .arg(chunk)
             .current_dir(&work));
-        let line = out.lines().last().unwrap_or_default();
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("oras_push.py printed {out:?}: {e}"))
+        json(out.lines().last().unwrap_or_default())
     };
     // An artifact with an explicit artifactType and the empty config...
-    let sbom = push("sbom", "sbom.json", EMPTY_CONFIG, SBOM_TYPE);
+    let sbom = push("sbom", "sbom.json", EMPTY_CONFIG, SBOM_TYPE, "-");
     // ... and one without: its artifactType is its config's media type.
-    let sig = push("sig", "sig.txt", SIG_CONFIG_TYPE, "-");
+    let sig = push("sig", "sig.txt", SIG_CONFIG_TYPE, "-", "1048576");
     let mut pushed = Vec::new();
     for (name, res) in [("sbom", &sbom), ("sig", &sig)] {
         assert_eq!(res["status"], 201, "{name}: {res}");
@@ -725,19 +729,22 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
         sbom_manifest["subject"]["digest"].as_str(),
         Some(image.digest.as_str())
     );
-    // The artifact's file is a blob a client can fetch.
-    let layer = &sbom_manifest["layers"][0];
-    let blob = http(
-        "GET",
-        &format!(
-            "{}/v2/ns/app/blobs/{}",
-            reg.url,
-            layer["digest"].as_str().unwrap()
-        ),
-        &[],
-    );
-    assert_eq!(blob.status, 200);
-    assert_eq!(String::from_utf8_lossy(&blob.body), sbom_text);
+    // oras pulls each artifact's file back.
+    for (tag, file, text) in [
+        ("sbom", "sbom.json", &sbom_text),
+        ("sig", "sig.txt", &sig_text),
+    ] {
+        let out = tmp.path().join(format!("pulled-{tag}"));
+        let files = json(&sh(Command::new("python3")
+            .arg(&script)
+            .args(["pull", &reg.host, &format!("ns/app:{tag}")])
+            .arg(&out)));
+        assert_eq!(strings(&files), [out.join(file).display().to_string()]);
+        assert!(
+            read(&out.join(file)) == text.as_bytes(),
+            "{tag}: pulled file differs"
+        );
+    }
 
     if flavor == Flavor::Distribution {
         eprintln!("NOTE: Distribution 2.8 has no referrers API; referrers checks skipped");

@@ -51,7 +51,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root apt-get install -y -q "${missing[@]}"
 fi
 
-# The oras Python SDK (0.2.x: tests/clients/oras_push.py uses its request wrapper).
+# The oras Python SDK (0.2.x: tests/clients/oras_client.py uses its request wrapper).
 if ! python3 -c 'import oras, sys; sys.exit(not oras.__version__.startswith("0.2."))' >/dev/null 2>&1; then
     log "installing the oras Python SDK: pip install 'oras>=0.2.25,<0.3'"
     # Debian's own python3 refuses pip installs outside a venv (PEP 668) unless told.

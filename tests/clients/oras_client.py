@@ -1,11 +1,13 @@
-"""Push one artifact with the oras Python SDK (PyPI `oras` 0.2.x), for tests/clients.rs.
+"""Push and pull artifacts with the oras Python SDK (PyPI `oras` 0.2.x), for tests/clients.rs.
 
-Usage: oras_push.py HOST REPO:TAG FILE CONFIG_MEDIA_TYPE ARTIFACT_TYPE|- \
-                    SUBJECT_MEDIA_TYPE SUBJECT_DIGEST SUBJECT_SIZE
+    oras_client.py push HOST REPO:TAG FILE CONFIG_MEDIA_TYPE ARTIFACT_TYPE|- \
+                        SUBJECT_MEDIA_TYPE SUBJECT_DIGEST SUBJECT_SIZE CHUNK_SIZE|-
+    oras_client.py pull HOST REPO:TAG OUTDIR
 
-Run with the working directory holding FILE (oras validates paths against it). Prints one
-JSON object: the status, `Docker-Content-Digest`, `OCI-Subject` and `Location` of the
-manifest PUT.
+`push` runs with the working directory holding FILE (oras validates paths against it);
+CHUNK_SIZE uploads the file in PATCH chunks of that many bytes. It prints one JSON object:
+the status, `Docker-Content-Digest`, `OCI-Subject` and `Location` of the manifest PUT.
+`pull` downloads the artifact's files into OUTDIR and prints their paths as a JSON list.
 """
 
 import json
@@ -34,14 +36,18 @@ class Registry(oras.provider.Registry):
         return super().upload_manifest(manifest, container)
 
 
-def main():
-    host, target, path, config_type, artifact_type, s_type, s_digest, s_size = sys.argv[1:]
+def registry(host):
     # The `token` backend breaks on Basic challenges; the test registry has no auth at all.
-    reg = Registry(hostname=host, insecure=True, auth_backend="basic")
+    return Registry(hostname=host, insecure=True, auth_backend="basic")
+
+
+def push(host, target, path, config_type, artifact_type, s_type, s_digest, s_size, chunk):
+    reg = registry(host)
     if artifact_type != "-":
         reg.artifact_type = artifact_type
     # A config file that does not exist makes oras upload the empty JSON object `{}`.
     config = os.path.join(os.getcwd(), "no-such-config") + ":" + config_type
+    options = {"do_chunked": True, "chunk_size": int(chunk)} if chunk != "-" else {}
     resp = reg.push(
         target=f"{host}/{target}",
         files=[path + ":application/vnd.ferry.test.file"],
@@ -49,6 +55,7 @@ def main():
         manifest_annotations={"org.opencontainers.image.description": "ferry test"},
         subject=oras.oci.Subject(mediaType=s_type, digest=s_digest, size=int(s_size)),
         quiet=True,
+        **options,
     )
     print(
         json.dumps(
@@ -62,6 +69,16 @@ def main():
     )
     if resp.status_code != 201:
         sys.exit(f"manifest PUT answered {resp.status_code}: {resp.text}")
+
+
+def pull(host, target, outdir):
+    files = registry(host).pull(target=f"{host}/{target}", outdir=outdir)
+    print(json.dumps(files))
+
+
+def main():
+    command, args = sys.argv[1], sys.argv[2:]
+    {"push": push, "pull": pull}[command](*args)
 
 
 if __name__ == "__main__":
