@@ -612,25 +612,29 @@ fn containerd_pull_push(flavor: Flavor) {
     assert!(line.contains(&image.digest), "ctr images ls:\n{listed}");
 
     // The pull unpacked the layers: some snapshot holds every file with its content.
-    let snapshots = daemon
-        .root
-        .join("io.containerd.snapshotter.v1.native/snapshots");
-    let unpacked = std::fs::read_dir(&snapshots)
-        .unwrap_or_else(|e| panic!("{}: {e}", snapshots.display()))
-        .map(|e| e.unwrap().path())
-        .any(|dir| {
-            files.iter().all(|(path, content)| {
-                std::fs::read_to_string(dir.join(path.trim_start_matches('/')))
-                    .ok()
-                    .as_deref()
-                    == Some(content.as_str())
-            })
-        });
+    daemon.assert_unpacked(&files);
+
+    // From a two-platform index, containerd picks the child of the platform asked for.
+    let (_, index_bytes) = two_platform_index(&layout, "multi", &nonce, tmp.path());
+    let multi = format!("{}/ns/multi:1", reg.host);
+    sh(Command::new("skopeo")
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:multi", layout.display()))
+        .arg(format!("docker://{multi}")));
+    let out = sh(ctr()
+        .args(["images", "pull", "--plain-http", "--snapshotter", "native"])
+        .args(["--platform", "linux/arm64", &multi]));
+    assert!(out.contains("unpacking linux/arm64"), "ctr pull:\n{out}");
+    let listed = sh(ctr().args(["images", "ls"]));
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&format!("{multi} ")))
+        .unwrap_or_default();
     assert!(
-        unpacked,
-        "no snapshot under {} holds the image's files",
-        snapshots.display()
+        line.contains(&sha256_digest(&index_bytes)),
+        "ctr images ls:\n{listed}"
     );
+    daemon.assert_unpacked(&[("/arch.txt".into(), format!("arm64 {nonce}\n"))]);
 
     let dst = format!("{}/ctr/pushed:p1", reg.host);
     sh(ctr().args(["images", "tag", &src, &dst]));
@@ -812,28 +816,8 @@ fn multi_arch_round_trip(flavor: Flavor) {
     let reg = TestRegistry::start_with(flavor, &[]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let nonce = nonce();
-    let mut children = Vec::new();
-    for arch in ["amd64", "arm64"] {
-        let files = [("/arch.txt".to_string(), format!("{arch} {nonce}\n"))];
-        umoci_image(&layout, arch, &files, tmp.path());
-        sh(Command::new("umoci")
-            .args(["config", "--architecture", arch, "--os", "linux", "--image"])
-            .arg(format!("{}:{arch}", layout.display())));
-        children.push((arch, read_layout(&layout, arch)));
-    }
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": children.iter().map(|(arch, image)| json!({
-            "mediaType": OCI_MANIFEST,
-            "digest": image.digest,
-            "size": image.manifest.len(),
-            "platform": {"architecture": arch, "os": "linux"},
-        })).collect::<Vec<_>>(),
-    });
-    let index_bytes = serde_json::to_vec(&index).unwrap();
-    let index_digest = add_to_layout(&layout, "multi", OCI_INDEX, &index_bytes);
+    let (children, index_bytes) = two_platform_index(&layout, "multi", &nonce(), tmp.path());
+    let index_digest = sha256_digest(&index_bytes);
 
     let dest = format!("docker://{}/ns/multi:1", reg.host);
     sh(Command::new("skopeo")
@@ -1446,6 +1430,39 @@ fn umoci_image(
     img
 }
 
+/// In the OCI layout `layout`, an image per platform (linux/amd64 tagged `amd64`, linux/arm64
+/// tagged `arm64`, each one layer with `/arch.txt` = "ARCH NONCE\n") and an OCI index of both
+/// tagged `tag`. Returns the children and the index bytes.
+fn two_platform_index(
+    layout: &Path,
+    tag: &str,
+    nonce: &str,
+    scratch: &Path,
+) -> (Vec<(&'static str, LayoutImage)>, Vec<u8>) {
+    let mut children = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let files = [("/arch.txt".to_string(), format!("{arch} {nonce}\n"))];
+        umoci_image(layout, arch, &files, scratch);
+        sh(Command::new("umoci")
+            .args(["config", "--architecture", arch, "--os", "linux", "--image"])
+            .arg(format!("{}:{arch}", layout.display())));
+        children.push((arch, read_layout(layout, arch)));
+    }
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": children.iter().map(|(arch, image)| json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": image.digest,
+            "size": image.manifest.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        })).collect::<Vec<_>>(),
+    });
+    let index_bytes = serde_json::to_vec(&index).unwrap();
+    add_to_layout(layout, tag, OCI_INDEX, &index_bytes);
+    (children, index_bytes)
+}
+
 /// Add a blob to an OCI layout and tag it in `index.json`; return its digest.
 fn add_to_layout(layout: &Path, tag: &str, media_type: &str, bytes: &[u8]) -> String {
     let digest = sha256_digest(bytes);
@@ -1538,6 +1555,29 @@ impl Containerd {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Some snapshot of the native snapshotter holds every file, `(path, content)`.
+    fn assert_unpacked(&self, files: &[(String, String)]) {
+        let snapshots = self
+            .root
+            .join("io.containerd.snapshotter.v1.native/snapshots");
+        let unpacked = std::fs::read_dir(&snapshots)
+            .unwrap_or_else(|e| panic!("{}: {e}", snapshots.display()))
+            .map(|e| e.unwrap().path())
+            .any(|dir| {
+                files.iter().all(|(path, content)| {
+                    std::fs::read_to_string(dir.join(path.trim_start_matches('/')))
+                        .ok()
+                        .as_deref()
+                        == Some(content.as_str())
+                })
+            });
+        assert!(
+            unpacked,
+            "no snapshot under {} holds {files:?}",
+            snapshots.display()
+        );
     }
 
     fn log(&self, dir: &Path) -> String {
