@@ -48,6 +48,11 @@ fn skopeo() {
 }
 
 #[test]
+fn skopeo_delete_disabled() {
+    skopeo_delete_refused(flavor());
+}
+
+#[test]
 fn podman() {
     podman_pull_tag_push(flavor());
 }
@@ -393,6 +398,36 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
         200,
         "other/img lost its copy"
     );
+}
+
+/// With `storage.delete.enabled: false` (registry:2's default) `skopeo delete` fails with
+/// 405 UNSUPPORTED and the image stays.
+fn skopeo_delete_refused(flavor: Flavor) {
+    require(&["skopeo", "umoci"]);
+    let reg = TestRegistry::start_with(flavor, &[("REGISTRY_STORAGE_DELETE_ENABLED", "false")]);
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
+    let dest = format!("{}/keep/img:v1", reg.host);
+    skopeo_push(&layout, "v1", &dest);
+
+    let out = run_timed(
+        Command::new("skopeo")
+            .args(["delete", "--tls-verify=false"])
+            .arg(format!("docker://{dest}")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "skopeo delete succeeded with deletes disabled"
+    );
+    assert!(
+        err.contains("UNSUPPORTED") && err.contains("405"),
+        "skopeo delete: {err}"
+    );
+    let manifest = get_manifest(&reg, "keep/img", &image.digest);
+    assert_blobs_present(&reg, "keep/img", &manifest);
+    assert_eq!(tags(&reg, "keep/img"), Some(vec!["v1".to_string()]));
 }
 
 /// podman: pull what skopeo pushed, tag it into another repository, push it there.
