@@ -195,6 +195,8 @@ pub struct Config {
     pub root_choice: RootChoice,
     /// SQLite metadata file.
     pub database_path: PathBuf,
+    /// Import a Distribution tree found in storage at startup.
+    pub auto_import: bool,
     /// HTTP server.
     pub http: HttpSettings,
     /// Registry behaviour.
@@ -549,6 +551,7 @@ impl Config {
             root,
             root_choice,
             database_path,
+            auto_import: tree.bool("database.autoimport", true)?,
             http,
             registry,
             upload_purging,
