@@ -77,6 +77,10 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
         "database.path",
         "Ferry's SQLite metadata file (default <rootdirectory>/ferry/metadata.db)",
     ),
+    (
+        "database.autoimport",
+        "at startup, adopt a registry:2 data directory found in storage (default true)",
+    ),
 ];
 
 /// Distribution sections Ferry reads but does not act on (yet): they warn, naming the key.
