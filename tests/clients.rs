@@ -78,6 +78,11 @@ fn multi_arch_index() {
 }
 
 #[test]
+fn migrate_from_distribution() {
+    drop_in_over_distribution_data(flavor());
+}
+
+#[test]
 fn restart() {
     restart_keeps_data(flavor());
 }
@@ -1016,6 +1021,161 @@ fn multi_arch_round_trip(flavor: Flavor) {
             docker_inspect(name, "{{.Architecture}}"),
             arch.trim(),
             "{name}"
+        );
+    }
+}
+
+/// The drop-in promise: clients fill a Distribution (registry:2) data directory, the registry
+/// under test starts on that directory in its place, and clients find everything as it was,
+/// an artifact's `subject` included, and can push on top.
+fn drop_in_over_distribution_data(flavor: Flavor) {
+    require(&["skopeo", "umoci", "podman", "python3"]);
+    let mut before = TestRegistry::start_with(Flavor::Distribution, &[]);
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let nonce = nonce();
+    let image = umoci_image(&layout, "v1", &three_files(&nonce), tmp.path());
+    let (children, index_bytes) = two_platform_index(&layout, "multi", &nonce, tmp.path());
+    let index_digest = sha256_digest(&index_bytes);
+
+    skopeo_push(&layout, "v1", &format!("{}/mig/oci:v1", before.host));
+    sh(Command::new("skopeo")
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:multi", layout.display()))
+        .arg(format!("docker://{}/mig/multi:1", before.host)));
+    let digestfile = tmp.path().join("docker.digest");
+    sh(Command::new("skopeo")
+        .args([
+            "copy",
+            "--format",
+            "v2s2",
+            "--dest-tls-verify=false",
+            "--digestfile",
+        ])
+        .arg(&digestfile)
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{}/mig/docker:v1", before.host)));
+    let docker_digest = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_client.py");
+    write(
+        &tmp.path().join("oras/sbom.json"),
+        &format!("{{\"sbom\": \"{nonce}\"}}\n"),
+    );
+    let sbom = json(
+        sh(Command::new("python3")
+            .arg(&script)
+            .args([
+                "push",
+                &before.host,
+                "mig/oci:sbom",
+                "sbom.json",
+                EMPTY_CONFIG,
+            ])
+            .args([SBOM_TYPE, OCI_MANIFEST, &image.digest])
+            .arg(image.manifest.len().to_string())
+            .arg("-")
+            .current_dir(tmp.path().join("oras")))
+        .lines()
+        .last()
+        .unwrap_or_default(),
+    );
+    let sbom_digest = sbom["digest"].as_str().expect("sbom digest").to_string();
+    before.terminate();
+
+    let root = before.root.display().to_string();
+    let reg = TestRegistry::start_with(
+        flavor,
+        &[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &root)],
+    );
+    let cat = catalog(&reg);
+    for repo in ["mig/docker", "mig/multi", "mig/oci"] {
+        assert!(
+            cat.contains(&repo.to_string()),
+            "catalog {cat:?} lacks {repo}; server log:\n{}",
+            reg.log()
+        );
+    }
+    assert_eq!(
+        tags(&reg, "mig/oci"),
+        Some(vec!["sbom".to_string(), "v1".to_string()])
+    );
+    for (repo, tag, digest, media_type) in [
+        ("mig/oci", "v1", &image.digest, OCI_MANIFEST),
+        ("mig/oci", "sbom", &sbom_digest, OCI_MANIFEST),
+        ("mig/docker", "v1", &docker_digest, DOCKER_MANIFEST),
+        ("mig/multi", "1", &index_digest, OCI_INDEX),
+    ] {
+        let url = format!("{}/v2/{repo}/manifests/{tag}", reg.url);
+        let head = http("HEAD", &url, ACCEPT_MANIFESTS);
+        assert_eq!(head.status, 200, "HEAD {url}: {head:?}");
+        assert_eq!(
+            head.header("docker-content-digest").as_ref(),
+            Some(digest),
+            "{url}"
+        );
+        assert_eq!(
+            head.header("content-type").as_deref(),
+            Some(media_type),
+            "{url}"
+        );
+        let manifest = get_manifest(&reg, repo, digest);
+        if media_type != OCI_INDEX {
+            assert_blobs_present(&reg, repo, &manifest);
+        }
+    }
+    for (_, child) in &children {
+        let manifest = get_manifest(&reg, "mig/multi", &child.digest);
+        assert_blobs_present(&reg, "mig/multi", &manifest);
+    }
+
+    // Clients pull what registry:2 held.
+    let back = tmp.path().join("back");
+    sh(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/mig/oci:v1", reg.host))
+        .arg(format!("oci:{}:v1", back.display())));
+    assert_eq!(read_layout(&back, "v1").manifest, image.manifest);
+    let podman = Storage::new("podman", tmp.path().join("podman"));
+    let src = format!("{}/mig/docker:v1", reg.host);
+    let out = sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
+    let id = out.lines().last().unwrap_or_default().trim().to_string();
+    assert_eq!(format!("sha256:{id}"), image.config);
+
+    // And push on top: a new tag into an imported repository, another repository from it.
+    sh(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+        .arg(format!("docker://{}/mig/oci:v1", reg.host))
+        .arg(format!("docker://{}/mig/oci:v2", reg.host)));
+    sh(podman
+        .cmd()
+        .args(["tag", &src, &format!("{}/mig/new:1", reg.host)]));
+    sh(podman
+        .cmd()
+        .args(["push", "--tls-verify=false"])
+        .arg(format!("{}/mig/new:1", reg.host)));
+    assert_eq!(
+        tags(&reg, "mig/oci"),
+        Some(vec!["sbom".to_string(), "v1".to_string(), "v2".to_string()])
+    );
+    assert_eq!(tags(&reg, "mig/new"), Some(vec!["1".to_string()]));
+
+    if flavor == Flavor::Ferry {
+        // registry:2 stored the artifact without knowing `subject`; Ferry lists it anyway.
+        let url = format!("{}/v2/mig/oci/referrers/{}", reg.url, image.digest);
+        let got = http("GET", &url, &[]);
+        assert_eq!(got.status, 200, "GET {url}: {got:?}");
+        let listed = got.json();
+        let digests: Vec<&str> = listed["manifests"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|d| d["digest"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(digests, [sbom_digest.as_str()], "{listed}");
+        assert_eq!(
+            listed["manifests"][0]["artifactType"].as_str(),
+            Some(SBOM_TYPE)
         );
     }
 }
