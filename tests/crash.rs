@@ -89,15 +89,18 @@ async fn push_content(api: &Api, repo: &str, content: &Content) {
 
 async fn crash_mid_upload(mode: Mode) {
     let mut reg = start();
-    let api = Api::with_timeout(&reg, Duration::from_secs(600));
+    let mut api = Api::with_timeout(&reg, Duration::from_secs(600));
     let before = api.push_image("crash/before", "v1", 3).await;
 
     let content = Content::new(BIG);
     let digest = content.digest();
     let task = start_interrupted_upload(&api, "crash/big", &content, mode, 96).await;
+    wait_for_staged_bytes(&reg, 32 << 20).await;
     reg.kill9();
     task.abort();
     reg.restart();
+    // A fresh client: pooled connections to the dead server are gone.
+    api = Api::with_timeout(&reg, Duration::from_secs(600));
 
     let path = format!("/v2/crash/big/blobs/{digest}");
     let r = api.head(&path).await;
@@ -123,6 +126,40 @@ async fn crash_mid_upload(mode: Mode) {
     let on_disk = std::fs::metadata(blob_data_path(&reg, &digest)).expect("blob data file");
     assert_eq!(on_disk.len(), BIG);
     check_log_clean(&reg);
+}
+
+/// Waits (bounded) until some file under the data directory holds at least `min` bytes:
+/// the server is writing the upload to disk as it arrives, so the kill lands mid-write.
+async fn wait_for_staged_bytes(reg: &TestRegistry, min: u64) {
+    for _ in 0..600 {
+        if largest_file(&reg.root) >= min {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no file under the data directory reached {min} bytes while 96 MiB were sent; \
+         is the upload being buffered in memory?"
+    );
+}
+
+fn largest_file(root: &std::path::Path) -> u64 {
+    let mut stack = vec![root.to_path_buf()];
+    let mut largest = 0;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                largest = largest.max(meta.len());
+            }
+        }
+    }
+    largest
 }
 
 /// No file under `blobs/` may be a truncated copy of the interrupted upload.
@@ -176,7 +213,7 @@ async fn kill_during_post_with_digest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_session_continues_after_a_crash_between_chunks() {
     let mut reg = start();
-    let api = Api::with_timeout(&reg, Duration::from_secs(600));
+    let mut api = Api::with_timeout(&reg, Duration::from_secs(600));
     let content = Content::new(40 * CHUNK + 12345);
     let digest = content.digest();
     let (a, b) = (16, 30); // chunk boundaries: [0,a) before the crash, [a,b) and the rest after
@@ -197,6 +234,8 @@ async fn upload_session_continues_after_a_crash_between_chunks() {
 
     reg.kill9();
     reg.restart();
+    // A fresh client: pooled connections to the dead server are gone.
+    api = Api::with_timeout(&reg, Duration::from_secs(600));
 
     // The session and its offset survived.
     let r = api.get(&loc).await;
@@ -226,6 +265,8 @@ async fn upload_session_continues_after_a_crash_between_chunks() {
     // Crash again, then finish with a streamed PATCH and an empty PUT.
     reg.kill9();
     reg.restart();
+    // A fresh client: pooled connections to the dead server are gone.
+    api = Api::with_timeout(&reg, Duration::from_secs(600));
     let r = api
         .send(
             api.req(Method::PATCH, &loc)
@@ -250,7 +291,7 @@ async fn upload_session_continues_after_a_crash_between_chunks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_pushes_survive_kill9() {
     let mut reg = start();
-    let api = Api::new(&reg);
+    let mut api = Api::new(&reg);
     let images: Vec<Image> = {
         let mut v = vec![];
         for i in 0..5 {
@@ -264,6 +305,8 @@ async fn completed_pushes_survive_kill9() {
     // Killed right after the last 201: everything acknowledged must still be there.
     reg.kill9();
     reg.restart();
+    // A fresh client: pooled connections to the dead server are gone.
+    api = Api::with_timeout(&reg, Duration::from_secs(600));
     for (i, img) in images.iter().enumerate() {
         api.assert_image_intact(&format!("durable/r{i}"), "v1", img)
             .await;
