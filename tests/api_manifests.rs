@@ -328,15 +328,26 @@ async fn large_manifests() {
         json!({"annotations": {"filler": "x".repeat(3 << 20)}}),
     );
     push_and_check(&api, repo, "big", OCI_MANIFEST, &big).await;
-    // Over 4 MiB: refused.
+    // Over 4 MiB: refused (the server may answer before reading the whole body).
     let huge = oci_manifest(
         &config,
         &[],
         json!({"annotations": {"filler": "x".repeat((4 << 20) + 1)}}),
     );
-    api.put_manifest(repo, "huge", OCI_MANIFEST, &huge)
-        .await
-        .expect_error(413, &["MANIFEST_INVALID", "SIZE_INVALID"]);
+    let (status, body) = raw_request(
+        &reg,
+        "PUT",
+        &format!("/v2/{repo}/manifests/huge"),
+        &[("Content-Type", OCI_MANIFEST)],
+        &huge,
+    );
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let err: Value = serde_json::from_slice(&body).expect("JSON error body");
+    let code = err["errors"][0]["code"].as_str().unwrap_or_default();
+    assert!(
+        ["MANIFEST_INVALID", "SIZE_INVALID"].contains(&code),
+        "{err}"
+    );
     api.get_manifest(repo, "huge")
         .await
         .expect_error(404, &["MANIFEST_UNKNOWN"]);
@@ -356,11 +367,7 @@ async fn malformed_manifests_are_rejected() {
         // Content-Type differs from the body's mediaType.
         (DOCKER_MANIFEST, img.manifest.clone()),
         (OCI_INDEX, img.manifest.clone()),
-        // schemaVersion missing or wrong.
-        (
-            OCI_MANIFEST,
-            serde_json::to_vec(&json!({"mediaType": OCI_MANIFEST, "config": img.config.descriptor(), "layers": []})).unwrap(),
-        ),
+        // A wrong schemaVersion.
         (
             OCI_MANIFEST,
             serde_json::to_vec(&json!({"schemaVersion": 3, "mediaType": OCI_MANIFEST, "config": img.config.descriptor(), "layers": []})).unwrap(),
@@ -394,6 +401,32 @@ async fn malformed_manifests_are_rejected() {
         .await
         .expect_error(400, &["MANIFEST_INVALID"]);
     assert_eq!(api.tags(repo).await, vec!["good"]);
+}
+
+#[tokio::test]
+async fn schema_version_is_required() {
+    // OCI image-spec: `schemaVersion` is REQUIRED and MUST be 2 (Distribution 2.8 lets a
+    // manifest without it through).
+    let reg = start();
+    let api = Api::new(&reg);
+    let repo = "nosv/repo";
+    let config = random_config();
+    api.push_blobs(repo, &[&config]).await;
+    for (mt, body) in [
+        (
+            OCI_MANIFEST,
+            json!({"mediaType": OCI_MANIFEST, "config": config.descriptor(), "layers": []}),
+        ),
+        (OCI_INDEX, json!({"mediaType": OCI_INDEX, "manifests": []})),
+    ] {
+        let body = serde_json::to_vec(&body).unwrap();
+        api.put_manifest(repo, "v1", mt, &body)
+            .await
+            .expect_error(400, &["MANIFEST_INVALID"]);
+    }
+    api.get_manifest(repo, "v1")
+        .await
+        .expect_error(404, &["MANIFEST_UNKNOWN", "NAME_UNKNOWN"]);
 }
 
 #[tokio::test]
