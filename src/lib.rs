@@ -11,6 +11,7 @@
 //! - [`oci`]: names, tags, digests and manifest parsing; pure functions.
 //! - [`metadata`]: the metadata-store trait and its SQLite implementation.
 //! - [`storage`]: the blob-store trait and its filesystem implementation.
+//! - [`gc`]: the garbage collector behind the `ferry-gc` binary (`src/bin/ferry-gc.rs`).
 //! - [`server`], [`shutdown`], [`telemetry`], [`healthcheck`]: running the service.
 //!
 //! ## Invariants
@@ -24,6 +25,7 @@
 //! 5. Content under a digest never changes; a tag move is one row update.
 
 pub mod config;
+pub mod gc;
 pub mod healthcheck;
 pub mod http;
 pub mod metadata;

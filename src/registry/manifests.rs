@@ -48,7 +48,9 @@ impl Registry {
         if let Reference::Tag(tag) = reference {
             tags.push(tag.clone());
         }
-        // Bytes before metadata: the manifest's blob is durable before any row names it.
+        // Bytes before metadata: the manifest's blob is durable before any row names it
+        // (and its use time is refreshed first, so a running collector leaves it alone).
+        self.metadata.touch_blob(&digest).await?;
         self.storage.put(&digest, body.clone()).await?;
         self.metadata
             .put_manifest(

@@ -329,6 +329,8 @@ impl Api {
     pub fn with_timeout(reg: &TestRegistry, timeout: Duration) -> Self {
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Tests restart servers on the same port: never reuse a connection to a dead one.
+            .pool_max_idle_per_host(0)
             .timeout(timeout)
             .build()
             .expect("http client");
