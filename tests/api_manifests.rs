@@ -639,3 +639,57 @@ async fn docker_list_children_in_index_must_exist_but_platform_fields_are_free()
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["manifests"][0]["digest"], child_digest);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_all_succeed() {
+    let reg = start();
+    let api = Api::new(&reg);
+    // Blobs first, then many manifest PUTs at once: different repositories, different tags
+    // of one repository, and races on the same tag.
+    let mut prepared = vec![];
+    for i in 0..24 {
+        let repo = format!("race/r{}", i % 4);
+        let config = random_config();
+        api.push_blobs(&repo, &[&config]).await;
+        prepared.push((repo, oci_manifest(&config, &[], json!({}))));
+    }
+    let mut tasks = vec![];
+    for (i, (repo, body)) in prepared.iter().cloned().enumerate() {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let tag = if i % 3 == 0 {
+                "same".to_string()
+            } else {
+                format!("t{i}")
+            };
+            let r = api.put_manifest(&repo, &tag, OCI_MANIFEST, &body).await;
+            r.expect(201);
+            (repo, tag, body)
+        }));
+    }
+    let mut pushed = vec![];
+    for t in tasks {
+        pushed.push(t.await.unwrap());
+    }
+    for (repo, tag, body) in &pushed {
+        let r = api.get_manifest(repo, &sha256(body)).await;
+        r.expect(200);
+        assert!(r.body[..] == body[..]);
+        let r = api.get_manifest(repo, tag).await;
+        r.expect(200);
+        if tag != "same" {
+            assert!(r.body[..] == body[..]);
+        } else {
+            // The winner is one of the manifests pushed to that repository's "same".
+            assert!(
+                pushed
+                    .iter()
+                    .any(|(r2, t2, b2)| r2 == repo && t2 == "same" && r.body[..] == b2[..]),
+                "tag 'same' points at something never pushed there"
+            );
+        }
+    }
+    let mut catalog = api.catalog().await;
+    catalog.sort();
+    assert_eq!(catalog, vec!["race/r0", "race/r1", "race/r2", "race/r3"]);
+}
