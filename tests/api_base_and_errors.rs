@@ -300,6 +300,25 @@ async fn sha512_digests_are_supported_and_verified() {
     r.expect(200);
     assert!(r.body[..] == mono[..]);
 
+    // A manifest pushed by a sha512 reference is verified and served under it.
+    let empty = Blob::new(OCI_EMPTY, b"{}".to_vec());
+    api.push_blobs("s512/repo", &[&empty]).await;
+    let manifest = oci_manifest(&empty, &[], serde_json::json!({}));
+    let m512 = sha512(&manifest);
+    let r = api
+        .put_manifest("s512/repo", &m512, OCI_MANIFEST, &manifest)
+        .await;
+    r.expect(201);
+    assert_eq!(r.must_header("docker-content-digest"), m512);
+    let r = api.get_manifest("s512/repo", &m512).await;
+    r.expect(200);
+    assert!(r.body[..] == manifest[..]);
+    assert_eq!(r.must_header("docker-content-digest"), m512);
+    let other = oci_manifest(&empty, &[], serde_json::json!({"annotations": {"x": "y"}}));
+    api.put_manifest("s512/repo", &m512, OCI_MANIFEST, &other)
+        .await
+        .expect_error(400, &["DIGEST_INVALID"]);
+
     // A wrong sha512 digest is refused and nothing is stored.
     let other = random_bytes(1000);
     let wrong = sha512(b"something else");

@@ -23,6 +23,8 @@ enum Mode {
     PutWithDigest,
     /// A single POST ?digest= carrying all the bytes.
     PostWithDigest,
+    /// A PATCH of the first half (acknowledged), then a PUT ?digest= carrying the rest.
+    PatchThenPut,
 }
 
 /// Starts uploading `content` into `repo` the `mode` way, stalls after `after` chunks,
@@ -36,7 +38,13 @@ async fn start_interrupted_upload(
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>> {
     let digest = content.digest();
     let (tx, rx) = oneshot::channel();
-    let body = content.body(0, content.chunks(), Some((after, tx)));
+    let half = content.chunks() / 2;
+    let from = if matches!(mode, Mode::PatchThenPut) {
+        half
+    } else {
+        0
+    };
+    let body = content.body(from, content.chunks(), Some((after, tx)));
     let request = match mode {
         Mode::StreamedPatch => {
             let loc = api.start_upload(repo).await;
@@ -44,6 +52,20 @@ async fn start_interrupted_upload(
         }
         Mode::PutWithDigest => {
             let loc = api.start_upload(repo).await;
+            api.req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
+        }
+        Mode::PatchThenPut => {
+            let loc = api.start_upload(repo).await;
+            let r = api
+                .send(
+                    api.req(Method::PATCH, &loc)
+                        .header("Content-Type", "application/octet-stream")
+                        .body(content.body(0, half, None)),
+                )
+                .await;
+            r.expect(202);
+            assert_eq!(r.range_len(), content.offset(half));
+            let loc = api.abs(r.must_header("location"));
             api.req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
         }
         Mode::PostWithDigest => api.req(
@@ -94,8 +116,13 @@ async fn crash_mid_upload(mode: Mode) {
 
     let content = Content::new(BIG);
     let digest = content.digest();
-    let task = start_interrupted_upload(&api, "crash/big", &content, mode, 96).await;
-    wait_for_staged_bytes(&reg, 32 << 20).await;
+    let task = start_interrupted_upload(&api, "crash/big", &content, mode, 64).await;
+    // Bytes already acknowledged (PatchThenPut) plus 32 MiB of the interrupted request.
+    let acknowledged = match mode {
+        Mode::PatchThenPut => content.offset(content.chunks() / 2),
+        _ => 0,
+    };
+    wait_for_staged_bytes(&reg, acknowledged + (32 << 20)).await;
     reg.kill9();
     task.abort();
     reg.restart();
@@ -138,7 +165,7 @@ async fn wait_for_staged_bytes(reg: &TestRegistry, min: u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!(
-        "no file under the data directory reached {min} bytes while 96 MiB were sent; \
+        "no file under the data directory reached {min} bytes while 64 MiB more were sent; \
          is the upload being buffered in memory?"
     );
 }
@@ -208,6 +235,11 @@ async fn kill_during_put_with_digest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_post_with_digest() {
     crash_mid_upload(Mode::PostWithDigest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_final_put_after_a_patch() {
+    crash_mid_upload(Mode::PatchThenPut).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
