@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey, layout};
@@ -21,7 +21,9 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 /// Buffers queued for the writer thread at most (bounds memory per upload).
 const WRITE_QUEUE: usize = 4;
 /// Reads are served in chunks of this size.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
+/// Chunks read ahead at most (bounds memory per download).
+const READ_QUEUE: usize = 4;
 
 /// Blob store over a local directory.
 #[derive(Clone, Debug)]
@@ -91,6 +93,36 @@ fn open_staging_at(path: &Path, offset: u64) -> Result<std::fs::File, StorageErr
     }
     file.seek(SeekFrom::Start(offset))?;
     Ok(file)
+}
+
+/// Streams `len` bytes from `file` (already positioned): a blocking thread reads ahead in
+/// [`READ_CHUNK`]s into a small queue, so disk reads overlap with sending.
+fn stream_file(file: std::fs::File, len: u64) -> ByteStream<'static> {
+    use std::io::Read;
+    let (queue, chunks) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let mut remaining = len;
+        while remaining > 0 {
+            let want = remaining.min(READ_CHUNK as u64);
+            let mut buffer = Vec::with_capacity(want as usize);
+            let item = match (&mut file).take(want).read_to_end(&mut buffer) {
+                Ok(0) => Err(io::Error::new(ErrorKind::UnexpectedEof, "blob file is shorter than recorded")),
+                Ok(n) => {
+                    remaining -= n as u64;
+                    Ok(Bytes::from(buffer))
+                }
+                Err(e) => Err(e),
+            };
+            let failed = item.is_err();
+            if queue.blocking_send(item).is_err() || failed {
+                return; // the client went away, or the read failed (already reported)
+            }
+        }
+    });
+    Box::pin(futures_util::stream::unfold(chunks, |mut chunks| async move {
+        chunks.recv().await.map(|item| (item, chunks))
+    }))
 }
 
 /// Entries of a directory; a missing directory has none.
@@ -214,12 +246,15 @@ impl BlobStore for FilesystemStore {
         range: Range<u64>,
     ) -> Result<ByteStream<'static>, StorageError> {
         let path = layout::blob_data(&self.root, digest);
-        let mut file = not_found_as_none(File::open(&path).await)?.ok_or(StorageError::NotFound)?;
-        if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start)).await?;
-        }
-        let reader = file.take(range.end.saturating_sub(range.start));
-        Ok(Box::pin(ReaderStream::with_capacity(reader, READ_CHUNK)))
+        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, StorageError> {
+            use std::io::Seek;
+            let mut file = not_found_as_none(std::fs::File::open(&path))?.ok_or(StorageError::NotFound)?;
+            file.seek(SeekFrom::Start(range.start))?;
+            Ok(file)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(stream_file(file, range.end.saturating_sub(range.start)))
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {
