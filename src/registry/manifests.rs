@@ -83,12 +83,9 @@ impl Registry {
             Reference::Tag(tag) => self.metadata.tagged_manifest(repository, tag).await?,
             Reference::Digest(digest) => self.metadata.manifest(repository, digest).await?,
         };
-        match found {
-            Some(manifest) => Ok(manifest),
-            None => Err(self
-                .unknown_in(repository, RegistryError::ManifestUnknown)
-                .await?),
-        }
+        // MANIFEST_UNKNOWN also for an unknown repository, as Distribution answers: Docker
+        // then says "manifest for ... not found" rather than a bare "name unknown".
+        found.ok_or(RegistryError::ManifestUnknown)
     }
 
     /// Deletes a tag (only the tag) or a manifest by digest (with the tags on it).
@@ -105,22 +102,7 @@ impl Registry {
         if deleted {
             Ok(())
         } else {
-            Err(self
-                .unknown_in(repository, RegistryError::ManifestUnknown)
-                .await?)
-        }
-    }
-
-    /// `NAME_UNKNOWN` when the repository does not exist at all, else `error`.
-    pub(crate) async fn unknown_in(
-        &self,
-        repository: &RepositoryName,
-        error: RegistryError,
-    ) -> Result<RegistryError, RegistryError> {
-        if self.metadata.repository_exists(repository).await? {
-            Ok(error)
-        } else {
-            Ok(RegistryError::NameUnknown)
+            Err(RegistryError::ManifestUnknown)
         }
     }
 }

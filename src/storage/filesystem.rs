@@ -2,7 +2,7 @@
 //! appended to a staging file, fsynced and renamed into place on commit, so a blob file
 //! under `blobs/` is always complete.
 
-use std::io::{self, ErrorKind, SeekFrom};
+use std::io::{self, ErrorKind, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey, layout};
@@ -18,8 +18,12 @@ use crate::oci::{Digest, RepositoryName};
 
 /// Writes are gathered into buffers of this size before reaching the file.
 const WRITE_BUFFER: usize = 1024 * 1024;
+/// Buffers queued for the writer thread at most (bounds memory per upload).
+const WRITE_QUEUE: usize = 4;
 /// Reads are served in chunks of this size.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
+/// Chunks read ahead at most (bounds memory per download).
+const READ_QUEUE: usize = 4;
 
 /// Blob store over a local directory.
 #[derive(Clone, Debug)]
@@ -69,6 +73,56 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     drop(file);
     fs::rename(&tmp, path).await?;
     sync_dir(dir).await
+}
+
+/// Opens a staging file for appending at `offset`, cutting off bytes of an interrupted
+/// request beyond it.
+fn open_staging_at(path: &Path, offset: u64) -> Result<std::fs::File, StorageError> {
+    use std::io::Seek;
+    let mut file = not_found_as_none(std::fs::OpenOptions::new().write(true).open(path))?
+        .ok_or(StorageError::NotFound)?;
+    let staged = file.metadata()?.len();
+    if staged < offset {
+        return Err(StorageError::StagingShort {
+            expected: offset,
+            actual: staged,
+        });
+    }
+    if staged > offset {
+        file.set_len(offset)?;
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(file)
+}
+
+/// Streams `len` bytes from `file` (already positioned): a blocking thread reads ahead in
+/// [`READ_CHUNK`]s into a small queue, so disk reads overlap with sending.
+fn stream_file(file: std::fs::File, len: u64) -> ByteStream<'static> {
+    use std::io::Read;
+    let (queue, chunks) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let mut remaining = len;
+        while remaining > 0 {
+            let want = remaining.min(READ_CHUNK as u64);
+            let mut buffer = Vec::with_capacity(want as usize);
+            let item = match (&mut file).take(want).read_to_end(&mut buffer) {
+                Ok(0) => Err(io::Error::new(ErrorKind::UnexpectedEof, "blob file is shorter than recorded")),
+                Ok(n) => {
+                    remaining -= n as u64;
+                    Ok(Bytes::from(buffer))
+                }
+                Err(e) => Err(e),
+            };
+            let failed = item.is_err();
+            if queue.blocking_send(item).is_err() || failed {
+                return; // the client went away, or the read failed (already reported)
+            }
+        }
+    });
+    Box::pin(futures_util::stream::unfold(chunks, |mut chunks| async move {
+        chunks.recv().await.map(|item| (item, chunks))
+    }))
 }
 
 /// Entries of a directory; a missing directory has none.
@@ -192,12 +246,15 @@ impl BlobStore for FilesystemStore {
         range: Range<u64>,
     ) -> Result<ByteStream<'static>, StorageError> {
         let path = layout::blob_data(&self.root, digest);
-        let mut file = not_found_as_none(File::open(&path).await)?.ok_or(StorageError::NotFound)?;
-        if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start)).await?;
-        }
-        let reader = file.take(range.end.saturating_sub(range.start));
-        Ok(Box::pin(ReaderStream::with_capacity(reader, READ_CHUNK)))
+        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, StorageError> {
+            use std::io::Seek;
+            let mut file = not_found_as_none(std::fs::File::open(&path))?.ok_or(StorageError::NotFound)?;
+            file.seek(SeekFrom::Start(range.start))?;
+            Ok(file)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(stream_file(file, range.end.saturating_sub(range.start)))
     }
 
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError> {
@@ -231,39 +288,56 @@ impl BlobStore for FilesystemStore {
         mut body: ByteStream<'_>,
     ) -> Result<u64, StorageError> {
         let path = self.staging_file(key);
-        let mut file = not_found_as_none(OpenOptions::new().write(true).open(&path).await)?
-            .ok_or(StorageError::NotFound)?;
-        let staged = file.metadata().await?.len();
-        if staged < offset {
-            return Err(StorageError::StagingShort {
-                expected: offset,
-                actual: staged,
-            });
-        }
-        if staged > offset {
-            file.set_len(offset).await?; // bytes of a request that did not complete
-        }
-        file.seek(SeekFrom::Start(offset)).await?;
+        // The file is written by a blocking thread fed through a small queue, so disk
+        // writes overlap with receiving (and hashing) the next bytes.
+        let file = tokio::task::spawn_blocking(move || open_staging_at(&path, offset))
+            .await
+            .map_err(io::Error::other)??;
+        let (queue, mut pending) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut file = file;
+            while let Some(buffer) = pending.blocking_recv() {
+                file.write_all(&buffer)?;
+            }
+            Ok(())
+        });
         let mut written = 0u64;
-        let mut buffer = BytesMut::with_capacity(WRITE_BUFFER);
+        let mut buffer = BytesMut::new();
+        let mut body_error = None;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StorageError::Body)?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            };
             written += chunk.len() as u64;
-            if buffer.is_empty() && chunk.len() >= WRITE_BUFFER {
-                file.write_all(&chunk).await?;
-                continue;
-            }
-            buffer.extend_from_slice(&chunk);
-            if buffer.len() >= WRITE_BUFFER {
-                file.write_all(&buffer).await?;
-                buffer.clear();
+            let full = if buffer.is_empty() && chunk.len() >= WRITE_BUFFER {
+                chunk
+            } else {
+                if buffer.capacity() == 0 {
+                    buffer.reserve(WRITE_BUFFER);
+                }
+                buffer.extend_from_slice(&chunk);
+                if buffer.len() < WRITE_BUFFER {
+                    continue;
+                }
+                buffer.split().freeze()
+            };
+            if queue.send(full).await.is_err() {
+                break; // the writer failed: its error is reported below
             }
         }
-        if !buffer.is_empty() {
-            file.write_all(&buffer).await?;
+        if body_error.is_none() && !buffer.is_empty() {
+            let _ = queue.send(buffer.freeze()).await;
         }
-        file.flush().await?;
-        Ok(written)
+        drop(queue);
+        writer.await.map_err(io::Error::other)??;
+        match body_error {
+            Some(e) => Err(StorageError::Body(e)),
+            None => Ok(written),
+        }
     }
 
     async fn upload_read(
