@@ -162,12 +162,14 @@ pub async fn collect(
         if known.contains(digest.as_str()) || file.modified > old_file {
             continue;
         }
-        // Re-check: it may have been recorded since the snapshot.
-        if metadata.blob_size(&file.digest).await?.is_some() {
+        let removed = if options.dry_run {
+            metadata.blob_size(&file.digest).await?.is_none()
+        } else {
+            // Re-checked under the write lock: it may have been recorded since the snapshot.
+            metadata.delete_orphan_file(&file.digest, storage).await?
+        };
+        if !removed {
             continue;
-        }
-        if !options.dry_run {
-            storage.delete(&file.digest).await?;
         }
         report.orphan_files_removed += 1;
         report.bytes_reclaimed += file.size;
@@ -203,7 +205,9 @@ pub async fn collect(
     }
     report.repositories_removed = report.repositories.len();
     if !options.dry_run {
-        storage.prune_empty_directories().await?;
+        // Only directories emptied before the grace window; the server also re-creates a
+        // directory that vanishes under it.
+        storage.prune_empty_directories(options.grace).await?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

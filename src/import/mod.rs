@@ -143,7 +143,7 @@ async fn import_repository(
         let mut still = Vec::new();
         let mut last_error = Vec::new();
         for (digest, payload) in pending {
-            match record_manifest(metadata, &name, &digest, &payload, &[]).await {
+            match record_manifest(metadata, storage, &name, &digest, &payload, &[]).await {
                 Ok(()) => report.manifests += 1,
                 Err(RecordError::Retry(reason)) => {
                     last_error.push(format!("{name}: manifest {digest}: {reason}"));
@@ -177,6 +177,7 @@ async fn import_repository(
         };
         match record_manifest(
             metadata,
+            storage,
             &name,
             &digest,
             &stored.payload,
@@ -205,6 +206,7 @@ enum RecordError {
 
 async fn record_manifest(
     metadata: &dyn MetadataStore,
+    storage: &dyn BlobStore,
     name: &RepositoryName,
     digest: &Digest,
     payload: &[u8],
@@ -221,7 +223,7 @@ async fn record_manifest(
         references: &parsed.references,
         tags,
     };
-    match metadata.put_manifest(name, &new).await {
+    match metadata.put_manifest(name, &new, storage).await {
         Ok(()) => Ok(()),
         Err(e @ MetadataError::MissingReference { .. }) => Err(RecordError::Retry(e.to_string())),
         Err(e @ MetadataError::SizeMismatch { .. }) => Err(RecordError::Skip(e.to_string())),

@@ -112,6 +112,14 @@ pub trait CollectorMetadata: MetadataStore {
         storage: &dyn BlobStore,
     ) -> Result<Option<u64>, MetadataError>;
 
+    /// Deletes a blob file no row describes (a crash leftover), holding the write lock while
+    /// checking and deleting, so an upload committing that digest is not cut in half.
+    async fn delete_orphan_file(
+        &self,
+        digest: &Digest,
+        storage: &dyn BlobStore,
+    ) -> Result<bool, MetadataError>;
+
     /// Deletes a repository with no manifests, links or uploads left.
     async fn delete_repository_if_empty(&self, repository: i64) -> Result<bool, MetadataError>;
 }

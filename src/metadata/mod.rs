@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::oci::manifest::ContentReference;
 use crate::oci::{Digest, RepositoryName, Tag};
+use crate::storage::{BlobStore, StorageError};
 
 /// A metadata failure.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,9 @@ pub enum MetadataError {
         /// Size stored.
         actual: u64,
     },
+    /// Storage failed inside a metadata transaction (which was rolled back).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// A row holds something that cannot be parsed back (a bug or a hand-edited database).
     #[error("metadata database holds an invalid value: {0}")]
     Corrupt(String),
@@ -172,12 +176,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         hash_state: Option<&[u8]>,
     ) -> Result<bool, MetadataError>;
 
-    /// Ends an upload: records its blob, links it into the repository and drops the session,
-    /// atomically.
+    /// Ends an upload: inside one write transaction, commits the sealed bytes in `storage`
+    /// under `digest`, records the blob, links it into the repository and drops the session.
     async fn complete_upload(
         &self,
         session: &UploadSession,
         digest: &Digest,
+        storage: &dyn BlobStore,
     ) -> Result<(), MetadataError>;
 
     /// Drops a session; `false` if it did not exist.
@@ -188,11 +193,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     -> Result<Vec<UploadSession>, MetadataError>;
 
     /// Stores a manifest after checking, in the same transaction, that everything it
-    /// references is in the repository; points `manifest.tags` at it.
+    /// references is in the repository (refreshing their use time); writes its bytes to
+    /// `storage` inside that transaction, before the rows; points `manifest.tags` at it.
     async fn put_manifest(
         &self,
         repository: &RepositoryName,
         manifest: &NewManifest<'_>,
+        storage: &dyn BlobStore,
     ) -> Result<(), MetadataError>;
 
     /// A manifest by digest.
@@ -223,7 +230,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         tag: &Tag,
     ) -> Result<bool, MetadataError>;
 
-    /// Whether the repository has any manifest (what `_catalog` lists).
+    /// Whether the repository is known: something was pushed to it and it was not
+    /// collected since (`_catalog` lists only those holding a manifest).
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool, MetadataError>;
 
     /// Up to `limit` tags after `last`, in byte-wise order.

@@ -48,10 +48,8 @@ impl Registry {
         if let Reference::Tag(tag) = reference {
             tags.push(tag.clone());
         }
-        // Bytes before metadata: the manifest's blob is durable before any row names it
-        // (and its use time is refreshed first, so a running collector leaves it alone).
-        self.metadata.touch_blob(&digest).await?;
-        self.storage.put(&digest, body.clone()).await?;
+        // The metadata store writes the manifest's bytes as a blob inside its transaction,
+        // before the rows that name them.
         self.metadata
             .put_manifest(
                 repository,
@@ -65,6 +63,7 @@ impl Registry {
                     references: &parsed.references,
                     tags: &tags,
                 },
+                self.storage.as_ref(),
             )
             .await?;
         Ok(PushedManifest {

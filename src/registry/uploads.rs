@@ -199,13 +199,14 @@ impl Registry {
             self.discard(&session).await?;
             return Err(RegistryError::digest_mismatch(digest, &actual));
         }
-        // Refresh the blob's use time before its bytes are committed: a collector that has
-        // not deleted it yet now leaves it alone (see ARCHITECTURE.md, garbage collection).
-        self.metadata.touch_blob(digest).await?;
+        // Durable first (slow, no lock held); then the rename and the rows in one
+        // metadata transaction, so the collector never sees the bytes without their row.
         self.storage
-            .upload_commit(&key(&session), session.size, digest)
+            .upload_seal(&key(&session), session.size)
             .await?;
-        self.metadata.complete_upload(&session, digest).await?;
+        self.metadata
+            .complete_upload(&session, digest, self.storage.as_ref())
+            .await?;
         Ok(())
     }
 

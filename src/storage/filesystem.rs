@@ -5,6 +5,7 @@
 use std::io::{self, ErrorKind, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -65,14 +66,36 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent"))?;
-    fs::create_dir_all(dir).await?;
     let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
-    let mut file = File::create(&tmp).await?;
+    let mut file = in_dir(dir, || File::create(&tmp)).await?;
     file.write_all(bytes).await?;
     file.sync_all().await?;
     drop(file);
     fs::rename(&tmp, path).await?;
     sync_dir(dir).await
+}
+
+/// Runs `op`, which creates an entry in `dir`, after making sure `dir` exists; again if
+/// `dir` vanished in between (the collector removes empty directories).
+async fn in_dir<T, F, Fut>(dir: &Path, mut op: F) -> io::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = io::Result<T>>,
+{
+    let mut attempts = 0;
+    loop {
+        fs::create_dir_all(dir).await?;
+        match op().await {
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    && attempts < 3
+                    && !fs::try_exists(dir).await.unwrap_or(true) =>
+            {
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Opens a staging file for appending at `offset`, cutting off bytes of an interrupted
@@ -107,7 +130,10 @@ fn stream_file(file: std::fs::File, len: u64) -> ByteStream<'static> {
             let want = remaining.min(READ_CHUNK as u64);
             let mut buffer = Vec::with_capacity(want as usize);
             let item = match (&mut file).take(want).read_to_end(&mut buffer) {
-                Ok(0) => Err(io::Error::new(ErrorKind::UnexpectedEof, "blob file is shorter than recorded")),
+                Ok(0) => Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "blob file is shorter than recorded",
+                )),
                 Ok(n) => {
                     remaining -= n as u64;
                     Ok(Bytes::from(buffer))
@@ -120,9 +146,10 @@ fn stream_file(file: std::fs::File, len: u64) -> ByteStream<'static> {
             }
         }
     });
-    Box::pin(futures_util::stream::unfold(chunks, |mut chunks| async move {
-        chunks.recv().await.map(|item| (item, chunks))
-    }))
+    Box::pin(futures_util::stream::unfold(
+        chunks,
+        |mut chunks| async move { chunks.recv().await.map(|item| (item, chunks)) },
+    ))
 }
 
 /// Entries of a directory; a missing directory has none.
@@ -167,7 +194,7 @@ fn walk_blobs(root: &Path) -> io::Result<Vec<StoredBlob>> {
 fn walk_uploads(root: &Path) -> io::Result<Vec<StagedUpload>> {
     fn walk(dir: &Path, name: &str, out: &mut Vec<StagedUpload>) -> io::Result<()> {
         for entry in entries(dir)? {
-            if !entry.file_type()?.is_dir() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
             let file_name = entry.file_name().to_string_lossy().into_owned();
@@ -180,7 +207,11 @@ fn walk_uploads(root: &Path) -> io::Result<Vec<StagedUpload>> {
                     else {
                         continue;
                     };
-                    let modified = upload.metadata()?.modified()?;
+                    let modified = match upload.metadata() {
+                        Ok(meta) => meta.modified()?,
+                        Err(e) if e.kind() == ErrorKind::NotFound => continue, // finished meanwhile
+                        Err(e) => return Err(e),
+                    };
                     out.push(StagedUpload {
                         key: UploadKey {
                             repository: repository.clone(),
@@ -205,15 +236,25 @@ fn walk_uploads(root: &Path) -> io::Result<Vec<StagedUpload>> {
     Ok(found)
 }
 
-/// Removes empty directories below `dir` (not `dir` itself); returns whether `dir` is empty.
-fn prune(dir: &Path) -> io::Result<bool> {
+/// Removes empty directories below `dir` (not `dir` itself) last changed before
+/// `changed_before`; returns whether `dir` is empty.
+fn prune(dir: &Path, changed_before: SystemTime) -> io::Result<bool> {
     let mut empty = true;
     for entry in entries(dir)? {
-        if entry.file_type()?.is_dir() && prune(&entry.path())? {
-            match std::fs::remove_dir(entry.path()) {
-                Ok(()) => continue,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(_) => {} // filled again meanwhile
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            // Judge the age before pruning inside: removing its children changes it.
+            let old = match entry.metadata() {
+                Ok(meta) => meta.modified().is_ok_and(|t| t < changed_before),
+                Err(e) if e.kind() == ErrorKind::NotFound => continue, // removed meanwhile
+                Err(e) => return Err(e),
+            };
+            if prune(&path, changed_before)? && old {
+                match std::fs::remove_dir(&path) {
+                    Ok(()) => continue,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(_) => {} // filled again meanwhile
+                }
             }
         }
         empty = false;
@@ -248,7 +289,8 @@ impl BlobStore for FilesystemStore {
         let path = layout::blob_data(&self.root, digest);
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, StorageError> {
             use std::io::Seek;
-            let mut file = not_found_as_none(std::fs::File::open(&path))?.ok_or(StorageError::NotFound)?;
+            let mut file =
+                not_found_as_none(std::fs::File::open(&path))?.ok_or(StorageError::NotFound)?;
             file.seek(SeekFrom::Start(range.start))?;
             Ok(file)
         })
@@ -274,10 +316,10 @@ impl BlobStore for FilesystemStore {
 
     async fn upload_start(&self, key: &UploadKey) -> Result<(), StorageError> {
         let path = self.staging_file(key);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).await?;
-        }
-        File::create(&path).await?;
+        let dir = path
+            .parent()
+            .ok_or_else(|| io::Error::other("staging path has no parent"))?;
+        in_dir(dir, || File::create(&path)).await?;
         Ok(())
     }
 
@@ -353,14 +395,8 @@ impl BlobStore for FilesystemStore {
         )))
     }
 
-    async fn upload_commit(
-        &self,
-        key: &UploadKey,
-        size: u64,
-        digest: &Digest,
-    ) -> Result<(), StorageError> {
+    async fn upload_seal(&self, key: &UploadKey, size: u64) -> Result<(), StorageError> {
         let staging = self.staging_file(key);
-        let final_path = layout::blob_data(&self.root, digest);
         let file = not_found_as_none(OpenOptions::new().write(true).open(&staging).await)?
             .ok_or(StorageError::NotFound)?;
         let staged = file.metadata().await?.len();
@@ -370,17 +406,27 @@ impl BlobStore for FilesystemStore {
                 actual: staged,
             });
         }
+        if staged > size {
+            file.set_len(size).await?;
+        }
+        file.sync_all().await?;
+        Ok(())
+    }
+
+    async fn upload_commit(
+        &self,
+        key: &UploadKey,
+        _size: u64,
+        digest: &Digest,
+    ) -> Result<(), StorageError> {
+        let staging = self.staging_file(key);
+        let final_path = layout::blob_data(&self.root, digest);
         if !fs::try_exists(&final_path).await? {
-            if staged > size {
-                file.set_len(size).await?;
-            }
-            file.sync_all().await?;
-            drop(file);
             let dir = final_path
                 .parent()
                 .ok_or_else(|| io::Error::other("blob path has no parent"))?;
-            fs::create_dir_all(dir).await?;
-            fs::rename(&staging, &final_path).await?;
+            not_found_as_none(in_dir(dir, || fs::rename(&staging, &final_path)).await)?
+                .ok_or(StorageError::NotFound)?;
             sync_dir(dir).await?;
         }
         self.upload_abort(key).await
@@ -402,11 +448,12 @@ impl BlobStore for FilesystemStore {
         blocking(move || walk_uploads(&root)).await
     }
 
-    async fn prune_empty_directories(&self) -> Result<(), StorageError> {
+    async fn prune_empty_directories(&self, min_age: Duration) -> Result<(), StorageError> {
         let v2 = layout::v2_root(&self.root);
+        let changed_before = SystemTime::now() - min_age;
         blocking(move || {
-            prune(&v2.join("repositories"))?;
-            prune(&v2.join("blobs")).map(|_| ())
+            prune(&v2.join("repositories"), changed_before)?;
+            prune(&v2.join("blobs"), changed_before).map(|_| ())
         })
         .await
     }
@@ -461,6 +508,7 @@ mod tests {
         );
         let digest = Digest::of(Algorithm::Sha256, b"hello world");
         assert_eq!(store.stat(&digest).await.unwrap(), None);
+        store.upload_seal(&key, 11).await.unwrap();
         store.upload_commit(&key, 11, &digest).await.unwrap();
         assert_eq!(store.stat(&digest).await.unwrap(), Some(11));
         assert_eq!(
@@ -488,7 +536,7 @@ mod tests {
         assert_eq!(uploads[0].key.repository.as_str(), "team/app");
         assert_eq!(uploads[0].key.id, key.id);
         store.upload_abort(&key).await.unwrap();
-        store.prune_empty_directories().await.unwrap();
+        store.prune_empty_directories(Duration::ZERO).await.unwrap();
         assert!(!layout::repository_dir(dir.path(), &key.repository).exists());
         assert!(layout::v2_root(dir.path()).join("repositories").exists());
     }

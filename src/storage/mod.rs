@@ -9,7 +9,7 @@ pub mod layout;
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -118,8 +118,13 @@ pub trait BlobStore: Send + Sync + 'static {
         len: u64,
     ) -> Result<ByteStream<'static>, StorageError>;
 
-    /// Makes the first `size` staged bytes the blob `digest` (already verified by the caller),
-    /// durably, and removes the staging area.
+    /// Makes the first `size` staged bytes durable where they are (the slow part of a
+    /// commit, done before any lock is taken).
+    async fn upload_seal(&self, key: &UploadKey, size: u64) -> Result<(), StorageError>;
+
+    /// Makes the sealed upload the blob `digest` (already verified by the caller) and
+    /// removes the staging area. Called inside the metadata transaction that records the
+    /// blob, so the garbage collector never sees the bytes without their row.
     async fn upload_commit(
         &self,
         key: &UploadKey,
@@ -136,7 +141,7 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Every upload staging area in storage, whether or not metadata knows it.
     async fn list_uploads(&self) -> Result<Vec<StagedUpload>, StorageError>;
 
-    /// Removes directories left empty under the repositories and blobs trees (no-op where storage
-    /// has no directories).
-    async fn prune_empty_directories(&self) -> Result<(), StorageError>;
+    /// Removes directories left empty under the repositories and blobs trees that were last
+    /// changed more than `min_age` ago (no-op where storage has no directories).
+    async fn prune_empty_directories(&self, min_age: Duration) -> Result<(), StorageError>;
 }

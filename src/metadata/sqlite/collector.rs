@@ -189,6 +189,24 @@ impl CollectorMetadata for SqliteStore {
         Ok(Some(size_from_db(size)))
     }
 
+    async fn delete_orphan_file(
+        &self,
+        digest: &Digest,
+        storage: &dyn BlobStore,
+    ) -> Result<bool, MetadataError> {
+        let mut tx = self.begin().await?;
+        let known: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_some() {
+            return Ok(false);
+        }
+        storage.delete(digest).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn delete_repository_if_empty(&self, repository: i64) -> Result<bool, MetadataError> {
         let done = sqlx::query(
             "DELETE FROM repositories AS r WHERE r.id = ?1

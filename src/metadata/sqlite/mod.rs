@@ -21,6 +21,7 @@ use super::{
     MetadataError, MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession, now,
 };
 use crate::oci::{Digest, ReferenceKind, RepositoryName, Tag};
+use crate::storage::{BlobStore, UploadKey};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -324,8 +325,14 @@ impl MetadataStore for SqliteStore {
         &self,
         session: &UploadSession,
         digest: &Digest,
+        storage: &dyn BlobStore,
     ) -> Result<(), MetadataError> {
         let mut tx = self.begin().await?;
+        let key = UploadKey {
+            repository: session.repository.clone(),
+            id: session.id,
+        };
+        storage.upload_commit(&key, session.size, digest).await?;
         link_in_tx(&mut tx, &session.repository, digest, session.size).await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(session.id.to_string())
@@ -367,6 +374,7 @@ impl MetadataStore for SqliteStore {
         &self,
         repository: &RepositoryName,
         manifest: &NewManifest<'_>,
+        storage: &dyn BlobStore,
     ) -> Result<(), MetadataError> {
         let mut tx = self.begin().await?;
         let repo = repository_id(&mut tx, repository).await?;
@@ -406,9 +414,23 @@ impl MetadataStore for SqliteStore {
             }
         }
         let now = now();
+        // A push that references blobs is a use of them (the collector's grace window).
+        for reference in manifest.references {
+            if reference.kind != ReferenceKind::Manifest {
+                sqlx::query("UPDATE blobs SET last_used = ? WHERE digest = ?")
+                    .bind(now)
+                    .bind(reference.digest.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let digest = manifest.digest.to_string();
         let size = size_to_db(manifest.payload.len() as u64);
-        // The manifest's own bytes are a blob too (written to storage before this call).
+        // The manifest's own bytes are a blob too: durable before the rows that name them,
+        // and written under the write lock so the collector cannot remove them in between.
+        storage
+            .put(manifest.digest, Bytes::copy_from_slice(manifest.payload))
+            .await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_used) VALUES (?, ?, ?, ?)
              ON CONFLICT (digest) DO UPDATE SET last_used = excluded.last_used",
@@ -419,9 +441,10 @@ impl MetadataStore for SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let inserted = sqlx::query(
+        sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
         )
         .bind(repo)
         .bind(&digest)
@@ -434,19 +457,17 @@ impl MetadataStore for SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() > 0 {
-            for reference in manifest.references {
-                sqlx::query(
-                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind)
-                     VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(repo)
-                .bind(&digest)
-                .bind(reference.digest.to_string())
-                .bind(reference.kind.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
+        for reference in manifest.references {
+            sqlx::query(
+                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind)
+                 VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(repo)
+            .bind(&digest)
+            .bind(reference.digest.to_string())
+            .bind(reference.kind.as_str())
+            .execute(&mut *tx)
+            .await?;
         }
         for tag in manifest.tags {
             sqlx::query(
@@ -533,13 +554,10 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool, MetadataError> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM repositories r WHERE r.name = ?
-             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)",
-        )
-        .bind(repository.as_str())
-        .fetch_optional(&self.reader)
-        .await?;
+        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
+            .bind(repository.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.is_some())
     }
 
