@@ -610,7 +610,7 @@ impl Listing {
         for repo in repos {
             let got = http(
                 "GET",
-                &format!("{}/v2/{repo}/tags/list?n=10000", reg.url),
+                &format!("{}/v2/{repo}/tags/list?n=1000", reg.url),
                 &[],
                 None,
             );
@@ -658,7 +658,7 @@ impl Listing {
 fn http_catalog(reg: &TestRegistry) -> Vec<String> {
     let got = http(
         "GET",
-        &format!("{}/v2/_catalog?n=10000", reg.url),
+        &format!("{}/v2/_catalog?n=1000", reg.url),
         &[],
         None,
     );
