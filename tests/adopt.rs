@@ -51,6 +51,7 @@ fn distribution_data_adopted() {
         "Ferry did not import the registry:2 directory at startup; log:\n{}",
         ferry.log()
     );
+    eprintln!("Distribution listed: {:?}", data.listing);
     let listed = Listing::of(&ferry, &data.listing.catalog_probe());
     data.listing
         .assert_same(&listed, "Ferry after the automatic import");
@@ -318,8 +319,14 @@ fn gc_after_adoption_matches_distribution_gc() {
         .filter_map(|l| l.split("blob eligible for deletion: ").nth(1))
         .map(|d| d.trim().to_string())
         .collect();
-    // Sanity: the deleted image's manifest, config and own layer are garbage to Distribution.
-    for digest in [&data.deleted, &data.deleted_config, &data.deleted_layer] {
+    // Sanity: the deleted image's manifest, config and own layer, and the blob no manifest
+    // references, are garbage to Distribution.
+    for digest in [
+        &data.deleted,
+        &data.deleted_config,
+        &data.deleted_layer,
+        &data.stray,
+    ] {
         assert!(
             distribution.contains(digest),
             "Distribution's GC does not list {digest}:\n{text}"
@@ -348,6 +355,12 @@ fn gc_after_adoption_matches_distribution_gc() {
     );
     let report = json(&stdout);
     let ferry_set: BTreeSet<String> = strings(&report["blobs"]).into_iter().collect();
+    eprintln!(
+        "Distribution's GC: {} blobs eligible; ferry-gc --dry-run: {} blobs ({} orphan files)",
+        distribution.len(),
+        ferry_set.len(),
+        report["orphan_files_removed"]
+    );
     assert_eq!(
         ferry_set, distribution,
         "ferry-gc --dry-run (left) vs docker-registry garbage-collect --dry-run (right); ferry-gc: {report}\nDistribution:\n{text}"
@@ -382,6 +395,8 @@ struct DistributionData {
     deleted: String,
     deleted_config: String,
     deleted_layer: String,
+    /// A blob pushed to `a/b/c` that no manifest references.
+    stray: String,
 }
 
 impl DistributionData {
@@ -391,6 +406,7 @@ impl DistributionData {
     /// - `multi/arch:1`: an OCI index of two platforms (`skopeo copy --all`);
     /// - in `a/b/c`, untagged: an artifact whose `subject` is app1 (pushed over HTTP);
     /// - `doomed/img:keep` (base) and `doomed/img:gone`, whose manifest is then deleted;
+    /// - a blob pushed to `a/b/c` that no manifest references;
     /// - abandoned uploads (POST + PATCH, no PUT) in `a/b/c` and `ghost/upload`.
     fn write() -> Self {
         require(&["skopeo", "umoci", "docker-registry"]);
@@ -481,6 +497,10 @@ impl DistributionData {
         );
         assert_eq!(put.status, 201, "PUT {url} on Distribution: {put:?}");
 
+        // A blob pushed and never referenced by any manifest (linked in `a/b/c` only).
+        let stray = format!("stray blob {nonce}").into_bytes();
+        upload_blob(&registry, "a/b/c", &stray);
+
         // Delete the doomed image's manifest by digest.
         let url = format!("{}/v2/doomed/img/manifests/{}", registry.url, doomed.digest);
         let del = http("DELETE", &url, &[], None);
@@ -545,6 +565,7 @@ impl DistributionData {
             deleted: doomed.digest,
             deleted_config: doomed.config,
             deleted_layer: doomed.layers[1].clone(),
+            stray: sha256_digest(&stray),
         }
     }
 
@@ -656,12 +677,7 @@ impl Listing {
 
 /// `_catalog`, asking for everything in one page.
 fn http_catalog(reg: &TestRegistry) -> Vec<String> {
-    let got = http(
-        "GET",
-        &format!("{}/v2/_catalog?n=1000", reg.url),
-        &[],
-        None,
-    );
+    let got = http("GET", &format!("{}/v2/_catalog?n=1000", reg.url), &[], None);
     assert_eq!(got.status, 200, "GET /v2/_catalog: {got:?}");
     strings(&got.json()["repositories"])
 }
@@ -969,39 +985,46 @@ impl std::fmt::Debug for Resp {
 
 /// One HTTP request (a fresh connection each time: servers come and go).
 fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Resp {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
-        let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(body) = body {
-            req = req.body(body);
-        }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
-            .to_vec();
-        Resp {
-            status,
-            headers,
-            body,
-        }
+    thread_local! {
+        static CLIENT: (tokio::runtime::Runtime, reqwest::Client) = (
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        );
+    }
+    CLIENT.with(|(rt, client)| {
+        rt.block_on(async {
+            let mut req =
+                client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            if let Some(body) = body {
+                req = req.body(body);
+            }
+            let resp = req
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp
+                .bytes()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+                .to_vec();
+            Resp {
+                status,
+                headers,
+                body,
+            }
+        })
     })
 }
 
