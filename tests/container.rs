@@ -608,6 +608,7 @@ fn compose_service() {
             .args(args)
             .env("FERRY_IMAGE", image)
             .env("FERRY_PORT", &port)
+            .env("FERRY_HEALTH_INTERVAL", "1s")
             .stdin(Stdio::null());
         cmd.output().expect("run compose")
     };
@@ -633,7 +634,8 @@ fn compose_service() {
     c.wait_healthy();
     let name = format!("{}/ferry-test/compose:1", c.host());
     let _local = LocalImages(vec![name.clone()]);
-    let image_id = import_image(&name, &tempfile::tempdir().unwrap().path().to_path_buf());
+    let tmp = tempfile::tempdir().unwrap();
+    let image_id = import_image(&name, tmp.path());
     push_remove_pull(&name, &image_id);
     // The named volume is a copy of the image's /var/lib/registry, owned by 1000.
     let logs = c.logs();
