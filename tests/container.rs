@@ -74,7 +74,10 @@ fn is_root() -> bool {
 }
 
 fn nonce() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{}-{}", std::process::id(), nanos % 1_000_000_000_000)
 }
 
@@ -146,6 +149,7 @@ fn build_image() -> Result<String, String> {
 /// A detached process that waits for this test process to exit, then removes the image and
 /// every container labelled with this run's id (the tests remove theirs too; this covers
 /// panics and interrupted runs).
+#[allow(clippy::zombie_processes)] // it must outlive us: never waited for
 fn spawn_reaper(tag: &str) {
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
@@ -185,8 +189,16 @@ impl Container {
             let publish = format!("127.0.0.1:{port}:{container_port}");
             let label = format!("{LABEL}={}", run_id());
             let mut all = vec![
-                "run", "-d", "--label", &label, "-p", &publish,
-                "--health-interval", "1s", "--health-start-period", "30s",
+                "run",
+                "-d",
+                "--label",
+                &label,
+                "-p",
+                &publish,
+                "--health-interval",
+                "1s",
+                "--health-start-period",
+                "30s",
             ];
             all.extend_from_slice(args);
             all.push(image);
@@ -239,7 +251,11 @@ impl Container {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("no answer on {} within {READY_TIMEOUT:?}; logs:\n{}", self.host(), self.logs());
+        panic!(
+            "no answer on {} within {READY_TIMEOUT:?}; logs:\n{}",
+            self.host(),
+            self.logs()
+        );
     }
 
     /// Until Docker's health status is `healthy` (bounded); the health log on failure.
@@ -265,7 +281,10 @@ impl Container {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
             if self.inspect("{{.State.Running}}") == "false" {
-                return self.inspect("{{.State.ExitCode}}").parse().expect("exit code");
+                return self
+                    .inspect("{{.State.ExitCode}}")
+                    .parse()
+                    .expect("exit code");
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -295,10 +314,21 @@ impl Drop for LocalImages {
 fn import_image(name: &str, dir: &Path) -> String {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
-    std::fs::write(rootfs.join("hello.txt"), format!("hello from {name} {}\n", nonce())).unwrap();
+    std::fs::write(
+        rootfs.join("hello.txt"),
+        format!("hello from {name} {}\n", nonce()),
+    )
+    .unwrap();
     std::fs::write(rootfs.join("etc/ferry-test"), "ferry container test\n").unwrap();
     let tarball = dir.join("rootfs.tar");
-    support::run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
+    support::run(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."),
+    );
     let id = docker_ok(&["import", tarball.to_str().unwrap(), name]);
     assert!(id.starts_with("sha256:"), "docker import printed {id:?}");
     id
@@ -319,7 +349,10 @@ fn push(name: &str) -> String {
 fn push_remove_pull(name: &str, image_id: &str) -> String {
     let digest = push(name);
     docker_ok(&["rmi", name]);
-    assert!(!docker(&["image", "inspect", name]).status.success(), "{name} still present");
+    assert!(
+        !docker(&["image", "inspect", name]).status.success(),
+        "{name} still present"
+    );
     pull_and_check(name, image_id, &digest);
     digest
 }
@@ -331,7 +364,13 @@ fn pull_and_check(name: &str, image_id: &str, digest: &str) {
         image_id,
         "pulled image differs from the pushed one"
     );
-    let repo_digests = docker_ok(&["image", "inspect", "--format", "{{json .RepoDigests}}", name]);
+    let repo_digests = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        name,
+    ]);
     assert!(
         repo_digests.contains(digest),
         "pulled RepoDigests {repo_digests} lack the pushed digest {digest}"
@@ -346,10 +385,16 @@ struct Response {
     body: String,
 }
 
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -363,7 +408,10 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> std::i
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok(Response { status, body })
 }
 
@@ -395,34 +443,75 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// check without a shell, and what is in it.
 #[test]
 fn image_is_small_and_shaped_like_registry2() {
-    let Some(image) = image("image_is_small_and_shaped_like_registry2") else { return };
-    let size: u64 = docker_ok(&["image", "inspect", "--format", "{{.Size}}", image]).parse().unwrap();
+    let Some(image) = image("image_is_small_and_shaped_like_registry2") else {
+        return;
+    };
+    let size: u64 = docker_ok(&["image", "inspect", "--format", "{{.Size}}", image])
+        .parse()
+        .unwrap();
     eprintln!("image size: {size} bytes ({:.1} MB)", size as f64 / 1e6);
-    assert!(size < MAX_IMAGE_BYTES, "image is {size} bytes, over {MAX_IMAGE_BYTES}");
+    assert!(
+        size < MAX_IMAGE_BYTES,
+        "image is {size} bytes, over {MAX_IMAGE_BYTES}"
+    );
 
-    let config: Value =
-        serde_json::from_str(&docker_ok(&["image", "inspect", "--format", "{{json .Config}}", image])).unwrap();
+    let config: Value = serde_json::from_str(&docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}",
+        image,
+    ]))
+    .unwrap();
     assert!(config["ExposedPorts"].get("5000/tcp").is_some(), "{config}");
-    assert!(config["Volumes"].get("/var/lib/registry").is_some(), "{config}");
-    assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/local/bin/ferry"]));
-    assert_eq!(config["Cmd"], serde_json::json!(["serve", CONFIGS[0], CONFIGS[1]]));
+    assert!(
+        config["Volumes"].get("/var/lib/registry").is_some(),
+        "{config}"
+    );
+    assert_eq!(
+        config["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/ferry"])
+    );
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["serve", CONFIGS[0], CONFIGS[1]])
+    );
     assert_eq!(
         config["Healthcheck"]["Test"],
-        serde_json::json!(["CMD", "/usr/local/bin/ferry", "healthcheck", CONFIGS[0], CONFIGS[1]])
+        serde_json::json!([
+            "CMD",
+            "/usr/local/bin/ferry",
+            "healthcheck",
+            CONFIGS[0],
+            CONFIGS[1]
+        ])
     );
 
     // No shell: the health check and entrypoint must not need one.
-    let out = docker(&["run", "--rm", "--entrypoint", "/bin/sh", image, "-c", "true"]);
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        image,
+        "-c",
+        "true",
+    ]);
     assert!(!out.status.success(), "the image has a shell");
     let version = docker_ok(&["run", "--rm", image, "--version"]);
-    assert!(version.starts_with("ferry "), "ferry --version printed {version:?}");
+    assert!(
+        version.starts_with("ferry "),
+        "ferry --version printed {version:?}"
+    );
 }
 
 /// The quick start: `docker run -d -p ...:5000 -v <dir>:/var/lib/registry`, push, pull, the
 /// blobs on the host, health, a clean stop, a new container on the same data, and ferry-gc.
 #[test]
 fn push_pull_stop_and_restart_on_the_same_volume() {
-    let Some(image) = image("push_pull_stop_and_restart_on_the_same_volume") else { return };
+    let Some(image) = image("push_pull_stop_and_restart_on_the_same_volume") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     // Not created: Docker makes it (root-owned, empty) as for /opt/data/registry.
     let data = tmp.path().join("registry");
@@ -438,10 +527,22 @@ fn push_pull_stop_and_restart_on_the_same_volume() {
 
     let catalog = http_ok(c.port, "GET", "/v2/_catalog");
     assert_eq!(catalog.status, 200);
-    assert!(catalog.body.contains("ferry-test/app"), "catalog: {}", catalog.body);
+    assert!(
+        catalog.body.contains("ferry-test/app"),
+        "catalog: {}",
+        catalog.body
+    );
     // The image's own config does not enable deletes (registry:2's default).
-    let del = http_ok(c.port, "DELETE", &format!("/v2/ferry-test/app/manifests/{digest}"));
-    assert_eq!(del.status, 405, "DELETE with deletes disabled: {}", del.body);
+    let del = http_ok(
+        c.port,
+        "DELETE",
+        &format!("/v2/ferry-test/app/manifests/{digest}"),
+    );
+    assert_eq!(
+        del.status, 405,
+        "DELETE with deletes disabled: {}",
+        del.body
+    );
 
     // Blobs in Distribution's layout on the host, owned by the unprivileged user the
     // entrypoint handed the empty directory to.
@@ -452,11 +553,22 @@ fn push_pull_stop_and_restart_on_the_same_volume() {
         data.display()
     );
     let logs = c.logs();
-    assert!(logs.contains("running as uid 1000"), "entrypoint log:\n{logs}");
+    assert!(
+        logs.contains("running as uid 1000"),
+        "entrypoint log:\n{logs}"
+    );
     for b in &blobs {
-        assert_eq!(std::fs::metadata(b).unwrap().uid(), 1000, "{} not owned by 1000", b.display());
+        assert_eq!(
+            std::fs::metadata(b).unwrap().uid(),
+            1000,
+            "{} not owned by 1000",
+            b.display()
+        );
     }
-    assert!(data.join("ferry/metadata.db").exists(), "no metadata.db in the volume");
+    assert!(
+        data.join("ferry/metadata.db").exists(),
+        "no metadata.db in the volume"
+    );
 
     // ferry-gc is in the image and runs against the live data.
     if option_env!("CARGO_BIN_EXE_ferry-gc").is_none() {
@@ -477,8 +589,17 @@ fn push_pull_stop_and_restart_on_the_same_volume() {
 
     // docker stop: SIGTERM is handled, the server drains and exits 0.
     docker_ok(&["stop", "-t", "30", &c.id]);
-    assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "exit code after docker stop; logs:\n{}", c.logs());
-    assert!(c.logs().contains("SIGTERM"), "no SIGTERM line in the log:\n{}", c.logs());
+    assert_eq!(
+        c.inspect("{{.State.ExitCode}}"),
+        "0",
+        "exit code after docker stop; logs:\n{}",
+        c.logs()
+    );
+    assert!(
+        c.logs().contains("SIGTERM"),
+        "no SIGTERM line in the log:\n{}",
+        c.logs()
+    );
     drop(c);
 
     // A new container on the same directory serves the same image.
@@ -489,14 +610,19 @@ fn push_pull_stop_and_restart_on_the_same_volume() {
     docker_ok(&["rmi", "-f", &name]);
     pull_and_check(&name2, &image_id, &digest);
     let logs = c2.logs();
-    assert!(logs.contains("running as 1000:1000, the owner of"), "entrypoint log:\n{logs}");
+    assert!(
+        logs.contains("running as 1000:1000, the owner of"),
+        "entrypoint log:\n{logs}"
+    );
 }
 
 /// A Distribution config.yml mounted at registry:2's path is used, and REGISTRY_* variables
 /// override it, for the server and for the health check.
 #[test]
 fn distribution_config_and_environment_overrides() {
-    let Some(image) = image("distribution_config_and_environment_overrides") else { return };
+    let Some(image) = image("distribution_config_and_environment_overrides") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("config.yml");
     std::fs::write(
@@ -526,21 +652,36 @@ fn distribution_config_and_environment_overrides() {
         c.port,
         "GET",
         "/v2/ferry-test/cfg/manifests/1",
-        &[("Accept", "application/vnd.docker.distribution.manifest.v2+json")],
+        &[(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )],
     )
     .unwrap();
     assert_eq!(gone.status, 404, "tag still served after DELETE");
-    let by_digest = http_ok(c.port, "DELETE", &format!("/v2/ferry-test/cfg/manifests/{digest}"));
-    assert_eq!(by_digest.status, 202, "DELETE of a manifest: {}", by_digest.body);
+    let by_digest = http_ok(
+        c.port,
+        "DELETE",
+        &format!("/v2/ferry-test/cfg/manifests/{digest}"),
+    );
+    assert_eq!(
+        by_digest.status, 202,
+        "DELETE of a manifest: {}",
+        by_digest.body
+    );
 }
 
 /// An existing registry:2 volume is root-owned: the default image still serves it (as root,
 /// saying so), and a non-root `--user` on it gets a clear message instead of a vague failure.
 #[test]
 fn existing_root_owned_registry2_volume() {
-    let Some(image) = image("existing_root_owned_registry2_volume") else { return };
+    let Some(image) = image("existing_root_owned_registry2_volume") else {
+        return;
+    };
     if !is_root() {
-        eprintln!("SKIP: existing_root_owned_registry2_volume: the test must run as root to make a root-owned volume");
+        eprintln!(
+            "SKIP: existing_root_owned_registry2_volume: the test must run as root to make a root-owned volume"
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -548,7 +689,11 @@ fn existing_root_owned_registry2_volume() {
     // What registry:2 leaves behind, owned by root.
     let legacy = data.join("docker/registry/v2/repositories/legacy/app/_manifests/tags/1/current");
     std::fs::create_dir_all(&legacy).unwrap();
-    std::fs::write(legacy.join("link"), "sha256:0000000000000000000000000000000000000000000000000000000000000000").unwrap();
+    std::fs::write(
+        legacy.join("link"),
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    )
+    .unwrap();
     assert_eq!(std::fs::metadata(&data).unwrap().uid(), 0);
     let volume = format!("{}:/var/lib/registry", data.display());
 
@@ -556,7 +701,10 @@ fn existing_root_owned_registry2_volume() {
     let c = Container::run(image, 5000, &["--user", "1000:1000", "-v", &volume], &[]);
     let code = c.wait_exit();
     let logs = c.logs();
-    assert_ne!(code, 0, "served from a volume it cannot write; logs:\n{logs}");
+    assert_ne!(
+        code, 0,
+        "served from a volume it cannot write; logs:\n{logs}"
+    );
     assert!(
         logs.contains("data directory /var/lib/registry is not writable by uid 1000"),
         "no clear message about the data directory:\n{logs}"
@@ -568,20 +716,32 @@ fn existing_root_owned_registry2_volume() {
     c.wait_ready();
     c.wait_healthy();
     let logs = c.logs();
-    assert!(logs.contains("WARNING: running as root because"), "entrypoint log:\n{logs}");
+    assert!(
+        logs.contains("WARNING: running as root because"),
+        "entrypoint log:\n{logs}"
+    );
     let name = format!("{}/ferry-test/root:1", c.host());
     let _local = LocalImages(vec![name.clone()]);
     let image_id = import_image(&name, tmp.path());
     push_remove_pull(&name, &image_id);
-    assert_eq!(std::fs::metadata(&data).unwrap().uid(), 0, "the entrypoint changed the owner of existing data");
-    assert!(legacy.join("link").exists(), "registry:2's files were touched");
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().uid(),
+        0,
+        "the entrypoint changed the owner of existing data"
+    );
+    assert!(
+        legacy.join("link").exists(),
+        "registry:2's files were touched"
+    );
 }
 
 /// `docker compose -f deploy/compose.yml up -d`: the same, as a compose service with a named
 /// volume, a mounted config and a health check.
 #[test]
 fn compose_service() {
-    let Some(image) = image("compose_service") else { return };
+    let Some(image) = image("compose_service") else {
+        return;
+    };
     let compose: Vec<&str> = if docker(&["compose", "version"]).status.success() {
         vec!["docker", "compose"]
     } else if Command::new("docker-compose")
@@ -593,7 +753,9 @@ fn compose_service() {
     {
         vec!["docker-compose"]
     } else {
-        eprintln!("SKIP: compose_service: neither `docker compose` nor `docker-compose` is installed");
+        eprintln!(
+            "SKIP: compose_service: neither `docker compose` nor `docker-compose` is installed"
+        );
         return;
     };
     let project = format!("ferrytest{}", run_id().replace('-', ""));
@@ -626,10 +788,15 @@ fn compose_service() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let id = String::from_utf8_lossy(&run(&["ps", "-q", "registry"]).stdout).trim().to_string();
+    let id = String::from_utf8_lossy(&run(&["ps", "-q", "registry"]).stdout)
+        .trim()
+        .to_string();
     assert!(!id.is_empty(), "compose started no registry container");
     // Watch it like any container, without removing it (compose down does).
-    let c = std::mem::ManuallyDrop::new(Container { id, port: port.parse().unwrap() });
+    let c = std::mem::ManuallyDrop::new(Container {
+        id,
+        port: port.parse().unwrap(),
+    });
     c.wait_ready();
     c.wait_healthy();
     let name = format!("{}/ferry-test/compose:1", c.host());
@@ -639,7 +806,10 @@ fn compose_service() {
     push_remove_pull(&name, &image_id);
     // The named volume is a copy of the image's /var/lib/registry, owned by 1000.
     let logs = c.logs();
-    assert!(logs.contains("running as 1000:1000, the owner of /var/lib/registry"), "log:\n{logs}");
+    assert!(
+        logs.contains("running as 1000:1000, the owner of /var/lib/registry"),
+        "log:\n{logs}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -659,7 +829,10 @@ fn yaml_documents(files: &[PathBuf]) -> Value {
         let _ = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "pyyaml"])
             .status();
-        assert!(has_yaml("python3"), "python3 cannot import yaml, and pip install pyyaml failed");
+        assert!(
+            has_yaml("python3"),
+            "python3 cannot import yaml, and pip install pyyaml failed"
+        );
     }
     let script = "import json, sys, yaml\n\
                   out = {}\n\
@@ -705,14 +878,22 @@ fn kubernetes_manifests_are_valid() {
     let dir = repo().join("deploy/kubernetes");
     let files = yaml_files(&dir);
     let all = yaml_documents(&files);
-    let docs: Vec<&Value> = all.as_object().unwrap().values().flat_map(|v| v.as_array().unwrap()).collect();
+    let docs: Vec<&Value> = all
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_array().unwrap())
+        .collect();
     let of_kind = |kind: &str| -> &Value {
         let found: Vec<&&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
         assert_eq!(found.len(), 1, "expected one {kind} in deploy/kubernetes");
         found[0]
     };
     for d in &docs {
-        assert!(d["apiVersion"].is_string() && d["kind"].is_string(), "document without apiVersion/kind: {d}");
+        assert!(
+            d["apiVersion"].is_string() && d["kind"].is_string(),
+            "document without apiVersion/kind: {d}"
+        );
     }
 
     let config = of_kind("ConfigMap");
@@ -723,23 +904,36 @@ fn kubernetes_manifests_are_valid() {
     assert_eq!(deployment["apiVersion"], "apps/v1");
 
     // The kustomization lists every manifest file.
-    let listed: Vec<&str> = kustomization["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    let listed: Vec<&str> = kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
     for f in &files {
         let name = f.file_name().unwrap().to_str().unwrap();
         if name != "kustomization.yaml" {
-            assert!(listed.contains(&name), "{name} missing from kustomization.yaml");
+            assert!(
+                listed.contains(&name),
+                "{name} missing from kustomization.yaml"
+            );
         }
     }
 
     // The ConfigMap's config.yml is a config Ferry accepts, storing under the volume.
-    let config_yml = config["data"]["config.yml"].as_str().expect("ConfigMap data config.yml");
+    let config_yml = config["data"]["config.yml"]
+        .as_str()
+        .expect("ConfigMap data config.yml");
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("config.yml");
     std::fs::write(&path, config_yml).unwrap();
     assert_ferry_accepts_config(&path);
     let parsed = yaml_documents(std::slice::from_ref(&path));
     let parsed = &parsed[path.to_str().unwrap()][0];
-    assert_eq!(parsed["storage"]["filesystem"]["rootdirectory"], "/var/lib/registry");
+    assert_eq!(
+        parsed["storage"]["filesystem"]["rootdirectory"],
+        "/var/lib/registry"
+    );
     assert_eq!(parsed["http"]["addr"], ":5000");
 
     assert_eq!(pvc["spec"]["accessModes"][0], "ReadWriteOnce");
@@ -753,7 +947,10 @@ fn kubernetes_manifests_are_valid() {
         assert_eq!(&pod_labels[k], v, "selector does not match the pod labels");
     }
     for (k, v) in service["spec"]["selector"].as_object().unwrap() {
-        assert_eq!(&pod_labels[k], v, "Service selector does not match the pod labels");
+        assert_eq!(
+            &pod_labels[k], v,
+            "Service selector does not match the pod labels"
+        );
     }
     assert_eq!(service["spec"]["ports"][0]["port"], 5000);
 
@@ -761,14 +958,23 @@ fn kubernetes_manifests_are_valid() {
     let containers = pod["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
-    assert!(c["ports"].as_array().unwrap().iter().any(|p| p["containerPort"] == 5000));
+    assert!(
+        c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["containerPort"] == 5000)
+    );
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(c[probe]["httpGet"]["path"], "/v2/", "{probe}");
         assert_eq!(c[probe]["httpGet"]["port"], 5000, "{probe}");
     }
     let volumes = pod["volumes"].as_array().unwrap();
     let volume = |name: &str| -> &Value {
-        volumes.iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("no volume {name}"))
+        volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
     };
     let mounts = c["volumeMounts"].as_array().unwrap();
     let mount_of = |path: &str| -> &str {
@@ -779,8 +985,14 @@ fn kubernetes_manifests_are_valid() {
             .as_str()
             .unwrap()
     };
-    assert_eq!(volume(mount_of("/var/lib/registry"))["persistentVolumeClaim"]["claimName"], pvc["metadata"]["name"]);
-    assert_eq!(volume(mount_of("/etc/docker/registry"))["configMap"]["name"], config["metadata"]["name"]);
+    assert_eq!(
+        volume(mount_of("/var/lib/registry"))["persistentVolumeClaim"]["claimName"],
+        pvc["metadata"]["name"]
+    );
+    assert_eq!(
+        volume(mount_of("/etc/docker/registry"))["configMap"]["name"],
+        config["metadata"]["name"]
+    );
     // Non-root, with a writable /tmp under a read-only root file system.
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
@@ -794,15 +1006,36 @@ fn compose_file_and_image_config_are_valid() {
     let all = yaml_documents(&[compose_path.clone(), config_path.clone()]);
     let compose = &all[compose_path.to_str().unwrap()][0];
     let service = &compose["services"]["registry"];
-    let volumes: Vec<&str> = service["volumes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(volumes.iter().any(|v| v.starts_with("registry-data:/var/lib/registry")), "{volumes:?}");
-    assert!(compose["volumes"].get("registry-data").is_some(), "named volume not declared");
-    assert!(volumes.iter().any(|v| v.contains(":/etc/docker/registry/config.yml")), "{volumes:?}");
+    let volumes: Vec<&str> = service["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.starts_with("registry-data:/var/lib/registry")),
+        "{volumes:?}"
+    );
+    assert!(
+        compose["volumes"].get("registry-data").is_some(),
+        "named volume not declared"
+    );
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.contains(":/etc/docker/registry/config.yml")),
+        "{volumes:?}"
+    );
     assert_eq!(service["healthcheck"]["test"][1], "/usr/local/bin/ferry");
     assert_eq!(service["build"]["dockerfile"], "deploy/Dockerfile");
 
     let config = &all[config_path.to_str().unwrap()][0];
-    assert_eq!(config["storage"]["filesystem"]["rootdirectory"], "/var/lib/registry");
+    assert_eq!(
+        config["storage"]["filesystem"]["rootdirectory"],
+        "/var/lib/registry"
+    );
     assert_eq!(config["http"]["addr"], ":5000");
     assert_ferry_accepts_config(&config_path);
 }
@@ -817,14 +1050,24 @@ fn systemd_units_verify() {
         "ProtectSystem=strict",
         "ExecStart=/usr/local/bin/ferry serve /etc/ferry/config.yml",
     ] {
-        assert!(service.lines().any(|l| l == line), "ferry.service lacks {line}");
+        assert!(
+            service.lines().any(|l| l == line),
+            "ferry.service lacks {line}"
+        );
     }
     let gc = std::fs::read_to_string(dir.join("ferry-gc.service")).unwrap();
-    assert!(gc.contains("ExecStart=/usr/local/bin/ferry-gc "), "ferry-gc.service runs ferry-gc");
+    assert!(
+        gc.contains("ExecStart=/usr/local/bin/ferry-gc "),
+        "ferry-gc.service runs ferry-gc"
+    );
     let timer = std::fs::read_to_string(dir.join("ferry-gc.timer")).unwrap();
     assert!(timer.contains("Unit=ferry-gc.service"));
 
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("SKIP: systemd_units_verify: systemd-analyze not installed");
         return;
     }
@@ -849,5 +1092,29 @@ fn systemd_units_verify() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !stderr.contains("ferry"), "systemd-analyze verify:\n{stderr}");
+    assert!(
+        out.status.success() && !stderr.contains("ferry"),
+        "systemd-analyze verify:\n{stderr}"
+    );
+}
+
+/// The entrypoint's own unit tests (a separate crate under deploy/, outside this package).
+#[test]
+fn entrypoint_unit_tests() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["test", "--quiet", "--locked", "--manifest-path"])
+        .arg(repo().join("deploy/entrypoint/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir().join("container-image"))
+        .env_remove("RUSTFLAGS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cargo test for deploy/entrypoint");
+    assert!(
+        out.status.success(),
+        "deploy/entrypoint tests failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

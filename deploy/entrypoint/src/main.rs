@@ -53,7 +53,11 @@ enum Plan {
 enum DataDir {
     Missing,
     /// Owner uid and gid, and whether it holds anything besides `lost+found`.
-    Present { uid: u32, gid: u32, empty: bool },
+    Present {
+        uid: u32,
+        gid: u32,
+        empty: bool,
+    },
     /// Cannot be examined.
     Unknown,
 }
@@ -67,7 +71,11 @@ fn examine(dir: &Path) -> DataDir {
                     .all(|e| e.file_name() == "lost+found"),
                 Err(_) => false,
             };
-            DataDir::Present { uid: meta.uid(), gid: meta.gid(), empty }
+            DataDir::Present {
+                uid: meta.uid(),
+                gid: meta.gid(),
+                empty,
+            }
         }
         Ok(_) => DataDir::Unknown,
         Err(e) if e.kind() == io::ErrorKind::NotFound => DataDir::Missing,
@@ -79,7 +87,11 @@ fn examine(dir: &Path) -> DataDir {
 /// (only the server may take over an empty or missing directory).
 fn plan_as_root(data: DataDir, serving: bool, id: (u32, u32)) -> Plan {
     match data {
-        DataDir::Present { uid, gid, .. } if uid != 0 => Plan::Drop { uid, gid, chown: false },
+        DataDir::Present { uid, gid, .. } if uid != 0 => Plan::Drop {
+            uid,
+            gid,
+            chown: false,
+        },
         DataDir::Present { empty: true, .. } | DataDir::Missing if serving => Plan::Drop {
             uid: id.0,
             gid: id.1,
@@ -92,7 +104,9 @@ fn plan_as_root(data: DataDir, serving: bool, id: (u32, u32)) -> Plan {
 fn env_id(name: &str) -> u32 {
     match std::env::var(name) {
         Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            say(&format!("{name}={v:?} is not a numeric id; using {DEFAULT_ID}"));
+            say(&format!(
+                "{name}={v:?} is not a numeric id; using {DEFAULT_ID}"
+            ));
             DEFAULT_ID
         }),
         Err(_) => DEFAULT_ID,
@@ -101,7 +115,9 @@ fn env_id(name: &str) -> u32 {
 
 fn env_true(name: &str) -> bool {
     matches!(
-        std::env::var(name).map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        std::env::var(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref(),
         Ok("1" | "true" | "yes" | "on")
     )
 }
@@ -124,13 +140,24 @@ fn check_writable(dir: &Path, euid: u32) {
         return;
     }
     let probe = dir.join(format!(".ferry-write-test-{}", std::process::id()));
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
         }
         Err(e) => {
             let owner = std::fs::metadata(dir)
-                .map(|m| format!("owned by {}:{}, mode {:o}", m.uid(), m.gid(), m.mode() & 0o7777))
+                .map(|m| {
+                    format!(
+                        "owned by {}:{}, mode {:o}",
+                        m.uid(),
+                        m.gid(),
+                        m.mode() & 0o7777
+                    )
+                })
                 .unwrap_or_else(|_| "owner unknown".into());
             say(&format!(
                 "ERROR: data directory {} is not writable by uid {euid} ({owner}): {e}. \
@@ -169,7 +196,11 @@ fn main() -> ExitCode {
         let found = examine(&data_dir);
         plan = plan_as_root(found, serving, id);
         match plan {
-            Plan::Drop { uid, gid, chown: true } => {
+            Plan::Drop {
+                uid,
+                gid,
+                chown: true,
+            } => {
                 if let Err(e) = hand_over(&data_dir, uid, gid) {
                     say(&format!(
                         "cannot give {} to {uid}:{gid} ({e}); running as root",
@@ -183,7 +214,11 @@ fn main() -> ExitCode {
                     ));
                 }
             }
-            Plan::Drop { uid, gid, chown: false } => {
+            Plan::Drop {
+                uid,
+                gid,
+                chown: false,
+            } => {
                 if serving {
                     say(&format!(
                         "running as {uid}:{gid}, the owner of {}",
@@ -210,8 +245,15 @@ fn main() -> ExitCode {
     cmd.arg0(tool).args(&rest);
     let err = match plan {
         Plan::Drop { uid, gid, .. } => {
-            let err = Command::new(&real).arg0(tool).args(&rest).uid(uid).gid(gid).exec();
-            say(&format!("cannot switch to {uid}:{gid} ({err}); running as root"));
+            let err = Command::new(&real)
+                .arg0(tool)
+                .args(&rest)
+                .uid(uid)
+                .gid(gid)
+                .exec();
+            say(&format!(
+                "cannot switch to {uid}:{gid} ({err}); running as root"
+            ));
             cmd.exec()
         }
         Plan::AsIs => cmd.exec(),
@@ -228,26 +270,52 @@ mod tests {
 
     #[test]
     fn a_directory_owned_by_a_user_is_used_as_that_user() {
-        let d = DataDir::Present { uid: 1234, gid: 99, empty: false };
+        let d = DataDir::Present {
+            uid: 1234,
+            gid: 99,
+            empty: false,
+        };
         for serving in [true, false] {
             assert_eq!(
                 plan_as_root(d, serving, ID),
-                Plan::Drop { uid: 1234, gid: 99, chown: false }
+                Plan::Drop {
+                    uid: 1234,
+                    gid: 99,
+                    chown: false
+                }
             );
         }
     }
 
     #[test]
     fn an_empty_or_missing_directory_is_handed_to_the_unprivileged_user_by_the_server() {
-        for d in [DataDir::Missing, DataDir::Present { uid: 0, gid: 0, empty: true }] {
-            assert_eq!(plan_as_root(d, true, ID), Plan::Drop { uid: 1000, gid: 1000, chown: true });
+        for d in [
+            DataDir::Missing,
+            DataDir::Present {
+                uid: 0,
+                gid: 0,
+                empty: true,
+            },
+        ] {
+            assert_eq!(
+                plan_as_root(d, true, ID),
+                Plan::Drop {
+                    uid: 1000,
+                    gid: 1000,
+                    chown: true
+                }
+            );
             assert_eq!(plan_as_root(d, false, ID), Plan::AsIs);
         }
     }
 
     #[test]
     fn a_root_owned_directory_with_data_keeps_root() {
-        let d = DataDir::Present { uid: 0, gid: 0, empty: false };
+        let d = DataDir::Present {
+            uid: 0,
+            gid: 0,
+            empty: false,
+        };
         assert_eq!(plan_as_root(d, true, ID), Plan::AsIs);
         assert_eq!(plan_as_root(DataDir::Unknown, true, ID), Plan::AsIs);
     }
