@@ -77,6 +77,10 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
         "database.path",
         "Ferry's SQLite metadata file (default <rootdirectory>/ferry/metadata.db)",
     ),
+    (
+        "database.autoimport",
+        "at startup, adopt a registry:2 data directory found in storage (default true)",
+    ),
 ];
 
 /// Distribution sections Ferry reads but does not act on (yet): they warn, naming the key.
@@ -195,6 +199,8 @@ pub struct Config {
     pub root_choice: RootChoice,
     /// SQLite metadata file.
     pub database_path: PathBuf,
+    /// Import a Distribution tree found in storage at startup.
+    pub auto_import: bool,
     /// HTTP server.
     pub http: HttpSettings,
     /// Registry behaviour.
@@ -549,6 +555,7 @@ impl Config {
             root,
             root_choice,
             database_path,
+            auto_import: tree.bool("database.autoimport", true)?,
             http,
             registry,
             upload_purging,
@@ -708,7 +715,10 @@ mod readme_tests {
     fn readme_documents_every_key() {
         let readme = include_str!("../README.md");
         for (key, _) in super::SUPPORTED_KEYS {
-            assert!(readme.contains(&format!("`{key}`")), "README.md does not document {key}");
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "README.md does not document {key}"
+            );
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - [`oci`]: names, tags, digests and manifest parsing; pure functions.
 //! - [`metadata`]: the metadata-store trait and its SQLite implementation.
 //! - [`storage`]: the blob-store trait and its filesystem implementation.
+//! - [`import`]: adopting a `registry:2` data directory in place.
+//! - [`gc`]: the garbage collector behind the `ferry-gc` binary (`src/bin/ferry-gc.rs`).
 //! - [`server`], [`shutdown`], [`telemetry`], [`healthcheck`]: running the service.
 //!
 //! ## Invariants
@@ -24,8 +26,10 @@
 //! 5. Content under a digest never changes; a tag move is one row update.
 
 pub mod config;
+pub mod gc;
 pub mod healthcheck;
 pub mod http;
+pub mod import;
 pub mod metadata;
 pub mod oci;
 pub mod registry;

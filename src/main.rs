@@ -23,6 +23,18 @@ enum Command {
         /// given none, embedded defaults apply. REGISTRY_* variables override either.
         config: Vec<PathBuf>,
     },
+    /// Index a registry:2 (Distribution) data directory in Ferry's database, in place
+    /// (re-runnable; the server also does this at startup when it finds one).
+    Import {
+        /// The server's config.yml (first existing of several).
+        config: Vec<PathBuf>,
+        /// Re-hash every blob and report mismatches.
+        #[arg(long)]
+        verify: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 when the registry configured by CONFIG answers on its address (for
     /// container health checks).
     Healthcheck {
@@ -63,6 +75,59 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     eprintln!("ferry: {e}");
                     ExitCode::FAILURE
                 })
+        }
+        Command::Import {
+            config,
+            verify,
+            json,
+        } => {
+            let config = load_config(&config)?;
+            ferry::telemetry::init(&config.log);
+            let report = runtime()?.block_on(async {
+                let (registry, sqlite) = ferry::server::open_registry(&config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut progress = |line: &str| eprintln!("[ferry import] {line}");
+                let report = ferry::import::import(
+                    &config.root,
+                    registry.metadata.as_ref(),
+                    registry.storage.as_ref(),
+                    verify,
+                    &mut progress,
+                )
+                .await
+                .map_err(|e| e.to_string());
+                sqlite.close().await;
+                report
+            });
+            match report {
+                Ok(report) if json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+                Ok(report) => {
+                    println!(
+                        "imported {} repositories: {} manifests, {} tags, {} blob links; {} skipped, {} corrupt blobs",
+                        report.repositories,
+                        report.manifests,
+                        report.tags,
+                        report.blobs,
+                        report.skipped.len(),
+                        report.corrupt_blobs.len()
+                    );
+                    for line in &report.skipped {
+                        println!("  skipped: {line}");
+                    }
+                    for digest in &report.corrupt_blobs {
+                        println!("  corrupt: {digest}");
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ferry import: {e}");
+                    return Err(ExitCode::FAILURE);
+                }
+            }
+            Ok(())
         }
         Command::Healthcheck { config, timeout } => {
             let config = load_config(&config)?;

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use crate::config::{Config, RootChoice};
 use crate::http::{self, AppState, headers::UrlBuilder};
+use crate::import;
 use crate::metadata::sqlite::SqliteStore;
 use crate::metadata::{MetadataError, MetadataStore};
 use crate::registry::Registry;
@@ -49,6 +50,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// Adopting a Distribution data directory failed.
+    #[error("importing the registry:2 data failed: {0}")]
+    Import(String),
     /// The server loop failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -95,6 +99,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::warn!("{warning}");
     }
     let (registry, sqlite) = open_registry(&config).await?;
+    if config.auto_import {
+        adopt_distribution_data(&config, &registry).await?;
+    }
     if config.upload_purging.enabled {
         tokio::spawn(purge_uploads(
             registry.clone(),
@@ -146,6 +153,48 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     sqlite.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Imports a `registry:2` tree found in the data directory, once (before serving).
+async fn adopt_distribution_data(config: &Config, registry: &Registry) -> Result<(), ServeError> {
+    let root = config.root.clone();
+    if registry
+        .metadata
+        .info(import::IMPORT_MARKER)
+        .await?
+        .is_some()
+        || !tokio::task::spawn_blocking(move || import::has_distribution_data(&root))
+            .await
+            .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    tracing::info!(
+        data = %config.root.display(),
+        "found a registry:2 (Distribution) data directory that was never imported: importing it before serving (database.autoimport: false turns this off)"
+    );
+    let mut progress = |line: &str| tracing::info!("import: {line}");
+    let report = import::import(
+        &config.root,
+        registry.metadata.as_ref(),
+        registry.storage.as_ref(),
+        false,
+        &mut progress,
+    )
+    .await
+    .map_err(|e| ServeError::Import(e.to_string()))?;
+    for skipped in &report.skipped {
+        tracing::warn!("import: skipped: {skipped}");
+    }
+    tracing::info!(
+        repositories = report.repositories,
+        manifests = report.manifests,
+        tags = report.tags,
+        blobs = report.blobs,
+        skipped = report.skipped.len(),
+        "import finished"
+    );
     Ok(())
 }
 
