@@ -574,14 +574,36 @@ fn push_pull_stop_and_restart_on_the_same_volume() {
     if option_env!("CARGO_BIN_EXE_ferry-gc").is_none() {
         eprintln!("SKIP: ferry-gc not built yet (no ferry-gc binary in this crate)");
     } else {
-        let out = docker(&["exec", &c.id, "ferry-gc", "--dry-run", CONFIGS[1]]);
-        assert!(
-            out.status.success(),
-            "docker exec ferry-gc --dry-run failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // As the README says, and bare (embedded defaults: the same /var/lib/registry).
+        for args in [
+            vec![
+                "exec",
+                &c.id,
+                "ferry-gc",
+                "--dry-run",
+                CONFIGS[0],
+                CONFIGS[1],
+            ],
+            vec!["exec", &c.id, "ferry-gc", "--dry-run"],
+        ] {
+            let out = docker(&args);
+            assert!(
+                out.status.success(),
+                "docker {args:?} failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // It ran as the owner of the data, like the server: nothing in the volume is root's.
+        for f in files_under(&data) {
+            assert_eq!(
+                std::fs::metadata(&f).unwrap().uid(),
+                1000,
+                "{} is not 1000's",
+                f.display()
+            );
+        }
         // Still serving, data untouched by a dry run.
         docker_ok(&["rmi", &name]);
         pull_and_check(&name, &image_id, &digest);
@@ -671,8 +693,11 @@ fn distribution_config_and_environment_overrides() {
     );
 }
 
-/// An existing registry:2 volume is root-owned: the default image still serves it (as root,
-/// saying so), and a non-root `--user` on it gets a clear message instead of a vague failure.
+/// Moving from registry:2: its volume is root-owned and holds its images. A real
+/// Distribution (Debian's `docker-registry`, as root) fills a directory through the engine;
+/// then Ferry's image on that directory, by default, serves it (as root, saying so) and the
+/// image pushed to registry:2 pulls from Ferry. A non-root `--user` on it gets a clear message
+/// instead of a vague failure, and changes nothing.
 #[test]
 fn existing_root_owned_registry2_volume() {
     let Some(image) = image("existing_root_owned_registry2_volume") else {
@@ -684,16 +709,25 @@ fn existing_root_owned_registry2_volume() {
         );
         return;
     }
+    if Command::new("docker-registry")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIP: existing_root_owned_registry2_volume: docker-registry (Distribution) not installed"
+        );
+        return;
+    }
+    // registry:2's data, written by Distribution running as root.
+    let mut distribution = support::TestRegistry::start_with(support::Flavor::Distribution, &[]);
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("registry");
-    // What registry:2 leaves behind, owned by root.
-    let legacy = data.join("docker/registry/v2/repositories/legacy/app/_manifests/tags/1/current");
-    std::fs::create_dir_all(&legacy).unwrap();
-    std::fs::write(
-        legacy.join("link"),
-        "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-    )
-    .unwrap();
+    let old_name = format!("{}/legacy/app:1", distribution.host);
+    let mut local = LocalImages(vec![old_name.clone()]);
+    let image_id = import_image(&old_name, tmp.path());
+    let digest = push(&old_name);
+    distribution.terminate();
+    let data = distribution.root.clone();
     assert_eq!(std::fs::metadata(&data).unwrap().uid(), 0);
     let volume = format!("{}:/var/lib/registry", data.display());
 
@@ -709,9 +743,13 @@ fn existing_root_owned_registry2_volume() {
         logs.contains("data directory /var/lib/registry is not writable by uid 1000"),
         "no clear message about the data directory:\n{logs}"
     );
+    assert!(
+        !data.join("ferry").exists(),
+        "the failed start wrote into the volume"
+    );
     drop(c);
 
-    // The default: runs (as root, like registry:2) and says why.
+    // The default: runs as root, like registry:2, says why, and adopts registry:2's images.
     let c = Container::run(image, 5000, &["-v", &volume], &[]);
     c.wait_ready();
     c.wait_healthy();
@@ -720,18 +758,25 @@ fn existing_root_owned_registry2_volume() {
         logs.contains("WARNING: running as root because"),
         "entrypoint log:\n{logs}"
     );
-    let name = format!("{}/ferry-test/root:1", c.host());
-    let _local = LocalImages(vec![name.clone()]);
-    let image_id = import_image(&name, tmp.path());
-    push_remove_pull(&name, &image_id);
+    let catalog = http_ok(c.port, "GET", "/v2/_catalog");
+    assert!(
+        catalog.body.contains("legacy/app"),
+        "registry:2's repository is not in Ferry's catalog: {}\nlogs:\n{logs}",
+        catalog.body
+    );
+    let name = format!("{}/legacy/app:1", c.host());
+    local.0.push(name.clone());
+    docker_ok(&["rmi", "-f", &old_name]);
+    pull_and_check(&name, &image_id, &digest);
+    // And it takes new pushes.
+    let new_name = format!("{}/ferry-test/root:1", c.host());
+    local.0.push(new_name.clone());
+    let new_id = import_image(&new_name, &tmp.path().join("new"));
+    push_remove_pull(&new_name, &new_id);
     assert_eq!(
         std::fs::metadata(&data).unwrap().uid(),
         0,
         "the entrypoint changed the owner of existing data"
-    );
-    assert!(
-        legacy.join("link").exists(),
-        "registry:2's files were touched"
     );
 }
 
