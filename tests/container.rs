@@ -213,7 +213,9 @@ impl Container {
                 let _ = docker(&["rm", "-f", "-v", &stdout]);
             }
             assert!(
-                attempt < 4 && stderr.contains("address already in use"),
+                attempt < 4
+                    && (stderr.contains("address already in use")
+                        || stderr.contains("port is already allocated")),
                 "docker {all:?} failed:\n{stderr}"
             );
         }
