@@ -188,6 +188,9 @@ async fn malformed_digests_are_rejected() {
         format!("sha256:{}g", &hex[1..]),
         "sha256:".to_string(),
         format!("sha512:{hex}"),
+        format!("SHA256:{hex}"),
+        format!("sha256:{hex}:{hex}"),
+        hex.clone(),
     ];
     for d in &bad {
         api.get(&format!("/v2/dig/repo/blobs/{d}"))
@@ -277,6 +280,44 @@ async fn sha512_digests_are_supported_and_verified() {
     assert!(r.body[..] == data[..], "sha512 blob content differs");
     let on_disk = std::fs::read(blob_data_path(&reg, &digest)).expect("blob under blobs/sha512");
     assert!(on_disk == data);
+
+    // A single-request POST ?digest= with a sha512 digest.
+    let mono = random_bytes(3333);
+    let mono_digest = sha512(&mono);
+    let r = api
+        .send(
+            api.req(
+                Method::POST,
+                &format!("/v2/s512/repo/blobs/uploads/?digest={mono_digest}"),
+            )
+            .header("Content-Type", "application/octet-stream")
+            .body(mono.clone()),
+        )
+        .await;
+    r.expect(201);
+    assert_eq!(r.must_header("docker-content-digest"), mono_digest);
+    let r = api.get(&format!("/v2/s512/repo/blobs/{mono_digest}")).await;
+    r.expect(200);
+    assert!(r.body[..] == mono[..]);
+
+    // A manifest pushed by a sha512 reference is verified and served under it.
+    let empty = Blob::new(OCI_EMPTY, b"{}".to_vec());
+    api.push_blobs("s512/repo", &[&empty]).await;
+    let manifest = oci_manifest(&empty, &[], serde_json::json!({}));
+    let m512 = sha512(&manifest);
+    let r = api
+        .put_manifest("s512/repo", &m512, OCI_MANIFEST, &manifest)
+        .await;
+    r.expect(201);
+    assert_eq!(r.must_header("docker-content-digest"), m512);
+    let r = api.get_manifest("s512/repo", &m512).await;
+    r.expect(200);
+    assert!(r.body[..] == manifest[..]);
+    assert_eq!(r.must_header("docker-content-digest"), m512);
+    let other = oci_manifest(&empty, &[], serde_json::json!({"annotations": {"x": "y"}}));
+    api.put_manifest("s512/repo", &m512, OCI_MANIFEST, &other)
+        .await
+        .expect_error(400, &["DIGEST_INVALID"]);
 
     // A wrong sha512 digest is refused and nothing is stored.
     let other = random_bytes(1000);

@@ -48,6 +48,12 @@ async fn zero_length_blob() {
     r.expect(200);
     assert!(r.body.is_empty());
     assert_eq!(r.must_header("content-length"), "0");
+    // No range of an empty blob is satisfiable.
+    let r = api
+        .send(api.req(Method::GET, &path).header("Range", "bytes=0-"))
+        .await;
+    r.expect(416);
+    assert_eq!(r.must_header("content-range"), "bytes */0");
     // An upload session completed with no data at all also yields the empty blob.
     let loc = api.start_upload("empty/other").await;
     let r = api.put_upload(&loc, EMPTY_BLOB_DIGEST, vec![]).await;

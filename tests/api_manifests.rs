@@ -328,15 +328,26 @@ async fn large_manifests() {
         json!({"annotations": {"filler": "x".repeat(3 << 20)}}),
     );
     push_and_check(&api, repo, "big", OCI_MANIFEST, &big).await;
-    // Over 4 MiB: refused.
+    // Over 4 MiB: refused (the server may answer before reading the whole body).
     let huge = oci_manifest(
         &config,
         &[],
         json!({"annotations": {"filler": "x".repeat((4 << 20) + 1)}}),
     );
-    api.put_manifest(repo, "huge", OCI_MANIFEST, &huge)
-        .await
-        .expect_error(413, &["MANIFEST_INVALID", "SIZE_INVALID"]);
+    let (status, body) = raw_request(
+        &reg,
+        "PUT",
+        &format!("/v2/{repo}/manifests/huge"),
+        &[("Content-Type", OCI_MANIFEST)],
+        &huge,
+    );
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let err: Value = serde_json::from_slice(&body).expect("JSON error body");
+    let code = err["errors"][0]["code"].as_str().unwrap_or_default();
+    assert!(
+        ["MANIFEST_INVALID", "SIZE_INVALID"].contains(&code),
+        "{err}"
+    );
     api.get_manifest(repo, "huge")
         .await
         .expect_error(404, &["MANIFEST_UNKNOWN"]);
@@ -356,11 +367,7 @@ async fn malformed_manifests_are_rejected() {
         // Content-Type differs from the body's mediaType.
         (DOCKER_MANIFEST, img.manifest.clone()),
         (OCI_INDEX, img.manifest.clone()),
-        // schemaVersion missing or wrong.
-        (
-            OCI_MANIFEST,
-            serde_json::to_vec(&json!({"mediaType": OCI_MANIFEST, "config": img.config.descriptor(), "layers": []})).unwrap(),
-        ),
+        // A wrong schemaVersion.
         (
             OCI_MANIFEST,
             serde_json::to_vec(&json!({"schemaVersion": 3, "mediaType": OCI_MANIFEST, "config": img.config.descriptor(), "layers": []})).unwrap(),
@@ -394,6 +401,32 @@ async fn malformed_manifests_are_rejected() {
         .await
         .expect_error(400, &["MANIFEST_INVALID"]);
     assert_eq!(api.tags(repo).await, vec!["good"]);
+}
+
+#[tokio::test]
+async fn schema_version_is_required() {
+    // OCI image-spec: `schemaVersion` is REQUIRED and MUST be 2 (Distribution 2.8 lets a
+    // manifest without it through).
+    let reg = start();
+    let api = Api::new(&reg);
+    let repo = "nosv/repo";
+    let config = random_config();
+    api.push_blobs(repo, &[&config]).await;
+    for (mt, body) in [
+        (
+            OCI_MANIFEST,
+            json!({"mediaType": OCI_MANIFEST, "config": config.descriptor(), "layers": []}),
+        ),
+        (OCI_INDEX, json!({"mediaType": OCI_INDEX, "manifests": []})),
+    ] {
+        let body = serde_json::to_vec(&body).unwrap();
+        api.put_manifest(repo, "v1", mt, &body)
+            .await
+            .expect_error(400, &["MANIFEST_INVALID"]);
+    }
+    api.get_manifest(repo, "v1")
+        .await
+        .expect_error(404, &["MANIFEST_UNKNOWN", "NAME_UNKNOWN"]);
 }
 
 #[tokio::test]
@@ -605,4 +638,58 @@ async fn docker_list_children_in_index_must_exist_but_platform_fields_are_free()
     push_and_check(&api, repo, "l", DOCKER_LIST, &body).await;
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["manifests"][0]["digest"], child_digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_all_succeed() {
+    let reg = start();
+    let api = Api::new(&reg);
+    // Blobs first, then many manifest PUTs at once: different repositories, different tags
+    // of one repository, and races on the same tag.
+    let mut prepared = vec![];
+    for i in 0..24 {
+        let repo = format!("race/r{}", i % 4);
+        let config = random_config();
+        api.push_blobs(&repo, &[&config]).await;
+        prepared.push((repo, oci_manifest(&config, &[], json!({}))));
+    }
+    let mut tasks = vec![];
+    for (i, (repo, body)) in prepared.iter().cloned().enumerate() {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let tag = if i % 3 == 0 {
+                "same".to_string()
+            } else {
+                format!("t{i}")
+            };
+            let r = api.put_manifest(&repo, &tag, OCI_MANIFEST, &body).await;
+            r.expect(201);
+            (repo, tag, body)
+        }));
+    }
+    let mut pushed = vec![];
+    for t in tasks {
+        pushed.push(t.await.unwrap());
+    }
+    for (repo, tag, body) in &pushed {
+        let r = api.get_manifest(repo, &sha256(body)).await;
+        r.expect(200);
+        assert!(r.body[..] == body[..]);
+        let r = api.get_manifest(repo, tag).await;
+        r.expect(200);
+        if tag != "same" {
+            assert!(r.body[..] == body[..]);
+        } else {
+            // The winner is one of the manifests pushed to that repository's "same".
+            assert!(
+                pushed
+                    .iter()
+                    .any(|(r2, t2, b2)| r2 == repo && t2 == "same" && r.body[..] == b2[..]),
+                "tag 'same' points at something never pushed there"
+            );
+        }
+    }
+    let mut catalog = api.catalog().await;
+    catalog.sort();
+    assert_eq!(catalog, vec!["race/r0", "race/r1", "race/r2", "race/r3"]);
 }

@@ -362,6 +362,7 @@ async fn sigterm_exits_cleanly_and_keeps_the_data() {
         reg.log()
     );
     reg.restart();
+    let api = Api::new(&reg); // fresh connections
     api.assert_image_intact("term/repo", "v1", &img).await;
     let status = reg.terminate();
     assert!(status.success(), "{status}");

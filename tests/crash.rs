@@ -23,6 +23,8 @@ enum Mode {
     PutWithDigest,
     /// A single POST ?digest= carrying all the bytes.
     PostWithDigest,
+    /// A PATCH of the first half (acknowledged), then a PUT ?digest= carrying the rest.
+    PatchThenPut,
 }
 
 /// Starts uploading `content` into `repo` the `mode` way, stalls after `after` chunks,
@@ -36,7 +38,13 @@ async fn start_interrupted_upload(
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>> {
     let digest = content.digest();
     let (tx, rx) = oneshot::channel();
-    let body = content.body(0, content.chunks(), Some((after, tx)));
+    let half = content.chunks() / 2;
+    let from = if matches!(mode, Mode::PatchThenPut) {
+        half
+    } else {
+        0
+    };
+    let body = content.body(from, content.chunks(), Some((after, tx)));
     let request = match mode {
         Mode::StreamedPatch => {
             let loc = api.start_upload(repo).await;
@@ -44,6 +52,20 @@ async fn start_interrupted_upload(
         }
         Mode::PutWithDigest => {
             let loc = api.start_upload(repo).await;
+            api.req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
+        }
+        Mode::PatchThenPut => {
+            let loc = api.start_upload(repo).await;
+            let r = api
+                .send(
+                    api.req(Method::PATCH, &loc)
+                        .header("Content-Type", "application/octet-stream")
+                        .body(content.body(0, half, None)),
+                )
+                .await;
+            r.expect(202);
+            assert_eq!(r.range_len(), content.offset(half));
+            let loc = api.abs(r.must_header("location"));
             api.req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
         }
         Mode::PostWithDigest => api.req(
@@ -89,15 +111,23 @@ async fn push_content(api: &Api, repo: &str, content: &Content) {
 
 async fn crash_mid_upload(mode: Mode) {
     let mut reg = start();
-    let api = Api::with_timeout(&reg, Duration::from_secs(600));
+    let mut api = Api::with_timeout(&reg, Duration::from_secs(600));
     let before = api.push_image("crash/before", "v1", 3).await;
 
     let content = Content::new(BIG);
     let digest = content.digest();
-    let task = start_interrupted_upload(&api, "crash/big", &content, mode, 96).await;
+    let task = start_interrupted_upload(&api, "crash/big", &content, mode, 64).await;
+    // Bytes already acknowledged (PatchThenPut) plus 32 MiB of the interrupted request.
+    let acknowledged = match mode {
+        Mode::PatchThenPut => content.offset(content.chunks() / 2),
+        _ => 0,
+    };
+    wait_for_staged_bytes(&reg, acknowledged + (32 << 20)).await;
     reg.kill9();
     task.abort();
     reg.restart();
+    // A fresh client: pooled connections to the dead server are gone.
+    api = Api::with_timeout(&reg, Duration::from_secs(600));
 
     let path = format!("/v2/crash/big/blobs/{digest}");
     let r = api.head(&path).await;
@@ -123,6 +153,40 @@ async fn crash_mid_upload(mode: Mode) {
     let on_disk = std::fs::metadata(blob_data_path(&reg, &digest)).expect("blob data file");
     assert_eq!(on_disk.len(), BIG);
     check_log_clean(&reg);
+}
+
+/// Waits (bounded) until some file under the data directory holds at least `min` bytes:
+/// the server is writing the upload to disk as it arrives, so the kill lands mid-write.
+async fn wait_for_staged_bytes(reg: &TestRegistry, min: u64) {
+    for _ in 0..600 {
+        if largest_file(&reg.root) >= min {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no file under the data directory reached {min} bytes while 64 MiB more were sent; \
+         is the upload being buffered in memory?"
+    );
+}
+
+fn largest_file(root: &std::path::Path) -> u64 {
+    let mut stack = vec![root.to_path_buf()];
+    let mut largest = 0;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                largest = largest.max(meta.len());
+            }
+        }
+    }
+    largest
 }
 
 /// No file under `blobs/` may be a truncated copy of the interrupted upload.
@@ -174,9 +238,14 @@ async fn kill_during_post_with_digest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_final_put_after_a_patch() {
+    crash_mid_upload(Mode::PatchThenPut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_session_continues_after_a_crash_between_chunks() {
     let mut reg = start();
-    let api = Api::with_timeout(&reg, Duration::from_secs(600));
+    let mut api = Api::with_timeout(&reg, Duration::from_secs(600));
     let content = Content::new(40 * CHUNK + 12345);
     let digest = content.digest();
     let (a, b) = (16, 30); // chunk boundaries: [0,a) before the crash, [a,b) and the rest after
@@ -197,6 +266,8 @@ async fn upload_session_continues_after_a_crash_between_chunks() {
 
     reg.kill9();
     reg.restart();
+    // A fresh client: pooled connections to the dead server are gone.
+    api = Api::with_timeout(&reg, Duration::from_secs(600));
 
     // The session and its offset survived.
     let r = api.get(&loc).await;
@@ -226,6 +297,8 @@ async fn upload_session_continues_after_a_crash_between_chunks() {
     // Crash again, then finish with a streamed PATCH and an empty PUT.
     reg.kill9();
     reg.restart();
+    // A fresh client: pooled connections to the dead server are gone.
+    api = Api::with_timeout(&reg, Duration::from_secs(600));
     let r = api
         .send(
             api.req(Method::PATCH, &loc)
@@ -250,7 +323,7 @@ async fn upload_session_continues_after_a_crash_between_chunks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_pushes_survive_kill9() {
     let mut reg = start();
-    let api = Api::new(&reg);
+    let mut api = Api::new(&reg);
     let images: Vec<Image> = {
         let mut v = vec![];
         for i in 0..5 {
@@ -264,6 +337,8 @@ async fn completed_pushes_survive_kill9() {
     // Killed right after the last 201: everything acknowledged must still be there.
     reg.kill9();
     reg.restart();
+    // A fresh client: pooled connections to the dead server are gone.
+    api = Api::with_timeout(&reg, Duration::from_secs(600));
     for (i, img) in images.iter().enumerate() {
         api.assert_image_intact(&format!("durable/r{i}"), "v1", img)
             .await;

@@ -8,8 +8,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex, Weak};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{Registry, RegistryError};
@@ -46,6 +48,34 @@ impl ChunkRange {
 
     fn len(self) -> u64 {
         self.end - self.start + 1
+    }
+}
+
+/// A hasher running on a blocking thread, fed chunks through a bounded queue, so hashing
+/// overlaps with receiving and writing.
+struct BackgroundHasher {
+    feed: mpsc::Sender<Bytes>,
+    task: JoinHandle<Hasher>,
+}
+
+impl BackgroundHasher {
+    fn start(mut hasher: Hasher) -> Self {
+        let (feed, mut chunks) = mpsc::channel::<Bytes>(64);
+        let task = tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = chunks.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hasher
+        });
+        BackgroundHasher { feed, task }
+    }
+
+    /// The hasher after every chunk fed so far.
+    async fn finish(self) -> Result<Hasher, RegistryError> {
+        drop(self.feed);
+        self.task
+            .await
+            .map_err(|e| RegistryError::Storage(StorageError::Io(std::io::Error::other(e))))
     }
 }
 
@@ -232,17 +262,25 @@ impl Registry {
                 return Err(RegistryError::ChunkOutOfOrder { size: session.size });
             }
         }
-        let mut hasher = self.resume_hasher(&session).await?;
-        let hashing = body.map(|chunk| {
-            if let Ok(bytes) = &chunk {
-                hasher.update(bytes);
+        // Hash on a thread of its own while the bytes stream on to storage.
+        let hasher = BackgroundHasher::start(self.resume_hasher(&session).await?);
+        let feed = hasher.feed.clone();
+        let hashing = body.then(move |chunk| {
+            let feed = feed.clone();
+            async move {
+                if let Ok(bytes) = &chunk {
+                    // If the hashing thread is gone, the digest will not match: still safe.
+                    let _ = feed.send(bytes.clone()).await;
+                }
+                chunk
             }
-            chunk
         });
-        let written = self
+        let appended = self
             .storage
             .upload_append(&key(&session), session.size, Box::pin(hashing))
-            .await?;
+            .await;
+        let hasher = hasher.finish().await?;
+        let written = appended?;
         if let Some(range) = range {
             if written != range.len() {
                 return Err(RegistryError::BlobUploadInvalid(format!(

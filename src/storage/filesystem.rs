@@ -2,7 +2,7 @@
 //! appended to a staging file, fsynced and renamed into place on commit, so a blob file
 //! under `blobs/` is always complete.
 
-use std::io::{self, ErrorKind, SeekFrom};
+use std::io::{self, ErrorKind, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,8 @@ use crate::oci::{Digest, RepositoryName};
 
 /// Writes are gathered into buffers of this size before reaching the file.
 const WRITE_BUFFER: usize = 1024 * 1024;
+/// Buffers queued for the writer thread at most (bounds memory per upload).
+const WRITE_QUEUE: usize = 4;
 /// Reads are served in chunks of this size.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -69,6 +71,26 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     drop(file);
     fs::rename(&tmp, path).await?;
     sync_dir(dir).await
+}
+
+/// Opens a staging file for appending at `offset`, cutting off bytes of an interrupted
+/// request beyond it.
+fn open_staging_at(path: &Path, offset: u64) -> Result<std::fs::File, StorageError> {
+    use std::io::Seek;
+    let mut file = not_found_as_none(std::fs::OpenOptions::new().write(true).open(path))?
+        .ok_or(StorageError::NotFound)?;
+    let staged = file.metadata()?.len();
+    if staged < offset {
+        return Err(StorageError::StagingShort {
+            expected: offset,
+            actual: staged,
+        });
+    }
+    if staged > offset {
+        file.set_len(offset)?;
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(file)
 }
 
 /// Entries of a directory; a missing directory has none.
@@ -231,39 +253,56 @@ impl BlobStore for FilesystemStore {
         mut body: ByteStream<'_>,
     ) -> Result<u64, StorageError> {
         let path = self.staging_file(key);
-        let mut file = not_found_as_none(OpenOptions::new().write(true).open(&path).await)?
-            .ok_or(StorageError::NotFound)?;
-        let staged = file.metadata().await?.len();
-        if staged < offset {
-            return Err(StorageError::StagingShort {
-                expected: offset,
-                actual: staged,
-            });
-        }
-        if staged > offset {
-            file.set_len(offset).await?; // bytes of a request that did not complete
-        }
-        file.seek(SeekFrom::Start(offset)).await?;
+        // The file is written by a blocking thread fed through a small queue, so disk
+        // writes overlap with receiving (and hashing) the next bytes.
+        let file = tokio::task::spawn_blocking(move || open_staging_at(&path, offset))
+            .await
+            .map_err(io::Error::other)??;
+        let (queue, mut pending) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut file = file;
+            while let Some(buffer) = pending.blocking_recv() {
+                file.write_all(&buffer)?;
+            }
+            Ok(())
+        });
         let mut written = 0u64;
-        let mut buffer = BytesMut::with_capacity(WRITE_BUFFER);
+        let mut buffer = BytesMut::new();
+        let mut body_error = None;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StorageError::Body)?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            };
             written += chunk.len() as u64;
-            if buffer.is_empty() && chunk.len() >= WRITE_BUFFER {
-                file.write_all(&chunk).await?;
-                continue;
-            }
-            buffer.extend_from_slice(&chunk);
-            if buffer.len() >= WRITE_BUFFER {
-                file.write_all(&buffer).await?;
-                buffer.clear();
+            let full = if buffer.is_empty() && chunk.len() >= WRITE_BUFFER {
+                chunk
+            } else {
+                if buffer.capacity() == 0 {
+                    buffer.reserve(WRITE_BUFFER);
+                }
+                buffer.extend_from_slice(&chunk);
+                if buffer.len() < WRITE_BUFFER {
+                    continue;
+                }
+                buffer.split().freeze()
+            };
+            if queue.send(full).await.is_err() {
+                break; // the writer failed: its error is reported below
             }
         }
-        if !buffer.is_empty() {
-            file.write_all(&buffer).await?;
+        if body_error.is_none() && !buffer.is_empty() {
+            let _ = queue.send(buffer.freeze()).await;
         }
-        file.flush().await?;
-        Ok(written)
+        drop(queue);
+        writer.await.map_err(io::Error::other)??;
+        match body_error {
+            Some(e) => Err(StorageError::Body(e)),
+            None => Ok(written),
+        }
     }
 
     async fn upload_read(

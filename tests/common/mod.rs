@@ -706,3 +706,43 @@ impl Api {
         }
     }
 }
+
+/// Sends one HTTP/1.1 request over a plain socket and reads the response even if the
+/// server answered (and stopped reading) before the whole body was written, as Go clients
+/// (docker, containerd, skopeo) do; reqwest reports such an early answer as a broken pipe.
+/// Returns `(status, body)`.
+pub fn raw_request(
+    reg: &TestRegistry,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(reg.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reg.host,
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    // Write errors are expected when the server answers early.
+    let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
+    let mut resp = vec![];
+    let _ = s.read_to_end(&mut resp); // a reset after the response is fine
+    let text = String::from_utf8_lossy(&resp);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP response to {method} {path}: {text:?}"));
+    let body = match text.find("\r\n\r\n") {
+        Some(i) => resp[i + 4..].to_vec(),
+        None => vec![],
+    };
+    (status, body)
+}
