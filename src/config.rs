@@ -1,0 +1,652 @@
+//! Configuration, compatible with Distribution's `config.yml` and its `REGISTRY_*`
+//! environment overrides (`REGISTRY_STORAGE_DELETE_ENABLED=true` sets
+//! `storage.delete.enabled`). Keys Ferry does not know only warn; a value of the wrong
+//! type stops the start with a message naming the key. Ferry's own settings live under
+//! `database` (no Distribution key uses that name).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_norway::{Mapping, Value};
+
+use crate::registry::Settings;
+
+/// The data directory `registry:2` uses, and so Ferry's default.
+pub const DEFAULT_ROOT: &str = "/var/lib/registry";
+/// Where data goes when [`DEFAULT_ROOT`] is not writable and nothing is configured.
+pub const FALLBACK_ROOT: &str = "./ferry-data";
+
+/// Keys Ferry implements, with a line of documentation each.
+pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
+    ("version", "configuration format version, 0.1"),
+    ("log.level", "error, warn, info or debug (default info)"),
+    ("log.formatter", "text, json or logstash (default text)"),
+    (
+        "storage.filesystem.rootdirectory",
+        "data directory (default /var/lib/registry, else ./ferry-data)",
+    ),
+    (
+        "storage.delete.enabled",
+        "allow DELETE of blobs, manifests and tags (default false)",
+    ),
+    (
+        "storage.maintenance.uploadpurging.enabled",
+        "purge abandoned uploads (default true)",
+    ),
+    (
+        "storage.maintenance.uploadpurging.age",
+        "purge uploads older than this (default 168h)",
+    ),
+    (
+        "storage.maintenance.uploadpurging.interval",
+        "how often to purge (default 24h)",
+    ),
+    (
+        "storage.maintenance.uploadpurging.dryrun",
+        "only log what would be purged (default false)",
+    ),
+    (
+        "storage.maintenance.readonly.enabled",
+        "refuse all writes (default false)",
+    ),
+    (
+        "http.addr",
+        "listen address (default :5000, all interfaces)",
+    ),
+    (
+        "http.host",
+        "external base URL for Location headers, e.g. https://registry.example.com",
+    ),
+    (
+        "http.relativeurls",
+        "answer Location headers with paths only (default false)",
+    ),
+    (
+        "http.draintimeout",
+        "how long in-flight requests may run after SIGTERM (default 10s)",
+    ),
+    (
+        "catalog.maxentries",
+        "most repositories per _catalog page (default 1000)",
+    ),
+    (
+        "tags.maxtags",
+        "most tags per tags/list page (default 1000)",
+    ),
+    (
+        "database.path",
+        "Ferry's SQLite metadata file (default <rootdirectory>/ferry/metadata.db)",
+    ),
+];
+
+/// Distribution sections Ferry reads but does not act on (yet): they warn, naming the key.
+const KNOWN_UNSUPPORTED: &[&str] = &[
+    "auth",
+    "notifications",
+    "redis",
+    "health",
+    "proxy",
+    "middleware",
+    "validation",
+    "reporting",
+    "loglevel",
+    "log.fields",
+    "log.hooks",
+    "log.accesslog",
+    "http.secret",
+    "http.tls",
+    "http.debug",
+    "http.headers",
+    "http.http2",
+    "http.h2c",
+    "http.net",
+    "http.prefix",
+    "storage.cache",
+    "storage.redirect",
+    "storage.tag",
+    "storage.filesystem.maxthreads",
+];
+
+/// A configuration problem that stops the start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not YAML.
+    #[error("configuration file {path} is not valid YAML: {source}")]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_norway::Error,
+    },
+    /// A key holds a value of the wrong kind.
+    #[error("invalid configuration value for {key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `storage.delete.enabled`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Why the data directory is where it is (said in the startup log line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootChoice {
+    /// Set by `storage.filesystem.rootdirectory` or its environment override.
+    Configured,
+    /// The default, `/var/lib/registry`, which is writable.
+    Default,
+    /// `./ferry-data`, because `/var/lib/registry` is not writable.
+    Fallback,
+}
+
+/// Log output settings.
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// `error`, `warn`, `info` or `debug`.
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+/// HTTP server settings.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Address to listen on, e.g. `0.0.0.0:5000`.
+    pub addr: String,
+    /// `http.host`.
+    pub host: Option<String>,
+    /// `http.relativeurls`.
+    pub relative_urls: bool,
+    /// `http.draintimeout`.
+    pub drain_timeout: Duration,
+}
+
+/// `storage.maintenance.uploadpurging`.
+#[derive(Clone, Debug)]
+pub struct UploadPurging {
+    /// Whether the server purges at all.
+    pub enabled: bool,
+    /// Sessions older than this go.
+    pub age: Duration,
+    /// How often to look.
+    pub interval: Duration,
+    /// Log only.
+    pub dry_run: bool,
+}
+
+/// The whole, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub source: Option<PathBuf>,
+    /// Logging.
+    pub log: LogSettings,
+    /// Data directory.
+    pub root: PathBuf,
+    /// Why that directory.
+    pub root_choice: RootChoice,
+    /// SQLite metadata file.
+    pub database_path: PathBuf,
+    /// HTTP server.
+    pub http: HttpSettings,
+    /// Registry behaviour.
+    pub registry: Settings,
+    /// Upload purging.
+    pub upload_purging: UploadPurging,
+    /// Warnings to log once logging is set up (unknown keys and the like).
+    pub warnings: Vec<String>,
+}
+
+/// The raw configuration tree, with typed getters that name the key on error.
+struct Tree(Value);
+
+impl Tree {
+    fn get(&self, key: &str) -> Option<&Value> {
+        let mut node = &self.0;
+        for part in key.split('.') {
+            node = node.as_mapping()?.get(part)?;
+        }
+        (!node.is_null()).then_some(node)
+    }
+
+    fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(Self::invalid(key, "expected a string")),
+        }
+    }
+
+    fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Ok(true),
+                "false" | "no" | "off" | "0" => Ok(false),
+                _ => Err(Self::invalid(
+                    key,
+                    format!("expected true or false, got {s:?}"),
+                )),
+            },
+            Some(other) => Err(Self::invalid(
+                key,
+                format!("expected true or false, got {}", describe(other)),
+            )),
+        }
+    }
+
+    fn u32(&self, key: &str, default: u32) -> Result<u32, ConfigError> {
+        let parsed = match self.get(key) {
+            None => return Ok(default),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(_) => None,
+        };
+        parsed
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Self::invalid(key, "expected a positive whole number"))
+    }
+
+    fn duration(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.string(key)? {
+            None => Ok(default),
+            Some(s) => parse_duration(&s).ok_or_else(|| {
+                Self::invalid(
+                    key,
+                    format!("expected a duration such as 30s or 168h, got {s:?}"),
+                )
+            }),
+        }
+    }
+
+    /// Sets `key` (dotted) to `value`, creating mappings on the way.
+    fn set(&mut self, key: &[String], value: Value) {
+        let mut node = &mut self.0;
+        for part in key {
+            if !node.is_mapping() {
+                *node = Value::Mapping(Mapping::new());
+            }
+            let Value::Mapping(map) = node else { return };
+            node = map
+                .entry(Value::String(part.clone()))
+                .or_insert(Value::Null);
+        }
+        *node = value;
+    }
+
+    /// Dotted paths of every leaf.
+    fn leaves(&self) -> Vec<String> {
+        fn walk(node: &Value, prefix: &str, out: &mut Vec<String>) {
+            match node {
+                Value::Mapping(map) if !map.is_empty() => {
+                    for (k, v) in map {
+                        let k = match k {
+                            Value::String(s) => s.clone(),
+                            other => describe(other),
+                        };
+                        let path = if prefix.is_empty() {
+                            k
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        walk(v, &path, out);
+                    }
+                }
+                _ => out.push(prefix.to_string()),
+            }
+        }
+        let mut out = Vec::new();
+        if self.0.is_mapping() {
+            walk(&self.0, "", &mut out);
+        }
+        out
+    }
+}
+
+fn describe(value: &Value) -> String {
+    serde_norway::to_string(value)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Parses Go-style durations as Distribution writes them (`168h`, `1h30m`, `30s`, `500ms`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    humantime::parse_duration(s).ok()
+}
+
+fn is_prefix_of(prefix: &str, key: &str) -> bool {
+    key == prefix || key.starts_with(&format!("{prefix}."))
+}
+
+impl Config {
+    /// Loads the configuration from an optional file plus `REGISTRY_*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let value = match path {
+            None => Value::Mapping(Mapping::new()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                match serde_norway::from_str::<Value>(&text) {
+                    Ok(Value::Null) => Value::Mapping(Mapping::new()),
+                    Ok(v @ Value::Mapping(_)) => v,
+                    Ok(_) => {
+                        return Err(Tree::invalid("(top level)", "expected a mapping of keys"));
+                    }
+                    Err(source) => {
+                        return Err(ConfigError::Yaml {
+                            path: path.to_path_buf(),
+                            source,
+                        });
+                    }
+                }
+            }
+        };
+        let mut tree = Tree(value);
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("REGISTRY_"))
+            .collect();
+        env.sort();
+        for (name, value) in env {
+            let parts: Vec<String> = name["REGISTRY_".len()..]
+                .to_ascii_lowercase()
+                .split('_')
+                .map(str::to_string)
+                .collect();
+            if parts.iter().any(String::is_empty) {
+                continue;
+            }
+            tree.set(&parts, Value::String(value));
+        }
+        Self::from_tree(&tree, path)
+    }
+
+    fn from_tree(tree: &Tree, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
+        for leaf in tree.leaves() {
+            if SUPPORTED_KEYS
+                .iter()
+                .any(|(k, _)| is_prefix_of(&leaf, k) || is_prefix_of(k, &leaf))
+            {
+                continue;
+            }
+            if leaf.starts_with("storage.s3")
+                || leaf.starts_with("storage.gcs")
+                || leaf.starts_with("storage.azure")
+                || leaf.starts_with("storage.inmemory")
+            {
+                return Err(Tree::invalid(
+                    &leaf,
+                    "this storage driver is not supported yet; use storage.filesystem",
+                ));
+            }
+            if KNOWN_UNSUPPORTED.iter().any(|k| is_prefix_of(k, &leaf)) {
+                warnings.push(format!(
+                    "configuration key {leaf} is not supported by Ferry and is ignored"
+                ));
+            } else {
+                warnings.push(format!("unknown configuration key {leaf} is ignored"));
+            }
+        }
+
+        if let Some(version) = tree.string("version")? {
+            if version != "0.1" {
+                warnings.push(format!(
+                    "configuration version {version:?} is not 0.1; reading it as 0.1"
+                ));
+            }
+        }
+        let level = tree
+            .string("log.level")?
+            .unwrap_or_else(|| "info".into())
+            .to_ascii_lowercase();
+        let level = match level.as_str() {
+            "error" | "warn" | "info" | "debug" | "trace" => level,
+            "panic" | "fatal" => "error".to_string(),
+            "warning" => "warn".to_string(),
+            other => {
+                return Err(Tree::invalid(
+                    "log.level",
+                    format!("expected error, warn, info or debug, got {other:?}"),
+                ));
+            }
+        };
+        let json = match tree.string("log.formatter")?.as_deref() {
+            None | Some("text") => false,
+            Some("json" | "logstash") => true,
+            Some(other) => {
+                return Err(Tree::invalid(
+                    "log.formatter",
+                    format!("expected text, json or logstash, got {other:?}"),
+                ));
+            }
+        };
+
+        let (root, root_choice) = match tree.string("storage.filesystem.rootdirectory")? {
+            Some(dir) if !dir.is_empty() => (PathBuf::from(dir), RootChoice::Configured),
+            Some(_) => {
+                return Err(Tree::invalid(
+                    "storage.filesystem.rootdirectory",
+                    "must not be empty",
+                ));
+            }
+            None if writable_dir(Path::new(DEFAULT_ROOT)) => {
+                (PathBuf::from(DEFAULT_ROOT), RootChoice::Default)
+            }
+            None => (PathBuf::from(FALLBACK_ROOT), RootChoice::Fallback),
+        };
+        let database_path = match tree.string("database.path")? {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => root.join("ferry").join("metadata.db"),
+        };
+
+        let addr = tree.string("http.addr")?.unwrap_or_else(|| ":5000".into());
+        let addr = if addr.starts_with(':') {
+            format!("0.0.0.0{addr}")
+        } else {
+            addr
+        };
+        if !addr.contains(':') {
+            return Err(Tree::invalid(
+                "http.addr",
+                format!("expected host:port, got {addr:?}"),
+            ));
+        }
+        let host = tree.string("http.host")?.filter(|h| !h.is_empty());
+        if let Some(h) = &host {
+            if !(h.starts_with("http://") || h.starts_with("https://")) {
+                return Err(Tree::invalid(
+                    "http.host",
+                    format!(
+                        "expected an absolute URL such as https://registry.example.com, got {h:?}"
+                    ),
+                ));
+            }
+        }
+        let http = HttpSettings {
+            addr,
+            host,
+            relative_urls: tree.bool("http.relativeurls", false)?,
+            drain_timeout: tree.duration("http.draintimeout", Duration::from_secs(10))?,
+        };
+        let registry = Settings {
+            delete_enabled: tree.bool("storage.delete.enabled", false)?,
+            read_only: tree.bool("storage.maintenance.readonly.enabled", false)?,
+            catalog_max_entries: tree.u32("catalog.maxentries", 1000)?,
+            tags_max: tree.u32("tags.maxtags", 1000)?,
+        };
+        let upload_purging = UploadPurging {
+            enabled: tree.bool("storage.maintenance.uploadpurging.enabled", true)?,
+            age: tree.duration(
+                "storage.maintenance.uploadpurging.age",
+                Duration::from_secs(168 * 3600),
+            )?,
+            interval: tree.duration(
+                "storage.maintenance.uploadpurging.interval",
+                Duration::from_secs(24 * 3600),
+            )?,
+            dry_run: tree.bool("storage.maintenance.uploadpurging.dryrun", false)?,
+        };
+        if upload_purging.enabled && upload_purging.interval.is_zero() {
+            return Err(Tree::invalid(
+                "storage.maintenance.uploadpurging.interval",
+                "must be more than 0",
+            ));
+        }
+        Ok(Config {
+            source: path.map(Path::to_path_buf),
+            log: LogSettings { level, json },
+            root,
+            root_choice,
+            database_path,
+            http,
+            registry,
+            upload_purging,
+            warnings,
+        })
+    }
+}
+
+/// Whether `dir` exists or can be created, and a file can be written in it.
+fn writable_dir(dir: &Path) -> bool {
+    if std::fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let probe = dir.join(format!(".ferry-write-test-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    const BASE: &str = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /tmp/r\n";
+
+    #[test]
+    fn reads_distribution_keys() {
+        let yaml = format!(
+            "{BASE}  delete:\n    enabled: true\nhttp:\n  addr: :5001\n  relativeurls: true\ncatalog:\n  maxentries: 50\nlog:\n  formatter: json\n"
+        );
+        let c = load(&yaml, &[]).unwrap();
+        assert_eq!(c.root, PathBuf::from("/tmp/r"));
+        assert_eq!(c.root_choice, RootChoice::Configured);
+        assert_eq!(c.database_path, PathBuf::from("/tmp/r/ferry/metadata.db"));
+        assert!(c.registry.delete_enabled);
+        assert_eq!(c.http.addr, "0.0.0.0:5001");
+        assert!(c.http.relative_urls);
+        assert_eq!(c.registry.catalog_max_entries, 50);
+        assert!(c.log.json);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn environment_overrides_win() {
+        let c = load(
+            BASE,
+            &[
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+                ("REGISTRY_HTTP_ADDR", "127.0.0.1:6000"),
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/tmp/other"),
+                ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE", "2h"),
+                ("REGISTRY_DATABASE_PATH", "/tmp/db.sqlite"),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+        assert!(c.registry.delete_enabled);
+        assert_eq!(c.http.addr, "127.0.0.1:6000");
+        assert_eq!(c.root, PathBuf::from("/tmp/other"));
+        assert_eq!(c.upload_purging.age, Duration::from_secs(7200));
+        assert_eq!(c.database_path, PathBuf::from("/tmp/db.sqlite"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = load(&format!("{BASE}  delete:\n    enabled: maybe\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("storage.delete.enabled"), "{err}");
+        let err = load(BASE, &[("REGISTRY_TAGS_MAXTAGS", "lots")]).unwrap_err();
+        assert!(err.to_string().contains("tags.maxtags"), "{err}");
+        let err = load(
+            &format!("{BASE}  maintenance:\n    uploadpurging:\n      age: soon\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("storage.maintenance.uploadpurging.age"),
+            "{err}"
+        );
+        assert!(matches!(load("a: [", &[]), Err(ConfigError::Yaml { .. })));
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let c = load(
+            &format!("{BASE}frobnicate: 1\nauth:\n  htpasswd:\n    realm: x\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("frobnicate")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("auth.htpasswd.realm") && w.contains("not supported"))
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(
+            parse_duration("168h"),
+            Some(Duration::from_secs(168 * 3600))
+        );
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

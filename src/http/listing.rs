@@ -1,0 +1,76 @@
+//! `GET /v2/<name>/tags/list`, `GET /v2/_catalog`, `GET /v2/<name>/referrers/<digest>`.
+
+use axum::http::{HeaderName, header};
+use axum::response::IntoResponse;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::json;
+
+use super::headers::OCI_FILTERS_APPLIED;
+use super::{HandlerResult, Request, digest, repository};
+use crate::oci::manifest::media_type;
+use crate::registry::listing::{Page, page_size};
+
+/// A JSON listing with a `Link` header to the next page when there is one.
+fn paged(path: &str, page: Page, body: serde_json::Value) -> HandlerResult {
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(last) = page.next_last {
+        let link = format!(
+            "<{path}?n={}&last={}>; rel=\"next\"",
+            page.limit,
+            utf8_percent_encode(&last, NON_ALPHANUMERIC)
+        );
+        if let Ok(v) = link.parse() {
+            response.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(response)
+}
+
+/// The repository's tags, paginated with `n` and `last`.
+pub async fn tags(request: &Request<'_>, name: &str) -> HandlerResult {
+    let name = repository(name)?;
+    let registry = request.registry();
+    let limit = page_size(request.query.get("n"), registry.settings.tags_max)?;
+    let page = registry
+        .list_tags(&name, request.query.get("last"), limit)
+        .await?;
+    let body = json!({ "name": name.as_str(), "tags": page.entries });
+    paged(&format!("/v2/{name}/tags/list"), page, body)
+}
+
+/// The repositories, paginated with `n` and `last`.
+pub async fn catalog(request: &Request<'_>) -> HandlerResult {
+    let registry = request.registry();
+    let limit = page_size(
+        request.query.get("n"),
+        registry.settings.catalog_max_entries,
+    )?;
+    let page = registry
+        .list_repositories(request.query.get("last"), limit)
+        .await?;
+    let body = json!({ "repositories": page.entries });
+    paged("/v2/_catalog", page, body)
+}
+
+/// The manifests whose subject is `digest`, as an image index.
+pub async fn referrers(request: &Request<'_>, name: &str, digest_str: &str) -> HandlerResult {
+    let name = repository(name)?;
+    let subject = digest(digest_str)?;
+    let artifact_type = request.query.get("artifactType").filter(|t| !t.is_empty());
+    let index = request
+        .registry()
+        .referrers(&name, &subject, artifact_type)
+        .await?;
+    let mut response = ([(header::CONTENT_TYPE, media_type::OCI_INDEX)], index).into_response();
+    if artifact_type.is_some() {
+        response.headers_mut().insert(
+            HeaderName::from_static(OCI_FILTERS_APPLIED),
+            "artifactType".parse().expect("static header value"),
+        );
+    }
+    Ok(response)
+}

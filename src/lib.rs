@@ -1,0 +1,34 @@
+//! # Ferry: a container image registry
+//!
+//! A drop-in replacement for the Docker registry (`registry:2`): the OCI Distribution
+//! API v1.1 over Distribution's own on-disk layout, with metadata in SQL.
+//!
+//! ## Layout
+//! - [`config`]: Distribution-compatible `config.yml` and `REGISTRY_*` overrides.
+//! - [`http`]: where a request enters: routing from the path's end, one handler file per
+//!   resource, the spec's error JSON, the access log.
+//! - [`registry`]: the rules, independent of HTTP: blobs, uploads, manifests, listings.
+//! - [`oci`]: names, tags, digests and manifest parsing; pure functions.
+//! - [`metadata`]: the metadata-store trait and its SQLite implementation.
+//! - [`storage`]: the blob-store trait and its filesystem implementation.
+//! - [`server`], [`shutdown`], [`telemetry`]: running the service.
+//!
+//! ## Invariants
+//! 1. Bytes before metadata: a blob or manifest row is written only after its bytes are
+//!    durable under their final name; a crash in between leaves an unreferenced file.
+//! 2. A manifest is stored only if everything it references is in its repository, checked
+//!    in the same transaction as the insert.
+//! 3. Deletes remove metadata only; bytes go only through the garbage collector.
+//! 4. No state only in memory: an upload session (offset, hash state) lives in the
+//!    metadata store and its bytes in storage, so it survives a restart.
+//! 5. Content under a digest never changes; a tag move is one row update.
+
+pub mod config;
+pub mod http;
+pub mod metadata;
+pub mod oci;
+pub mod registry;
+pub mod server;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,256 @@
+//! Metadata: which repositories, blobs, manifests, tags and upload sessions exist.
+//! [`MetadataStore`] is the interface the registry services use; [`sqlite`] implements
+//! it (PostgreSQL, for several replicas, implements the same trait later). Every
+//! operation that must be atomic (a manifest and the check of what it references, an
+//! upload's completion and the link of its blob) is one method, hence one transaction.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::oci::manifest::ContentReference;
+use crate::oci::{Digest, RepositoryName, Tag};
+
+/// A metadata failure.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// The database failed.
+    #[error("metadata database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema migrations could not be applied.
+    #[error("metadata database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A manifest references content its repository does not have.
+    #[error("{kind} {digest} is not in the repository")]
+    MissingReference {
+        /// The missing content.
+        digest: Digest,
+        /// `config`, `layer` or `manifest`.
+        kind: &'static str,
+    },
+    /// A manifest declares a size that differs from the stored content's.
+    #[error("{digest} is {actual} bytes, the manifest says {declared}")]
+    SizeMismatch {
+        /// The content.
+        digest: Digest,
+        /// Size in the manifest.
+        declared: u64,
+        /// Size stored.
+        actual: u64,
+    },
+    /// A row holds something that cannot be parsed back (a bug or a hand-edited database).
+    #[error("metadata database holds an invalid value: {0}")]
+    Corrupt(String),
+}
+
+/// An upload in progress.
+#[derive(Clone, Debug)]
+pub struct UploadSession {
+    /// Session id (the `<uuid>` of the upload URL).
+    pub id: Uuid,
+    /// Repository it was opened in.
+    pub repository: RepositoryName,
+    /// Bytes received and staged so far.
+    pub size: u64,
+    /// Saved sha256 state after `size` bytes, when available.
+    pub hash_state: Option<Vec<u8>>,
+    /// Unix seconds when the session started.
+    pub started_at: i64,
+}
+
+/// A manifest as stored: the exact pushed bytes and their media type.
+#[derive(Clone, Debug)]
+pub struct StoredManifest {
+    /// Digest of `payload`.
+    pub digest: Digest,
+    /// Media type it was pushed with.
+    pub media_type: String,
+    /// The pushed bytes.
+    pub payload: Bytes,
+}
+
+/// A manifest being pushed, already parsed and validated in form.
+#[derive(Debug)]
+pub struct NewManifest<'a> {
+    /// Digest of `payload`.
+    pub digest: &'a Digest,
+    /// Effective media type.
+    pub media_type: &'a str,
+    /// What the referrers API lists as its artifact type.
+    pub artifact_type: Option<&'a str>,
+    /// Subject digest.
+    pub subject: Option<&'a Digest>,
+    /// `annotations` JSON.
+    pub annotations: Option<&'a str>,
+    /// The exact bytes.
+    pub payload: &'a [u8],
+    /// Content it needs in the repository.
+    pub references: &'a [ContentReference],
+    /// Tags to point at it.
+    pub tags: &'a [Tag],
+}
+
+/// A manifest that names a subject, as the referrers API lists it.
+#[derive(Clone, Debug)]
+pub struct Referrer {
+    /// Its digest.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its artifact type.
+    pub artifact_type: Option<String>,
+    /// Its annotations, as JSON.
+    pub annotations: Option<String>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The metadata operations of the registry.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Size of `digest` if `repository` may serve it.
+    async fn blob_in_repository(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetadataError>;
+
+    /// Size of `digest` if it is committed anywhere in the registry.
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
+
+    /// Records that a committed blob exists and links it into `repository`.
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), MetadataError>;
+
+    /// Links an existing blob into `repository` if it is in `from` (or, with no `from`,
+    /// anywhere). Returns its size, or `None` when there was nothing to mount.
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: Option<&RepositoryName>,
+    ) -> Result<Option<u64>, MetadataError>;
+
+    /// Removes `digest` from `repository`; `false` if it was not there.
+    async fn unlink_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError>;
+
+    /// Marks a blob as used now (for the collector's grace window).
+    async fn touch_blob(&self, digest: &Digest) -> Result<(), MetadataError>;
+
+    /// Records a new upload session.
+    async fn create_upload(&self, session: &UploadSession) -> Result<(), MetadataError>;
+
+    /// Looks up an upload session.
+    async fn upload(&self, id: &Uuid) -> Result<Option<UploadSession>, MetadataError>;
+
+    /// Moves a session from `from_size` to `to_size` bytes with its new hash state.
+    /// `false` when the session is gone or no longer at `from_size` (a concurrent request).
+    async fn advance_upload(
+        &self,
+        id: &Uuid,
+        from_size: u64,
+        to_size: u64,
+        hash_state: Option<&[u8]>,
+    ) -> Result<bool, MetadataError>;
+
+    /// Ends an upload: records its blob, links it into the repository and drops the session,
+    /// atomically.
+    async fn complete_upload(
+        &self,
+        session: &UploadSession,
+        digest: &Digest,
+    ) -> Result<(), MetadataError>;
+
+    /// Drops a session; `false` if it did not exist.
+    async fn delete_upload(&self, id: &Uuid) -> Result<bool, MetadataError>;
+
+    /// Sessions started before `started_before` (Unix seconds).
+    async fn stale_uploads(&self, started_before: i64)
+    -> Result<Vec<UploadSession>, MetadataError>;
+
+    /// Stores a manifest after checking, in the same transaction, that everything it
+    /// references is in the repository; points `manifest.tags` at it.
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: &NewManifest<'_>,
+    ) -> Result<(), MetadataError>;
+
+    /// A manifest by digest.
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>, MetadataError>;
+
+    /// The manifest a tag points at.
+    async fn tagged_manifest(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<StoredManifest>, MetadataError>;
+
+    /// Deletes a manifest and the tags pointing at it; `false` if it did not exist.
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError>;
+
+    /// Deletes a tag; `false` if it did not exist.
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<bool, MetadataError>;
+
+    /// Whether the repository has any manifest (what `_catalog` lists).
+    async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool, MetadataError>;
+
+    /// Up to `limit` tags after `last`, in byte-wise order.
+    async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, MetadataError>;
+
+    /// Up to `limit` repository names after `last`, in byte-wise order.
+    async fn list_repositories(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, MetadataError>;
+
+    /// Manifests in `repository` whose subject is `subject`, optionally of one artifact type.
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetadataError>;
+
+    /// A registry-wide setting kept with the metadata (e.g. which storage it indexes).
+    async fn info(&self, key: &str) -> Result<Option<String>, MetadataError>;
+
+    /// Sets a registry-wide setting.
+    async fn set_info(&self, key: &str, value: &str) -> Result<(), MetadataError>;
+}

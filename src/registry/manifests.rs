@@ -1,0 +1,124 @@
+//! Manifests: validation on push, storage of the exact bytes, tags, deletes.
+
+use bytes::Bytes;
+
+use super::{Registry, RegistryError};
+use crate::metadata::{NewManifest, StoredManifest};
+use crate::oci::manifest::{self, MAX_MANIFEST_SIZE};
+use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag};
+
+/// What a successful manifest push tells the client.
+#[derive(Debug)]
+pub struct PushedManifest {
+    /// Digest of the stored bytes.
+    pub digest: Digest,
+    /// The subject, for the `OCI-Subject` header.
+    pub subject: Option<Digest>,
+}
+
+impl Registry {
+    /// Validates and stores a manifest pushed to `reference`, and tags it with the
+    /// reference (when a tag) and `extra_tags` (`?tag=` parameters).
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        extra_tags: &[Tag],
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PushedManifest, RegistryError> {
+        self.check_writable()?;
+        if body.len() > MAX_MANIFEST_SIZE {
+            return Err(RegistryError::ManifestTooLarge {
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
+        let digest = match reference {
+            Reference::Digest(claimed) => {
+                let actual = Digest::of(claimed.algorithm(), &body);
+                if &actual != claimed {
+                    return Err(RegistryError::digest_mismatch(claimed, &actual));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
+        };
+        let parsed = manifest::parse(&body, content_type)?;
+        let mut tags: Vec<Tag> = extra_tags.to_vec();
+        if let Reference::Tag(tag) = reference {
+            tags.push(tag.clone());
+        }
+        // Bytes before metadata: the manifest's blob is durable before any row names it.
+        self.storage.put(&digest, body.clone()).await?;
+        self.metadata
+            .put_manifest(
+                repository,
+                &NewManifest {
+                    digest: &digest,
+                    media_type: &parsed.media_type,
+                    artifact_type: parsed.artifact_type.as_deref(),
+                    subject: parsed.subject.as_ref(),
+                    annotations: parsed.annotations.as_deref(),
+                    payload: &body,
+                    references: &parsed.references,
+                    tags: &tags,
+                },
+            )
+            .await?;
+        Ok(PushedManifest {
+            digest,
+            subject: parsed.subject,
+        })
+    }
+
+    /// A manifest by tag or digest, exactly as pushed.
+    pub async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest, RegistryError> {
+        let found = match reference {
+            Reference::Tag(tag) => self.metadata.tagged_manifest(repository, tag).await?,
+            Reference::Digest(digest) => self.metadata.manifest(repository, digest).await?,
+        };
+        match found {
+            Some(manifest) => Ok(manifest),
+            None => Err(self
+                .unknown_in(repository, RegistryError::ManifestUnknown)
+                .await?),
+        }
+    }
+
+    /// Deletes a tag (only the tag) or a manifest by digest (with the tags on it).
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
+        self.check_deletable()?;
+        let deleted = match reference {
+            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag).await?,
+            Reference::Digest(digest) => self.metadata.delete_manifest(repository, digest).await?,
+        };
+        if deleted {
+            Ok(())
+        } else {
+            Err(self
+                .unknown_in(repository, RegistryError::ManifestUnknown)
+                .await?)
+        }
+    }
+
+    /// `NAME_UNKNOWN` when the repository does not exist at all, else `error`.
+    pub(crate) async fn unknown_in(
+        &self,
+        repository: &RepositoryName,
+        error: RegistryError,
+    ) -> Result<RegistryError, RegistryError> {
+        if self.metadata.repository_exists(repository).await? {
+            Ok(error)
+        } else {
+            Ok(RegistryError::NameUnknown)
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The registry services: the rules of the distribution API, independent of HTTP.
+//! Each file owns one resource: [`blobs`] (reads and deletes), [`uploads`] (sessions,
+//! chunks, commit, mounts), [`manifests`] (validation, storage, tags), [`listing`] (tag
+//! lists, catalog, referrers). They work through the two stores: [`crate::metadata`] for
+//! facts and [`crate::storage`] for bytes, and never write metadata before the bytes it
+//! describes are durable.
+
+pub mod blobs;
+mod error;
+pub mod listing;
+pub mod manifests;
+pub mod uploads;
+
+use std::sync::Arc;
+
+pub use error::RegistryError;
+
+use crate::metadata::MetadataStore;
+use crate::storage::BlobStore;
+
+/// The behaviour switches of a registry (from the configuration).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `storage.delete.enabled`: allow deleting blobs, manifests and tags.
+    pub delete_enabled: bool,
+    /// `storage.maintenance.readonly.enabled`: refuse every write.
+    pub read_only: bool,
+    /// `catalog.maxentries`: most repositories per `_catalog` page.
+    pub catalog_max_entries: u32,
+    /// `tags.maxtags`: most tags per tag-list page.
+    pub tags_max: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            delete_enabled: false,
+            read_only: false,
+            catalog_max_entries: 1000,
+            tags_max: 1000,
+        }
+    }
+}
+
+/// The registry: stores plus settings. Cheap to clone (shared state is behind `Arc`s).
+#[derive(Clone)]
+pub struct Registry {
+    /// Facts: repositories, blobs, manifests, tags, uploads.
+    pub metadata: Arc<dyn MetadataStore>,
+    /// Bytes: committed blobs and staged uploads.
+    pub storage: Arc<dyn BlobStore>,
+    /// Behaviour switches.
+    pub settings: Settings,
+    upload_locks: Arc<uploads::UploadLocks>,
+}
+
+impl Registry {
+    /// A registry over the given stores.
+    pub fn new(
+        metadata: Arc<dyn MetadataStore>,
+        storage: Arc<dyn BlobStore>,
+        settings: Settings,
+    ) -> Self {
+        Registry {
+            metadata,
+            storage,
+            settings,
+            upload_locks: Arc::default(),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), RegistryError> {
+        if self.settings.read_only {
+            return Err(RegistryError::Unsupported(
+                "the registry is in read-only mode",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_deletable(&self) -> Result<(), RegistryError> {
+        self.check_writable()?;
+        if !self.settings.delete_enabled {
+            return Err(RegistryError::Unsupported(
+                "deletes are disabled (storage.delete.enabled: false)",
+            ));
+        }
+        Ok(())
+    }
+}

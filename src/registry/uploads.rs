@@ -1,0 +1,327 @@
+//! Blob uploads: sessions, chunks, commit, mounts and the purge of abandoned sessions.
+//!
+//! A session's state (repository, bytes received, sha256 state) lives in the metadata
+//! store and its bytes in storage, so an upload continues after a restart. The digest is
+//! computed while the bytes stream in; on commit it is compared with the client's, and only
+//! a match makes the blob visible. Requests on one session are serialised by a lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as SyncMutex, Weak};
+
+use futures_util::StreamExt;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
+
+use super::{Registry, RegistryError};
+use crate::metadata::{UploadSession, now};
+use crate::oci::{Algorithm, Digest, Hasher, RepositoryName};
+use crate::storage::{ByteStream, StorageError, UploadKey};
+
+/// The algorithm hashed while bytes arrive (what every client uses).
+const STREAMING_ALGORITHM: Algorithm = Algorithm::Sha256;
+
+/// A chunk's position, from a `Content-Range: <start>-<end>` header (inclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRange {
+    /// Offset of the chunk's first byte.
+    pub start: u64,
+    /// Offset of its last byte.
+    pub end: u64,
+}
+
+impl ChunkRange {
+    /// Parses `start-end`, also accepting the `bytes ` / `bytes=` prefixes and a `/total`
+    /// suffix some clients send.
+    pub fn parse(header: &str) -> Option<Self> {
+        let spec = header.trim();
+        let spec = spec
+            .strip_prefix("bytes=")
+            .or_else(|| spec.strip_prefix("bytes "))
+            .unwrap_or(spec);
+        let spec = spec.split('/').next()?;
+        let (start, end) = spec.split_once('-')?;
+        let (start, end) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+        (end >= start).then_some(ChunkRange { start, end })
+    }
+
+    fn len(self) -> u64 {
+        self.end - self.start + 1
+    }
+}
+
+/// Per-session locks, so two requests never write one staging area at once.
+#[derive(Default)]
+pub(crate) struct UploadLocks(SyncMutex<HashMap<Uuid, Weak<Mutex<()>>>>);
+
+impl UploadLocks {
+    async fn acquire(&self, id: Uuid) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if map.len() > 1024 {
+                map.retain(|_, lock| lock.strong_count() > 0);
+            }
+            match map.get(&id).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(Mutex::new(()));
+                    map.insert(id, Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}
+
+fn key(session: &UploadSession) -> UploadKey {
+    UploadKey {
+        repository: session.repository.clone(),
+        id: session.id,
+    }
+}
+
+impl Registry {
+    /// Opens a new upload session in `repository`.
+    pub async fn start_upload(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<UploadSession, RegistryError> {
+        self.check_writable()?;
+        let session = UploadSession {
+            id: Uuid::new_v4(),
+            repository: repository.clone(),
+            size: 0,
+            hash_state: Some(Hasher::new(STREAMING_ALGORITHM).save()),
+            started_at: now(),
+        };
+        self.storage.upload_start(&key(&session)).await?;
+        self.metadata.create_upload(&session).await?;
+        Ok(session)
+    }
+
+    /// Links a blob the registry already has into `repository`: from `from` if given, else
+    /// from anywhere. `None` when there is nothing to mount (the caller opens a session).
+    pub async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: Option<&RepositoryName>,
+    ) -> Result<Option<u64>, RegistryError> {
+        self.check_writable()?;
+        Ok(self.metadata.mount_blob(repository, digest, from).await?)
+    }
+
+    /// The session `id`, which must belong to `repository`.
+    pub async fn upload_status(
+        &self,
+        repository: &RepositoryName,
+        id: &Uuid,
+    ) -> Result<UploadSession, RegistryError> {
+        match self.metadata.upload(id).await? {
+            Some(session) if &session.repository == repository => Ok(session),
+            _ => Err(RegistryError::BlobUploadUnknown),
+        }
+    }
+
+    /// Appends a chunk (`range` given) or a stream (`range` absent) to a session.
+    pub async fn upload_chunk(
+        &self,
+        repository: &RepositoryName,
+        id: &Uuid,
+        range: Option<ChunkRange>,
+        body: ByteStream<'_>,
+    ) -> Result<UploadSession, RegistryError> {
+        self.check_writable()?;
+        let _guard = self.upload_locks.acquire(*id).await;
+        let session = self.upload_status(repository, id).await?;
+        let (session, _) = self.append(session, range, body).await?;
+        Ok(session)
+    }
+
+    /// Completes a session: appends the optional final chunk, verifies `digest` and makes
+    /// the blob visible in the repository. On a digest mismatch the session is discarded.
+    pub async fn finish_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &Uuid,
+        digest: &Digest,
+        final_chunk: Option<(Option<ChunkRange>, ByteStream<'_>)>,
+    ) -> Result<(), RegistryError> {
+        self.check_writable()?;
+        let _guard = self.upload_locks.acquire(*id).await;
+        let session = self.upload_status(repository, id).await?;
+        let (session, hasher) = match final_chunk {
+            Some((range, body)) => self.append(session, range, body).await?,
+            None => {
+                let hasher = self.resume_hasher(&session).await?;
+                (session, hasher)
+            }
+        };
+        let actual = if digest.algorithm() == STREAMING_ALGORITHM {
+            hasher.finish()
+        } else {
+            self.rehash(&session, digest.algorithm()).await?.finish()
+        };
+        if &actual != digest {
+            self.discard(&session).await?;
+            return Err(RegistryError::digest_mismatch(digest, &actual));
+        }
+        self.storage
+            .upload_commit(&key(&session), session.size, digest)
+            .await?;
+        self.metadata.complete_upload(&session, digest).await?;
+        Ok(())
+    }
+
+    /// Single-request upload (`POST ?digest=` with the body).
+    pub async fn upload_whole(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        body: ByteStream<'_>,
+    ) -> Result<(), RegistryError> {
+        let session = self.start_upload(repository).await?;
+        self.finish_upload(repository, &session.id, digest, Some((None, body)))
+            .await
+    }
+
+    /// Cancels a session and discards its bytes.
+    pub async fn cancel_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &Uuid,
+    ) -> Result<(), RegistryError> {
+        self.check_writable()?;
+        let _guard = self.upload_locks.acquire(*id).await;
+        let session = self.upload_status(repository, id).await?;
+        self.discard(&session).await
+    }
+
+    /// Discards every session started more than `max_age_secs` ago; returns how many.
+    pub async fn purge_uploads(&self, max_age_secs: i64) -> Result<usize, RegistryError> {
+        let stale = self.metadata.stale_uploads(now() - max_age_secs).await?;
+        for session in &stale {
+            let _guard = self.upload_locks.acquire(session.id).await;
+            self.discard(session).await?;
+        }
+        Ok(stale.len())
+    }
+
+    async fn discard(&self, session: &UploadSession) -> Result<(), RegistryError> {
+        self.storage.upload_abort(&key(session)).await?;
+        self.metadata.delete_upload(&session.id).await?;
+        Ok(())
+    }
+
+    /// Streams `body` into the session's staging area while hashing it, then records the
+    /// new size and hash state. Must be called with the session's lock held.
+    async fn append(
+        &self,
+        mut session: UploadSession,
+        range: Option<ChunkRange>,
+        body: ByteStream<'_>,
+    ) -> Result<(UploadSession, Hasher), RegistryError> {
+        if let Some(range) = range {
+            if range.start != session.size {
+                return Err(RegistryError::ChunkOutOfOrder { size: session.size });
+            }
+        }
+        let mut hasher = self.resume_hasher(&session).await?;
+        let hashing = body.map(|chunk| {
+            if let Ok(bytes) = &chunk {
+                hasher.update(bytes);
+            }
+            chunk
+        });
+        let written = self
+            .storage
+            .upload_append(&key(&session), session.size, Box::pin(hashing))
+            .await?;
+        if let Some(range) = range {
+            if written != range.len() {
+                return Err(RegistryError::BlobUploadInvalid(format!(
+                    "Content-Range announced {} bytes, the body held {written}",
+                    range.len()
+                )));
+            }
+        }
+        let new_size = session.size + written;
+        let state = hasher.save();
+        if !self
+            .metadata
+            .advance_upload(&session.id, session.size, new_size, Some(&state))
+            .await?
+        {
+            return Err(RegistryError::BlobUploadUnknown);
+        }
+        session.size = new_size;
+        session.hash_state = Some(state);
+        Ok((session, hasher))
+    }
+
+    /// The sha256 state after the session's bytes: saved, or recomputed from storage.
+    async fn resume_hasher(&self, session: &UploadSession) -> Result<Hasher, RegistryError> {
+        let saved = session
+            .hash_state
+            .as_deref()
+            .and_then(|state| Hasher::restore(STREAMING_ALGORITHM, state));
+        match saved {
+            Some(hasher) => Ok(hasher),
+            None => self.rehash(session, STREAMING_ALGORITHM).await,
+        }
+    }
+
+    /// Hashes the session's staged bytes from storage.
+    async fn rehash(
+        &self,
+        session: &UploadSession,
+        algorithm: Algorithm,
+    ) -> Result<Hasher, RegistryError> {
+        let mut hasher = Hasher::new(algorithm);
+        let mut stream = self
+            .storage
+            .upload_read(&key(session), session.size)
+            .await?;
+        let mut read = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(StorageError::Io)?;
+            read += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        if read != session.size {
+            return Err(StorageError::StagingShort {
+                expected: session.size,
+                actual: read,
+            }
+            .into());
+        }
+        Ok(hasher)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ranges_parse() {
+        assert_eq!(
+            ChunkRange::parse("0-99"),
+            Some(ChunkRange { start: 0, end: 99 })
+        );
+        assert_eq!(
+            ChunkRange::parse("bytes 5-9/10"),
+            Some(ChunkRange { start: 5, end: 9 })
+        );
+        assert_eq!(
+            ChunkRange::parse("bytes=5-9"),
+            Some(ChunkRange { start: 5, end: 9 })
+        );
+        assert_eq!(ChunkRange::parse("9-5"), None);
+        assert_eq!(ChunkRange::parse("x-5"), None);
+        assert_eq!(ChunkRange::parse(""), None);
+    }
+}

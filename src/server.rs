@@ -1,0 +1,177 @@
+//! `ferry serve`: opens the stores, starts the background maintenance, serves HTTP until
+//! a shutdown signal, then drains in-flight requests within `http.draintimeout`.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::{Config, RootChoice};
+use crate::http::{self, AppState, headers::UrlBuilder};
+use crate::metadata::sqlite::SqliteStore;
+use crate::metadata::{MetadataError, MetadataStore};
+use crate::registry::Registry;
+use crate::shutdown;
+use crate::storage::BlobStore;
+use crate::storage::filesystem::FilesystemStore;
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory cannot be created or written.
+    #[error("data directory {path} is not usable: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metadata database cannot be opened.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// The database indexes another storage than the configured one.
+    #[error(
+        "the metadata database {database} indexes {indexed}, but the configured storage is {configured}; refusing to serve metadata for blobs that are not there (fix storage settings or database.path)"
+    )]
+    StorageMismatch {
+        /// Database file.
+        database: String,
+        /// Storage recorded in it.
+        indexed: String,
+        /// Storage configured now.
+        configured: String,
+    },
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server loop failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Key in `registry_info` naming the storage the database indexes.
+const STORAGE_IDENTITY: &str = "storage";
+
+/// Opens the stores named by `config` and checks they belong together.
+pub async fn open_registry(config: &Config) -> Result<(Registry, SqliteStore), ServeError> {
+    std::fs::create_dir_all(&config.root).map_err(|source| ServeError::DataDir {
+        path: config.root.clone(),
+        source,
+    })?;
+    let root = std::fs::canonicalize(&config.root).map_err(|source| ServeError::DataDir {
+        path: config.root.clone(),
+        source,
+    })?;
+    let storage = FilesystemStore::new(&root);
+    let sqlite = SqliteStore::open(&config.database_path).await?;
+    let identity = storage.describe();
+    match sqlite.info(STORAGE_IDENTITY).await? {
+        None => sqlite.set_info(STORAGE_IDENTITY, &identity).await?,
+        Some(indexed) if indexed == identity => {}
+        Some(indexed) => {
+            return Err(ServeError::StorageMismatch {
+                database: config.database_path.display().to_string(),
+                indexed,
+                configured: identity,
+            });
+        }
+    }
+    let registry = Registry::new(
+        Arc::new(sqlite.clone()),
+        Arc::new(storage),
+        config.registry.clone(),
+    );
+    Ok((registry, sqlite))
+}
+
+/// Runs the registry until SIGTERM/SIGINT.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let (registry, sqlite) = open_registry(&config).await?;
+    if config.upload_purging.enabled {
+        tokio::spawn(purge_uploads(
+            registry.clone(),
+            config.upload_purging.clone(),
+        ));
+    }
+    let state = Arc::new(AppState {
+        registry,
+        urls: UrlBuilder {
+            host: config.http.host.clone(),
+            relative: config.http.relative_urls,
+        },
+    });
+    let listener = TcpListener::bind(&config.http.addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.http.addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    let why = match config.root_choice {
+        RootChoice::Configured => "configured",
+        RootChoice::Default => "default",
+        RootChoice::Fallback => "fallback: /var/lib/registry is not writable",
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        addr = %local,
+        data = %config.root.display(),
+        database = %config.database_path.display(),
+        config = %config.source.as_ref().map_or("embedded defaults".to_string(), |p| p.display().to_string()),
+        deletes = config.registry.delete_enabled,
+        "Ferry listening on {local}, data in {} ({why})",
+        config.root.display(),
+    );
+
+    let stopping = Arc::new(Notify::new());
+    let notify = stopping.clone();
+    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+        shutdown::signal().await;
+        notify.notify_one();
+    });
+    let drain = config.http.drain_timeout;
+    tokio::select! {
+        result = server => result?,
+        () = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!(timeout = ?drain, "requests still running after the drain timeout; exiting");
+        }
+    }
+    sqlite.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Background task: discards upload sessions older than the purge age, every interval.
+async fn purge_uploads(registry: Registry, settings: crate::config::UploadPurging) {
+    let age = i64::try_from(settings.age.as_secs()).unwrap_or(i64::MAX);
+    loop {
+        if settings.dry_run {
+            match registry
+                .metadata
+                .stale_uploads(crate::metadata::now() - age)
+                .await
+            {
+                Ok(stale) => tracing::info!(
+                    count = stale.len(),
+                    "upload purge (dry run): would remove abandoned uploads"
+                ),
+                Err(e) => tracing::error!(error = %e, "upload purge failed"),
+            }
+        } else {
+            match registry.purge_uploads(age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "removed abandoned uploads"),
+                Err(e) => tracing::error!(error = %e, "upload purge failed"),
+            }
+        }
+        tokio::time::sleep(settings.interval).await;
+    }
+}

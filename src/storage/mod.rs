@@ -1,0 +1,111 @@
+//! Blob storage: where bytes live. The [`BlobStore`] trait is what the registry services
+//! use; [`filesystem`] implements it over a local directory in Distribution's layout
+//! ([`layout`]). An S3 implementation fits the same trait: uploads are appended in order
+//! at a known offset and become visible under their digest only on commit.
+
+pub mod filesystem;
+pub mod layout;
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use uuid::Uuid;
+
+use crate::oci::{Digest, RepositoryName};
+
+/// A stream of bytes read from or written to storage.
+pub type ByteStream<'a> = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'a>>;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The blob or upload is not in storage.
+    #[error("not found in storage")]
+    NotFound,
+    /// The staged upload holds fewer bytes than its session says were received
+    /// (a crash of the whole machine can do this); the upload has to start again.
+    #[error("staged upload holds {actual} bytes, its session expects {expected}")]
+    StagingShort {
+        /// Bytes the session recorded.
+        expected: u64,
+        /// Bytes found.
+        actual: u64,
+    },
+    /// The client's body stream failed mid-way.
+    #[error("reading the request body failed: {0}")]
+    Body(io::Error),
+    /// Any other I/O failure of the backend.
+    #[error("storage I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Where an upload in progress is staged.
+#[derive(Clone, Debug)]
+pub struct UploadKey {
+    /// Repository the upload belongs to.
+    pub repository: RepositoryName,
+    /// Session id.
+    pub id: Uuid,
+}
+
+/// Storage for content-addressed blobs and the uploads that produce them.
+///
+/// Invariant: a blob is visible under its digest only after all its bytes are durably
+/// written and verified; a partly written blob is never visible.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// A short description for logs, e.g. `filesystem:/var/lib/registry`.
+    fn describe(&self) -> String;
+
+    /// Size of the committed blob, `None` when absent.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
+
+    /// Streams `range` of a committed blob (the caller checked it against the size).
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<ByteStream<'static>, StorageError>;
+
+    /// Stores a small blob whole (used for manifests), atomically.
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError>;
+
+    /// Removes a committed blob; absent is not an error. Only the garbage collector calls this.
+    async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Creates the staging area of a new upload.
+    async fn upload_start(&self, key: &UploadKey) -> Result<(), StorageError>;
+
+    /// Appends `body` to the staged upload, whose first `offset` bytes are the ones already
+    /// accepted (anything staged beyond them, left by an interrupted request, is discarded).
+    /// Returns how many bytes `body` held.
+    async fn upload_append(
+        &self,
+        key: &UploadKey,
+        offset: u64,
+        body: ByteStream<'_>,
+    ) -> Result<u64, StorageError>;
+
+    /// Streams the first `len` staged bytes (to rebuild a hash state that was not saved).
+    async fn upload_read(
+        &self,
+        key: &UploadKey,
+        len: u64,
+    ) -> Result<ByteStream<'static>, StorageError>;
+
+    /// Makes the first `size` staged bytes the blob `digest` (already verified by the caller),
+    /// durably, and removes the staging area.
+    async fn upload_commit(
+        &self,
+        key: &UploadKey,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<(), StorageError>;
+
+    /// Discards a staged upload; absent is not an error.
+    async fn upload_abort(&self, key: &UploadKey) -> Result<(), StorageError>;
+}
