@@ -209,9 +209,11 @@ impl Bench {
                 let pid = self.targets[k].server.as_ref().unwrap().pid;
                 unsafe { libc::sync() };
                 let sampler = Sampler::start(pid);
+                let self_cpu0 = server::cpu_seconds(std::process::id()).unwrap_or(0.0);
                 let t = Instant::now();
                 let res = f(reg, rep).await;
                 let usage = sampler.finish();
+                let self_cpu = server::cpu_seconds(std::process::id()).unwrap_or(0.0) - self_cpu0;
                 match res {
                     Ok(metrics) => {
                         let desc: Vec<String> = metrics
@@ -219,12 +221,13 @@ impl Bench {
                             .map(|(id, v)| format!("{id}={}", report::fmt(*v, 2)))
                             .collect();
                         eprintln!(
-                            "    rep {rep} {:<12} {}  [{:.1} s, peak RSS {:.0} MiB, CPU {:.2} s]",
+                            "    rep {rep} {:<12} {}  [{:.1} s, server peak RSS {:.0} MiB, server CPU {:.2} s, bench client CPU {:.2} s]",
                             report::KINDS[k],
                             desc.join(" "),
                             t.elapsed().as_secs_f64(),
                             usage.peak_rss_mib,
-                            usage.cpu_s
+                            usage.cpu_s,
+                            self_cpu
                         );
                         for (id, v) in metrics {
                             if let Some(r) = self.row_mut(id) {
@@ -593,8 +596,11 @@ async fn run(args: Args) -> Result<()> {
     ceil.prng = ceilings::prng_one_core(sizes.ceil_sha);
     eprintln!("  PRNG one core: {:.0} MB/s", ceil.prng);
     ceil.disk_bytes = sizes.ceil_disk;
-    ceil.disk_write = ceilings::disk_write(&run_dir, sizes.ceil_disk)?;
-    eprintln!("  synced sequential write ({} MiB + fsync): {:.0} MB/s", sizes.ceil_disk / MIB, ceil.disk_write);
+    // The disk of a VM is noisy: best of two.
+    let d1 = ceilings::disk_write(&run_dir, sizes.ceil_disk)?;
+    let d2 = ceilings::disk_write(&run_dir, sizes.ceil_disk)?;
+    ceil.disk_write = d1.max(d2);
+    eprintln!("  synced sequential write ({} MiB + fsync, best of 2): {:.0} MB/s ({:.0}, {:.0})", sizes.ceil_disk / MIB, ceil.disk_write, d1, d2);
     ceil.loopback = ceilings::loopback(sizes.ceil_loop).await?;
     eprintln!("  loopback TCP, one stream: {:.0} MB/s", ceil.loopback);
 
@@ -902,7 +908,9 @@ async fn run(args: Args) -> Result<()> {
             })
             .await;
         let _ = ok;
-        let budget = Duration::from_secs(if args.quick { 5 } else { 20 });
+        // Iterations stop once a listing has taken this long in total (one walk
+        // of Distribution's catalog over 10,000 repos takes ~15 s).
+        let budget = Duration::from_secs(if args.quick { 3 } else { 5 });
         b.ab("catalog + tag listing", &ids, move |reg, _| async move {
             let cf = time_listing(&reg, "/v2/_catalog", "repositories", repos, true, 5, budget).await?;
             let cp = time_listing(&reg, "/v2/_catalog?n=100", "repositories", repos, true, 3, budget).await?;
