@@ -560,6 +560,7 @@ async fn run(args: Args) -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
 
+    let load_start = loadavg();
     std::fs::create_dir_all(&args.workdir)?;
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     if fs_type(&args.workdir) == Some(TMPFS_MAGIC) {
@@ -586,7 +587,7 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    eprintln!("== ferry-bench ({} mode, {} reps, work dir {})", if args.quick { "quick" } else { "full" }, args.reps, run_dir.display());
+    eprintln!("== ferry-bench ({} mode, {} reps, work dir {}, load average {load_start})", if args.quick { "quick" } else { "full" }, args.reps, run_dir.display());
 
     // ---- Ceilings -------------------------------------------------------
     eprintln!("== machine ceilings");
@@ -652,7 +653,7 @@ async fn run(args: Args) -> Result<()> {
     let skopeo_dir = run_dir.join("skopeo");
     let mut skopeo_ok: Option<String> = None;
     if wanted(&args, "skopeo") {
-        eprintln!("== building {} OCI image(s) with umoci (3 layers: {} / {} / {} MiB random files)", args.reps,
+        eprintln!("== building {} OCI image(s) with umoci (3 layers: {:.1} / {:.1} / {:.1} MiB random files)", args.reps,
             sizes.layers[0] as f64 / MIB as f64, sizes.layers[1] as f64 / MIB as f64, sizes.layers[2] as f64 / MIB as f64);
         let t = Instant::now();
         let res: Result<()> = (|| {
@@ -1004,6 +1005,7 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     let elapsed = total_t.elapsed().as_secs_f64();
+    let load_end = loadavg();
 
     let machine = machine_info(&run_dir);
     let mut md = String::new();
@@ -1031,6 +1033,9 @@ async fn run(args: Args) -> Result<()> {
     for (k, v) in &machine {
         md.push_str(&format!("| {k} | {v} |\n"));
     }
+    md.push_str(&format!(
+        "\nLoad average (1/5/15 min) at start: {load_start}; at end: {load_end}. The bench client shares the machine's cores with the server under test; figures from a busy machine are noisy.\n"
+    ));
     if !sizes_on_disk.is_empty() {
         md.push_str(&format!("\nData directories at the end: {}.\n", sizes_on_disk.join(", ")));
     }
@@ -1066,6 +1071,12 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn distribution_version(bin: &str) -> String {
