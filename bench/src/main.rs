@@ -210,10 +210,12 @@ impl Bench {
                 unsafe { libc::sync() };
                 let sampler = Sampler::start(pid);
                 let self_cpu0 = server::cpu_seconds(std::process::id()).unwrap_or(0.0);
+                let host0 = server::host_cpu();
                 let t = Instant::now();
                 let res = f(reg, rep).await;
                 let usage = sampler.finish();
                 let self_cpu = server::cpu_seconds(std::process::id()).unwrap_or(0.0) - self_cpu0;
+                let busy = server::host_busy_pct(host0, server::host_cpu());
                 match res {
                     Ok(metrics) => {
                         let desc: Vec<String> = metrics
@@ -221,7 +223,7 @@ impl Bench {
                             .map(|(id, v)| format!("{id}={}", report::fmt(*v, 2)))
                             .collect();
                         eprintln!(
-                            "    rep {rep} {:<12} {}  [{:.1} s, server peak RSS {:.0} MiB, server CPU {:.2} s, bench client CPU {:.2} s]",
+                            "    rep {rep} {:<12} {}  [{:.1} s, server peak RSS {:.0} MiB, server CPU {:.2} s, bench client CPU {:.2} s, all cores {busy:.0} % busy]",
                             report::KINDS[k],
                             desc.join(" "),
                             t.elapsed().as_secs_f64(),
@@ -427,8 +429,11 @@ async fn time_listing(reg: &Reg, first: &str, key: &str, expect: usize, at_least
     let max_pages = expect / 50 + 100;
     for _ in 0..iters {
         let t = Instant::now();
-        let (n, _pages) = reg.walk_listing(first, key, max_pages).await?;
+        let (n, pages) = reg.walk_listing(first, key, max_pages).await?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
+        if times.len() == 1 {
+            eprintln!("      {first}: {n} entries in {pages} page(s), {:.1} ms", times[0]);
+        }
         if n < expect || (!at_least && n != expect) {
             bail!("{first}: listed {n} entries, expected {}{expect}", if at_least { "≥ " } else { "" });
         }
@@ -597,11 +602,14 @@ async fn run(args: Args) -> Result<()> {
     ceil.prng = ceilings::prng_one_core(sizes.ceil_sha);
     eprintln!("  PRNG one core: {:.0} MB/s", ceil.prng);
     ceil.disk_bytes = sizes.ceil_disk;
-    // The disk of a VM is noisy: best of two.
-    let d1 = ceilings::disk_write(&run_dir, sizes.ceil_disk)?;
-    let d2 = ceilings::disk_write(&run_dir, sizes.ceil_disk)?;
-    ceil.disk_write = d1.max(d2);
-    eprintln!("  synced sequential write ({} MiB + fsync, best of 2): {:.0} MB/s ({:.0}, {:.0})", sizes.ceil_disk / MIB, ceil.disk_write, d1, d2);
+    // The disk of a VM is noisy: median of three.
+    let mut disk = Vec::new();
+    for _ in 0..3 {
+        disk.push(ceilings::disk_write(&run_dir, sizes.ceil_disk)?);
+    }
+    ceil.disk_write = report::median(&disk);
+    let disk_samples = disk.iter().map(|d| format!("{d:.0}")).collect::<Vec<_>>().join(", ");
+    eprintln!("  synced sequential write ({} MiB + fsync, median of 3): {:.0} MB/s ({disk_samples})", sizes.ceil_disk / MIB, ceil.disk_write);
     ceil.loopback = ceilings::loopback(sizes.ceil_loop).await?;
     eprintln!("  loopback TCP, one stream: {:.0} MB/s", ceil.loopback);
 
@@ -1008,6 +1016,9 @@ async fn run(args: Args) -> Result<()> {
     let load_end = loadavg();
 
     let machine = machine_info(&run_dir);
+    let run_bytes = std::process::Command::new("du").arg("-sb").arg(&run_dir).output().ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(0);
     let mut md = String::new();
     md.push_str(&format!(
         "## Results ({} run, {})\n\n",
@@ -1026,7 +1037,7 @@ async fn run(args: Args) -> Result<()> {
     md.push_str(&report::usage_table(&b.usage));
     md.push_str("\n### Machine ceilings (same run)\n\n| Ceiling | Value |\n|---|--:|\n");
     md.push_str(&format!("| SHA-256, one core (sha2 0.11) | {:.0} MB/s |\n", ceil.sha256));
-    md.push_str(&format!("| Synced sequential write ({} MiB, 8 MiB writes, fsync) | {:.0} MB/s |\n", ceil.disk_bytes / MIB, ceil.disk_write));
+    md.push_str(&format!("| Synced sequential write ({} MiB, 8 MiB writes, fsync; median of {disk_samples} MB/s) | {:.0} MB/s |\n", ceil.disk_bytes / MIB, ceil.disk_write));
     md.push_str(&format!("| Loopback TCP, one stream (in-process) | {:.0} MB/s |\n", ceil.loopback));
     md.push_str(&format!("| Bench PRNG data generation, one core | {:.0} MB/s |\n", ceil.prng));
     md.push_str("\nMB = 10^6 bytes.\n\n### Machine\n\n| | |\n|---|---|\n");
@@ -1070,6 +1081,11 @@ async fn run(args: Args) -> Result<()> {
             }
         }
     }
+    eprintln!("removing {:.1} GiB of temporary data (slow when the filesystem is mounted with discard)...", run_bytes as f64 / GIB as f64);
+    let t = Instant::now();
+    drop(b);
+    drop(_guard);
+    eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
     Ok(())
 }
 

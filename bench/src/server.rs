@@ -211,3 +211,21 @@ impl Sampler {
         Usage { peak_rss_mib: self.peak.load(Ordering::Relaxed) as f64 / 1024.0, cpu_s: cpu1 - self.cpu0 }
     }
 }
+
+/// (busy, total) jiffies over all CPUs from /proc/stat; steal counts as busy.
+pub fn host_cpu() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = s.lines().next().unwrap_or("");
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    if v.len() < 5 {
+        return (0, 0);
+    }
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v[4]; // idle + iowait
+    (total - idle, total)
+}
+
+pub fn host_busy_pct(a: (u64, u64), b: (u64, u64)) -> f64 {
+    let (db, dt) = (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1));
+    if dt == 0 { 0.0 } else { db as f64 * 100.0 / dt as f64 }
+}
