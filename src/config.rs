@@ -342,6 +342,28 @@ fn is_prefix_of(prefix: &str, key: &str) -> bool {
 }
 
 impl Config {
+    /// Loads the first of `candidates` that exists (none given: embedded defaults), so a
+    /// container can prefer a mounted Distribution config over its baked-in one.
+    pub fn load_first(
+        candidates: &[PathBuf],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        match candidates {
+            [] => Self::load(None, env),
+            [only] => Self::load(Some(only), env),
+            _ => match candidates.iter().find(|p| p.exists()) {
+                Some(path) => Self::load(Some(path), env),
+                None => Err(ConfigError::Read {
+                    path: candidates[0].clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "none of the configuration files exists",
+                    ),
+                }),
+            },
+        }
+    }
+
     /// Loads the configuration from an optional file plus `REGISTRY_*` variables from `env`.
     pub fn load(
         path: Option<&Path>,
@@ -648,5 +670,48 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_duration("soon"), None);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped examples load without warnings and document every supported key.
+    #[test]
+    fn shipped_examples_are_complete_and_valid() {
+        let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ferry.yml");
+        let config = Config::load(Some(&full), []).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let text = std::fs::read_to_string(&full).unwrap();
+        for (key, _) in SUPPORTED_KEYS {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(
+                text.contains(&format!("{leaf}:")),
+                "config/ferry.yml does not show {key}"
+            );
+        }
+        let minimal = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/minimal.yml");
+        assert!(
+            Config::load(Some(&minimal), [])
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+    }
+}
+
+#[cfg(test)]
+mod readme_tests {
+    /// The README's configuration reference lists every supported key.
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../README.md");
+        for (key, _) in super::SUPPORTED_KEYS {
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "README.md does not document {key}"
+            );
+        }
     }
 }

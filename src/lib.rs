@@ -11,7 +11,8 @@
 //! - [`oci`]: names, tags, digests and manifest parsing; pure functions.
 //! - [`metadata`]: the metadata-store trait and its SQLite implementation.
 //! - [`storage`]: the blob-store trait and its filesystem implementation.
-//! - [`server`], [`shutdown`], [`telemetry`]: running the service.
+//! - [`gc`]: the garbage collector behind the `ferry-gc` binary (`src/bin/ferry-gc.rs`).
+//! - [`server`], [`shutdown`], [`telemetry`], [`healthcheck`]: running the service.
 //!
 //! ## Invariants
 //! 1. Bytes before metadata: a blob or manifest row is written only after its bytes are
@@ -24,6 +25,8 @@
 //! 5. Content under a digest never changes; a tag move is one row update.
 
 pub mod config;
+pub mod gc;
+pub mod healthcheck;
 pub mod http;
 pub mod metadata;
 pub mod oci;

@@ -3,6 +3,7 @@
 use axum::body::Body;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
+use futures_util::StreamExt;
 
 use super::headers::{CONTENT_DIGEST, OCI_SUBJECT};
 use super::{HandlerResult, Request, repository};
@@ -34,26 +35,7 @@ pub async fn get(request: &Request<'_>, name: &str, reference: &str, head: bool)
 pub async fn put(request: &Request<'_>, name: &str, reference: &str, body: Body) -> HandlerResult {
     let name = repository(name)?;
     let reference = Reference::parse(reference)?;
-    let too_large = RegistryError::ManifestTooLarge {
-        limit: MAX_MANIFEST_SIZE,
-    };
-    let declared = request
-        .header(header::CONTENT_LENGTH)
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_MANIFEST_SIZE as u64) {
-        return Err(too_large);
-    }
-    let body = axum::body::to_bytes(body, MAX_MANIFEST_SIZE)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                too_large
-            } else {
-                RegistryError::ManifestInvalid(format!("reading the body failed: {e}"))
-            }
-        })?;
+    let body = read_manifest_body(body).await?;
     let tags = request
         .query
         .all("tag")
@@ -94,4 +76,31 @@ pub async fn delete(request: &Request<'_>, name: &str, reference: &str) -> Handl
         .delete_manifest(&name, &reference)
         .await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}
+
+/// Bodies over the limit are still read (and dropped) up to this many bytes, so the client
+/// sees the 413 instead of a connection closed under its upload.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads a manifest body of at most [`MAX_MANIFEST_SIZE`] bytes.
+async fn read_manifest_body(body: Body) -> Result<bytes::Bytes, RegistryError> {
+    let mut stream = body.into_data_stream();
+    let mut collected = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| RegistryError::ManifestInvalid(format!("reading the body failed: {e}")))?;
+        total += chunk.len();
+        if total <= MAX_MANIFEST_SIZE {
+            collected.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if total > MAX_MANIFEST_SIZE {
+        return Err(RegistryError::ManifestTooLarge {
+            limit: MAX_MANIFEST_SIZE,
+        });
+    }
+    Ok(collected.freeze())
 }

@@ -70,14 +70,14 @@ pub async fn start(request: &Request<'_>, name: &str, body: Body) -> HandlerResu
             .get("from")
             .and_then(|f| RepositoryName::parse(f).ok());
         let from_given = request.query.get("from").is_some();
-        if !from_given || from.is_some() {
-            if registry
+        let usable = !from_given || from.is_some();
+        if usable
+            && registry
                 .mount_blob(&name, &digest, from.as_ref())
                 .await?
                 .is_some()
-            {
-                return Ok(created(request, &name, &digest));
-            }
+        {
+            return Ok(created(request, &name, &digest));
         }
     } else if let Some(d) = request.query.get("digest") {
         let digest = digest(d)?;

@@ -4,6 +4,7 @@
 //! operation that must be atomic (a manifest and the check of what it references, an
 //! upload's completion and the link of its blob) is one method, hence one transaction.
 
+pub mod collector;
 pub mod sqlite;
 
 use async_trait::async_trait;

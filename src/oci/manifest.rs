@@ -187,12 +187,18 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
     {
         return Err(ManifestError::Schema1);
     }
-    if let Some(v) = &raw.schema_version {
-        if schema_version != Some(2) {
+    match &raw.schema_version {
+        None => {
+            return Err(ManifestError::Invalid(
+                "schemaVersion is required (2)".into(),
+            ));
+        }
+        Some(v) if schema_version != Some(2) => {
             return Err(ManifestError::Invalid(format!(
                 "schemaVersion must be 2, not {v}"
             )));
         }
+        Some(_) => {}
     }
     let media_type = match (header, raw.media_type.as_deref()) {
         (Some(h), Some(b)) if h != b && !generic_content_type(h) => {

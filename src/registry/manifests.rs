@@ -48,7 +48,9 @@ impl Registry {
         if let Reference::Tag(tag) = reference {
             tags.push(tag.clone());
         }
-        // Bytes before metadata: the manifest's blob is durable before any row names it.
+        // Bytes before metadata: the manifest's blob is durable before any row names it
+        // (and its use time is refreshed first, so a running collector leaves it alone).
+        self.metadata.touch_blob(&digest).await?;
         self.storage.put(&digest, body.clone()).await?;
         self.metadata
             .put_manifest(
@@ -81,12 +83,9 @@ impl Registry {
             Reference::Tag(tag) => self.metadata.tagged_manifest(repository, tag).await?,
             Reference::Digest(digest) => self.metadata.manifest(repository, digest).await?,
         };
-        match found {
-            Some(manifest) => Ok(manifest),
-            None => Err(self
-                .unknown_in(repository, RegistryError::ManifestUnknown)
-                .await?),
-        }
+        // MANIFEST_UNKNOWN also for an unknown repository, as Distribution answers: Docker
+        // then says "manifest for ... not found" rather than a bare "name unknown".
+        found.ok_or(RegistryError::ManifestUnknown)
     }
 
     /// Deletes a tag (only the tag) or a manifest by digest (with the tags on it).
@@ -103,22 +102,7 @@ impl Registry {
         if deleted {
             Ok(())
         } else {
-            Err(self
-                .unknown_in(repository, RegistryError::ManifestUnknown)
-                .await?)
-        }
-    }
-
-    /// `NAME_UNKNOWN` when the repository does not exist at all, else `error`.
-    pub(crate) async fn unknown_in(
-        &self,
-        repository: &RepositoryName,
-        error: RegistryError,
-    ) -> Result<RegistryError, RegistryError> {
-        if self.metadata.repository_exists(repository).await? {
-            Ok(error)
-        } else {
-            Ok(RegistryError::NameUnknown)
+            Err(RegistryError::ManifestUnknown)
         }
     }
 }

@@ -169,6 +169,9 @@ impl Registry {
             self.discard(&session).await?;
             return Err(RegistryError::digest_mismatch(digest, &actual));
         }
+        // Refresh the blob's use time before its bytes are committed: a collector that has
+        // not deleted it yet now leaves it alone (see ARCHITECTURE.md, garbage collection).
+        self.metadata.touch_blob(digest).await?;
         self.storage
             .upload_commit(&key(&session), session.size, digest)
             .await?;

@@ -13,8 +13,8 @@ use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobStore, ByteStream, StorageError, UploadKey, layout};
-use crate::oci::Digest;
+use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey, layout};
+use crate::oci::{Digest, RepositoryName};
 
 /// Writes are gathered into buffers of this size before reaching the file.
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -69,6 +69,110 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     drop(file);
     fs::rename(&tmp, path).await?;
     sync_dir(dir).await
+}
+
+/// Entries of a directory; a missing directory has none.
+fn entries(dir: &Path) -> io::Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd.collect(),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Walks `blobs/<alg>/<xx>/<hex>/data`.
+fn walk_blobs(root: &Path) -> io::Result<Vec<StoredBlob>> {
+    let mut found = Vec::new();
+    for alg in entries(&layout::v2_root(root).join("blobs"))? {
+        for prefix in entries(&alg.path())? {
+            for blob in entries(&prefix.path())? {
+                let digest = format!(
+                    "{}:{}",
+                    alg.file_name().to_string_lossy(),
+                    blob.file_name().to_string_lossy()
+                );
+                let Ok(digest) = digest.parse::<Digest>() else {
+                    continue;
+                };
+                match std::fs::metadata(blob.path().join("data")) {
+                    Ok(meta) => found.push(StoredBlob {
+                        digest,
+                        size: meta.len(),
+                        modified: meta.modified()?,
+                    }),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Walks `repositories/**/_uploads/<uuid>`.
+fn walk_uploads(root: &Path) -> io::Result<Vec<StagedUpload>> {
+    fn walk(dir: &Path, name: &str, out: &mut Vec<StagedUpload>) -> io::Result<()> {
+        for entry in entries(dir)? {
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name == "_uploads" {
+                let Ok(repository) = RepositoryName::parse(name) else {
+                    continue;
+                };
+                for upload in entries(&entry.path())? {
+                    let Ok(id) = uuid::Uuid::parse_str(&upload.file_name().to_string_lossy())
+                    else {
+                        continue;
+                    };
+                    let modified = upload.metadata()?.modified()?;
+                    out.push(StagedUpload {
+                        key: UploadKey {
+                            repository: repository.clone(),
+                            id,
+                        },
+                        modified,
+                    });
+                }
+            } else if !file_name.starts_with('_') {
+                let child = if name.is_empty() {
+                    file_name
+                } else {
+                    format!("{name}/{file_name}")
+                };
+                walk(&entry.path(), &child, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    walk(&layout::v2_root(root).join("repositories"), "", &mut found)?;
+    Ok(found)
+}
+
+/// Removes empty directories below `dir` (not `dir` itself); returns whether `dir` is empty.
+fn prune(dir: &Path) -> io::Result<bool> {
+    let mut empty = true;
+    for entry in entries(dir)? {
+        if entry.file_type()?.is_dir() && prune(&entry.path())? {
+            match std::fs::remove_dir(entry.path()) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(_) => {} // filled again meanwhile
+            }
+        }
+        empty = false;
+    }
+    Ok(empty)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)??)
 }
 
 #[async_trait]
@@ -213,12 +317,31 @@ impl BlobStore for FilesystemStore {
         not_found_as_none(fs::remove_dir_all(&dir).await)?;
         Ok(())
     }
+
+    async fn list_blobs(&self) -> Result<Vec<StoredBlob>, StorageError> {
+        let root = self.root.clone();
+        blocking(move || walk_blobs(&root)).await
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<StagedUpload>, StorageError> {
+        let root = self.root.clone();
+        blocking(move || walk_uploads(&root)).await
+    }
+
+    async fn prune_empty_directories(&self) -> Result<(), StorageError> {
+        let v2 = layout::v2_root(&self.root);
+        blocking(move || {
+            prune(&v2.join("repositories"))?;
+            prune(&v2.join("blobs")).map(|_| ())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::{Algorithm, RepositoryName};
+    use crate::oci::Algorithm;
     use futures_util::stream;
 
     fn body(parts: &[&'static [u8]]) -> ByteStream<'static> {
@@ -271,8 +394,29 @@ mod tests {
             b"world"
         );
         assert!(!layout::upload_dir(dir.path(), &key.repository, &key.id).exists());
+        assert_eq!(store.list_blobs().await.unwrap().len(), 1);
         store.delete(&digest).await.unwrap();
         assert_eq!(store.stat(&digest).await.unwrap(), None);
+        assert!(store.list_blobs().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn lists_uploads_and_prunes_empty_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStore::new(dir.path());
+        let key = UploadKey {
+            repository: RepositoryName::parse("team/app").unwrap(),
+            id: uuid::Uuid::new_v4(),
+        };
+        store.upload_start(&key).await.unwrap();
+        let uploads = store.list_uploads().await.unwrap();
+        assert_eq!(uploads.len(), 1);
+        assert_eq!(uploads[0].key.repository.as_str(), "team/app");
+        assert_eq!(uploads[0].key.id, key.id);
+        store.upload_abort(&key).await.unwrap();
+        store.prune_empty_directories().await.unwrap();
+        assert!(!layout::repository_dir(dir.path(), &key.repository).exists());
+        assert!(layout::v2_root(dir.path()).join("repositories").exists());
     }
 
     #[tokio::test]

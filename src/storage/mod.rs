@@ -9,6 +9,7 @@ pub mod layout;
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -50,6 +51,26 @@ pub struct UploadKey {
     pub repository: RepositoryName,
     /// Session id.
     pub id: Uuid,
+}
+
+/// A committed blob found by walking storage (for the garbage collector).
+#[derive(Clone, Debug)]
+pub struct StoredBlob {
+    /// Its digest (from its path).
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
+/// A staging area found by walking storage (for the garbage collector).
+#[derive(Clone, Debug)]
+pub struct StagedUpload {
+    /// Where it is.
+    pub key: UploadKey,
+    /// When it was last written.
+    pub modified: SystemTime,
 }
 
 /// Storage for content-addressed blobs and the uploads that produce them.
@@ -108,4 +129,14 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Discards a staged upload; absent is not an error.
     async fn upload_abort(&self, key: &UploadKey) -> Result<(), StorageError>;
+
+    /// Every committed blob in storage, whether or not metadata knows it.
+    async fn list_blobs(&self) -> Result<Vec<StoredBlob>, StorageError>;
+
+    /// Every upload staging area in storage, whether or not metadata knows it.
+    async fn list_uploads(&self) -> Result<Vec<StagedUpload>, StorageError>;
+
+    /// Removes directories left empty under the repositories and blobs trees (no-op where storage
+    /// has no directories).
+    async fn prune_empty_directories(&self) -> Result<(), StorageError>;
 }

@@ -57,7 +57,10 @@ impl TestRegistry {
             host: String::new(),
             url: String::new(),
             root,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
             child: None,
             log_path,
@@ -163,13 +166,20 @@ impl TestRegistry {
     }
 
     fn wait_ready(&mut self) {
-        assert!(self.try_wait_ready(), "registry did not become ready; log:\n{}", self.log());
+        assert!(
+            self.try_wait_ready(),
+            "registry did not become ready; log:\n{}",
+            self.log()
+        );
     }
 
     /// Stop with SIGTERM and wait for the exit status (graceful shutdown).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         child.wait().expect("wait")
     }
 
@@ -205,7 +215,9 @@ fn distribution_config(root: &Path) -> String {
 
 /// Run a command, panic with its output if it fails, return its stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",

@@ -15,6 +15,8 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
+mod collector;
+
 use super::{
     MetadataError, MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession, now,
 };
@@ -37,7 +39,7 @@ fn size_to_db(size: u64) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX)
 }
 
-fn size_from_db(size: i64) -> u64 {
+pub(crate) fn size_from_db(size: i64) -> u64 {
     u64::try_from(size).unwrap_or(0)
 }
 

@@ -1,0 +1,295 @@
+//! The base endpoint, headers every response carries, the error body format, and the
+//! validation of repository names, tags and digests.
+
+mod common;
+mod support;
+
+use common::*;
+use reqwest::Method;
+
+#[tokio::test]
+async fn base_endpoint_answers_empty_json_object() {
+    let reg = start();
+    let api = Api::new(&reg);
+    let r = api.get("/v2/").await;
+    r.expect(200);
+    assert_eq!(r.json(), serde_json::json!({}), "{r:?}");
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_the_api_version_header() {
+    let reg = start();
+    let api = Api::new(&reg);
+    let img = api.push_image("hdr/repo", "v1", 1).await;
+    let upload = api.start_upload("hdr/repo").await;
+    let responses = vec![
+        api.get("/v2/").await,
+        api.get("/v2/_catalog").await,
+        api.get("/v2/hdr/repo/tags/list").await,
+        api.get_manifest("hdr/repo", "v1").await,
+        api.head_manifest("hdr/repo", &img.digest).await,
+        api.get(&format!("/v2/hdr/repo/blobs/{}", img.config.digest))
+            .await,
+        api.head(&format!("/v2/hdr/repo/blobs/{}", img.layers[0].digest))
+            .await,
+        api.get(&upload).await,
+        api.patch(&upload, b"abc".to_vec()).await,
+        // errors
+        api.get("/v2/hdr/repo/manifests/nope").await,
+        api.get(&format!("/v2/hdr/repo/blobs/{}", sha256(b"absent")))
+            .await,
+        api.get("/v2/nosuch/tags/list").await,
+        api.get("/v2/Bad/tags/list").await,
+        api.get("/v2/hdr/repo/blobs/sha256:xyz").await,
+        api.get("/v2/hdr/repo/blobs/uploads/not-a-session").await,
+    ];
+    for r in responses {
+        assert_eq!(
+            r.header("docker-distribution-api-version"),
+            Some("registry/2.0"),
+            "missing Docker-Distribution-API-Version:\n{r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn error_bodies_follow_the_spec_format() {
+    let reg = start();
+    let api = Api::new(&reg);
+    api.push_image("errs/repo", "v1", 0).await;
+    // expect_error checks Content-Type, the errors array, code and message of each entry.
+    api.get("/v2/errs/repo/manifests/absent")
+        .await
+        .expect_error(404, &["MANIFEST_UNKNOWN"]);
+    api.get(&format!("/v2/errs/repo/blobs/{}", sha256(b"none")))
+        .await
+        .expect_error(404, &["BLOB_UNKNOWN"]);
+    api.get("/v2/errs/other/tags/list")
+        .await
+        .expect_error(404, &["NAME_UNKNOWN"]);
+    api.get("/v2/errs/repo/blobs/uploads/0b7d8f0e-2c4a-4e26-b0d5-3c1d0c7b3a11")
+        .await
+        .expect_error(404, &["BLOB_UPLOAD_UNKNOWN"]);
+}
+
+fn invalid_names() -> Vec<String> {
+    vec![
+        "Upper".into(),
+        "lower/Upper".into(),
+        "a..b".into(),
+        "a___b".into(),
+        "-lead".into(),
+        "trail-".into(),
+        "trail.".into(),
+        "a/-b".into(),
+        "a/.b".into(),
+        "sp%20ace".into(),
+        "a:b".into(),
+        "x".repeat(256),
+        format!("{}/{}", "a".repeat(128), "b".repeat(127)),
+    ]
+}
+
+#[tokio::test]
+async fn invalid_repository_names_are_rejected() {
+    let reg = start();
+    let api = Api::new(&reg);
+    let blob = sha256(b"x");
+    for name in invalid_names() {
+        api.get(&format!("/v2/{name}/tags/list"))
+            .await
+            .expect_error(400, &["NAME_INVALID"]);
+        api.get(&format!("/v2/{name}/manifests/latest"))
+            .await
+            .expect_error(400, &["NAME_INVALID"]);
+        api.get(&format!("/v2/{name}/blobs/{blob}"))
+            .await
+            .expect_error(400, &["NAME_INVALID"]);
+        api.send(api.req(Method::POST, &format!("/v2/{name}/blobs/uploads/")))
+            .await
+            .expect_error(400, &["NAME_INVALID"]);
+    }
+    assert!(api.catalog().await.is_empty(), "nothing was created");
+}
+
+#[tokio::test]
+async fn names_at_the_limits_of_the_grammar_are_accepted() {
+    let reg = start();
+    let api = Api::new(&reg);
+    let names = [
+        "a".to_string(),
+        "0".to_string(),
+        "a.b_c__d-e---f".to_string(),
+        "a/b/c/d/e/f/g/h".to_string(),
+        format!("{}/{}", "a".repeat(127), "b".repeat(127)), // 255 characters
+    ];
+    for name in &names {
+        let img = api.push_image(name, "t", 1).await;
+        let r = api.get_manifest(name, "t").await;
+        r.expect(200);
+        assert_eq!(&r.body[..], &img.manifest[..], "{name}");
+        assert_eq!(api.tags(name).await, vec!["t"], "{name}");
+    }
+    let mut expected: Vec<String> = names.to_vec();
+    expected.sort();
+    let mut listed = api.catalog().await;
+    listed.sort();
+    assert_eq!(listed, expected);
+}
+
+#[tokio::test]
+async fn name_components_may_be_route_keywords() {
+    let reg = start();
+    let api = Api::new(&reg);
+    let names = [
+        "a/blobs/b",
+        "x/manifests/y",
+        "tags/uploads",
+        "blobs",
+        "manifests/tags/list",
+        "uploads/blobs/uploads",
+        "referrers/x",
+    ];
+    for name in names {
+        let img = api.push_image(name, "latest", 1).await;
+        let r = api.get_manifest(name, "latest").await;
+        r.expect(200);
+        assert_eq!(&r.body[..], &img.manifest[..], "{name}");
+        let r = api
+            .get(&format!("/v2/{name}/blobs/{}", img.layers[0].digest))
+            .await;
+        r.expect(200);
+        assert_eq!(&r.body[..], &img.layers[0].data[..], "{name}");
+        assert_eq!(api.tags(name).await, vec!["latest"], "{name}");
+    }
+    let mut expected: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    let mut listed = api.catalog().await;
+    listed.sort();
+    assert_eq!(listed, expected);
+}
+
+#[tokio::test]
+async fn malformed_digests_are_rejected() {
+    let reg = start();
+    let api = Api::new(&reg);
+    api.push_image("dig/repo", "v1", 0).await;
+    let hex = hex::encode([0xabu8; 32]);
+    let bad = [
+        "sha256:abc".to_string(),
+        format!("sha256:{}", hex.to_uppercase()),
+        format!("sha256:{}0", hex),
+        format!("sha256:{}", &hex[1..]),
+        format!("sha256:{}g", &hex[1..]),
+        "sha256:".to_string(),
+        format!("sha512:{hex}"),
+    ];
+    for d in &bad {
+        api.get(&format!("/v2/dig/repo/blobs/{d}"))
+            .await
+            .expect_error(400, &["DIGEST_INVALID"]);
+        api.delete(&format!("/v2/dig/repo/blobs/{d}"))
+            .await
+            .expect_error(400, &["DIGEST_INVALID"]);
+    }
+    // An algorithm the registry does not know.
+    for d in [
+        format!("md5:{}", &hex[..32]),
+        format!("sha384:{}", "ab".repeat(48)),
+    ] {
+        api.get(&format!("/v2/dig/repo/blobs/{d}"))
+            .await
+            .expect_error(400, &["DIGEST_INVALID", "UNSUPPORTED"]);
+    }
+    // Completing an upload with a malformed digest.
+    let loc = api.start_upload("dig/repo").await;
+    api.put_upload(&loc, "sha256:abc", b"x".to_vec())
+        .await
+        .expect_error(400, &["DIGEST_INVALID"]);
+    // Completing an upload without any digest.
+    let loc = api.start_upload("dig/repo").await;
+    let r = api
+        .send(api.req(Method::PUT, &loc).body(b"x".to_vec()))
+        .await;
+    r.expect_error(400, &["DIGEST_INVALID"]);
+}
+
+#[tokio::test]
+async fn invalid_manifest_references_are_rejected() {
+    let reg = start();
+    let api = Api::new(&reg);
+    let img = api.push_image("refs/repo", "v1", 0).await;
+    let codes = [
+        "TAG_INVALID",
+        "NAME_INVALID",
+        "MANIFEST_INVALID",
+        "DIGEST_INVALID",
+    ];
+    let bad = [
+        "-dash".to_string(),
+        ".dot".to_string(),
+        "a".repeat(129),
+        "with%20space".to_string(),
+        "sha256:abc".to_string(),
+        "a+b".to_string(),
+    ];
+    for reference in &bad {
+        api.get_manifest("refs/repo", reference)
+            .await
+            .expect_error(400, &codes);
+        api.put_manifest("refs/repo", reference, OCI_MANIFEST, &img.manifest)
+            .await
+            .expect_error(400, &codes);
+    }
+    assert_eq!(api.tags("refs/repo").await, vec!["v1"]);
+    // The longest valid tag, and tags using every allowed character class.
+    for tag in ["_".to_string(), "A".repeat(128), "v1.0_rc-2".to_string()] {
+        api.push_manifest("refs/repo", &tag, OCI_MANIFEST, &img.manifest)
+            .await;
+        api.get_manifest("refs/repo", &tag).await.expect(200);
+    }
+}
+
+#[tokio::test]
+async fn sha512_digests_are_supported_and_verified() {
+    let reg = start();
+    let api = Api::new(&reg);
+    let data = random_bytes(100_000);
+    let digest = sha512(&data);
+
+    // Chunked upload completed with a sha512 digest.
+    let loc = api.start_upload("s512/repo").await;
+    let r = api.patch(&loc, data[..60_000].to_vec()).await;
+    r.expect(202);
+    let loc = api.abs(r.must_header("location"));
+    let r = api.put_upload(&loc, &digest, data[60_000..].to_vec()).await;
+    r.expect(201);
+    assert_eq!(r.must_header("docker-content-digest"), digest, "{r:?}");
+
+    let r = api.get(&format!("/v2/s512/repo/blobs/{digest}")).await;
+    r.expect(200);
+    assert_eq!(r.must_header("docker-content-digest"), digest, "{r:?}");
+    assert!(r.body[..] == data[..], "sha512 blob content differs");
+    let on_disk = std::fs::read(blob_data_path(&reg, &digest)).expect("blob under blobs/sha512");
+    assert!(on_disk == data);
+
+    // A wrong sha512 digest is refused and nothing is stored.
+    let other = random_bytes(1000);
+    let wrong = sha512(b"something else");
+    let loc = api.start_upload("s512/repo").await;
+    api.put_upload(&loc, &wrong, other.clone())
+        .await
+        .expect_error(400, &["DIGEST_INVALID"]);
+    api.head(&format!("/v2/s512/repo/blobs/{wrong}"))
+        .await
+        .expect(404);
+    api.head(&format!("/v2/s512/repo/blobs/{}", sha512(&other)))
+        .await
+        .expect(404);
+    assert!(!blob_data_path(&reg, &wrong).exists());
+}

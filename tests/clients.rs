@@ -1,0 +1,1546 @@
+//! Real clients against a real registry: docker, skopeo, podman, buildah, containerd's `ctr`,
+//! the oras Python SDK, and a multi-arch index round trip.
+//!
+//! Every test starts its own registry (random loopback port, temporary data directory) and
+//! drives a client the way a user would, then checks what the user would notice: digests
+//! survive a round trip, tags and the catalog list what was pushed, deleted things are gone,
+//! referrers list the artifacts attached to an image.
+//!
+//! One more test restarts the registry under a client (`kill -9`, then an empty data
+//! directory on the same port).
+//!
+//! The tests run against Ferry. `FERRY_TEST_FLAVOR=distribution` runs them against the
+//! reference (Debian's `docker-registry`, Distribution 2.8) instead, to check the tests
+//! themselves; Distribution has no referrers API, so that part of the oras test is skipped
+//! there.
+//!
+//! The client tools are installed by `tests/run.sh`; a missing tool fails its test, except the
+//! Docker engine: when `docker info` fails, the docker test prints `SKIP: ...` and passes.
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use support::{Flavor, TestRegistry};
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn docker() {
+    docker_push_pull(flavor());
+}
+
+#[test]
+fn docker_missing() {
+    docker_pull_missing(flavor());
+}
+
+#[test]
+fn skopeo() {
+    skopeo_copy_both_ways(flavor());
+}
+
+#[test]
+fn podman() {
+    podman_pull_tag_push(flavor());
+}
+
+#[test]
+fn buildah() {
+    buildah_build_push(flavor());
+}
+
+#[test]
+fn containerd() {
+    containerd_pull_push(flavor());
+}
+
+#[test]
+fn oras() {
+    oras_artifacts_and_referrers(flavor());
+}
+
+#[test]
+fn multi_arch_index() {
+    multi_arch_round_trip(flavor());
+}
+
+#[test]
+fn restart() {
+    restart_keeps_data(flavor());
+}
+
+/// Which registry the tests run against: Ferry unless `FERRY_TEST_FLAVOR=distribution`.
+fn flavor() -> Flavor {
+    match std::env::var("FERRY_TEST_FLAVOR").as_deref() {
+        Ok("distribution") => Flavor::Distribution,
+        Ok("ferry") | Ok("") | Err(_) => Flavor::Ferry,
+        Ok(other) => panic!("FERRY_TEST_FLAVOR={other}: expected `ferry` or `distribution`"),
+    }
+}
+
+/// docker: import a tiny image, push, remove it locally, pull it back; the image ID and the
+/// digest survive, and the registry lists the repository and tags.
+fn docker_push_pull(flavor: Flavor) {
+    if !docker_available() {
+        eprintln!("SKIP: docker engine not available");
+        return;
+    }
+    let reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    let nonce = nonce();
+
+    // A root file system from a few local files: `docker import` needs no network.
+    let rootfs = tmp.path().join("rootfs");
+    write(
+        &rootfs.join("hello.txt"),
+        &format!("hello from ferry {nonce}\n"),
+    );
+    write(&rootfs.join("etc/ferry-release"), "ferry test image\n");
+    // A layer of several MiB, as real images have: it must stream through the upload.
+    write(&rootfs.join("big.txt"), &noise(BIG, &nonce));
+    let tarball = tmp.path().join("rootfs.tar");
+    sh(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("."));
+
+    let name = format!("{}/team/app:1", reg.host);
+    let name2 = format!("{}/team/app:2", reg.host);
+    let mut images = DockerImages(vec![name.clone()]);
+    let image_id = sh(Command::new("docker")
+        .arg("import")
+        .arg(&tarball)
+        .arg(&name))
+    .trim()
+    .to_string();
+    assert!(
+        image_id.starts_with("sha256:"),
+        "docker import printed {image_id:?}"
+    );
+
+    let out = sh(Command::new("docker").args(["push", &name]));
+    let pushed = docker_push_digest(&out);
+
+    // The RepoDigest docker recorded is the digest the registry serves for the tag.
+    let repo_digests = docker_inspect(&name, "{{json .RepoDigests}}");
+    let want = format!("{}/team/app@{pushed}", reg.host);
+    assert!(
+        repo_digests.contains(&want),
+        "RepoDigests {repo_digests} lack {want}"
+    );
+    let head = http(
+        "HEAD",
+        &format!("{}/v2/team/app/manifests/1", reg.url),
+        ACCEPT_MANIFESTS,
+    );
+    assert_eq!(head.status, 200, "HEAD manifests/1: {head:?}");
+    assert_eq!(
+        head.header("docker-content-digest").as_deref(),
+        Some(pushed.as_str())
+    );
+    assert_eq!(
+        head.header("content-type").as_deref(),
+        Some(DOCKER_MANIFEST)
+    );
+    let manifest = get_manifest(&reg, "team/app", &pushed);
+    assert_eq!(
+        manifest["config"]["digest"].as_str(),
+        Some(image_id.as_str())
+    );
+
+    // A second tag of the same image: docker finds every blob already there.
+    images.0.push(name2.clone());
+    sh(Command::new("docker").args(["tag", &name, &name2]));
+    let out = sh(Command::new("docker").args(["push", &name2]));
+    assert_eq!(docker_push_digest(&out), pushed, "same image, same digest");
+    assert!(
+        out.contains("already exists"),
+        "second push re-uploaded layers:\n{out}"
+    );
+
+    // Remove the image locally, pull it back.
+    sh(Command::new("docker").args(["rmi", &name, &name2]));
+    assert!(
+        !Command::new("docker")
+            .args(["image", "inspect", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success(),
+        "{name} still present after docker rmi"
+    );
+    images.0.truncate(1);
+    let out = sh(Command::new("docker").args(["pull", &name]));
+    assert!(
+        out.contains(&format!("Digest: {pushed}")),
+        "docker pull output:\n{out}"
+    );
+    assert_eq!(
+        docker_inspect(&name, "{{.Id}}"),
+        image_id,
+        "image ID after pull"
+    );
+    let repo_digests = docker_inspect(&name, "{{json .RepoDigests}}");
+    assert!(
+        repo_digests.contains(&want),
+        "RepoDigests {repo_digests} lack {want}"
+    );
+
+    // Pull by digest works too.
+    let by_digest = format!("{}/team/app@{pushed}", reg.host);
+    images.0.push(by_digest.clone());
+    sh(Command::new("docker").args(["pull", &by_digest]));
+    assert_eq!(docker_inspect(&by_digest, "{{.Id}}"), image_id);
+
+    // Into another repository: docker mounts the layer from team/app instead of uploading.
+    let other = format!("{}/team/other:1", reg.host);
+    images.0.push(other.clone());
+    sh(Command::new("docker").args(["tag", &name, &other]));
+    let out = sh(Command::new("docker").args(["push", &other]));
+    assert!(
+        out.contains("Mounted from team/app"),
+        "docker push {other}:\n{out}"
+    );
+    assert_eq!(docker_push_digest(&out), pushed);
+    assert_blobs_present(
+        &reg,
+        "team/other",
+        &get_manifest(&reg, "team/other", &pushed),
+    );
+
+    let cat = catalog(&reg);
+    for repo in ["team/app", "team/other"] {
+        assert!(
+            cat.contains(&repo.to_string()),
+            "catalog {cat:?} lacks {repo}"
+        );
+    }
+    assert_eq!(
+        tags(&reg, "team/app"),
+        Some(vec!["1".to_string(), "2".to_string()])
+    );
+}
+
+/// docker: pulling what is not there says "not found", whether the tag or the whole
+/// repository is missing. Distribution answers `MANIFEST_UNKNOWN` for both; docker words a
+/// `NAME_UNKNOWN` as a bare "Error response from daemon: name unknown".
+fn docker_pull_missing(flavor: Flavor) {
+    if !docker_available() {
+        eprintln!("SKIP: docker engine not available");
+        return;
+    }
+    let reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    write(&tmp.path().join("rootfs/hello.txt"), &nonce());
+    let tarball = tmp.path().join("rootfs.tar");
+    sh(Command::new("tar")
+        .arg("-C")
+        .arg(tmp.path().join("rootfs"))
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("."));
+    let name = format!("{}/team/app:1", reg.host);
+    let _images = DockerImages(vec![name.clone()]);
+    sh(Command::new("docker")
+        .arg("import")
+        .arg(&tarball)
+        .arg(&name));
+    sh(Command::new("docker").args(["push", &name]));
+
+    for missing in ["team/app:nope", "team/nothere:1"] {
+        let missing = format!("{}/{missing}", reg.host);
+        let out = run_timed(Command::new("docker").args(["pull", &missing]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "docker pull {missing} succeeded");
+        assert!(
+            err.contains("not found") && err.contains("manifest unknown"),
+            "docker pull {missing}: {err}"
+        );
+    }
+}
+
+/// skopeo: OCI layout -> registry -> OCI layout; the manifest and every layer keep their
+/// digests; list-tags; registry-to-registry copies; delete makes the manifest disappear.
+fn skopeo_copy_both_ways(flavor: Flavor) {
+    require(&["skopeo", "umoci"]);
+    let reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let nonce = nonce();
+    let mut files = three_files(&nonce);
+    // A layer of several MiB, as real images have: it must stream through the upload.
+    files.push(("/app/big.txt".into(), noise(BIG, &nonce)));
+    let image = umoci_image(&layout, "v1", &files, tmp.path());
+
+    let dest = format!("docker://{}/ns/img:v1", reg.host);
+    sh(Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(&dest));
+
+    let inspect = json(&sh(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &dest,
+    ])));
+    assert_eq!(
+        inspect["Digest"].as_str(),
+        Some(image.digest.as_str()),
+        "{inspect}"
+    );
+    assert_eq!(strings(&inspect["Layers"]), image.layers, "{inspect}");
+    let raw = sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest]));
+    assert_eq!(
+        raw.as_bytes(),
+        &image.manifest[..],
+        "manifest bytes as pushed"
+    );
+    let head = http(
+        "HEAD",
+        &format!("{}/v2/ns/img/manifests/v1", reg.url),
+        ACCEPT_MANIFESTS,
+    );
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(image.digest.clone())
+    );
+    assert_eq!(head.header("content-type").as_deref(), Some(OCI_MANIFEST));
+    assert_eq!(
+        head.header("content-length"),
+        Some(image.manifest.len().to_string())
+    );
+
+    // Back into a fresh OCI layout: same manifest bytes, same blobs.
+    let back = tmp.path().join("back");
+    sh(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &dest])
+        .arg(format!("oci:{}:v1", back.display())));
+    let copy = read_layout(&back, "v1");
+    assert_eq!(copy.digest, image.digest);
+    assert_eq!(copy.manifest, image.manifest);
+    assert_eq!(copy.config, image.config);
+    assert_eq!(copy.layers, image.layers);
+    for blob in copy.layers.iter().chain([&copy.config]) {
+        assert_eq!(
+            &sha256_digest(&read(&blob_path(&back, blob))),
+            blob,
+            "blob in copied layout"
+        );
+    }
+
+    // Registry to registry: another tag in the same repository, and another repository
+    // (which a client may do with a cross-repository mount).
+    sh(Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &dest,
+        ])
+        .arg(format!("docker://{}/ns/img:v2", reg.host)));
+    sh(Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &dest,
+        ])
+        .arg(format!("docker://{}/other/img:latest", reg.host)));
+    let listed = json(&sh(Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}/ns/img", reg.host))));
+    assert_eq!(strings(&listed["Tags"]), ["v1", "v2"], "{listed}");
+    let other = json(&sh(Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{}/other/img:latest", reg.host))));
+    assert_eq!(other["Digest"].as_str(), Some(image.digest.as_str()));
+    let cat = catalog(&reg);
+    for repo in ["ns/img", "other/img"] {
+        assert!(
+            cat.contains(&repo.to_string()),
+            "catalog {cat:?} lacks {repo}"
+        );
+    }
+
+    // skopeo delete deletes the manifest (by digest): every tag of it is gone in ns/img,
+    // the copy in other/img stays.
+    sh(Command::new("skopeo").args(["delete", "--tls-verify=false", &dest]));
+    for reference in ["v1", "v2", image.digest.as_str()] {
+        let url = format!("{}/v2/ns/img/manifests/{reference}", reg.url);
+        let got = http("GET", &url, ACCEPT_MANIFESTS);
+        assert_eq!(got.status, 404, "GET {url} after skopeo delete: {got:?}");
+    }
+    let left = tags(&reg, "ns/img").unwrap_or_default();
+    assert!(
+        !left.contains(&"v1".to_string()),
+        "tags after delete: {left:?}"
+    );
+    let url = format!("{}/v2/other/img/manifests/latest", reg.url);
+    assert_eq!(
+        http("HEAD", &url, ACCEPT_MANIFESTS).status,
+        200,
+        "other/img lost its copy"
+    );
+}
+
+/// podman: pull what skopeo pushed, tag it into another repository, push it there.
+fn podman_pull_tag_push(flavor: Flavor) {
+    require(&["podman", "skopeo", "umoci"]);
+    let reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
+    let src = format!("{}/ns/base:v1", reg.host);
+    skopeo_push(&layout, "v1", &src);
+
+    let podman = Storage::new("podman", tmp.path().join("podman"));
+    let out = sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
+    let id = out.lines().last().unwrap_or_default().trim().to_string();
+    assert_eq!(
+        format!("sha256:{id}"),
+        image.config,
+        "podman's image ID is the config digest"
+    );
+    let digest = sh(podman
+        .cmd()
+        .args(["image", "inspect", "--format", "{{.Digest}}", &src]));
+    assert_eq!(
+        digest.trim(),
+        image.digest,
+        "podman recorded the pulled manifest digest"
+    );
+
+    let dst = format!("{}/team/copy:v2", reg.host);
+    sh(podman.cmd().args(["tag", &src, &dst]));
+    let digestfile = tmp.path().join("podman.digest");
+    sh(podman
+        .cmd()
+        .args(["push", "--tls-verify=false", "--digestfile"])
+        .arg(&digestfile)
+        .arg(&dst));
+    let pushed = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // podman may recompress the layers; the image (config) must be the same one.
+    let head = http(
+        "HEAD",
+        &format!("{}/v2/team/copy/manifests/v2", reg.url),
+        ACCEPT_MANIFESTS,
+    );
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.header("docker-content-digest"), Some(pushed.clone()));
+    let manifest = get_manifest(&reg, "team/copy", &pushed);
+    assert_eq!(
+        manifest["config"]["digest"].as_str(),
+        Some(image.config.as_str())
+    );
+    assert_blobs_present(&reg, "team/copy", &manifest);
+    assert_eq!(tags(&reg, "team/copy"), Some(vec!["v2".to_string()]));
+
+    // A fresh podman pulls the pushed copy back to the same image.
+    let fresh = Storage::new("podman", tmp.path().join("podman2"));
+    let out = sh(fresh.cmd().args(["pull", "--tls-verify=false", &dst]));
+    let id = out.lines().last().unwrap_or_default().trim().to_string();
+    assert_eq!(format!("sha256:{id}"), image.config);
+}
+
+/// buildah: build an image from scratch out of local files, push it in OCI and Docker
+/// formats; it pulls back as the same image.
+fn buildah_build_push(flavor: Flavor) {
+    require(&["buildah", "skopeo", "podman"]);
+    let reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    let nonce = nonce();
+    let files = tmp.path().join("files");
+    write(
+        &files.join("app.txt"),
+        &format!("built by buildah {nonce}\n"),
+    );
+    write(&files.join("etc/ferry-release"), "ferry buildah test\n");
+
+    let buildah = Storage::new("buildah", tmp.path().join("buildah"));
+    let ctr = sh(buildah.cmd().args(["from", "scratch"]))
+        .trim()
+        .to_string();
+    sh(buildah
+        .cmd()
+        .arg("copy")
+        .arg(&ctr)
+        .arg(files.join("app.txt"))
+        .arg("/app.txt"));
+    sh(buildah
+        .cmd()
+        .arg("copy")
+        .arg(&ctr)
+        .arg(files.join("etc"))
+        .arg("/etc"));
+    sh(buildah
+        .cmd()
+        .args(["config", "--label", "ferry=test", "--env", "FERRY=1", &ctr]));
+    let iidfile = tmp.path().join("iid");
+    sh(buildah
+        .cmd()
+        .arg("commit")
+        .arg("--iidfile")
+        .arg(&iidfile)
+        .args([&ctr, "ferry-built"]));
+    sh(buildah.cmd().args(["rm", &ctr]));
+    let iid = std::fs::read_to_string(&iidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let iid = if iid.starts_with("sha256:") {
+        iid
+    } else {
+        format!("sha256:{iid}")
+    };
+
+    for (tag, format, media_type) in [
+        ("oci", "oci", OCI_MANIFEST),
+        ("docker", "v2s2", DOCKER_MANIFEST),
+    ] {
+        let dest = format!("docker://{}/built/img:{tag}", reg.host);
+        let digestfile = tmp.path().join(format!("digest-{tag}"));
+        sh(buildah
+            .cmd()
+            .args([
+                "push",
+                "--tls-verify=false",
+                "--format",
+                format,
+                "--digestfile",
+            ])
+            .arg(&digestfile)
+            .args(["ferry-built", &dest]));
+        let pushed = std::fs::read_to_string(&digestfile)
+            .unwrap()
+            .trim()
+            .to_string();
+
+        let inspect = json(&sh(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &dest,
+        ])));
+        assert_eq!(
+            inspect["Digest"].as_str(),
+            Some(pushed.as_str()),
+            "{inspect}"
+        );
+        assert_eq!(
+            inspect["Labels"]["ferry"].as_str(),
+            Some("test"),
+            "{inspect}"
+        );
+        let url = format!("{}/v2/built/img/manifests/{tag}", reg.url);
+        let head = http("HEAD", &url, ACCEPT_MANIFESTS);
+        assert_eq!(
+            head.header("content-type").as_deref(),
+            Some(media_type),
+            "{head:?}"
+        );
+        assert_eq!(head.header("docker-content-digest"), Some(pushed.clone()));
+        let manifest = get_manifest(&reg, "built/img", &pushed);
+        assert_blobs_present(&reg, "built/img", &manifest);
+        if format == "oci" {
+            // The OCI push keeps buildah's config: the image ID is its digest.
+            assert_eq!(manifest["config"]["digest"].as_str(), Some(iid.as_str()));
+        }
+
+        // It pulls back (into a fresh podman) as an image with buildah's label.
+        let podman = Storage::new("podman", tmp.path().join(format!("podman-{tag}")));
+        let src = format!("{}/built/img:{tag}", reg.host);
+        sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
+        let label =
+            sh(podman
+                .cmd()
+                .args(["image", "inspect", "--format", "{{.Labels.ferry}}", &src]));
+        assert_eq!(label.trim(), "test");
+    }
+    assert_eq!(
+        tags(&reg, "built/img"),
+        Some(vec!["docker".to_string(), "oci".to_string()])
+    );
+}
+
+/// containerd: a private containerd pulls (and unpacks) an image, then pushes a re-tag of it
+/// into another repository.
+fn containerd_pull_push(flavor: Flavor) {
+    require(&["containerd", "ctr", "skopeo", "umoci"]);
+    let reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let nonce = nonce();
+    let files = three_files(&nonce);
+    let image = umoci_image(&layout, "v1", &files, tmp.path());
+    let src = format!("{}/ns/img:v1", reg.host);
+    skopeo_push(&layout, "v1", &src);
+
+    let daemon = Containerd::start(&tmp.path().join("containerd"));
+    let ctr = || {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(&daemon.socket);
+        cmd
+    };
+    sh(ctr().args([
+        "images",
+        "pull",
+        "--plain-http",
+        "--snapshotter",
+        "native",
+        &src,
+    ]));
+    let listed = sh(ctr().args(["images", "ls"]));
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&format!("{src} ")))
+        .unwrap_or_default();
+    assert!(line.contains(&image.digest), "ctr images ls:\n{listed}");
+
+    // The pull unpacked the layers: some snapshot holds every file with its content.
+    let snapshots = daemon
+        .root
+        .join("io.containerd.snapshotter.v1.native/snapshots");
+    let unpacked = std::fs::read_dir(&snapshots)
+        .unwrap_or_else(|e| panic!("{}: {e}", snapshots.display()))
+        .map(|e| e.unwrap().path())
+        .any(|dir| {
+            files.iter().all(|(path, content)| {
+                std::fs::read_to_string(dir.join(path.trim_start_matches('/')))
+                    .ok()
+                    .as_deref()
+                    == Some(content.as_str())
+            })
+        });
+    assert!(
+        unpacked,
+        "no snapshot under {} holds the image's files",
+        snapshots.display()
+    );
+
+    let dst = format!("{}/ctr/pushed:p1", reg.host);
+    sh(ctr().args(["images", "tag", &src, &dst]));
+    sh(ctr().args(["images", "push", "--plain-http", &dst]));
+    let head = http(
+        "HEAD",
+        &format!("{}/v2/ctr/pushed/manifests/p1", reg.url),
+        ACCEPT_MANIFESTS,
+    );
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(image.digest.clone())
+    );
+    let manifest = get_manifest(&reg, "ctr/pushed", &image.digest);
+    assert_blobs_present(&reg, "ctr/pushed", &manifest);
+    assert_eq!(tags(&reg, "ctr/pushed"), Some(vec!["p1".to_string()]));
+    drop(daemon);
+}
+
+/// oras (Python SDK): push two artifacts whose subject is an image; the referrers API lists
+/// them, and filters by artifactType.
+fn oras_artifacts_and_referrers(flavor: Flavor) {
+    require(&["python3", "skopeo", "umoci"]);
+    let probe = Command::new("python3")
+        .args(["-c", "import oras"])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "the oras Python SDK is not installed (tests/run.sh runs `pip install oras`): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
+    skopeo_push(&layout, "v1", &format!("{}/ns/app:v1", reg.host));
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_push.py");
+    let work = tmp.path().join("oras");
+    let sbom_text = format!("{{\"sbom\": \"{}\"}}\n", nonce());
+    write(&work.join("sbom.json"), &sbom_text);
+    write(&work.join("sig.txt"), "signed, ferry\n");
+    let push = |tag: &str, file: &str, config_type: &str, artifact_type: &str| -> Value {
+        let out = sh(Command::new("python3")
+            .arg(&script)
+            .arg(&reg.host)
+            .arg(format!("ns/app:{tag}"))
+            .args([
+                file,
+                config_type,
+                artifact_type,
+                OCI_MANIFEST,
+                &image.digest,
+            ])
+            .arg(image.manifest.len().to_string())
+            .current_dir(&work));
+        let line = out.lines().last().unwrap_or_default();
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("oras_push.py printed {out:?}: {e}"))
+    };
+    // An artifact with an explicit artifactType and the empty config...
+    let sbom = push("sbom", "sbom.json", EMPTY_CONFIG, SBOM_TYPE);
+    // ... and one without: its artifactType is its config's media type.
+    let sig = push("sig", "sig.txt", SIG_CONFIG_TYPE, "-");
+    let mut pushed = Vec::new();
+    for (name, res) in [("sbom", &sbom), ("sig", &sig)] {
+        assert_eq!(res["status"], 201, "{name}: {res}");
+        let digest = res["digest"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no digest: {res}"));
+        if flavor == Flavor::Ferry {
+            // A registry that knows `subject` says so with OCI-Subject (spec v1.1).
+            assert_eq!(
+                res["subject"].as_str(),
+                Some(image.digest.as_str()),
+                "{name}: {res}"
+            );
+        }
+        let got = http(
+            "GET",
+            &format!("{}/v2/ns/app/manifests/{digest}", reg.url),
+            ACCEPT_MANIFESTS,
+        );
+        assert_eq!(got.status, 200, "{got:?}");
+        assert_eq!(sha256_digest(&got.body), digest);
+        pushed.push((digest.to_string(), got.body.len(), got.json()));
+    }
+    let (sbom_digest, sbom_size, sbom_manifest) = &pushed[0];
+    let (sig_digest, sig_size, _) = &pushed[1];
+    assert_eq!(
+        sbom_manifest["subject"]["digest"].as_str(),
+        Some(image.digest.as_str())
+    );
+    // The artifact's file is a blob a client can fetch.
+    let layer = &sbom_manifest["layers"][0];
+    let blob = http(
+        "GET",
+        &format!(
+            "{}/v2/ns/app/blobs/{}",
+            reg.url,
+            layer["digest"].as_str().unwrap()
+        ),
+        &[],
+    );
+    assert_eq!(blob.status, 200);
+    assert_eq!(String::from_utf8_lossy(&blob.body), sbom_text);
+
+    if flavor == Flavor::Distribution {
+        eprintln!("NOTE: Distribution 2.8 has no referrers API; referrers checks skipped");
+        return;
+    }
+
+    let url = format!("{}/v2/ns/app/referrers/{}", reg.url, image.digest);
+    let all = http("GET", &url, &[]);
+    assert_eq!(all.status, 200, "GET {url}: {all:?}");
+    assert_eq!(
+        all.header("content-type").as_deref(),
+        Some(OCI_INDEX),
+        "{all:?}"
+    );
+    let index = all.json();
+    assert_eq!(index["schemaVersion"], 2, "{index}");
+    assert_eq!(index["mediaType"].as_str(), Some(OCI_INDEX), "{index}");
+    let mut listed: Vec<Value> = index["manifests"].as_array().cloned().unwrap_or_default();
+    listed.sort_by_key(|d| d["artifactType"].as_str().unwrap_or_default().to_string());
+    let want = [
+        (sbom_digest, *sbom_size, SBOM_TYPE),
+        (sig_digest, *sig_size, SIG_CONFIG_TYPE),
+    ];
+    assert_eq!(listed.len(), 2, "referrers of the image: {index}");
+    for (d, (digest, size, artifact_type)) in listed.iter().zip(want) {
+        assert_eq!(d["digest"].as_str(), Some(digest.as_str()), "{index}");
+        assert_eq!(d["size"].as_u64(), Some(size as u64), "{index}");
+        assert_eq!(d["mediaType"].as_str(), Some(OCI_MANIFEST), "{index}");
+        assert_eq!(d["artifactType"].as_str(), Some(artifact_type), "{index}");
+        // Annotations of the referring manifest are copied into its descriptor.
+        assert_eq!(
+            d["annotations"]["org.opencontainers.image.description"].as_str(),
+            Some("ferry test"),
+            "{index}"
+        );
+    }
+
+    let filtered = http("GET", &format!("{url}?artifactType={SBOM_TYPE}"), &[]);
+    assert_eq!(filtered.status, 200, "{filtered:?}");
+    assert_eq!(
+        filtered.header("oci-filters-applied").as_deref(),
+        Some("artifactType")
+    );
+    let only = filtered.json();
+    let only = only["manifests"].as_array().cloned().unwrap_or_default();
+    assert_eq!(only.len(), 1, "filtered referrers: {only:?}");
+    assert_eq!(only[0]["digest"].as_str(), Some(sbom_digest.as_str()));
+
+    // Nothing refers to the sbom: an empty index, not an error.
+    let none = http(
+        "GET",
+        &format!("{}/v2/ns/app/referrers/{sbom_digest}", reg.url),
+        &[],
+    );
+    assert_eq!(none.status, 200, "{none:?}");
+    assert_eq!(none.json()["manifests"], json!([]), "{none:?}");
+}
+
+/// A two-platform OCI index: pushed with `skopeo copy --all`, read back, each child resolves
+/// by digest, platform selection picks the right child, and `--all` copies it back unchanged.
+/// The same images as a Docker manifest list pushed by `buildah manifest push --all`; the
+/// Docker engine (when there is one) pulls both.
+fn multi_arch_round_trip(flavor: Flavor) {
+    require(&["skopeo", "umoci"]);
+    let reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let nonce = nonce();
+    let mut children = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let files = [("/arch.txt".to_string(), format!("{arch} {nonce}\n"))];
+        umoci_image(&layout, arch, &files, tmp.path());
+        sh(Command::new("umoci")
+            .args(["config", "--architecture", arch, "--os", "linux", "--image"])
+            .arg(format!("{}:{arch}", layout.display())));
+        children.push((arch, read_layout(&layout, arch)));
+    }
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": children.iter().map(|(arch, image)| json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": image.digest,
+            "size": image.manifest.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        })).collect::<Vec<_>>(),
+    });
+    let index_bytes = serde_json::to_vec(&index).unwrap();
+    let index_digest = add_to_layout(&layout, "multi", OCI_INDEX, &index_bytes);
+
+    let dest = format!("docker://{}/ns/multi:1", reg.host);
+    sh(Command::new("skopeo")
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:multi", layout.display()))
+        .arg(&dest));
+
+    let got = http(
+        "GET",
+        &format!("{}/v2/ns/multi/manifests/1", reg.url),
+        &[("Accept", OCI_INDEX)],
+    );
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.header("content-type").as_deref(), Some(OCI_INDEX));
+    assert_eq!(
+        got.header("docker-content-digest"),
+        Some(index_digest.clone())
+    );
+    assert_eq!(got.body, index_bytes, "the index comes back byte for byte");
+    for (arch, image) in &children {
+        let url = format!("{}/v2/ns/multi/manifests/{}", reg.url, image.digest);
+        let child = http("GET", &url, ACCEPT_MANIFESTS);
+        assert_eq!(child.status, 200, "{arch} child {url}: {child:?}");
+        assert_eq!(child.body, image.manifest, "{arch} child bytes");
+        assert_eq!(child.header("content-type").as_deref(), Some(OCI_MANIFEST));
+        assert_blobs_present(&reg, "ns/multi", &child.json());
+
+        // A client on that platform resolves the index to that child (skopeo reports the
+        // digest of the index it was given, and the child's platform and layers).
+        let inspect = json(&sh(Command::new("skopeo")
+            .args(["--override-arch", arch, "--override-os", "linux"])
+            .args(["inspect", "--tls-verify=false", &dest])));
+        assert_eq!(
+            inspect["Digest"].as_str(),
+            Some(index_digest.as_str()),
+            "{inspect}"
+        );
+        assert_eq!(inspect["Architecture"].as_str(), Some(*arch), "{inspect}");
+        assert_eq!(
+            strings(&inspect["Layers"]),
+            image.layers,
+            "{arch}: {inspect}"
+        );
+    }
+    let raw = sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest]));
+    assert_eq!(raw.as_bytes(), &index_bytes[..]);
+
+    let back = tmp.path().join("back");
+    sh(Command::new("skopeo")
+        .args(["copy", "--all", "--src-tls-verify=false", &dest])
+        .arg(format!("oci:{}:1", back.display())));
+    let back_index: Value = serde_json::from_slice(&read(&back.join("index.json"))).unwrap();
+    let entry = &back_index["manifests"][0];
+    assert_eq!(
+        entry["digest"].as_str(),
+        Some(index_digest.as_str()),
+        "{back_index}"
+    );
+    assert_eq!(read(&blob_path(&back, &index_digest)), index_bytes);
+    for (_, image) in &children {
+        assert_eq!(read(&blob_path(&back, &image.digest)), image.manifest);
+        for blob in image.layers.iter().chain([&image.config]) {
+            assert_eq!(&sha256_digest(&read(&blob_path(&back, blob))), blob);
+        }
+    }
+
+    // The same two images as a Docker manifest list: buildah converts them to Docker v2s2
+    // manifests on the way (the configs stay the same) and pushes the children first.
+    require(&["buildah"]);
+    let buildah = Storage::new("buildah", tmp.path().join("buildah"));
+    sh(buildah.cmd().args(["manifest", "create", "ferry-list"]));
+    for (arch, _) in &children {
+        sh(buildah
+            .cmd()
+            .args(["manifest", "add", "ferry-list"])
+            .arg(format!("oci:{}:{arch}", layout.display())));
+    }
+    let list_dest = format!("docker://{}/ns/multi:docker", reg.host);
+    let digestfile = tmp.path().join("list.digest");
+    sh(buildah
+        .cmd()
+        .args([
+            "manifest",
+            "push",
+            "--all",
+            "--format",
+            "v2s2",
+            "--tls-verify=false",
+        ])
+        .arg("--digestfile")
+        .arg(&digestfile)
+        .args(["ferry-list", &list_dest]));
+    let list_digest = std::fs::read_to_string(&digestfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let list = get_manifest(&reg, "ns/multi", &list_digest);
+    let url = format!("{}/v2/ns/multi/manifests/docker", reg.url);
+    let head = http("HEAD", &url, ACCEPT_MANIFESTS);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(
+        head.header("content-type").as_deref(),
+        Some(DOCKER_LIST),
+        "{head:?}"
+    );
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(list_digest.clone())
+    );
+    let entries = list["manifests"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 2, "{list}");
+    for ((arch, image), entry) in children.iter().zip(&entries) {
+        assert_eq!(
+            entry["platform"]["architecture"].as_str(),
+            Some(*arch),
+            "{list}"
+        );
+        assert_eq!(entry["mediaType"].as_str(), Some(DOCKER_MANIFEST), "{list}");
+        let digest = entry["digest"].as_str().unwrap();
+        let child = get_manifest(&reg, "ns/multi", digest);
+        assert_eq!(
+            child["mediaType"].as_str(),
+            Some(DOCKER_MANIFEST),
+            "{child}"
+        );
+        assert_eq!(
+            child["config"]["digest"].as_str(),
+            Some(image.config.as_str())
+        );
+        assert_blobs_present(&reg, "ns/multi", &child);
+    }
+    assert_eq!(
+        tags(&reg, "ns/multi"),
+        Some(vec!["1".to_string(), "docker".to_string()])
+    );
+
+    // The Docker engine pulls both (when there is one): each resolves to the child of the
+    // engine's platform, whose image ID is that child's config digest.
+    if !docker_available() {
+        eprintln!("SKIP: docker engine not available (docker pull of the multi-arch images)");
+        return;
+    }
+    let arch = sh(Command::new("docker").args(["version", "--format", "{{.Server.Arch}}"]));
+    let Some((_, native)) = children.iter().find(|(a, _)| *a == arch.trim()) else {
+        eprintln!("SKIP: docker engine is {arch}, neither amd64 nor arm64");
+        return;
+    };
+    let names: Vec<String> = ["1", "docker"]
+        .iter()
+        .map(|tag| format!("{}/ns/multi:{tag}", reg.host))
+        .collect();
+    let _images = DockerImages(names.clone());
+    for (name, digest) in names.iter().zip([&index_digest, &list_digest]) {
+        let out = sh(Command::new("docker").args(["pull", name]));
+        assert!(
+            out.contains(&format!("Digest: {digest}")),
+            "docker pull {name}:\n{out}"
+        );
+        assert_eq!(docker_inspect(name, "{{.Id}}"), native.config, "{name}");
+        assert_eq!(
+            docker_inspect(name, "{{.Architecture}}"),
+            arch.trim(),
+            "{name}"
+        );
+    }
+}
+
+/// skopeo around registry restarts: a `kill -9` loses nothing that was pushed; a registry
+/// that comes back empty on the same port (which skopeo's blob-info cache still remembers
+/// as having the blobs) takes the same image again.
+fn restart_keeps_data(flavor: Flavor) {
+    require(&["skopeo", "umoci"]);
+    let mut reg = TestRegistry::start_with(flavor, &[]);
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
+    skopeo_push(&layout, "v1", &format!("{}/keep/img:v1", reg.host));
+
+    reg.restart();
+    let dest = format!("docker://{}/keep/img:v1", reg.host);
+    let inspect = json(&sh(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &dest,
+    ])));
+    assert_eq!(
+        inspect["Digest"].as_str(),
+        Some(image.digest.as_str()),
+        "{inspect}"
+    );
+    let back = tmp.path().join("back");
+    sh(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &dest])
+        .arg(format!("oci:{}:v1", back.display())));
+    assert_eq!(read_layout(&back, "v1").manifest, image.manifest);
+    assert_eq!(tags(&reg, "keep/img"), Some(vec!["v1".to_string()]));
+
+    // Same port, empty data directory.
+    reg.kill9();
+    std::fs::remove_dir_all(&reg.root).unwrap();
+    std::fs::create_dir_all(&reg.root).unwrap();
+    reg.restart();
+    let url = format!("{}/v2/keep/img/manifests/v1", reg.url);
+    assert_eq!(
+        http("HEAD", &url, ACCEPT_MANIFESTS).status,
+        404,
+        "data survived a wipe?"
+    );
+    for repo in ["keep/img", "keep/again"] {
+        skopeo_push(&layout, "v1", &format!("{}/{repo}:v1", reg.host));
+        let manifest = get_manifest(&reg, repo, &image.digest);
+        assert_blobs_present(&reg, repo, &manifest);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+const SBOM_TYPE: &str = "application/vnd.ferry.test.sbom";
+const SIG_CONFIG_TYPE: &str = "application/vnd.ferry.test.signature.config";
+const ACCEPT_MANIFESTS: &[(&str, &str)] = &[
+    ("Accept", OCI_MANIFEST),
+    ("Accept", OCI_INDEX),
+    ("Accept", DOCKER_MANIFEST),
+    ("Accept", DOCKER_LIST),
+];
+
+/// How long one client command may take before the test kills it and fails.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Panic unless every tool is on PATH: the test command installs them.
+fn require(tools: &[&str]) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in tools {
+        if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
+            panic!("client tool `{tool}` is not installed: run tests/run.sh, which installs it");
+        }
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// Something unique to this test run, so images differ between runs and tests.
+fn nonce() -> String {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{}-{n}", std::process::id(), t.as_nanos())
+}
+
+/// Size of the big file in the docker and skopeo images (about 6 MiB gzipped).
+const BIG: usize = 12 << 20;
+
+/// `len` characters of hex noise (half as compressible as text), different for each seed.
+fn noise(len: usize, seed: &str) -> String {
+    let mut out = String::with_capacity(len + 64);
+    let mut block = Sha256::digest(seed.as_bytes());
+    while out.len() < len {
+        out.push_str(&hex::encode(block));
+        block = Sha256::digest(block);
+    }
+    out.truncate(len);
+    out
+}
+
+/// Three files, one per layer: (path in the image, content).
+fn three_files(nonce: &str) -> Vec<(String, String)> {
+    vec![
+        ("/hello.txt".into(), format!("hello {nonce}\n")),
+        ("/app/data.txt".into(), "some data\n".repeat(100)),
+        ("/etc/ferry-release".into(), "ferry test image\n".into()),
+    ]
+}
+
+fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Run a command with no stdin, kill it after [`TOOL_TIMEOUT`]; return its output.
+fn run_timed(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + TOOL_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {TOOL_TIMEOUT:?}; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Run a command (bounded in time), panic with its output if it fails, return its stdout.
+fn sh(cmd: &mut Command) -> String {
+    let out = run_timed(cmd);
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An HTTP answer, read whole.
+struct Resp {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+    }
+}
+
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?} {}",
+            self.status,
+            self.headers,
+            String::from_utf8_lossy(&self.body)
+        )
+    }
+}
+
+/// One HTTP request to the registry under test.
+fn http(method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    })
+}
+
+/// GET a manifest by digest; check its bytes hash to the digest; return it parsed.
+fn get_manifest(reg: &TestRegistry, repo: &str, digest: &str) -> Value {
+    let url = format!("{}/v2/{repo}/manifests/{digest}", reg.url);
+    let got = http("GET", &url, ACCEPT_MANIFESTS);
+    assert_eq!(got.status, 200, "GET {url}: {got:?}");
+    assert_eq!(sha256_digest(&got.body), digest, "GET {url} bytes");
+    got.json()
+}
+
+/// Every blob an image manifest references is in `repo` with the size the manifest says.
+fn assert_blobs_present(reg: &TestRegistry, repo: &str, manifest: &Value) {
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    for desc in layers.iter().chain([&manifest["config"]]) {
+        let digest = desc["digest"].as_str().expect("descriptor digest");
+        let url = format!("{}/v2/{repo}/blobs/{digest}", reg.url);
+        let got = http("GET", &url, &[]);
+        assert_eq!(got.status, 200, "GET {url}: {got:?}");
+        assert_eq!(
+            Some(got.body.len() as u64),
+            desc["size"].as_u64(),
+            "{url} size"
+        );
+        assert_eq!(sha256_digest(&got.body), digest, "{url} content");
+    }
+}
+
+/// The repositories `_catalog` lists.
+fn catalog(reg: &TestRegistry) -> Vec<String> {
+    let got = http("GET", &format!("{}/v2/_catalog", reg.url), &[]);
+    assert_eq!(got.status, 200, "GET /v2/_catalog: {got:?}");
+    strings(&got.json()["repositories"])
+}
+
+/// The tags `tags/list` lists, sorted; `None` when the repository is unknown (404).
+fn tags(reg: &TestRegistry, repo: &str) -> Option<Vec<String>> {
+    let got = http("GET", &format!("{}/v2/{repo}/tags/list", reg.url), &[]);
+    if got.status == 404 {
+        return None;
+    }
+    assert_eq!(got.status, 200, "GET /v2/{repo}/tags/list: {got:?}");
+    let body = got.json();
+    assert_eq!(body["name"].as_str(), Some(repo), "{body}");
+    let mut tags = strings(&body["tags"]);
+    tags.sort();
+    Some(tags)
+}
+
+/// Whether a Docker engine answers (`docker info` succeeds).
+fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The `digest: sha256:... size: N` line `docker push` ends with.
+fn docker_push_digest(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split(" digest: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in docker push output:\n{out}"))
+        .to_string()
+}
+
+fn docker_inspect(name: &str, format: &str) -> String {
+    sh(Command::new("docker").args(["image", "inspect", "--format", format, name]))
+        .trim()
+        .to_string()
+}
+
+/// Docker image names this test created; removed (by those exact names) when dropped.
+struct DockerImages(Vec<String>);
+
+impl Drop for DockerImages {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("docker")
+                .args(["rmi", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// podman or buildah on private vfs storage in a temp dir.
+struct Storage {
+    tool: &'static str,
+    dir: PathBuf,
+}
+
+impl Storage {
+    fn new(tool: &'static str, dir: PathBuf) -> Self {
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        std::fs::create_dir_all(dir.join("runroot")).unwrap();
+        Storage { tool, dir }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(self.tool);
+        cmd.args(["--storage-driver", "vfs", "--root"])
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"));
+        cmd
+    }
+}
+
+/// An image in an OCI layout: its manifest (bytes and digest), config and layer digests.
+struct LayoutImage {
+    digest: String,
+    manifest: Vec<u8>,
+    config: String,
+    layers: Vec<String>,
+}
+
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    let (alg, hex) = digest.split_once(':').expect("digest");
+    layout.join("blobs").join(alg).join(hex)
+}
+
+/// The image tagged `tag` in the OCI layout at `layout`.
+fn read_layout(layout: &Path, tag: &str) -> LayoutImage {
+    let index: Value = serde_json::from_slice(&read(&layout.join("index.json"))).unwrap();
+    let desc = index["manifests"]
+        .as_array()
+        .and_then(|m| {
+            m.iter().find(|d| {
+                d["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag)
+            })
+        })
+        .unwrap_or_else(|| panic!("no {tag} in {}: {index}", layout.display()))
+        .clone();
+    let digest = desc["digest"].as_str().unwrap().to_string();
+    let manifest = read(&blob_path(layout, &digest));
+    assert_eq!(
+        sha256_digest(&manifest),
+        digest,
+        "manifest blob in {}",
+        layout.display()
+    );
+    let parsed: Value = serde_json::from_slice(&manifest).unwrap();
+    LayoutImage {
+        digest,
+        config: parsed["config"]["digest"].as_str().unwrap().to_string(),
+        layers: parsed["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect(),
+        manifest,
+    }
+}
+
+/// Build image `tag` in the OCI layout `layout` (created if missing) with umoci: one layer
+/// per file, each `(path in the image, content)`.
+fn umoci_image(
+    layout: &Path,
+    tag: &str,
+    files: &[(String, String)],
+    scratch: &Path,
+) -> LayoutImage {
+    if !layout.join("index.json").exists() {
+        sh(Command::new("umoci").args(["init", "--layout"]).arg(layout));
+    }
+    let image = format!("{}:{tag}", layout.display());
+    sh(Command::new("umoci").args(["new", "--image", &image]));
+    for (i, (path, content)) in files.iter().enumerate() {
+        let file = scratch.join(format!("umoci-{tag}-{i}"));
+        write(&file, content);
+        sh(Command::new("umoci")
+            .args(["insert", "--image", &image])
+            .arg(&file)
+            .arg(path));
+    }
+    let img = read_layout(layout, tag);
+    assert_eq!(
+        img.layers.len(),
+        files.len(),
+        "umoci made one layer per file"
+    );
+    img
+}
+
+/// Add a blob to an OCI layout and tag it in `index.json`; return its digest.
+fn add_to_layout(layout: &Path, tag: &str, media_type: &str, bytes: &[u8]) -> String {
+    let digest = sha256_digest(bytes);
+    std::fs::write(blob_path(layout, &digest), bytes).unwrap();
+    let path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&read(&path)).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": media_type,
+        "digest": digest,
+        "size": bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }));
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    digest
+}
+
+/// `skopeo copy` an image of an OCI layout to the registry (`host/repo:tag`).
+fn skopeo_push(layout: &Path, tag: &str, dest: &str) {
+    sh(Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{dest}")));
+}
+
+/// A private containerd (CRI disabled) in a temp dir; killed (by PID) when dropped.
+struct Containerd {
+    child: Child,
+    socket: PathBuf,
+    root: PathBuf,
+}
+
+impl Containerd {
+    fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let root = dir.join("root");
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        write(
+            &config,
+            &format!(
+                "version = 2\nroot = {root:?}\nstate = {state:?}\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = {socket:?}\n\
+                 [ttrpc]\n  address = {ttrpc:?}\n\
+                 [debug]\n  address = {debug:?}\n\
+                 [metrics]\n  address = \"\"\n",
+                root = root.display().to_string(),
+                state = dir.join("state").display().to_string(),
+                socket = socket.display().to_string(),
+                ttrpc = dir.join("ttrpc.sock").display().to_string(),
+                debug = dir.join("debug.sock").display().to_string(),
+            ),
+        );
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn containerd");
+        let mut me = Containerd {
+            child,
+            socket,
+            root,
+        };
+        // Ready when `ctr version` reaches the daemon through the socket.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!("containerd exited ({status}):\n{}", me.log(dir));
+            }
+            if me.socket.exists()
+                && Command::new("ctr")
+                    .arg("--address")
+                    .arg(&me.socket)
+                    .arg("version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            {
+                return me;
+            }
+            if Instant::now() > deadline {
+                let log = me.log(dir);
+                drop(me);
+                panic!("containerd not ready within 30 s:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self, dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

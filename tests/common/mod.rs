@@ -1,0 +1,708 @@
+//! HTTP helpers shared by the API, crash and memory tests: a thin client over reqwest that
+//! records every response in full (so a failed assertion shows the exact exchange), digests,
+//! random content, and pushes of blobs, manifests and whole images.
+#![allow(dead_code)]
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::{Client, Method, RequestBuilder};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::support::{Flavor, TestRegistry};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const OCI_FOREIGN_LAYER: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// The `Accept` header a modern client sends when it pulls a manifest.
+pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The digest of `{}`, the OCI empty descriptor's content.
+pub const EMPTY_JSON_DIGEST: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+/// The sha256 digest of zero bytes.
+pub const EMPTY_BLOB_DIGEST: &str =
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The registry under test: Ferry, or the reference Distribution when
+/// `FERRY_TEST_FLAVOR=distribution` (to sanity-check a test against the reference).
+pub fn flavor() -> Flavor {
+    match std::env::var("FERRY_TEST_FLAVOR").as_deref() {
+        Ok("distribution") => Flavor::Distribution,
+        _ => Flavor::Ferry,
+    }
+}
+
+/// Starts the registry under test with deletes enabled.
+pub fn start() -> TestRegistry {
+    TestRegistry::start_with(flavor(), &[])
+}
+
+/// Starts the registry under test with extra `REGISTRY_*` overrides.
+pub fn start_env(env: &[(&str, &str)]) -> TestRegistry {
+    TestRegistry::start_with(flavor(), env)
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// `sha512:<hex>` of `data`.
+pub fn sha512(data: &[u8]) -> String {
+    format!("sha512:{}", hex::encode(Sha512::digest(data)))
+}
+
+/// Fast deterministic pseudo-random generator (SplitMix64), seeded per call site.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// Seeded from a fresh v4 UUID: different content on every run and in every test.
+    pub fn random() -> Self {
+        let u = uuid::Uuid::new_v4().as_u128();
+        Rng((u as u64) ^ ((u >> 64) as u64))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// `n` random bytes, different on every call.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    Rng::random().fill(&mut v);
+    v
+}
+
+/// Where a blob's bytes live in Distribution's layout under the data directory.
+pub fn blob_data_path(reg: &TestRegistry, digest: &str) -> std::path::PathBuf {
+    let (alg, hex) = digest.split_once(':').expect("digest has an algorithm");
+    reg.root
+        .join("docker/registry/v2/blobs")
+        .join(alg)
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+}
+
+/// Appends `param` to a URL that may already carry a query (Distribution's `_state`).
+pub fn with_query(url: &str, param: &str) -> String {
+    if url.contains('?') {
+        format!("{url}&{param}")
+    } else {
+        format!("{url}?{param}")
+    }
+}
+
+/// A complete response: status, headers and body, plus the request line that produced it.
+pub struct Resp {
+    pub request: String,
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl fmt::Debug for Resp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.request)?;
+        writeln!(f, "-> {}", self.status)?;
+        for (k, v) in &self.headers {
+            writeln!(f, "{k}: {}", v.to_str().unwrap_or("<binary>"))?;
+        }
+        let shown = &self.body[..self.body.len().min(2000)];
+        write!(f, "\n{}", String::from_utf8_lossy(shown))?;
+        if self.body.len() > shown.len() {
+            write!(f, "... ({} bytes in all)", self.body.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl Resp {
+    /// A header's value as a string (first one), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A header that must be present.
+    pub fn must_header(&self, name: &str) -> &str {
+        self.header(name)
+            .unwrap_or_else(|| panic!("missing header {name} in response:\n{self:?}"))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}):\n{self:?}"))
+    }
+
+    /// Panics with the whole exchange unless the status is `status`.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "expected status {status}, got:\n{self:?}"
+        );
+        self
+    }
+
+    /// Asserts an error response: `status`, JSON content type, and a body
+    /// `{"errors":[{"code":..,"message":..}]}` whose first code is one of `codes`.
+    /// For HEAD requests (no body) only the status is checked.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, codes: &[&str]) -> &Self {
+        self.expect(status);
+        if self.request.starts_with("HEAD ") {
+            return self;
+        }
+        let ct = self.header("content-type").unwrap_or("");
+        assert!(
+            ct.starts_with("application/json"),
+            "error response must have Content-Type application/json:\n{self:?}"
+        );
+        let body = self.json();
+        let errors = body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("error body has no \"errors\" array:\n{self:?}"));
+        assert!(!errors.is_empty(), "empty errors array:\n{self:?}");
+        for e in errors {
+            assert!(e["code"].is_string(), "error without a code:\n{self:?}");
+            assert!(
+                e["message"].is_string(),
+                "error without a message:\n{self:?}"
+            );
+        }
+        let code = errors[0]["code"].as_str().unwrap();
+        assert!(
+            codes.contains(&code),
+            "expected error code among {codes:?}, got {code}:\n{self:?}"
+        );
+        self
+    }
+
+    /// The value of a `Range: 0-<end>` header as `end + 1` (the byte count it reports).
+    #[track_caller]
+    pub fn range_len(&self) -> u64 {
+        let r = self.must_header("range");
+        let (start, end) = r
+            .split_once('-')
+            .unwrap_or_else(|| panic!("bad Range header {r:?}:\n{self:?}"));
+        assert_eq!(start, "0", "Range must start at 0:\n{self:?}");
+        let end: u64 = end.parse().unwrap();
+        end + 1
+    }
+}
+
+/// A descriptor's worth of content.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub media_type: String,
+    pub digest: String,
+    pub data: Vec<u8>,
+}
+
+impl Blob {
+    pub fn new(media_type: &str, data: Vec<u8>) -> Self {
+        Blob {
+            media_type: media_type.to_string(),
+            digest: sha256(&data),
+            data,
+        }
+    }
+
+    /// `{"mediaType","digest","size"}`.
+    pub fn descriptor(&self) -> Value {
+        json!({"mediaType": self.media_type, "digest": self.digest, "size": self.data.len()})
+    }
+}
+
+/// A pushed image: its manifest bytes, digest and the blobs it references.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub media_type: String,
+    pub manifest: Vec<u8>,
+    pub digest: String,
+    pub config: Blob,
+    pub layers: Vec<Blob>,
+}
+
+impl Image {
+    /// A descriptor of this image's manifest, for an index or a `subject`.
+    pub fn descriptor(&self) -> Value {
+        json!({"mediaType": self.media_type, "digest": self.digest, "size": self.manifest.len()})
+    }
+}
+
+/// A random OCI config blob (valid JSON, unique content).
+pub fn random_config() -> Blob {
+    let body = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {"Labels": {"nonce": hex::encode(random_bytes(16))}}
+    });
+    Blob::new(OCI_CONFIG, serde_json::to_vec(&body).unwrap())
+}
+
+/// An OCI image manifest's bytes over `config` and `layers`, with `extra` fields merged in.
+pub fn oci_manifest(config: &Blob, layers: &[Blob], extra: Value) -> Vec<u8> {
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config.descriptor(),
+        "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+    });
+    merge(&mut m, extra);
+    serde_json::to_vec_pretty(&m).unwrap()
+}
+
+/// An OCI index's bytes over `manifests` descriptors, with `extra` fields merged in.
+pub fn oci_index(manifests: &[Value], extra: Value) -> Vec<u8> {
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests,
+    });
+    merge(&mut m, extra);
+    serde_json::to_vec_pretty(&m).unwrap()
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(t), Value::Object(e)) = (target.as_object_mut(), extra) {
+        for (k, v) in e {
+            t.insert(k, v);
+        }
+    }
+}
+
+/// A client for one registry.
+#[derive(Clone)]
+pub struct Api {
+    pub client: Client,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Api {
+    pub fn new(reg: &TestRegistry) -> Self {
+        Self::with_timeout(reg, Duration::from_secs(120))
+    }
+
+    /// A client whose requests fail after `timeout` (a guard against a hung server, not a
+    /// performance assertion).
+    pub fn with_timeout(reg: &TestRegistry, timeout: Duration) -> Self {
+        let client = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            // Tests restart servers on the same port: never reuse a connection to a dead one.
+            .pool_max_idle_per_host(0)
+            .timeout(timeout)
+            .build()
+            .expect("http client");
+        Api {
+            client,
+            url: reg.url.clone(),
+        }
+    }
+
+    /// An absolute URL for a path (`/v2/...`) or a `Location` (relative or absolute).
+    pub fn abs(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{}", self.url, path_or_url)
+        }
+    }
+
+    pub fn req(&self, method: Method, path_or_url: &str) -> RequestBuilder {
+        self.client.request(method, self.abs(path_or_url))
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn send(&self, rb: RequestBuilder) -> Resp {
+        let req = rb.build().expect("request");
+        let line = format!("{} {}", req.method(), req.url());
+        let mut request = line.clone();
+        for (k, v) in req.headers() {
+            request.push_str(&format!("\n{k}: {}", v.to_str().unwrap_or("<binary>")));
+        }
+        if let Some(b) = req.body().and_then(|b| b.as_bytes()) {
+            let shown = &b[..b.len().min(1000)];
+            request.push_str(&format!(
+                "\n\n{}{}",
+                String::from_utf8_lossy(shown),
+                if b.len() > shown.len() {
+                    format!("... ({} bytes in all)", b.len())
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        let resp = self
+            .client
+            .execute(req)
+            .await
+            .unwrap_or_else(|e| panic!("{line} failed: {e:?}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{line}: reading the body failed: {e:?}"));
+        Resp {
+            request,
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.req(Method::GET, path)).await
+    }
+
+    pub async fn head(&self, path: &str) -> Resp {
+        self.send(self.req(Method::HEAD, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.req(Method::DELETE, path)).await
+    }
+
+    /// GET of a manifest with the `Accept` header a modern client sends.
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Resp {
+        let rb = self
+            .req(Method::GET, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("Accept", ACCEPT_MANIFESTS);
+        self.send(rb).await
+    }
+
+    /// HEAD of a manifest with the `Accept` header a modern client sends.
+    pub async fn head_manifest(&self, repo: &str, reference: &str) -> Resp {
+        let rb = self
+            .req(Method::HEAD, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("Accept", ACCEPT_MANIFESTS);
+        self.send(rb).await
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/`: asserts 202 and returns the absolute session URL.
+    pub async fn start_upload(&self, repo: &str) -> String {
+        let r = self
+            .send(self.req(Method::POST, &format!("/v2/{repo}/blobs/uploads/")))
+            .await;
+        r.expect(202);
+        self.abs(r.must_header("location"))
+    }
+
+    /// `PATCH` a chunk without `Content-Range` (streamed); returns the response.
+    pub async fn patch(&self, location: &str, data: Vec<u8>) -> Resp {
+        let rb = self
+            .req(Method::PATCH, location)
+            .header("Content-Type", "application/octet-stream")
+            .body(data);
+        self.send(rb).await
+    }
+
+    /// `PATCH` a chunk with `Content-Range: start-end`; returns the response.
+    pub async fn patch_range(&self, location: &str, start: u64, data: Vec<u8>) -> Resp {
+        let end = (start + data.len() as u64).saturating_sub(1);
+        let rb = self
+            .req(Method::PATCH, location)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", format!("{start}-{end}"))
+            .body(data);
+        self.send(rb).await
+    }
+
+    /// `PUT <location>?digest=<digest>` with `data` as the final chunk (may be empty).
+    pub async fn put_upload(&self, location: &str, digest: &str, data: Vec<u8>) -> Resp {
+        let rb = self
+            .req(
+                Method::PUT,
+                &with_query(location, &format!("digest={digest}")),
+            )
+            .header("Content-Type", "application/octet-stream")
+            .body(data);
+        self.send(rb).await
+    }
+
+    /// Pushes `data` into `repo` as a monolithic upload (POST, then PUT with the body):
+    /// asserts 201 and returns the sha256 digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let loc = self.start_upload(repo).await;
+        self.put_upload(&loc, &digest, data.to_vec())
+            .await
+            .expect(201);
+        digest
+    }
+
+    /// Pushes each blob's bytes into `repo`.
+    pub async fn push_blobs(&self, repo: &str, blobs: &[&Blob]) {
+        for b in blobs {
+            let d = self.push_blob(repo, &b.data).await;
+            assert_eq!(d, b.digest);
+        }
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` with `Content-Type: media_type`.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Resp {
+        let rb = self
+            .req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("Content-Type", media_type)
+            .body(body.to_vec());
+        self.send(rb).await
+    }
+
+    /// Pushes a manifest and asserts 201 with the right `Docker-Content-Digest`.
+    pub async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
+        let r = self.put_manifest(repo, reference, media_type, body).await;
+        r.expect(201);
+        let digest = sha256(body);
+        assert_eq!(
+            r.must_header("docker-content-digest"),
+            digest,
+            "manifest digest header:\n{r:?}"
+        );
+        digest
+    }
+
+    /// Pushes a small OCI image (random config, `layers` random layers of a few KiB) and
+    /// tags it `reference` (a tag, or the manifest's digest if `reference` is empty).
+    pub async fn push_image(&self, repo: &str, reference: &str, layers: usize) -> Image {
+        self.push_image_with(repo, reference, layers, json!({}))
+            .await
+    }
+
+    /// Like [`Api::push_image`], with extra manifest fields (e.g. `subject`, `annotations`).
+    pub async fn push_image_with(
+        &self,
+        repo: &str,
+        reference: &str,
+        layers: usize,
+        extra: Value,
+    ) -> Image {
+        let config = random_config();
+        let layers: Vec<Blob> = (0..layers)
+            .map(|i| Blob::new(OCI_LAYER, random_bytes(1024 * (i + 1) + 7)))
+            .collect();
+        self.push_blob(repo, &config.data).await;
+        for l in &layers {
+            self.push_blob(repo, &l.data).await;
+        }
+        let manifest = oci_manifest(&config, &layers, extra);
+        let digest = sha256(&manifest);
+        let reference = if reference.is_empty() {
+            digest.clone()
+        } else {
+            reference.to_string()
+        };
+        self.push_manifest(repo, &reference, OCI_MANIFEST, &manifest)
+            .await;
+        Image {
+            media_type: OCI_MANIFEST.to_string(),
+            manifest,
+            digest,
+            config,
+            layers,
+        }
+    }
+
+    /// `GET /v2/<repo>/tags/list` (with an optional query) → the `tags` array.
+    pub async fn tags(&self, repo: &str) -> Vec<String> {
+        let r = self.get(&format!("/v2/{repo}/tags/list")).await;
+        r.expect(200);
+        string_list(&r.json()["tags"])
+    }
+
+    /// `GET /v2/_catalog` → the `repositories` array.
+    pub async fn catalog(&self) -> Vec<String> {
+        let r = self.get("/v2/_catalog").await;
+        r.expect(200);
+        string_list(&r.json()["repositories"])
+    }
+}
+
+/// A JSON array of strings (`null` counts as empty).
+pub fn string_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Null => vec![],
+        Value::Array(a) => a
+            .iter()
+            .map(|s| s.as_str().expect("string").to_string())
+            .collect(),
+        other => panic!("expected an array of strings, got {other}"),
+    }
+}
+
+/// Size of the pieces [`Content`] generates.
+pub const CHUNK: u64 = 1 << 20;
+
+/// Large pseudo-random content generated on the fly, never held in memory as a whole:
+/// a random 1 MiB block repeated, each repetition stamped with its index (so every chunk
+/// differs and the digest depends on every byte's position).
+#[derive(Clone)]
+pub struct Content {
+    block: Bytes,
+    pub len: u64,
+}
+
+impl Content {
+    pub fn new(len: u64) -> Self {
+        Content {
+            block: Bytes::from(random_bytes(CHUNK as usize)),
+            len,
+        }
+    }
+
+    /// Number of 1 MiB chunks (the last may be shorter).
+    pub fn chunks(&self) -> u64 {
+        self.len.div_ceil(CHUNK)
+    }
+
+    /// The `i`-th chunk.
+    pub fn chunk(&self, i: u64) -> Bytes {
+        let start = i * CHUNK;
+        assert!(start < self.len, "chunk {i} past the end");
+        let n = (self.len - start).min(CHUNK) as usize;
+        let mut v = self.block[..n].to_vec();
+        let stamp = i.to_le_bytes();
+        let k = stamp.len().min(n);
+        v[..k].copy_from_slice(&stamp[..k]);
+        Bytes::from(v)
+    }
+
+    /// Byte offset where chunk `i` starts (or `len` for `i == chunks()`).
+    pub fn offset(&self, i: u64) -> u64 {
+        (i * CHUNK).min(self.len)
+    }
+
+    /// The sha256 digest of the whole content (generated once more, piece by piece).
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for i in 0..self.chunks() {
+            h.update(self.chunk(i));
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+
+    /// Chunks `from..to` as a streamed request body (chunked transfer encoding). With
+    /// `pause = Some((k, tx))`, the body signals `tx` after `k` chunks and then stalls
+    /// forever: the request is still in flight when the test acts (e.g. kills the server).
+    pub fn body(
+        &self,
+        from: u64,
+        to: u64,
+        pause: Option<(u64, tokio::sync::oneshot::Sender<()>)>,
+    ) -> reqwest::Body {
+        let me = self.clone();
+        let (pause_at, tx) = match pause {
+            Some((k, tx)) => (Some(from + k), Some(tx)),
+            None => (None, None),
+        };
+        let stream = futures_util::stream::unfold((from, tx), move |(i, mut tx)| {
+            let me = me.clone();
+            async move {
+                if Some(i) == pause_at {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                    futures_util::future::pending::<()>().await;
+                }
+                if i >= to {
+                    return None;
+                }
+                Some((Ok::<Bytes, std::io::Error>(me.chunk(i)), (i + 1, tx)))
+            }
+        });
+        reqwest::Body::wrap_stream(stream)
+    }
+}
+
+impl Api {
+    /// GETs a blob as a stream, hashing it on the way: `(status, sha256 digest, length)`.
+    pub async fn get_blob_digest(&self, repo: &str, digest: &str) -> (u16, String, u64) {
+        use futures_util::StreamExt;
+        let url = self.abs(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
+        let status = resp.status().as_u16();
+        let mut h = Sha256::new();
+        let mut len = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(piece) = body.next().await {
+            let piece = piece.unwrap_or_else(|e| panic!("GET {url}: body: {e:?}"));
+            len += piece.len() as u64;
+            h.update(&piece);
+        }
+        (status, format!("sha256:{}", hex::encode(h.finalize())), len)
+    }
+
+    /// Checks that an image pushed earlier still pulls: manifest bytes and every blob.
+    pub async fn assert_image_intact(&self, repo: &str, reference: &str, img: &Image) {
+        let r = self.get_manifest(repo, reference).await;
+        r.expect(200);
+        assert!(
+            r.body[..] == img.manifest[..],
+            "manifest bytes changed:\n{r:?}"
+        );
+        assert_eq!(r.must_header("docker-content-digest"), img.digest);
+        for b in std::iter::once(&img.config).chain(&img.layers) {
+            let (status, digest, len) = self.get_blob_digest(repo, &b.digest).await;
+            assert_eq!(status, 200, "blob {} of {repo}:{reference}", b.digest);
+            assert_eq!(digest, b.digest);
+            assert_eq!(len, b.data.len() as u64);
+        }
+    }
+}
