@@ -233,3 +233,29 @@ pub fn run(cmd: &mut Command) -> String {
 pub fn lines(r: impl std::io::Read) -> impl Iterator<Item = String> {
     BufReader::new(r).lines().map_while(Result::ok)
 }
+
+impl TestRegistry {
+    /// A registry of `flavor` over an existing data directory `root` (for example one
+    /// another registry wrote and was stopped on). Only the log and config live in this
+    /// handle's own temporary directory: whoever owns `root` must keep it alive longer.
+    pub fn start_on(flavor: Flavor, root: &Path, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("server.log");
+        let mut me = TestRegistry {
+            flavor,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            host: String::new(),
+            url: String::new(),
+            root: root.to_path_buf(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dir,
+            child: None,
+            log_path,
+        };
+        me.spawn_on_free_port();
+        me
+    }
+}

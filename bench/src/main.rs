@@ -1,0 +1,1110 @@
+//! ferry-bench: runs the same workloads against Ferry and Distribution
+//! (registry:2), alternating A/B/A/B, and prints each figure for both with the
+//! ratio. See bench/README.md.
+
+mod ceilings;
+mod client;
+mod prng;
+mod report;
+mod server;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use client::{ACCEPT_MANIFESTS, Reg};
+use prng::{BlobSpec, seed_of};
+use report::{Row, Target, UsageRow};
+use reqwest::Method;
+use server::{Kind, Sampler, Server};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+#[derive(Parser, Debug)]
+#[command(about = "A/B benchmark: Ferry vs Distribution (registry:2)")]
+struct Args {
+    /// Everything at a tenth of the size (finishes in under three minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Storage backend to benchmark: fs (default) or s3 (not yet supported).
+    #[arg(long, default_value = "fs")]
+    storage: String,
+    /// Path to the ferry binary.
+    #[arg(long, default_value = "target/release/ferry")]
+    ferry_bin: String,
+    /// Path to the Distribution binary.
+    #[arg(long, default_value = "docker-registry")]
+    distribution_bin: String,
+    /// Only run against one registry: ferry or distribution.
+    #[arg(long)]
+    only: Option<String>,
+    /// A/B repetitions per workload (A/B/A/B = 2).
+    #[arg(long, default_value_t = 2)]
+    reps: usize,
+    /// Comma-separated subset of workloads:
+    /// push,pull,small,manifest,catalog,skopeo,push4 (default all).
+    #[arg(long)]
+    workloads: Option<String>,
+    /// Directory for temporary data (must be a real disk, not tmpfs).
+    #[arg(long, default_value = "bench/.work")]
+    workdir: PathBuf,
+    /// Where to write the results table.
+    #[arg(long, default_value = "bench/results/latest.md")]
+    out: PathBuf,
+    /// README whose results section is replaced after a full (non --quick) run.
+    #[arg(long)]
+    readme: Option<PathBuf>,
+    /// Free-text description of the Ferry build (e.g. git commit), for the report.
+    #[arg(long, default_value = "")]
+    ferry_version: String,
+    /// Keep the temporary data directory (for debugging).
+    #[arg(long)]
+    keep: bool,
+}
+
+struct Sizes {
+    big: u64,
+    chunk: usize,
+    small_count: usize,
+    manifest_reqs: usize,
+    repos: usize,
+    tags: usize,
+    layers: [u64; 3],
+    ceil_sha: u64,
+    ceil_disk: u64,
+    ceil_loop: u64,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                big: GIB / 10 / MIB * MIB,
+                chunk: 8 << 20,
+                small_count: 200,
+                manifest_reqs: 2_000,
+                repos: 1_000,
+                tags: 500,
+                layers: [64 * MIB / 10, 32 * MIB / 10, 16 * MIB / 10],
+                ceil_sha: 256 * MIB,
+                ceil_disk: 256 * MIB,
+                ceil_loop: GIB,
+            }
+        } else {
+            Sizes {
+                big: GIB,
+                chunk: 8 << 20,
+                small_count: 2_000,
+                manifest_reqs: 20_000,
+                repos: 10_000,
+                tags: 5_000,
+                layers: [64 * MIB, 32 * MIB, 16 * MIB],
+                ceil_sha: GIB,
+                ceil_disk: GIB,
+                ceil_loop: 4 * GIB,
+            }
+        }
+    }
+
+    fn big_label(&self) -> String {
+        if self.big >= GIB { format!("{} GiB", self.big / GIB) } else { format!("{} MiB", self.big / MIB) }
+    }
+}
+
+/// One registry under test.
+struct Target_ {
+    kind: Kind,
+    server: Option<Server>,
+    reg: Option<Reg>,
+    /// Why it is unavailable (failed to start, died).
+    down: Option<String>,
+}
+
+struct Bench {
+    targets: Vec<Target_>,
+    rows: Vec<Row>,
+    usage: Vec<UsageRow>,
+    reps: usize,
+    notes: Vec<String>,
+}
+
+type Metrics = Vec<(&'static str, f64)>;
+
+impl Bench {
+    fn row(&mut self, id: &str, workload: &str, metric: &str, unit: &str, higher_better: bool, decimals: usize) -> &mut Row {
+        self.rows.push(Row {
+            id: id.into(),
+            workload: workload.into(),
+            metric: metric.into(),
+            unit: unit.into(),
+            higher_better,
+            samples: [vec![], vec![]],
+            errors: [None, None],
+            target: Target::None,
+            ceiling: None,
+            decimals,
+        });
+        self.rows.last_mut().unwrap()
+    }
+
+    fn row_mut(&mut self, id: &str) -> Option<&mut Row> {
+        self.rows.iter_mut().find(|r| r.id == id)
+    }
+
+    fn usage_mut(&mut self, key: &str) -> &mut UsageRow {
+        if let Some(i) = self.usage.iter().position(|u| u.key == key) {
+            return &mut self.usage[i];
+        }
+        self.usage.push(UsageRow { key: key.into(), ..Default::default() });
+        self.usage.last_mut().unwrap()
+    }
+
+    fn mark_error(&mut self, k: usize, row_ids: &[&str], e: &anyhow::Error) {
+        let msg = format!("{e:#}");
+        eprintln!("    {} error: {msg}", report::KINDS[k]);
+        for id in row_ids {
+            if let Some(r) = self.row_mut(id) {
+                r.errors[k].get_or_insert(msg.clone());
+            }
+        }
+        self.notes.push(format!("{} {}: {msg}", report::KINDS[k], row_ids.join("/")));
+    }
+
+    fn check_alive(&mut self) {
+        for t in &mut self.targets {
+            if t.down.is_none() {
+                if let Some(s) = &mut t.server {
+                    if !s.alive() {
+                        let log = std::fs::read_to_string(&s.log_path).unwrap_or_default();
+                        let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                        t.down = Some(format!("server exited: {tail}"));
+                        eprintln!("  !! {} is no longer running: {tail}", t.kind.label());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` for each rep against each available registry, A/B/A/B,
+    /// sampling the server's RSS and CPU and recording the returned metrics
+    /// into the rows with those ids. A registry that errors is not retried.
+    async fn ab<F, Fut>(&mut self, usage_key: &str, row_ids: &[&str], f: F)
+    where
+        F: Fn(Reg, usize) -> Fut,
+        Fut: Future<Output = Result<Metrics>>,
+    {
+        let mut failed = [false, false];
+        for rep in 0..self.reps {
+            for k in 0..self.targets.len() {
+                self.check_alive();
+                if failed[k] || self.targets[k].down.is_some() || self.targets[k].reg.is_none() {
+                    continue;
+                }
+                let reg = self.targets[k].reg.clone().unwrap();
+                let pid = self.targets[k].server.as_ref().unwrap().pid;
+                unsafe { libc::sync() };
+                let sampler = Sampler::start(pid);
+                let self_cpu0 = server::cpu_seconds(std::process::id()).unwrap_or(0.0);
+                let host0 = server::host_cpu();
+                let t = Instant::now();
+                let res = f(reg, rep).await;
+                let usage = sampler.finish();
+                let self_cpu = server::cpu_seconds(std::process::id()).unwrap_or(0.0) - self_cpu0;
+                let busy = server::host_busy_pct(host0, server::host_cpu());
+                match res {
+                    Ok(metrics) => {
+                        let desc: Vec<String> = metrics
+                            .iter()
+                            .map(|(id, v)| format!("{id}={}", report::fmt(*v, 2)))
+                            .collect();
+                        eprintln!(
+                            "    rep {rep} {:<12} {}  [{:.1} s, server peak RSS {:.0} MiB, server CPU {:.2} s, bench client CPU {:.2} s, all cores {busy:.0} % busy]",
+                            report::KINDS[k],
+                            desc.join(" "),
+                            t.elapsed().as_secs_f64(),
+                            usage.peak_rss_mib,
+                            usage.cpu_s,
+                            self_cpu
+                        );
+                        for (id, v) in metrics {
+                            if let Some(r) = self.row_mut(id) {
+                                r.samples[k].push(v);
+                            }
+                        }
+                        let u = self.usage_mut(usage_key);
+                        u.rss[k].push(usage.peak_rss_mib);
+                        u.cpu[k].push(usage.cpu_s);
+                    }
+                    Err(e) => {
+                        failed[k] = true;
+                        self.mark_error(k, row_ids, &e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Untimed per-registry setup; failures mark the given rows.
+    async fn setup<F, Fut>(&mut self, what: &str, row_ids: &[&str], f: F) -> [bool; 2]
+    where
+        F: Fn(Reg) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        let mut ok = [false, false];
+        for k in 0..self.targets.len() {
+            self.check_alive();
+            if self.targets[k].down.is_some() || self.targets[k].reg.is_none() {
+                continue;
+            }
+            let t = Instant::now();
+            match f(self.targets[k].reg.clone().unwrap()).await {
+                Ok(()) => {
+                    ok[k] = true;
+                    eprintln!("    setup {what} on {}: {:.1} s", report::KINDS[k], t.elapsed().as_secs_f64());
+                }
+                Err(e) => self.mark_error(k, row_ids, &e.context(format!("setup {what}"))),
+            }
+        }
+        ok
+    }
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+/// Run `n` jobs over `conc` concurrent workers, bounded by `deadline`.
+async fn par<F, Fut>(n: usize, conc: usize, deadline: Instant, f: F) -> Result<usize>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut hs = Vec::new();
+    for _ in 0..conc {
+        let (f, next, done) = (f.clone(), next.clone(), done.clone());
+        hs.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n || Instant::now() > deadline {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                f(i).await.with_context(|| format!("job {i}"))?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for h in hs {
+        h.await??;
+    }
+    Ok(done.load(Ordering::Relaxed))
+}
+
+fn small_manifest(config: &str, config_len: usize, layer: &str, layer_len: usize) -> Bytes {
+    Bytes::from(format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\
+         \"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config}\",\"size\":{config_len}}},\
+         \"layers\":[{{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"{layer}\",\"size\":{layer_len}}}]}}"
+    ))
+}
+
+struct TinyImage {
+    config: Bytes,
+    config_digest: String,
+    layer: Bytes,
+    layer_digest: String,
+    manifest: Bytes,
+}
+
+impl TinyImage {
+    fn new(seed: u64) -> TinyImage {
+        let layer = BlobSpec { seed, len: 1024, digest: String::new() }.bytes();
+        let layer_digest = prng::sha256_digest(&layer);
+        let config = Bytes::from(format!(
+            "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"{layer_digest}\"]}}}}"
+        ));
+        let config_digest = prng::sha256_digest(&config);
+        let manifest = small_manifest(&config_digest, config.len(), &layer_digest, layer.len());
+        TinyImage { config, config_digest, layer, layer_digest, manifest }
+    }
+
+    async fn push(&self, reg: &Reg, repo: &str, tag: &str) -> Result<()> {
+        reg.push_small(repo, &self.config_digest, self.config.clone()).await?;
+        reg.push_small(repo, &self.layer_digest, self.layer.clone()).await?;
+        reg.put_manifest(repo, tag, &self.manifest).await
+    }
+}
+
+fn run_cmd(cmd: &mut std::process::Command, timeout: Duration) -> Result<()> {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {desc}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(_st) = child.try_wait()? {
+            let out = child.wait_with_output()?;
+            if !out.status.success() {
+                bail!(
+                    "{desc} failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).chars().take(500).collect::<String>()
+                );
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{desc} timed out after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+async fn run_cmd_async(mut cmd: std::process::Command, timeout: Duration) -> Result<()> {
+    tokio::task::spawn_blocking(move || run_cmd(&mut cmd, timeout)).await?
+}
+
+/// Latency percentiles and rate of `total` requests over `conc` connections.
+async fn hammer(reg: Reg, conc: usize, total: usize, limit: Duration, method: Method, path: String, accept: Option<&'static str>) -> Result<(f64, f64, f64)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + limit;
+    // Warm the connections up.
+    let mut warm = Vec::new();
+    for _ in 0..conc {
+        let (reg, m, p) = (reg.clone(), method.clone(), path.clone());
+        warm.push(tokio::spawn(async move { reg.simple(m, &p, accept).await }));
+    }
+    for w in warm {
+        let st = w.await??;
+        if !st.is_success() {
+            bail!("{method} {path}: HTTP {st}");
+        }
+    }
+    let t = Instant::now();
+    let mut hs = Vec::new();
+    for _ in 0..conc {
+        let (reg, m, p, next) = (reg.clone(), method.clone(), path.clone(), next.clone());
+        hs.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(total / conc + 1);
+            loop {
+                if next.fetch_add(1, Ordering::Relaxed) >= total || Instant::now() > deadline {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t0 = Instant::now();
+                let st = reg.simple(m.clone(), &p, accept).await?;
+                if !st.is_success() {
+                    bail!("{m} {p}: HTTP {st}");
+                }
+                lat.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in hs {
+        all.extend(h.await??);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| all[((all.len() as f64 * p).ceil() as usize).saturating_sub(1).min(all.len() - 1)];
+    Ok((all.len() as f64 / secs, pct(0.50), pct(0.99)))
+}
+
+/// Median wall time (ms) of up to `iters` listing walks, bounded by `budget`;
+/// checks that each walk returns `expect` entries (at least, when `at_least`).
+async fn time_listing(reg: &Reg, first: &str, key: &str, expect: usize, at_least: bool, iters: usize, budget: Duration) -> Result<f64> {
+    let start = Instant::now();
+    let mut times = Vec::new();
+    let max_pages = expect / 50 + 100;
+    for _ in 0..iters {
+        let t = Instant::now();
+        let (n, pages) = reg.walk_listing(first, key, max_pages).await?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if times.len() == 1 {
+            eprintln!("      {first}: {n} entries in {pages} page(s), {:.1} ms", times[0]);
+        }
+        if n < expect || (!at_least && n != expect) {
+            bail!("{first}: listed {n} entries, expected {}{expect}", if at_least { "≥ " } else { "" });
+        }
+        if start.elapsed() > budget {
+            break;
+        }
+    }
+    Ok(report::median(&times))
+}
+
+fn machine_info(workdir: &Path) -> Vec<(String, String)> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    let sha_ni = cpuinfo.split_whitespace().any(|w| w == "sha_ni");
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+        .unwrap_or("?".into());
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_string();
+    let os = read("/etc/os-release")
+        .lines()
+        .find(|l| l.starts_with("PRETTY_NAME="))
+        .map(|l| l.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_string())
+        .unwrap_or_default();
+    // Filesystem holding the work dir: longest matching mount point.
+    let wd = std::fs::canonicalize(workdir).unwrap_or(workdir.to_path_buf());
+    let mut best: Option<(String, String, String)> = None;
+    for l in read("/proc/self/mounts").lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 3 {
+            continue;
+        }
+        if wd.starts_with(f[1]) && best.as_ref().map(|b| f[1].len() > b.1.len()).unwrap_or(true) {
+            best = Some((f[0].into(), f[1].into(), f[2].into()));
+        }
+    }
+    let disk = match best {
+        Some((dev, mnt, fs)) => {
+            let name = dev.trim_start_matches("/dev/");
+            let rot = read(&format!("/sys/block/{name}/queue/rotational"));
+            let size = read(&format!("/sys/block/{name}/size"))
+                .trim()
+                .parse::<f64>()
+                .map(|s| format!(", {:.0} GiB", s * 512.0 / GIB as f64))
+                .unwrap_or_default();
+            let rot = match rot.trim() {
+                "1" => ", reports rotational",
+                "0" => ", non-rotational",
+                _ => "",
+            };
+            format!("{dev} ({fs} on {mnt}{size}{rot})")
+        }
+        None => "?".into(),
+    };
+    vec![
+        ("CPU".into(), format!("{model}, {nproc} cores{}", if sha_ni { ", SHA-NI" } else { "" })),
+        ("Memory".into(), mem),
+        ("Disk (work dir)".into(), disk),
+        ("Kernel".into(), format!("Linux {kernel}")),
+        ("OS".into(), os),
+    ]
+}
+
+fn fs_type(p: &Path) -> Option<i64> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_type as i64)
+}
+
+fn free_bytes(p: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Removes the run directory on exit (also on error or panic).
+struct DirGuard(PathBuf, bool);
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.storage != "fs" {
+        eprintln!("--storage {}: not yet supported (only the filesystem backend exists so far)", args.storage);
+        std::process::exit(2);
+    }
+    if args.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(args))
+}
+
+fn wanted(args: &Args, w: &str) -> bool {
+    match &args.workloads {
+        None => true,
+        Some(list) => list.split(',').any(|x| x.trim() == w),
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let total_t = Instant::now();
+    let sizes = Sizes::new(args.quick);
+    let started_at = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+
+    let load_start = loadavg();
+    std::fs::create_dir_all(&args.workdir)?;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    if fs_type(&args.workdir) == Some(TMPFS_MAGIC) {
+        bail!("{} is on tmpfs; point --workdir at a real disk", args.workdir.display());
+    }
+    let run_dir = args.workdir.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&run_dir)?;
+    let run_dir = std::fs::canonicalize(&run_dir)?;
+    let _guard = DirGuard(run_dir.clone(), args.keep);
+
+    let kinds: Vec<Kind> = match args.only.as_deref() {
+        None => vec![Kind::Ferry, Kind::Distribution],
+        Some("ferry") => vec![Kind::Ferry],
+        Some("distribution") => vec![Kind::Distribution],
+        Some(o) => bail!("--only {o}: expected ferry or distribution"),
+    };
+
+    // Disk needed: every pushed GiB stays on disk (per registry), plus slack.
+    let per_reg = sizes.big * 7 * args.reps as u64 + sizes.small_count as u64 * 64 * 1024 * args.reps as u64 + 512 * MIB;
+    let need = per_reg * kinds.len() as u64 + sizes.ceil_disk + 4 * GIB;
+    if let Some(free) = free_bytes(&run_dir) {
+        if free < need {
+            bail!("need about {:.1} GiB free under {}, have {:.1} GiB", need as f64 / GIB as f64, run_dir.display(), free as f64 / GIB as f64);
+        }
+    }
+
+    eprintln!("== ferry-bench ({} mode, {} reps, work dir {}, load average {load_start})", if args.quick { "quick" } else { "full" }, args.reps, run_dir.display());
+
+    // ---- Ceilings -------------------------------------------------------
+    eprintln!("== machine ceilings");
+    let mut ceil = ceilings::Ceilings::default();
+    ceil.sha256 = ceilings::sha256_one_core(sizes.ceil_sha);
+    eprintln!("  sha256 one core: {:.0} MB/s", ceil.sha256);
+    ceil.prng = ceilings::prng_one_core(sizes.ceil_sha);
+    eprintln!("  PRNG one core: {:.0} MB/s", ceil.prng);
+    ceil.disk_bytes = sizes.ceil_disk;
+    // The disk of a VM is noisy: median of three.
+    let mut disk = Vec::new();
+    for _ in 0..3 {
+        disk.push(ceilings::disk_write(&run_dir, sizes.ceil_disk)?);
+    }
+    ceil.disk_write = report::median(&disk);
+    let disk_samples = disk.iter().map(|d| format!("{d:.0}")).collect::<Vec<_>>().join(", ");
+    eprintln!("  synced sequential write ({} MiB + fsync, median of 3): {:.0} MB/s ({disk_samples})", sizes.ceil_disk / MIB, ceil.disk_write);
+    ceil.loopback = ceilings::loopback(sizes.ceil_loop).await?;
+    eprintln!("  loopback TCP, one stream: {:.0} MB/s", ceil.loopback);
+
+    // ---- Test data --------------------------------------------------------
+    let t = Instant::now();
+    let modes = ["monolithic", "chunked", "streamed"];
+    let mut items = Vec::new();
+    if wanted(&args, "push") || wanted(&args, "pull") {
+        for (m, _) in modes.iter().enumerate() {
+            for rep in 0..args.reps {
+                items.push((seed_of(&[1, m as u64, rep as u64]), sizes.big));
+            }
+        }
+    }
+    let n_push = items.len();
+    if wanted(&args, "push4") {
+        for rep in 0..args.reps {
+            for i in 0..4 {
+                items.push((seed_of(&[7, rep as u64, i]), sizes.big));
+            }
+        }
+    }
+    eprintln!("== precomputing digests of {} blobs of {} (streamed, never held in memory)", items.len(), sizes.big_label());
+    let specs = tokio::task::spawn_blocking(move || BlobSpec::compute_many(&items)).await?;
+    let (push_specs, push4_specs) = specs.split_at(n_push);
+    let push_specs: Vec<BlobSpec> = push_specs.to_vec();
+    let push4_specs: Vec<BlobSpec> = push4_specs.to_vec();
+    eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
+
+    // Small blobs: sizes 4-64 KiB, held in memory (≈ 70 MB at full size).
+    let small: Arc<Vec<Vec<(String, Bytes)>>> = Arc::new(if wanted(&args, "small") {
+        (0..args.reps)
+            .map(|rep| {
+                let mut r = prng::Rng::new(seed_of(&[3, rep as u64]));
+                (0..sizes.small_count)
+                    .map(|i| {
+                        let len = r.range(4096, 65536);
+                        let b = BlobSpec { seed: seed_of(&[4, rep as u64, i as u64]), len, digest: String::new() }.bytes();
+                        (prng::sha256_digest(&b), b)
+                    })
+                    .collect()
+            })
+            .collect()
+    } else {
+        vec![]
+    });
+
+    // Skopeo source images, built with umoci (setup, not measured).
+    let skopeo_dir = run_dir.join("skopeo");
+    let mut skopeo_ok: Option<String> = None;
+    if wanted(&args, "skopeo") {
+        eprintln!("== building {} OCI image(s) with umoci (3 layers: {:.1} / {:.1} / {:.1} MiB random files)", args.reps,
+            sizes.layers[0] as f64 / MIB as f64, sizes.layers[1] as f64 / MIB as f64, sizes.layers[2] as f64 / MIB as f64);
+        let t = Instant::now();
+        let res: Result<()> = (|| {
+            for rep in 0..args.reps {
+                let layout = skopeo_dir.join(format!("src-{rep}"));
+                let files = skopeo_dir.join(format!("files-{rep}"));
+                std::fs::create_dir_all(&files)?;
+                run_cmd(std::process::Command::new("umoci").arg("init").arg("--layout").arg(&layout), Duration::from_secs(60))?;
+                let img = format!("{}:v1", layout.display());
+                run_cmd(std::process::Command::new("umoci").args(["new", "--image", &img]), Duration::from_secs(60))?;
+                for (i, len) in sizes.layers.iter().enumerate() {
+                    let f = files.join(format!("layer{i}.bin"));
+                    let mut w = std::io::BufWriter::new(std::fs::File::create(&f)?);
+                    let mut rd = prng::BlobReader::new(seed_of(&[5, rep as u64, i as u64]), *len, 1 << 20);
+                    while let Some(c) = rd.next_chunk() {
+                        std::io::Write::write_all(&mut w, &c)?;
+                    }
+                    drop(w);
+                    run_cmd(
+                        std::process::Command::new("umoci").args(["insert", "--image", &img]).arg(&f).arg(format!("/data/layer{i}.bin")),
+                        Duration::from_secs(300),
+                    )?;
+                }
+                std::fs::remove_dir_all(&files)?;
+            }
+            Ok(())
+        })();
+        match res {
+            Ok(()) => eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64()),
+            Err(e) => {
+                eprintln!("  umoci failed: {e:#}");
+                skopeo_ok = Some(format!("{e:#}"));
+            }
+        }
+    }
+
+    // ---- Servers ----------------------------------------------------------
+    eprintln!("== starting registries");
+    let http = client::client(64)?;
+    let mut targets = Vec::new();
+    for kind in [Kind::Ferry, Kind::Distribution] {
+        let mut t = Target_ { kind, server: None, reg: None, down: None };
+        if !kinds.contains(&kind) {
+            t.down = Some("not selected (--only)".into());
+            targets.push(t);
+            continue;
+        }
+        let bin = match kind {
+            Kind::Ferry => &args.ferry_bin,
+            Kind::Distribution => &args.distribution_bin,
+        };
+        let dir = run_dir.join(kind.label().to_lowercase());
+        match Server::start(kind, bin, &dir) {
+            Ok(s) => {
+                let reg = Reg::new(http.clone(), &s.base);
+                match reg.ping().await {
+                    Ok(()) => {
+                        eprintln!("  {} listening on {} (pid {}, data {})", kind.label(), s.base, s.pid, s.data_dir.display());
+                        t.reg = Some(reg);
+                    }
+                    Err(e) => {
+                        eprintln!("  {} is up but GET /v2/ failed: {e:#}", kind.label());
+                        t.down = Some(format!("GET /v2/ failed: {e:#}"));
+                    }
+                }
+                t.server = Some(s);
+            }
+            Err(e) => {
+                eprintln!("  {} could not be started: {e:#}", kind.label());
+                t.down = Some(format!("{e:#}"));
+            }
+        }
+        targets.push(t);
+    }
+    let mut b = Bench { targets, rows: vec![], usage: vec![], reps: args.reps, notes: vec![] };
+    for t in &b.targets {
+        if let Some(d) = &t.down {
+            b.notes.push(format!("{} unavailable: {d}", t.kind.label()));
+        }
+    }
+    let big = sizes.big_label();
+    let reps = args.reps;
+
+    // ---- 1. Blob push -----------------------------------------------------
+    if wanted(&args, "push") {
+        for mode in modes.iter() {
+            let id = format!("push-{mode}");
+            let r = b.row(&id, "1. blob push", &format!("{mode}, {big}"), "MB/s", true, 0);
+            r.target = Target::RatioAndCeiling(1.5, 0.85);
+            r.ceiling = Some(("synced disk write".into(), ceil.disk_write));
+        }
+        for (m, mode) in modes.iter().enumerate() {
+            eprintln!("== 1. push {mode} {big}");
+            let id = format!("push-{mode}");
+            let specs = &push_specs[m * reps..(m + 1) * reps];
+            let chunk = sizes.chunk;
+            let idref: &'static str = Box::leak(id.clone().into_boxed_str());
+            b.ab(&format!("push {mode} {big}"), &[idref], move |reg, rep| async move {
+                let spec = &specs[rep];
+                let repo = format!("bench/push-{mode}-{rep}");
+                let t = Instant::now();
+                match *mode {
+                    "monolithic" => reg.push_monolithic(&repo, spec).await?,
+                    "chunked" => reg.push_chunked(&repo, spec, chunk).await?,
+                    _ => reg.push_streamed(&repo, spec).await?,
+                }
+                Ok(vec![(idref, mbps(spec.len, t.elapsed()))])
+            })
+            .await;
+        }
+    }
+
+    // ---- 2. Blob pull -----------------------------------------------------
+    if wanted(&args, "pull") {
+        eprintln!("== 2. pull {big}");
+        let r = b.row("pull-1", "2. blob pull", &format!("single, {big}"), "MB/s", true, 0);
+        r.target = Target::Ratio(1.2);
+        r.ceiling = Some(("loopback".into(), ceil.loopback));
+        let r = b.row("pull-4", "2. blob pull", &format!("4 concurrent, {big} each, aggregate"), "MB/s", true, 0);
+        r.target = Target::Ratio(1.2);
+        let spec = push_specs[0].clone();
+        let pushed_already = wanted(&args, "push");
+        let s2 = spec.clone();
+        // Make sure the blob is there (it is, if the push workload ran), and
+        // verify its bytes hash to the digest once, untimed.
+        b.setup("pull blob + full sha256 verification", &["pull-1", "pull-4"], move |reg| {
+            let spec = s2.clone();
+            async move {
+                if !pushed_already {
+                    reg.push_monolithic("bench/push-monolithic-0", &spec).await?;
+                }
+                reg.pull("bench/push-monolithic-0", &spec, true).await.map(|_| ())
+            }
+        })
+        .await;
+        let sp = &spec;
+        // Single pulls are short (about a second): three per repetition, median.
+        b.ab("pull single", &["pull-1"], move |reg, _rep| async move {
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                let t = Instant::now();
+                let n = reg.pull("bench/push-monolithic-0", sp, false).await?;
+                v.push(mbps(n, t.elapsed()));
+            }
+            Ok(vec![("pull-1", report::median(&v))])
+        })
+        .await;
+        b.ab("pull 4 concurrent", &["pull-4"], move |reg, _rep| async move {
+            let t = Instant::now();
+            let mut hs = Vec::new();
+            for _ in 0..4 {
+                let (reg, spec) = (reg.clone(), sp.clone());
+                hs.push(tokio::spawn(async move { reg.pull("bench/push-monolithic-0", &spec, false).await }));
+            }
+            let mut n = 0;
+            for h in hs {
+                n += h.await??;
+            }
+            Ok(vec![("pull-4", mbps(n, t.elapsed()))])
+        })
+        .await;
+    }
+
+    // ---- 3. Small blobs ---------------------------------------------------
+    if wanted(&args, "small") {
+        let count = sizes.small_count;
+        eprintln!("== 3. {count} small blobs (4-64 KiB), 8 concurrent clients");
+        b.row("small", "3. small blobs", &format!("{count} × 4–64 KiB, 8 clients"), "blobs/s", true, 0);
+        let small = small.clone();
+        b.ab("small blobs", &["small"], move |reg, rep| {
+            let small = small.clone();
+            async move {
+                let t = Instant::now();
+                let repo = format!("bench/small-{rep}");
+                let done = par(count, 8, Instant::now() + Duration::from_secs(120), move |i| {
+                    let (reg, small, repo) = (reg.clone(), small.clone(), repo.clone());
+                    async move {
+                        let (d, data) = &small[rep][i];
+                        reg.push_small(&repo, d, data.clone()).await
+                    }
+                })
+                .await?;
+                Ok(vec![("small", done as f64 / t.elapsed().as_secs_f64())])
+            }
+        })
+        .await;
+    }
+
+    // ---- 4. Manifest GET / blob HEAD ---------------------------------------
+    if wanted(&args, "manifest") {
+        let n = sizes.manifest_reqs;
+        eprintln!("== 4. manifest GET and blob HEAD, 32 connections, {n} requests each");
+        b.row("mget-rate", "4. manifest GET", &format!("{n} req, 32 conns"), "req/s", true, 0).target = Target::Ratio(3.0);
+        b.row("mget-p99", "4. manifest GET", "p99 latency", "ms", false, 2);
+        b.row("head-rate", "4. blob HEAD", &format!("{n} req, 32 conns"), "req/s", true, 0);
+        b.row("head-p99", "4. blob HEAD", "p99 latency", "ms", false, 2);
+        let img = Arc::new(TinyImage::new(seed_of(&[6])));
+        let i2 = img.clone();
+        b.setup("tiny image bench/hot:latest", &["mget-rate", "mget-p99", "head-rate", "head-p99"], move |reg| {
+            let img = i2.clone();
+            async move { img.push(&reg, "bench/hot", "latest").await }
+        })
+        .await;
+        let limit = Duration::from_secs(60);
+        b.ab("manifest GET", &["mget-rate", "mget-p99"], move |reg, _| async move {
+            let (rate, _p50, p99) = hammer(reg, 32, n, limit, Method::GET, "/v2/bench/hot/manifests/latest".into(), Some(ACCEPT_MANIFESTS)).await?;
+            Ok(vec![("mget-rate", rate), ("mget-p99", p99)])
+        })
+        .await;
+        let path = format!("/v2/bench/hot/blobs/{}", img.layer_digest);
+        let path = &path;
+        b.ab("blob HEAD", &["head-rate", "head-p99"], move |reg, _| async move {
+            let (rate, _p50, p99) = hammer(reg, 32, n, limit, Method::HEAD, path.clone(), None).await?;
+            Ok(vec![("head-rate", rate), ("head-p99", p99)])
+        })
+        .await;
+    }
+
+    // ---- 5. Catalog and tag listing ----------------------------------------
+    if wanted(&args, "catalog") {
+        let (repos, tags) = (sizes.repos, sizes.tags);
+        eprintln!("== 5. _catalog over {repos} repositories, tags/list over {tags} tags");
+        let ids = ["cat-full", "cat-page", "tags-full", "tags-page"];
+        b.row("cat-full", "5. catalog", &format!("_catalog, {repos} repos, full listing"), "ms", false, 1).target = Target::Ratio(20.0);
+        b.row("cat-page", "5. catalog", "_catalog, paginated walk n=100", "ms", false, 1).target = Target::Ratio(20.0);
+        b.row("tags-full", "5. tag list", &format!("tags/list, {tags} tags, full listing"), "ms", false, 1).target = Target::Ratio(20.0);
+        b.row("tags-page", "5. tag list", "tags/list, paginated walk n=100", "ms", false, 1).target = Target::Ratio(20.0);
+        let img = Arc::new(TinyImage::new(seed_of(&[8])));
+        let i2 = img.clone();
+        let ok = b
+            .setup(&format!("{repos} repos + {tags} tags"), &ids, move |reg| {
+                let img = i2.clone();
+                async move {
+                    img.push(&reg, "cat/r00000", "v1").await?;
+                    let deadline = Instant::now() + Duration::from_secs(600);
+                    let (r2, i3) = (reg.clone(), img.clone());
+                    let done = par(repos - 1, 16, deadline, move |i| {
+                        let (reg, img) = (r2.clone(), i3.clone());
+                        async move {
+                            let repo = format!("cat/r{:05}", i + 1);
+                            reg.mount_or_push(&repo, "cat/r00000", &img.config_digest, &img.config).await?;
+                            reg.mount_or_push(&repo, "cat/r00000", &img.layer_digest, &img.layer).await?;
+                            reg.put_manifest(&repo, "v1", &img.manifest).await
+                        }
+                    })
+                    .await?;
+                    anyhow::ensure!(done == repos - 1, "setup timed out after {done} repos");
+                    img.push(&reg, "bench/tags", "t00000").await?;
+                    let (r2, i3) = (reg.clone(), img.clone());
+                    let done = par(tags - 1, 16, deadline, move |i| {
+                        let (reg, img) = (r2.clone(), i3.clone());
+                        async move { reg.put_manifest("bench/tags", &format!("t{:05}", i + 1), &img.manifest).await }
+                    })
+                    .await?;
+                    anyhow::ensure!(done == tags - 1, "setup timed out after {done} tags");
+                    Ok(())
+                }
+            })
+            .await;
+        let _ = ok;
+        // Iterations stop once a listing has taken this long in total (one walk
+        // of Distribution's catalog over 10,000 repos takes ~15 s).
+        let budget = Duration::from_secs(if args.quick { 3 } else { 5 });
+        b.ab("catalog + tag listing", &ids, move |reg, _| async move {
+            let cf = time_listing(&reg, "/v2/_catalog", "repositories", repos, true, 5, budget).await?;
+            let cp = time_listing(&reg, "/v2/_catalog?n=100", "repositories", repos, true, 3, budget).await?;
+            let tf = time_listing(&reg, "/v2/bench/tags/tags/list", "tags", tags, false, 5, budget).await?;
+            let tp = time_listing(&reg, "/v2/bench/tags/tags/list?n=100", "tags", tags, false, 3, budget).await?;
+            Ok(vec![("cat-full", cf), ("cat-page", cp), ("tags-full", tf), ("tags-page", tp)])
+        })
+        .await;
+    }
+
+    // ---- 6. skopeo copy ---------------------------------------------------
+    if wanted(&args, "skopeo") {
+        let total: u64 = sizes.layers.iter().sum();
+        eprintln!("== 6. skopeo copy of a 3-layer image ({} MiB of layers) in and out", total / MIB);
+        b.row("skopeo-in", "6. skopeo copy", &format!("push 3-layer image ({} MiB)", total / MIB), "s", false, 2);
+        b.row("skopeo-out", "6. skopeo copy", "pull it back into a fresh OCI layout", "s", false, 2);
+        if let Some(e) = skopeo_ok.clone() {
+            for k in 0..2 {
+                b.mark_error(k, &["skopeo-in", "skopeo-out"], &anyhow::anyhow!("umoci: {e}"));
+            }
+        } else {
+            let sd = &skopeo_dir;
+            b.ab("skopeo copy in", &["skopeo-in"], move |reg, rep| async move {
+                let host = reg.base.trim_start_matches("http://").to_string();
+                let mut cmd = std::process::Command::new("skopeo");
+                cmd.args(["--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false"])
+                    .arg(format!("oci:{}:v1", sd.join(format!("src-{rep}")).display()))
+                    .arg(format!("docker://{host}/bench/img-{rep}:v1"));
+                let t = Instant::now();
+                run_cmd_async(cmd, Duration::from_secs(300)).await?;
+                Ok(vec![("skopeo-in", t.elapsed().as_secs_f64())])
+            })
+            .await;
+            b.ab("skopeo copy out", &["skopeo-out"], move |reg, rep| async move {
+                let host = reg.base.trim_start_matches("http://").to_string();
+                let port = host.rsplit(':').next().unwrap_or("0").to_string();
+                let dest = sd.join(format!("out-{rep}-{port}"));
+                let mut cmd = std::process::Command::new("skopeo");
+                cmd.args(["--insecure-policy", "copy", "--quiet", "--src-tls-verify=false"])
+                    .arg(format!("docker://{host}/bench/img-{rep}:v1"))
+                    .arg(format!("oci:{}:v1", dest.display()));
+                let t = Instant::now();
+                let r = run_cmd_async(cmd, Duration::from_secs(300)).await;
+                let secs = t.elapsed().as_secs_f64();
+                let _ = std::fs::remove_dir_all(&dest);
+                r?;
+                Ok(vec![("skopeo-out", secs)])
+            })
+            .await;
+        }
+    }
+
+    // ---- 7b. Four concurrent 1 GiB streamed pushes (RSS) ---------------------
+    if wanted(&args, "push4") {
+        eprintln!("== 7. four concurrent streamed pushes of {big} each");
+        b.row("push4-rate", "7. 4 × concurrent push", &format!("4 × {big} streamed, aggregate"), "MB/s", true, 0);
+        b.row("push4-rss", "7. 4 × concurrent push", "server peak RSS", "MiB", false, 1).target =
+            Target::FerryAtMost(64.0);
+        let specs = &push4_specs;
+        b.ab("4 concurrent streamed pushes", &["push4-rate", "push4-rss"], move |reg, rep| async move {
+            let t = Instant::now();
+            let mut hs = Vec::new();
+            for i in 0..4 {
+                let (reg, spec) = (reg.clone(), specs[rep * 4 + i].clone());
+                hs.push(tokio::spawn(async move { reg.push_streamed(&format!("bench/push4-{rep}-{i}"), &spec).await }));
+            }
+            for h in hs {
+                h.await??;
+            }
+            Ok(vec![("push4-rate", mbps(4 * specs[0].len, t.elapsed()))])
+        })
+        .await;
+        // The RSS figure comes from the sampler.
+        let u = b.usage.iter().find(|u| u.key == "4 concurrent streamed pushes").cloned();
+        if let (Some(u), Some(r)) = (u, b.row_mut("push4-rss")) {
+            r.samples = u.rss.clone();
+        }
+    }
+
+    // ---- Stop and report ---------------------------------------------------
+    b.check_alive();
+    let mut sizes_on_disk = Vec::new();
+    for t in &mut b.targets {
+        if let Some(s) = &mut t.server {
+            s.stop();
+            let du = std::process::Command::new("du").arg("-sb").arg(&s.data_dir).output().ok()
+                .and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().and_then(|v| v.parse::<u64>().ok()));
+            if let Some(du) = du {
+                sizes_on_disk.push(format!("{} {:.2} GiB", t.kind.label(), du as f64 / GIB as f64));
+            }
+        }
+    }
+    let elapsed = total_t.elapsed().as_secs_f64();
+    let load_end = loadavg();
+
+    let machine = machine_info(&run_dir);
+    let run_bytes = std::process::Command::new("du").arg("-sb").arg(&run_dir).output().ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(0);
+    let mut md = String::new();
+    md.push_str(&format!(
+        "## Results ({} run, {})\n\n",
+        if args.quick { "--quick" } else { "full" },
+        started_at
+    ));
+    md.push_str(&format!(
+        "Ferry `{}` vs Distribution `{}`, filesystem storage, loopback HTTP/1.1, {} A/B/A/B repetitions per workload; each figure is the median over repetitions (`~` marks repetitions more than 15 % apart). Ratio is oriented so that **> 1 means Ferry is better** (throughput: Ferry ÷ Distribution; time, latency, memory: Distribution ÷ Ferry). Total bench time {:.0} s.\n\n",
+        if args.ferry_version.is_empty() { "?" } else { &args.ferry_version },
+        distribution_version(&args.distribution_bin),
+        args.reps,
+        elapsed
+    ));
+    md.push_str(&report::main_table(&b.rows));
+    md.push_str("\n### Server resources per workload\n\nPeak RSS is the maximum VmRSS sampled every 5 ms while the workload ran (max over repetitions); CPU is user+system seconds consumed by the server process during one repetition (median). Ratios > 1 mean Ferry uses less.\n\n");
+    md.push_str(&report::usage_table(&b.usage));
+    md.push_str("\n### Machine ceilings (same run)\n\n| Ceiling | Value |\n|---|--:|\n");
+    md.push_str(&format!("| SHA-256, one core (sha2 0.11) | {:.0} MB/s |\n", ceil.sha256));
+    md.push_str(&format!("| Synced sequential write ({} MiB, 8 MiB writes, fsync; median of {disk_samples} MB/s) | {:.0} MB/s |\n", ceil.disk_bytes / MIB, ceil.disk_write));
+    md.push_str(&format!("| Loopback TCP, one stream (in-process) | {:.0} MB/s |\n", ceil.loopback));
+    md.push_str(&format!("| Bench PRNG data generation, one core | {:.0} MB/s |\n", ceil.prng));
+    md.push_str("\nMB = 10^6 bytes.\n\n### Machine\n\n| | |\n|---|---|\n");
+    for (k, v) in &machine {
+        md.push_str(&format!("| {k} | {v} |\n"));
+    }
+    md.push_str(&format!(
+        "\nLoad average (1/5/15 min) at start: {load_start}; at end: {load_end}. The bench client shares the machine's cores with the server under test; figures from a busy machine are noisy.\n"
+    ));
+    if !sizes_on_disk.is_empty() {
+        md.push_str(&format!("\nData directories at the end: {}.\n", sizes_on_disk.join(", ")));
+    }
+    if !b.notes.is_empty() {
+        md.push_str("\n### Notes and errors\n\n");
+        for n in &b.notes {
+            md.push_str(&format!("- {}\n", n.replace('\n', " ")));
+        }
+    }
+    md.push_str("\n### Raw samples\n\n| Metric | Ferry | Distribution |\n|---|---|---|\n");
+    for r in &b.rows {
+        let s = |k: usize| r.samples[k].iter().map(|v| report::fmt(*v, r.decimals.max(1))).collect::<Vec<_>>().join(", ");
+        md.push_str(&format!("| {} — {} ({}) | {} | {} |\n", r.workload, r.metric, r.unit, s(0), s(1)));
+    }
+
+    println!("\n{md}");
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &md).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("wrote {}", args.out.display());
+    if let Some(readme) = &args.readme {
+        if args.quick || args.workloads.is_some() || args.only.is_some() {
+            eprintln!("(not updating {}: only full runs of every workload on both registries go there)", readme.display());
+        } else if let Ok(text) = std::fs::read_to_string(readme) {
+            const A: &str = "<!-- results:start -->";
+            const B: &str = "<!-- results:end -->";
+            if let (Some(a), Some(bb)) = (text.find(A), text.find(B)) {
+                let new = format!("{}{A}\n{md}\n{B}{}", &text[..a], &text[bb + B.len()..]);
+                std::fs::write(readme, new)?;
+                eprintln!("updated results in {}", readme.display());
+            }
+        }
+    }
+    eprintln!("removing {:.1} GiB of temporary data (slow when the filesystem is mounted with discard)...", run_bytes as f64 / GIB as f64);
+    let t = Instant::now();
+    drop(b);
+    drop(_guard);
+    eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn distribution_version(bin: &str) -> String {
+    std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().last().unwrap_or("?").to_string())
+        .unwrap_or("?".into())
+}

@@ -1,0 +1,231 @@
+//! Starting, stopping and observing the two registries under test.
+
+use anyhow::{Context, Result, bail};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Ferry,
+    Distribution,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Ferry => "Ferry",
+            Kind::Distribution => "Distribution",
+        }
+    }
+}
+
+#[allow(dead_code)]
+pub struct Server {
+    pub kind: Kind,
+    pub base: String,
+    pub pid: u32,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Server {
+    pub fn start(kind: Kind, bin: &str, dir: &Path) -> Result<Server> {
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(&data_dir)?;
+        let log_path = dir.join("server.log");
+        let log = std::fs::File::create(&log_path)?;
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(bin);
+        match kind {
+            Kind::Ferry => {
+                cmd.arg("serve")
+                    .env("REGISTRY_HTTP_ADDR", &addr)
+                    .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &data_dir)
+                    .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
+                    .env("REGISTRY_LOG_LEVEL", "warn");
+            }
+            Kind::Distribution => {
+                // The registry:2 image's stock config (inmemory blob descriptor
+                // cache), minus auth/health, on loopback, with upload purging
+                // off so no background sweep runs during a measurement.
+                let cfg = dir.join("config.yml");
+                std::fs::write(
+                    &cfg,
+                    format!(
+                        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
+                         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                         \x20 cache:\n    blobdescriptor: inmemory\n\
+                         \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
+                         http:\n  addr: {addr}\n  secret: ferry-bench-secret\n",
+                        data_dir.display()
+                    ),
+                )?;
+                cmd.arg("serve").arg(&cfg);
+                // Keep the environment from overriding our config.
+                for (k, _) in std::env::vars() {
+                    if k.starts_with("REGISTRY_") {
+                        cmd.env_remove(k);
+                    }
+                }
+            }
+        }
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // If the bench tool dies, take the server down with it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().with_context(|| format!("spawning {bin}"))?;
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                bail!("{} exited during startup ({status}): {tail}", kind.label());
+            }
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{} did not accept connections on {addr} within 30 s", kind.label());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Server { kind, base: format!("http://{addr}"), pid, data_dir, log_path, child: Some(child) })
+    }
+
+    pub fn alive(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGTERM, wait up to 10 s, then SIGKILL. Only ever signals our own child.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(None) = c.try_wait() {
+                unsafe {
+                    libc::kill(c.id() as i32, libc::SIGTERM);
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised comm; utime and stime are fields 14, 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / tck)
+}
+
+/// Resident set size in KiB, from /proc/<pid>/status VmRSS.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    for line in s.lines() {
+        if let Some(v) = line.strip_prefix("VmRSS:") {
+            return v.trim().trim_end_matches("kB").trim().parse().ok();
+        }
+    }
+    None
+}
+
+/// Samples a server's VmRSS every 5 ms on a background thread while a workload
+/// runs; CPU time is the utime+stime delta between start and finish.
+pub struct Sampler {
+    pid: u32,
+    cpu0: f64,
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub peak_rss_mib: f64,
+    pub cpu_s: f64,
+}
+
+impl Sampler {
+    pub fn start(pid: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(rss_kib(pid).unwrap_or(0)));
+        let (s2, p2) = (stop.clone(), peak.clone());
+        let handle = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                if let Some(r) = rss_kib(pid) {
+                    p2.fetch_max(r, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Sampler { pid, cpu0: cpu_seconds(pid).unwrap_or(0.0), stop, peak, handle: Some(handle) }
+    }
+
+    pub fn finish(mut self) -> Usage {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        if let Some(r) = rss_kib(self.pid) {
+            self.peak.fetch_max(r, Ordering::Relaxed);
+        }
+        let cpu1 = cpu_seconds(self.pid).unwrap_or(self.cpu0);
+        Usage { peak_rss_mib: self.peak.load(Ordering::Relaxed) as f64 / 1024.0, cpu_s: cpu1 - self.cpu0 }
+    }
+}
+
+/// (busy, total) jiffies over all CPUs from /proc/stat; steal counts as busy.
+pub fn host_cpu() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = s.lines().next().unwrap_or("");
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    if v.len() < 5 {
+        return (0, 0);
+    }
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v[4]; // idle + iowait
+    (total - idle, total)
+}
+
+pub fn host_busy_pct(a: (u64, u64), b: (u64, u64)) -> f64 {
+    let (db, dt) = (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1));
+    if dt == 0 { 0.0 } else { db as f64 * 100.0 / dt as f64 }
+}
