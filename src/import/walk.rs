@@ -4,11 +4,11 @@
 //! `repositories/<name>/_manifests/tags/<tag>/current/link`.
 //! A link file holds `<alg>:<hex>` with no newline.
 
-use std::io::{self, ErrorKind};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::oci::Digest;
-use crate::storage::layout;
+use crate::storage::layout::{self, sorted_entries as entries};
 
 /// A repository directory of a Distribution tree.
 #[derive(Clone, Debug)]
@@ -19,45 +19,19 @@ pub struct DistributionRepository {
     pub dir: PathBuf,
 }
 
-fn entries(dir: &Path) -> io::Result<Vec<std::fs::DirEntry>> {
-    match std::fs::read_dir(dir) {
-        Ok(rd) => {
-            let mut v: Vec<_> = rd.collect::<Result<_, _>>()?;
-            v.sort_by_key(|e| e.file_name());
-            Ok(v)
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Every directory holding `_manifests` below `<root>/docker/registry/v2/repositories`,
 /// skipping `_`-prefixed components as Distribution's catalog does.
 pub fn repositories(root: &Path) -> io::Result<Vec<DistributionRepository>> {
-    fn walk(dir: &Path, name: &str, out: &mut Vec<DistributionRepository>) -> io::Result<()> {
-        let children = entries(dir)?;
-        if !name.is_empty() && children.iter().any(|e| e.file_name() == "_manifests") {
+    let mut out = Vec::new();
+    layout::visit_repository_tree(root, &mut |name, dir, children| {
+        if children.iter().any(|e| e.file_name() == "_manifests") {
             out.push(DistributionRepository {
                 name: name.to_string(),
                 dir: dir.to_path_buf(),
             });
         }
-        for entry in children {
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            if file_name.starts_with('_') || !entry.file_type()?.is_dir() {
-                continue;
-            }
-            let child = if name.is_empty() {
-                file_name
-            } else {
-                format!("{name}/{file_name}")
-            };
-            walk(&entry.path(), &child, out)?;
-        }
         Ok(())
-    }
-    let mut out = Vec::new();
-    walk(&layout::v2_root(root).join("repositories"), "", &mut out)?;
+    })?;
     Ok(out)
 }
 

@@ -152,14 +152,7 @@ fn stream_file(file: std::fs::File, len: u64) -> ByteStream<'static> {
     ))
 }
 
-/// Entries of a directory; a missing directory has none.
-fn entries(dir: &Path) -> io::Result<Vec<std::fs::DirEntry>> {
-    match std::fs::read_dir(dir) {
-        Ok(rd) => rd.collect(),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
+use layout::sorted_entries as entries;
 
 /// Walks `blobs/<alg>/<xx>/<hex>/data`.
 fn walk_blobs(root: &Path) -> io::Result<Vec<StoredBlob>> {
@@ -192,47 +185,33 @@ fn walk_blobs(root: &Path) -> io::Result<Vec<StoredBlob>> {
 
 /// Walks `repositories/**/_uploads/<uuid>`.
 fn walk_uploads(root: &Path) -> io::Result<Vec<StagedUpload>> {
-    fn walk(dir: &Path, name: &str, out: &mut Vec<StagedUpload>) -> io::Result<()> {
-        for entry in entries(dir)? {
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+    let mut found = Vec::new();
+    layout::visit_repository_tree(root, &mut |name, dir, children| {
+        if !children.iter().any(|e| e.file_name() == "_uploads") {
+            return Ok(());
+        }
+        let Ok(repository) = RepositoryName::parse(name) else {
+            return Ok(());
+        };
+        for upload in entries(&dir.join("_uploads"))? {
+            let Ok(id) = uuid::Uuid::parse_str(&upload.file_name().to_string_lossy()) else {
                 continue;
-            }
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            if file_name == "_uploads" {
-                let Ok(repository) = RepositoryName::parse(name) else {
-                    continue;
-                };
-                for upload in entries(&entry.path())? {
-                    let Ok(id) = uuid::Uuid::parse_str(&upload.file_name().to_string_lossy())
-                    else {
-                        continue;
-                    };
-                    let modified = match upload.metadata() {
-                        Ok(meta) => meta.modified()?,
-                        Err(e) if e.kind() == ErrorKind::NotFound => continue, // finished meanwhile
-                        Err(e) => return Err(e),
-                    };
-                    out.push(StagedUpload {
-                        key: UploadKey {
-                            repository: repository.clone(),
-                            id,
-                        },
-                        modified,
-                    });
-                }
-            } else if !file_name.starts_with('_') {
-                let child = if name.is_empty() {
-                    file_name
-                } else {
-                    format!("{name}/{file_name}")
-                };
-                walk(&entry.path(), &child, out)?;
-            }
+            };
+            let modified = match upload.metadata() {
+                Ok(meta) => meta.modified()?,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue, // finished meanwhile
+                Err(e) => return Err(e),
+            };
+            found.push(StagedUpload {
+                key: UploadKey {
+                    repository: repository.clone(),
+                    id,
+                },
+                modified,
+            });
         }
         Ok(())
-    }
-    let mut found = Vec::new();
-    walk(&layout::v2_root(root).join("repositories"), "", &mut found)?;
+    })?;
     Ok(found)
 }
 

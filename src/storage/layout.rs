@@ -6,6 +6,8 @@
 //! <root>/docker/registry/v2/repositories/<name>/_uploads/<uuid>/data
 //! ```
 
+use std::fs::DirEntry;
+use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
@@ -44,6 +46,48 @@ pub fn upload_dir(root: &Path, repository: &RepositoryName, id: &Uuid) -> PathBu
     repository_dir(root, repository)
         .join("_uploads")
         .join(id.to_string())
+}
+
+/// Entries of a directory, sorted by name; a missing directory has none.
+pub fn sorted_entries(dir: &Path) -> io::Result<Vec<DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(read) => {
+            let mut entries: Vec<DirEntry> = read.collect::<Result<_, _>>()?;
+            entries.sort_by_key(DirEntry::file_name);
+            Ok(entries)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Called with a repository-name candidate, its directory and the directory's entries.
+pub type RepositoryVisitor<'a> = dyn FnMut(&str, &Path, &[DirEntry]) -> io::Result<()> + 'a;
+
+/// Visits every directory below `repositories/` whose path can be a repository name (no
+/// component starts with `_`, as Distribution's catalog walk), with that name and the
+/// directory's entries. Directories that vanish during the walk are skipped.
+pub fn visit_repository_tree(root: &Path, visit: &mut RepositoryVisitor<'_>) -> io::Result<()> {
+    fn walk(dir: &Path, name: &str, visit: &mut RepositoryVisitor<'_>) -> io::Result<()> {
+        let children = sorted_entries(dir)?;
+        if !name.is_empty() {
+            visit(name, dir, &children)?;
+        }
+        for entry in &children {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name.starts_with('_') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let child = if name.is_empty() {
+                file_name
+            } else {
+                format!("{name}/{file_name}")
+            };
+            walk(&entry.path(), &child, visit)?;
+        }
+        Ok(())
+    }
+    walk(&v2_root(root).join("repositories"), "", visit)
 }
 
 #[cfg(test)]
