@@ -146,6 +146,23 @@ async fn link_in_tx(
     Ok(())
 }
 
+/// An `uploads` row: id, repository, size, hash state, start time.
+type UploadRow = (String, String, i64, Option<Vec<u8>>, i64);
+
+fn upload_session(
+    (id, repository, size, hash_state, started_at): UploadRow,
+) -> Result<UploadSession, MetadataError> {
+    Ok(UploadSession {
+        id: Uuid::parse_str(&id)
+            .map_err(|_| MetadataError::Corrupt(format!("upload id {id:?}")))?,
+        repository: RepositoryName::parse(&repository)
+            .map_err(|_| MetadataError::Corrupt(format!("repository {repository:?}")))?,
+        size: size_from_db(size),
+        hash_state,
+        started_at,
+    })
+}
+
 fn stored_manifest(
     row: Option<(String, String, Vec<u8>)>,
 ) -> Result<Option<StoredManifest>, MetadataError> {
@@ -282,23 +299,13 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn upload(&self, id: &Uuid) -> Result<Option<UploadSession>, MetadataError> {
-        let row: Option<(String, i64, Option<Vec<u8>>, i64)> = sqlx::query_as(
-            "SELECT repository, size, hash_state, started_at FROM uploads WHERE id = ?",
+        let row: Option<UploadRow> = sqlx::query_as(
+            "SELECT id, repository, size, hash_state, started_at FROM uploads WHERE id = ?",
         )
         .bind(id.to_string())
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|(repository, size, hash_state, started_at)| {
-            Ok(UploadSession {
-                id: *id,
-                repository: RepositoryName::parse(&repository)
-                    .map_err(|_| MetadataError::Corrupt(format!("repository {repository:?}")))?,
-                size: size_from_db(size),
-                hash_state,
-                started_at,
-            })
-        })
-        .transpose()
+        row.map(upload_session).transpose()
     }
 
     async fn advance_upload(
@@ -354,20 +361,14 @@ impl MetadataStore for SqliteStore {
         &self,
         started_before: i64,
     ) -> Result<Vec<UploadSession>, MetadataError> {
-        let ids: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM uploads WHERE started_at < ? ORDER BY started_at")
-                .bind(started_before)
-                .fetch_all(&self.reader)
-                .await?;
-        let mut sessions = Vec::with_capacity(ids.len());
-        for (id,) in ids {
-            let id = Uuid::parse_str(&id)
-                .map_err(|_| MetadataError::Corrupt(format!("upload id {id:?}")))?;
-            if let Some(session) = self.upload(&id).await? {
-                sessions.push(session);
-            }
-        }
-        Ok(sessions)
+        let rows: Vec<UploadRow> = sqlx::query_as(
+            "SELECT id, repository, size, hash_state, started_at FROM uploads
+             WHERE started_at < ? ORDER BY started_at",
+        )
+        .bind(started_before)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(upload_session).collect()
     }
 
     async fn put_manifest(
