@@ -291,7 +291,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
     let mut files = three_files(&nonce);
     // A layer of several MiB, as real images have: it must stream through the upload.
     files.push(("/app/big.txt".into(), noise(BIG, &nonce)));
-    let image = umoci_image(&layout, "v1", None, &files, tmp.path(), TOOL_TIMEOUT);
+    let image = new_image(&layout, "v1", &files, tmp.path());
 
     let dest = format!("docker://{}/ns/img:v1", reg.host);
     sh(Command::new("skopeo")
@@ -413,14 +413,7 @@ fn skopeo_delete_refused(flavor: Flavor) {
     let reg = TestRegistry::start_with(flavor, &[("REGISTRY_STORAGE_DELETE_ENABLED", "false")]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let image = umoci_image(
-        &layout,
-        "v1",
-        None,
-        &three_files(&nonce()),
-        tmp.path(),
-        TOOL_TIMEOUT,
-    );
+    let image = new_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     let dest = format!("{}/keep/img:v1", reg.host);
     skopeo_push(&layout, "v1", &dest);
 
@@ -449,14 +442,7 @@ fn podman_pull_tag_push(flavor: Flavor) {
     let reg = TestRegistry::start_with(flavor, &[]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let image = umoci_image(
-        &layout,
-        "v1",
-        None,
-        &three_files(&nonce()),
-        tmp.path(),
-        TOOL_TIMEOUT,
-    );
+    let image = new_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     let src = format!("{}/ns/base:v1", reg.host);
     skopeo_push(&layout, "v1", &src);
 
@@ -642,7 +628,7 @@ fn containerd_pull_push(flavor: Flavor) {
     let layout = tmp.path().join("layout");
     let nonce = nonce();
     let files = three_files(&nonce);
-    let image = umoci_image(&layout, "v1", None, &files, tmp.path(), TOOL_TIMEOUT);
+    let image = new_image(&layout, "v1", &files, tmp.path());
     let src = format!("{}/ns/img:v1", reg.host);
     skopeo_push(&layout, "v1", &src);
 
@@ -728,14 +714,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
     let reg = TestRegistry::start_with(flavor, &[]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let image = umoci_image(
-        &layout,
-        "v1",
-        None,
-        &three_files(&nonce()),
-        tmp.path(),
-        TOOL_TIMEOUT,
-    );
+    let image = new_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     skopeo_push(&layout, "v1", &format!("{}/ns/app:v1", reg.host));
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_client.py");
@@ -1061,14 +1040,7 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
     let nonce = nonce();
-    let image = umoci_image(
-        &layout,
-        "v1",
-        None,
-        &three_files(&nonce),
-        tmp.path(),
-        TOOL_TIMEOUT,
-    );
+    let image = new_image(&layout, "v1", &three_files(&nonce), tmp.path());
     let (children, index_bytes) = two_platform_index(&layout, "multi", &nonce, tmp.path());
     let index_digest = sha256_digest(&index_bytes);
 
@@ -1222,14 +1194,7 @@ fn restart_keeps_data(flavor: Flavor) {
     let mut reg = TestRegistry::start_with(flavor, &[]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let image = umoci_image(
-        &layout,
-        "v1",
-        None,
-        &three_files(&nonce()),
-        tmp.path(),
-        TOOL_TIMEOUT,
-    );
+    let image = new_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     skopeo_push(&layout, "v1", &format!("{}/keep/img:v1", reg.host));
 
     reg.restart();
@@ -1421,6 +1386,12 @@ impl Storage {
             .arg(self.dir.join("runroot"));
         cmd
     }
+}
+
+/// Build image `tag` in the OCI layout `layout` (created if missing) with umoci: one layer
+/// per file, each `(path in the image, content)`.
+fn new_image(layout: &Path, tag: &str, files: &[(String, String)], scratch: &Path) -> LayoutImage {
+    umoci_image(layout, tag, None, files, scratch, TOOL_TIMEOUT)
 }
 
 /// In the OCI layout `layout`, an image per platform (linux/amd64 tagged `amd64`, linux/arm64
