@@ -17,20 +17,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use support::cli::*;
 use support::{Flavor, TestRegistry};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
-const SBOM_TYPE: &str = "application/vnd.ferry.test.sbom";
 const ACCEPT_ALL: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -415,36 +410,31 @@ impl DistributionData {
         let layout = scratch.path().join("layout");
         let nonce = nonce();
 
-        let base = umoci_image(&layout, "base", None, "/base.txt", &noise(200_000, &nonce));
-        let app1 = umoci_image(&layout, "app1", Some("base"), "/app1", &nonce);
-        let app2 = umoci_image(&layout, "app2", Some("base"), "/app2", &nonce);
-        let doomed = umoci_image(&layout, "doomed", Some("base"), "/doomed", &nonce);
+        // Image `tag`: a copy of `from` (or a new empty image) plus one layer holding `path`.
+        let image = |tag: &str, from: Option<&str>, path: &str, content: &str| {
+            let files = [(path.to_string(), content.to_string())];
+            umoci_image(&layout, tag, from, &files, scratch.path(), TOOL_TIMEOUT)
+        };
+        let base = image("base", None, "/base.txt", &noise(200_000, &nonce));
+        let app1 = image("app1", Some("base"), "/app1", &nonce);
+        let app2 = image("app2", Some("base"), "/app2", &nonce);
+        let doomed = image("doomed", Some("base"), "/doomed", &nonce);
         assert_eq!(app1.layers[0], base.layers[0], "umoci kept the base layer");
         assert_eq!(app2.layers[0], base.layers[0]);
         let mut children = Vec::new();
         for arch in ["amd64", "arm64"] {
-            umoci_image(
+            let files = [("/arch".to_string(), format!("{arch} {nonce}"))];
+            let child = platform_image(
                 &layout,
                 arch,
                 Some("base"),
-                "/arch",
-                &format!("{arch} {nonce}"),
+                &files,
+                scratch.path(),
+                TOOL_TIMEOUT,
             );
-            sh(Command::new("umoci")
-                .args(["config", "--architecture", arch, "--os", "linux", "--image"])
-                .arg(format!("{}:{arch}", layout.display())));
-            children.push((arch, read_layout(&layout, arch)));
+            children.push((arch, child));
         }
-        let index = json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": children.iter().map(|(arch, image)| json!({
-                "mediaType": OCI_MANIFEST,
-                "digest": image.digest,
-                "size": image.manifest.len(),
-                "platform": {"architecture": arch, "os": "linux"},
-            })).collect::<Vec<_>>(),
-        });
+        let index = platform_index(&children);
         let index_digest = add_to_layout(
             &layout,
             "multi",
@@ -838,20 +828,6 @@ fn blob_file(root: &Path, digest: &str) -> PathBuf {
         .join("data")
 }
 
-/// Panic unless every tool is on PATH: the test command installs them.
-fn require(tools: &[&str]) {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for tool in tools {
-        if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
-            panic!("tool `{tool}` is not installed: run tests/run.sh, which installs it");
-        }
-    }
-}
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -859,262 +835,12 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// Something unique to this test run, so images differ between runs and tests.
-fn nonce() -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}-{}-{n}", std::process::id(), t.as_nanos())
-}
-
-/// `len` characters of hex noise, different for each seed.
-fn noise(len: usize, seed: &str) -> String {
-    let mut out = String::with_capacity(len + 64);
-    let mut block = Sha256::digest(seed.as_bytes());
-    while out.len() < len {
-        out.push_str(&hex::encode(block));
-        block = Sha256::digest(block);
-    }
-    out.truncate(len);
-    out
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 /// Run a command with no stdin, kill it (by its PID) after [`TOOL_TIMEOUT`].
 fn run_timed(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let reader = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {TOOL_TIMEOUT:?}; killed it");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    run_within(cmd, TOOL_TIMEOUT)
 }
 
 /// Run a command (bounded in time), panic with its output if it fails, return its stdout.
 fn sh(cmd: &mut Command) -> String {
-    let out = run_timed(cmd);
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An HTTP answer, read whole.
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap_or_default().to_string())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
-    }
-}
-
-impl std::fmt::Debug for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {:?} {}",
-            self.status,
-            self.headers,
-            String::from_utf8_lossy(&self.body)
-        )
-    }
-}
-
-/// One HTTP request (a fresh connection each time: servers come and go).
-fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Resp {
-    thread_local! {
-        static CLIENT: (tokio::runtime::Runtime, reqwest::Client) = (
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
-        );
-    }
-    CLIENT.with(|(rt, client)| {
-        rt.block_on(async {
-            let mut req =
-                client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            if let Some(body) = body {
-                req = req.body(body);
-            }
-            let resp = req
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let body = resp
-                .bytes()
-                .await
-                .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
-                .to_vec();
-            Resp {
-                status,
-                headers,
-                body,
-            }
-        })
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// OCI layouts built with umoci
-// ---------------------------------------------------------------------------------------
-
-/// An image in an OCI layout: its manifest (bytes and digest), config and layer digests.
-struct LayoutImage {
-    digest: String,
-    manifest: Vec<u8>,
-    config: String,
-    layers: Vec<String>,
-}
-
-fn layout_blob(layout: &Path, digest: &str) -> PathBuf {
-    let (alg, hex) = digest.split_once(':').expect("digest");
-    layout.join("blobs").join(alg).join(hex)
-}
-
-/// The image tagged `tag` in the OCI layout at `layout`.
-fn read_layout(layout: &Path, tag: &str) -> LayoutImage {
-    let index: Value = serde_json::from_slice(&read(&layout.join("index.json"))).unwrap();
-    let desc = index["manifests"]
-        .as_array()
-        .and_then(|m| {
-            m.iter().find(|d| {
-                d["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag)
-            })
-        })
-        .unwrap_or_else(|| panic!("no {tag} in {}: {index}", layout.display()))
-        .clone();
-    let digest = desc["digest"].as_str().unwrap().to_string();
-    let manifest = read(&layout_blob(layout, &digest));
-    assert_eq!(sha256_digest(&manifest), digest);
-    let parsed: Value = serde_json::from_slice(&manifest).unwrap();
-    LayoutImage {
-        digest,
-        config: parsed["config"]["digest"].as_str().unwrap().to_string(),
-        layers: parsed["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["digest"].as_str().unwrap().to_string())
-            .collect(),
-        manifest,
-    }
-}
-
-/// Image `tag` in `layout`: a copy of `from` (or a new empty image) plus one layer holding
-/// `path` with `content`.
-fn umoci_image(
-    layout: &Path,
-    tag: &str,
-    from: Option<&str>,
-    path: &str,
-    content: &str,
-) -> LayoutImage {
-    if !layout.join("index.json").exists() {
-        sh(Command::new("umoci").args(["init", "--layout"]).arg(layout));
-    }
-    let image = format!("{}:{tag}", layout.display());
-    match from {
-        Some(from) => sh(Command::new("umoci")
-            .args(["tag", "--image"])
-            .arg(format!("{}:{from}", layout.display()))
-            .arg(tag)),
-        None => sh(Command::new("umoci").args(["new", "--image", &image])),
-    };
-    let file = layout.with_extension(format!("file-{tag}"));
-    std::fs::write(&file, content).unwrap();
-    sh(Command::new("umoci")
-        .args(["insert", "--image", &image])
-        .arg(&file)
-        .arg(path));
-    read_layout(layout, tag)
-}
-
-/// Add a blob to an OCI layout and tag it in `index.json`; return its digest.
-fn add_to_layout(layout: &Path, tag: &str, media_type: &str, bytes: &[u8]) -> String {
-    let digest = sha256_digest(bytes);
-    std::fs::write(layout_blob(layout, &digest), bytes).unwrap();
-    let path = layout.join("index.json");
-    let mut index: Value = serde_json::from_slice(&read(&path)).unwrap();
-    index["manifests"].as_array_mut().unwrap().push(json!({
-        "mediaType": media_type,
-        "digest": digest,
-        "size": bytes.len(),
-        "annotations": {"org.opencontainers.image.ref.name": tag},
-    }));
-    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
-    digest
+    sh_within(cmd, TOOL_TIMEOUT)
 }

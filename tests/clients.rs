@@ -19,13 +19,12 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use support::cli::*;
 use support::{Flavor, TestRegistry};
 
 // ---------------------------------------------------------------------------------------------
@@ -152,6 +151,7 @@ fn docker_push_pull(flavor: Flavor) {
         "HEAD",
         &format!("{}/v2/team/app/manifests/1", reg.url),
         ACCEPT_MANIFESTS,
+        None,
     );
     assert_eq!(head.status, 200, "HEAD manifests/1: {head:?}");
     assert_eq!(
@@ -291,7 +291,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
     let mut files = three_files(&nonce);
     // A layer of several MiB, as real images have: it must stream through the upload.
     files.push(("/app/big.txt".into(), noise(BIG, &nonce)));
-    let image = umoci_image(&layout, "v1", &files, tmp.path());
+    let image = new_image(&layout, "v1", &files, tmp.path());
 
     let dest = format!("docker://{}/ns/img:v1", reg.host);
     sh(Command::new("skopeo")
@@ -320,6 +320,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
         "HEAD",
         &format!("{}/v2/ns/img/manifests/v1", reg.url),
         ACCEPT_MANIFESTS,
+        None,
     );
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(
@@ -344,7 +345,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
     assert_eq!(copy.layers, image.layers);
     for blob in copy.layers.iter().chain([&copy.config]) {
         assert_eq!(
-            &sha256_digest(&read(&blob_path(&back, blob))),
+            &sha256_digest(&read(&layout_blob(&back, blob))),
             blob,
             "blob in copied layout"
         );
@@ -389,7 +390,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
     sh(Command::new("skopeo").args(["delete", "--tls-verify=false", &dest]));
     for reference in ["v1", "v2", image.digest.as_str()] {
         let url = format!("{}/v2/ns/img/manifests/{reference}", reg.url);
-        let got = http("GET", &url, ACCEPT_MANIFESTS);
+        let got = http("GET", &url, ACCEPT_MANIFESTS, None);
         assert_eq!(got.status, 404, "GET {url} after skopeo delete: {got:?}");
     }
     let left = tags(&reg, "ns/img").unwrap_or_default();
@@ -399,7 +400,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
     );
     let url = format!("{}/v2/other/img/manifests/latest", reg.url);
     assert_eq!(
-        http("HEAD", &url, ACCEPT_MANIFESTS).status,
+        http("HEAD", &url, ACCEPT_MANIFESTS, None).status,
         200,
         "other/img lost its copy"
     );
@@ -412,7 +413,7 @@ fn skopeo_delete_refused(flavor: Flavor) {
     let reg = TestRegistry::start_with(flavor, &[("REGISTRY_STORAGE_DELETE_ENABLED", "false")]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
+    let image = new_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     let dest = format!("{}/keep/img:v1", reg.host);
     skopeo_push(&layout, "v1", &dest);
 
@@ -441,7 +442,7 @@ fn podman_pull_tag_push(flavor: Flavor) {
     let reg = TestRegistry::start_with(flavor, &[]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
+    let image = new_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     let src = format!("{}/ns/base:v1", reg.host);
     skopeo_push(&layout, "v1", &src);
 
@@ -480,6 +481,7 @@ fn podman_pull_tag_push(flavor: Flavor) {
         "HEAD",
         &format!("{}/v2/team/copy/manifests/v2", reg.url),
         ACCEPT_MANIFESTS,
+        None,
     );
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(head.header("docker-content-digest"), Some(pushed.clone()));
@@ -587,7 +589,7 @@ fn buildah_build_push(flavor: Flavor) {
             "{inspect}"
         );
         let url = format!("{}/v2/built/img/manifests/{tag}", reg.url);
-        let head = http("HEAD", &url, ACCEPT_MANIFESTS);
+        let head = http("HEAD", &url, ACCEPT_MANIFESTS, None);
         assert_eq!(
             head.header("content-type").as_deref(),
             Some(media_type),
@@ -626,7 +628,7 @@ fn containerd_pull_push(flavor: Flavor) {
     let layout = tmp.path().join("layout");
     let nonce = nonce();
     let files = three_files(&nonce);
-    let image = umoci_image(&layout, "v1", &files, tmp.path());
+    let image = new_image(&layout, "v1", &files, tmp.path());
     let src = format!("{}/ns/img:v1", reg.host);
     skopeo_push(&layout, "v1", &src);
 
@@ -683,6 +685,7 @@ fn containerd_pull_push(flavor: Flavor) {
         "HEAD",
         &format!("{}/v2/ctr/pushed/manifests/p1", reg.url),
         ACCEPT_MANIFESTS,
+        None,
     );
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(
@@ -711,7 +714,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
     let reg = TestRegistry::start_with(flavor, &[]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
+    let image = new_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     skopeo_push(&layout, "v1", &format!("{}/ns/app:v1", reg.host));
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_client.py");
@@ -762,6 +765,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
             "GET",
             &format!("{}/v2/ns/app/manifests/{digest}", reg.url),
             ACCEPT_MANIFESTS,
+            None,
         );
         assert_eq!(got.status, 200, "{got:?}");
         assert_eq!(sha256_digest(&got.body), digest);
@@ -796,7 +800,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
     }
 
     let url = format!("{}/v2/ns/app/referrers/{}", reg.url, image.digest);
-    let all = http("GET", &url, &[]);
+    let all = http("GET", &url, &[], None);
     assert_eq!(all.status, 200, "GET {url}: {all:?}");
     assert_eq!(
         all.header("content-type").as_deref(),
@@ -826,7 +830,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
         );
     }
 
-    let filtered = http("GET", &format!("{url}?artifactType={SBOM_TYPE}"), &[]);
+    let filtered = http("GET", &format!("{url}?artifactType={SBOM_TYPE}"), &[], None);
     assert_eq!(filtered.status, 200, "{filtered:?}");
     assert_eq!(
         filtered.header("oci-filters-applied").as_deref(),
@@ -842,6 +846,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
         "GET",
         &format!("{}/v2/ns/app/referrers/{sbom_digest}", reg.url),
         &[],
+        None,
     );
     assert_eq!(none.status, 200, "{none:?}");
     assert_eq!(none.json()["manifests"], json!([]), "{none:?}");
@@ -869,6 +874,7 @@ fn multi_arch_round_trip(flavor: Flavor) {
         "GET",
         &format!("{}/v2/ns/multi/manifests/1", reg.url),
         &[("Accept", OCI_INDEX)],
+        None,
     );
     assert_eq!(got.status, 200, "{got:?}");
     assert_eq!(got.header("content-type").as_deref(), Some(OCI_INDEX));
@@ -879,7 +885,7 @@ fn multi_arch_round_trip(flavor: Flavor) {
     assert_eq!(got.body, index_bytes, "the index comes back byte for byte");
     for (arch, image) in &children {
         let url = format!("{}/v2/ns/multi/manifests/{}", reg.url, image.digest);
-        let child = http("GET", &url, ACCEPT_MANIFESTS);
+        let child = http("GET", &url, ACCEPT_MANIFESTS, None);
         assert_eq!(child.status, 200, "{arch} child {url}: {child:?}");
         assert_eq!(child.body, image.manifest, "{arch} child bytes");
         assert_eq!(child.header("content-type").as_deref(), Some(OCI_MANIFEST));
@@ -916,11 +922,11 @@ fn multi_arch_round_trip(flavor: Flavor) {
         Some(index_digest.as_str()),
         "{back_index}"
     );
-    assert_eq!(read(&blob_path(&back, &index_digest)), index_bytes);
+    assert_eq!(read(&layout_blob(&back, &index_digest)), index_bytes);
     for (_, image) in &children {
-        assert_eq!(read(&blob_path(&back, &image.digest)), image.manifest);
+        assert_eq!(read(&layout_blob(&back, &image.digest)), image.manifest);
         for blob in image.layers.iter().chain([&image.config]) {
-            assert_eq!(&sha256_digest(&read(&blob_path(&back, blob))), blob);
+            assert_eq!(&sha256_digest(&read(&layout_blob(&back, blob))), blob);
         }
     }
 
@@ -956,7 +962,7 @@ fn multi_arch_round_trip(flavor: Flavor) {
         .to_string();
     let list = get_manifest(&reg, "ns/multi", &list_digest);
     let url = format!("{}/v2/ns/multi/manifests/docker", reg.url);
-    let head = http("HEAD", &url, ACCEPT_MANIFESTS);
+    let head = http("HEAD", &url, ACCEPT_MANIFESTS, None);
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(
         head.header("content-type").as_deref(),
@@ -1034,7 +1040,7 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
     let nonce = nonce();
-    let image = umoci_image(&layout, "v1", &three_files(&nonce), tmp.path());
+    let image = new_image(&layout, "v1", &three_files(&nonce), tmp.path());
     let (children, index_bytes) = two_platform_index(&layout, "multi", &nonce, tmp.path());
     let index_digest = sha256_digest(&index_bytes);
 
@@ -1109,7 +1115,7 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
         ("mig/multi", "1", &index_digest, OCI_INDEX),
     ] {
         let url = format!("{}/v2/{repo}/manifests/{tag}", reg.url);
-        let head = http("HEAD", &url, ACCEPT_MANIFESTS);
+        let head = http("HEAD", &url, ACCEPT_MANIFESTS, None);
         assert_eq!(head.status, 200, "HEAD {url}: {head:?}");
         assert_eq!(
             head.header("docker-content-digest").as_ref(),
@@ -1165,7 +1171,7 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
     if flavor == Flavor::Ferry {
         // registry:2 stored the artifact without knowing `subject`; Ferry lists it anyway.
         let url = format!("{}/v2/mig/oci/referrers/{}", reg.url, image.digest);
-        let got = http("GET", &url, &[]);
+        let got = http("GET", &url, &[], None);
         assert_eq!(got.status, 200, "GET {url}: {got:?}");
         let listed = got.json();
         let digests: Vec<&str> = listed["manifests"]
@@ -1188,7 +1194,7 @@ fn restart_keeps_data(flavor: Flavor) {
     let mut reg = TestRegistry::start_with(flavor, &[]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
-    let image = umoci_image(&layout, "v1", &three_files(&nonce()), tmp.path());
+    let image = new_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     skopeo_push(&layout, "v1", &format!("{}/keep/img:v1", reg.host));
 
     reg.restart();
@@ -1217,7 +1223,7 @@ fn restart_keeps_data(flavor: Flavor) {
     reg.restart();
     let url = format!("{}/v2/keep/img/manifests/v1", reg.url);
     assert_eq!(
-        http("HEAD", &url, ACCEPT_MANIFESTS).status,
+        http("HEAD", &url, ACCEPT_MANIFESTS, None).status,
         404,
         "data survived a wipe?"
     );
@@ -1232,12 +1238,8 @@ fn restart_keeps_data(flavor: Flavor) {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
-const SBOM_TYPE: &str = "application/vnd.ferry.test.sbom";
 const SIG_CONFIG_TYPE: &str = "application/vnd.ferry.test.signature.config";
 const ACCEPT_MANIFESTS: &[(&str, &str)] = &[
     ("Accept", OCI_MANIFEST),
@@ -1249,42 +1251,18 @@ const ACCEPT_MANIFESTS: &[(&str, &str)] = &[
 /// How long one client command may take before the test kills it and fails.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Panic unless every tool is on PATH: the test command installs them.
-fn require(tools: &[&str]) {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for tool in tools {
-        if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
-            panic!("client tool `{tool}` is not installed: run tests/run.sh, which installs it");
-        }
-    }
+/// Run a command with no stdin, kill it after [`TOOL_TIMEOUT`]; return its output.
+fn run_timed(cmd: &mut Command) -> Output {
+    run_within(cmd, TOOL_TIMEOUT)
 }
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
-/// Something unique to this test run, so images differ between runs and tests.
-fn nonce() -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}-{}-{n}", std::process::id(), t.as_nanos())
+/// Run a command (bounded in time), panic with its output if it fails, return its stdout.
+fn sh(cmd: &mut Command) -> String {
+    sh_within(cmd, TOOL_TIMEOUT)
 }
 
 /// Size of the big file in the docker and skopeo images (about 6 MiB gzipped).
 const BIG: usize = 12 << 20;
-
-/// `len` characters of hex noise (half as compressible as text), different for each seed.
-fn noise(len: usize, seed: &str) -> String {
-    let mut out = String::with_capacity(len + 64);
-    let mut block = Sha256::digest(seed.as_bytes());
-    while out.len() < len {
-        out.push_str(&hex::encode(block));
-        block = Sha256::digest(block);
-    }
-    out.truncate(len);
-    out
-}
 
 /// Three files, one per layer: (path in the image, content).
 fn three_files(nonce: &str) -> Vec<(String, String)> {
@@ -1295,153 +1273,10 @@ fn three_files(nonce: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn write(path: &Path, content: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// Run a command with no stdin, kill it after [`TOOL_TIMEOUT`]; return its output.
-fn run_timed(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let reader = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {TOOL_TIMEOUT:?}; killed it");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-/// Run a command (bounded in time), panic with its output if it fails, return its stdout.
-fn sh(cmd: &mut Command) -> String {
-    let out = run_timed(cmd);
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An HTTP answer, read whole.
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap_or_default().to_string())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
-    }
-}
-
-impl std::fmt::Debug for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {:?} {}",
-            self.status,
-            self.headers,
-            String::from_utf8_lossy(&self.body)
-        )
-    }
-}
-
-/// One HTTP request to the registry under test.
-fn http(method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
-            .to_vec();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    })
-}
-
 /// GET a manifest by digest; check its bytes hash to the digest; return it parsed.
 fn get_manifest(reg: &TestRegistry, repo: &str, digest: &str) -> Value {
     let url = format!("{}/v2/{repo}/manifests/{digest}", reg.url);
-    let got = http("GET", &url, ACCEPT_MANIFESTS);
+    let got = http("GET", &url, ACCEPT_MANIFESTS, None);
     assert_eq!(got.status, 200, "GET {url}: {got:?}");
     assert_eq!(sha256_digest(&got.body), digest, "GET {url} bytes");
     got.json()
@@ -1453,7 +1288,7 @@ fn assert_blobs_present(reg: &TestRegistry, repo: &str, manifest: &Value) {
     for desc in layers.iter().chain([&manifest["config"]]) {
         let digest = desc["digest"].as_str().expect("descriptor digest");
         let url = format!("{}/v2/{repo}/blobs/{digest}", reg.url);
-        let got = http("GET", &url, &[]);
+        let got = http("GET", &url, &[], None);
         assert_eq!(got.status, 200, "GET {url}: {got:?}");
         assert_eq!(
             Some(got.body.len() as u64),
@@ -1466,14 +1301,19 @@ fn assert_blobs_present(reg: &TestRegistry, repo: &str, manifest: &Value) {
 
 /// The repositories `_catalog` lists.
 fn catalog(reg: &TestRegistry) -> Vec<String> {
-    let got = http("GET", &format!("{}/v2/_catalog", reg.url), &[]);
+    let got = http("GET", &format!("{}/v2/_catalog", reg.url), &[], None);
     assert_eq!(got.status, 200, "GET /v2/_catalog: {got:?}");
     strings(&got.json()["repositories"])
 }
 
 /// The tags `tags/list` lists, sorted; `None` when the repository is unknown (404).
 fn tags(reg: &TestRegistry, repo: &str) -> Option<Vec<String>> {
-    let got = http("GET", &format!("{}/v2/{repo}/tags/list", reg.url), &[]);
+    let got = http(
+        "GET",
+        &format!("{}/v2/{repo}/tags/list", reg.url),
+        &[],
+        None,
+    );
     if got.status == 404 {
         return None;
     }
@@ -1548,81 +1388,10 @@ impl Storage {
     }
 }
 
-/// An image in an OCI layout: its manifest (bytes and digest), config and layer digests.
-struct LayoutImage {
-    digest: String,
-    manifest: Vec<u8>,
-    config: String,
-    layers: Vec<String>,
-}
-
-fn blob_path(layout: &Path, digest: &str) -> PathBuf {
-    let (alg, hex) = digest.split_once(':').expect("digest");
-    layout.join("blobs").join(alg).join(hex)
-}
-
-/// The image tagged `tag` in the OCI layout at `layout`.
-fn read_layout(layout: &Path, tag: &str) -> LayoutImage {
-    let index: Value = serde_json::from_slice(&read(&layout.join("index.json"))).unwrap();
-    let desc = index["manifests"]
-        .as_array()
-        .and_then(|m| {
-            m.iter().find(|d| {
-                d["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag)
-            })
-        })
-        .unwrap_or_else(|| panic!("no {tag} in {}: {index}", layout.display()))
-        .clone();
-    let digest = desc["digest"].as_str().unwrap().to_string();
-    let manifest = read(&blob_path(layout, &digest));
-    assert_eq!(
-        sha256_digest(&manifest),
-        digest,
-        "manifest blob in {}",
-        layout.display()
-    );
-    let parsed: Value = serde_json::from_slice(&manifest).unwrap();
-    LayoutImage {
-        digest,
-        config: parsed["config"]["digest"].as_str().unwrap().to_string(),
-        layers: parsed["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["digest"].as_str().unwrap().to_string())
-            .collect(),
-        manifest,
-    }
-}
-
 /// Build image `tag` in the OCI layout `layout` (created if missing) with umoci: one layer
 /// per file, each `(path in the image, content)`.
-fn umoci_image(
-    layout: &Path,
-    tag: &str,
-    files: &[(String, String)],
-    scratch: &Path,
-) -> LayoutImage {
-    if !layout.join("index.json").exists() {
-        sh(Command::new("umoci").args(["init", "--layout"]).arg(layout));
-    }
-    let image = format!("{}:{tag}", layout.display());
-    sh(Command::new("umoci").args(["new", "--image", &image]));
-    for (i, (path, content)) in files.iter().enumerate() {
-        let file = scratch.join(format!("umoci-{tag}-{i}"));
-        write(&file, content);
-        sh(Command::new("umoci")
-            .args(["insert", "--image", &image])
-            .arg(&file)
-            .arg(path));
-    }
-    let img = read_layout(layout, tag);
-    assert_eq!(
-        img.layers.len(),
-        files.len(),
-        "umoci made one layer per file"
-    );
-    img
+fn new_image(layout: &Path, tag: &str, files: &[(String, String)], scratch: &Path) -> LayoutImage {
+    umoci_image(layout, tag, None, files, scratch, TOOL_TIMEOUT)
 }
 
 /// In the OCI layout `layout`, an image per platform (linux/amd64 tagged `amd64`, linux/arm64
@@ -1637,41 +1406,13 @@ fn two_platform_index(
     let mut children = Vec::new();
     for arch in ["amd64", "arm64"] {
         let files = [("/arch.txt".to_string(), format!("{arch} {nonce}\n"))];
-        umoci_image(layout, arch, &files, scratch);
-        sh(Command::new("umoci")
-            .args(["config", "--architecture", arch, "--os", "linux", "--image"])
-            .arg(format!("{}:{arch}", layout.display())));
-        children.push((arch, read_layout(layout, arch)));
+        let child = platform_image(layout, arch, None, &files, scratch, TOOL_TIMEOUT);
+        children.push((arch, child));
     }
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": children.iter().map(|(arch, image)| json!({
-            "mediaType": OCI_MANIFEST,
-            "digest": image.digest,
-            "size": image.manifest.len(),
-            "platform": {"architecture": arch, "os": "linux"},
-        })).collect::<Vec<_>>(),
-    });
+    let index = platform_index(&children);
     let index_bytes = serde_json::to_vec(&index).unwrap();
     add_to_layout(layout, tag, OCI_INDEX, &index_bytes);
     (children, index_bytes)
-}
-
-/// Add a blob to an OCI layout and tag it in `index.json`; return its digest.
-fn add_to_layout(layout: &Path, tag: &str, media_type: &str, bytes: &[u8]) -> String {
-    let digest = sha256_digest(bytes);
-    std::fs::write(blob_path(layout, &digest), bytes).unwrap();
-    let path = layout.join("index.json");
-    let mut index: Value = serde_json::from_slice(&read(&path)).unwrap();
-    index["manifests"].as_array_mut().unwrap().push(json!({
-        "mediaType": media_type,
-        "digest": digest,
-        "size": bytes.len(),
-        "annotations": {"org.opencontainers.image.ref.name": tag},
-    }));
-    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
-    digest
 }
 
 /// `skopeo copy` an image of an OCI layout to the registry (`host/repo:tag`).

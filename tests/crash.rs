@@ -90,25 +90,6 @@ async fn start_interrupted_upload(
     task
 }
 
-/// Pushes `content` completely with a streamed PATCH and a PUT; asserts 201.
-async fn push_content(api: &Api, repo: &str, content: &Content) {
-    let digest = content.digest();
-    let loc = api.start_upload(repo).await;
-    let r = api
-        .send(
-            api.req(Method::PATCH, &loc)
-                .header("Content-Type", "application/octet-stream")
-                .body(content.body(0, content.chunks(), None)),
-        )
-        .await;
-    r.expect(202);
-    assert_eq!(r.range_len(), content.len, "{r:?}");
-    let loc = api.abs(r.must_header("location"));
-    let r = api.put_upload(&loc, &digest, vec![]).await;
-    r.expect(201);
-    assert_eq!(r.must_header("docker-content-digest"), digest);
-}
-
 async fn crash_mid_upload(mode: Mode) {
     let mut reg = start();
     let mut api = Api::with_timeout(&reg, Duration::from_secs(600));
@@ -145,7 +126,7 @@ async fn crash_mid_upload(mode: Mode) {
     api.assert_image_intact("crash/before", "v1", &before).await;
 
     // The same push now succeeds, and the bytes stored hash to the digest.
-    push_content(&api, "crash/big", &content).await;
+    api.push_content("crash/big", &content, &digest).await;
     let (status, got, len) = api.get_blob_digest("crash/big", &digest).await;
     assert_eq!(status, 200);
     assert_eq!(len, BIG);

@@ -199,38 +199,6 @@ fn upload_id(location: &str) -> String {
 // Images
 // ---------------------------------------------------------------------------------------
 
-/// Pushes `config` and `layers` into `repo`, then an OCI manifest over them under
-/// `reference` (a tag, or empty for by-digest).
-async fn push_image_of(
-    api: &Api,
-    repo: &str,
-    reference: &str,
-    config: Blob,
-    layers: Vec<Blob>,
-    extra: Value,
-) -> Image {
-    api.push_blob(repo, &config.data).await;
-    for l in &layers {
-        api.push_blob(repo, &l.data).await;
-    }
-    let manifest = oci_manifest(&config, &layers, extra);
-    let digest = sha256(&manifest);
-    let reference = if reference.is_empty() {
-        digest.clone()
-    } else {
-        reference.to_string()
-    };
-    api.push_manifest(repo, &reference, OCI_MANIFEST, &manifest)
-        .await;
-    Image {
-        media_type: OCI_MANIFEST.to_string(),
-        manifest,
-        digest,
-        config,
-        layers,
-    }
-}
-
 fn layer(size: usize) -> Blob {
     Blob::new(OCI_LAYER, random_bytes(size))
 }
@@ -304,24 +272,24 @@ async fn gc_removes_exactly_the_unique_blobs_of_a_deleted_image() {
     let base2 = layer(200 * 1024 + 2);
     let a_only = layer(250 * 1024 + 3);
     let b_only = layer(280 * 1024 + 4);
-    let a = push_image_of(
-        &api,
-        repo,
-        "a",
-        random_config(),
-        vec![base1.clone(), base2.clone(), a_only.clone()],
-        json!({}),
-    )
-    .await;
-    let b = push_image_of(
-        &api,
-        repo,
-        "b",
-        random_config(),
-        vec![base1.clone(), base2.clone(), b_only.clone()],
-        json!({}),
-    )
-    .await;
+    let a = api
+        .push_image_of(
+            repo,
+            "a",
+            random_config(),
+            vec![base1.clone(), base2.clone(), a_only.clone()],
+            json!({}),
+        )
+        .await;
+    let b = api
+        .push_image_of(
+            repo,
+            "b",
+            random_config(),
+            vec![base1.clone(), base2.clone(), b_only.clone()],
+            json!({}),
+        )
+        .await;
     api.delete(&format!("/v2/{repo}/manifests/{}", a.digest))
         .await
         .expect(202);
@@ -1105,24 +1073,24 @@ async fn a_second_run_removes_nothing() {
     let api = Api::new(&reg);
     let repo = "twice/app";
     let shared = layer(100 * 1024);
-    let a = push_image_of(
-        &api,
-        repo,
-        "a",
-        random_config(),
-        vec![shared.clone(), layer(50 * 1024)],
-        json!({}),
-    )
-    .await;
-    let b = push_image_of(
-        &api,
-        repo,
-        "b",
-        random_config(),
-        vec![shared.clone(), layer(60 * 1024)],
-        json!({}),
-    )
-    .await;
+    let a = api
+        .push_image_of(
+            repo,
+            "a",
+            random_config(),
+            vec![shared.clone(), layer(50 * 1024)],
+            json!({}),
+        )
+        .await;
+    let b = api
+        .push_image_of(
+            repo,
+            "b",
+            random_config(),
+            vec![shared.clone(), layer(60 * 1024)],
+            json!({}),
+        )
+        .await;
     let untagged = api.push_image(repo, "", 1).await;
     api.delete(&format!("/v2/{repo}/manifests/{}", a.digest))
         .await

@@ -35,20 +35,7 @@ async fn one_gib_in_a_single_patch_and_back_out() {
     let content = Content::new(GIB);
     let digest = content.digest();
 
-    let loc = api.start_upload("mem/patch").await;
-    let r = api
-        .send(
-            api.req(Method::PATCH, &loc)
-                .header("Content-Type", "application/octet-stream")
-                .body(content.body(0, content.chunks(), None)),
-        )
-        .await;
-    r.expect(202);
-    assert_eq!(r.range_len(), GIB, "{r:?}");
-    let loc = api.abs(r.must_header("location"));
-    let r = api.put_upload(&loc, &digest, vec![]).await;
-    r.expect(201);
-    assert_eq!(r.must_header("docker-content-digest"), digest);
+    api.push_content("mem/patch", &content, &digest).await;
     check_rss(&reg, "a 1 GiB streamed PATCH");
 
     let (status, got, len) = api.get_blob_digest("mem/patch", &digest).await;

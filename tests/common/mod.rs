@@ -533,6 +533,20 @@ impl Api {
         let layers: Vec<Blob> = (0..layers)
             .map(|i| Blob::new(OCI_LAYER, random_bytes(1024 * (i + 1) + 7)))
             .collect();
+        self.push_image_of(repo, reference, config, layers, extra)
+            .await
+    }
+
+    /// Pushes `config` and `layers` into `repo`, then an OCI manifest over them (with the
+    /// `extra` fields) under `reference` (a tag, or empty for by-digest).
+    pub async fn push_image_of(
+        &self,
+        repo: &str,
+        reference: &str,
+        config: Blob,
+        layers: Vec<Blob>,
+        extra: Value,
+    ) -> Image {
         self.push_blob(repo, &config.data).await;
         for l in &layers {
             self.push_blob(repo, &l.data).await;
@@ -553,6 +567,25 @@ impl Api {
             config,
             layers,
         }
+    }
+
+    /// Pushes `content` (whose digest is `digest`) into `repo` completely, with one streamed
+    /// PATCH and a PUT; asserts 202 and the whole length acknowledged, then 201 and the digest.
+    pub async fn push_content(&self, repo: &str, content: &Content, digest: &str) {
+        let loc = self.start_upload(repo).await;
+        let r = self
+            .send(
+                self.req(Method::PATCH, &loc)
+                    .header("Content-Type", "application/octet-stream")
+                    .body(content.body(0, content.chunks(), None)),
+            )
+            .await;
+        r.expect(202);
+        assert_eq!(r.range_len(), content.len, "{r:?}");
+        let loc = self.abs(r.must_header("location"));
+        let r = self.put_upload(&loc, digest, vec![]).await;
+        r.expect(201);
+        assert_eq!(r.must_header("docker-content-digest"), digest);
     }
 
     /// `GET /v2/<repo>/tags/list` (with an optional query) → the `tags` array.

@@ -2,6 +2,8 @@
 //! port with its own temporary data directory, and stop it when the handle drops.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -50,6 +52,17 @@ impl TestRegistry {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("data");
         std::fs::create_dir_all(&root).expect("data dir");
+        Self::start_in(flavor, dir, root, env)
+    }
+
+    /// A registry of `flavor` over the data directory `root`, with its log and configs in
+    /// `dir`, started on a free port.
+    fn start_in(
+        flavor: Flavor,
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log_path = dir.path().join("server.log");
         let mut me = TestRegistry {
             flavor,
@@ -218,6 +231,11 @@ pub fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    stdout_of_success(cmd, out)
+}
+
+/// The stdout of `cmd`'s finished run `out`; panic with its output if it failed.
+pub fn stdout_of_success(cmd: &Command, out: std::process::Output) -> String {
     if !out.status.success() {
         panic!(
             "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -240,22 +258,6 @@ impl TestRegistry {
     /// handle's own temporary directory: whoever owns `root` must keep it alive longer.
     pub fn start_on(flavor: Flavor, root: &Path, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log_path = dir.path().join("server.log");
-        let mut me = TestRegistry {
-            flavor,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            host: String::new(),
-            url: String::new(),
-            root: root.to_path_buf(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            dir,
-            child: None,
-            log_path,
-        };
-        me.spawn_on_free_port();
-        me
+        Self::start_in(flavor, dir, root.to_path_buf(), env)
     }
 }

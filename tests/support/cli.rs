@@ -1,0 +1,347 @@
+//! Helpers for the tests that drive real command-line tools (`clients.rs`, `adopt.rs`):
+//! tool checks, bounded commands, unique content, one-shot HTTP requests, and OCI layouts
+//! built with umoci.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+pub const SBOM_TYPE: &str = "application/vnd.ferry.test.sbom";
+
+/// Panic unless every tool is on PATH: the test command installs them.
+pub fn require(tools: &[&str]) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in tools {
+        if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
+            panic!("tool `{tool}` is not installed: run tests/run.sh, which installs it");
+        }
+    }
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// Something unique to this test run, so images differ between runs and tests.
+pub fn nonce() -> String {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{}-{n}", std::process::id(), t.as_nanos())
+}
+
+/// `len` characters of hex noise (half as compressible as text), different for each seed.
+pub fn noise(len: usize, seed: &str) -> String {
+    let mut out = String::with_capacity(len + 64);
+    let mut block = Sha256::digest(seed.as_bytes());
+    while out.len() < len {
+        out.push_str(&hex::encode(block));
+        block = Sha256::digest(block);
+    }
+    out.truncate(len);
+    out
+}
+
+/// Write `content` to `path`, creating its parent directories.
+pub fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The strings of a JSON array (empty when `v` is not an array).
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Run a command with no stdin, kill it (by its PID) after `timeout`; return its output.
+pub fn run_within(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Run a command (bounded by `timeout`), panic with its output if it fails, return its stdout.
+pub fn sh_within(cmd: &mut Command, timeout: Duration) -> String {
+    let out = run_within(cmd, timeout);
+    super::stdout_of_success(cmd, out)
+}
+
+/// An HTTP answer, read whole.
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+    }
+}
+
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?} {}",
+            self.status,
+            self.headers,
+            String::from_utf8_lossy(&self.body)
+        )
+    }
+}
+
+/// One HTTP request (a fresh connection each time: servers come and go).
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Resp {
+    thread_local! {
+        static CLIENT: (tokio::runtime::Runtime, reqwest::Client) = (
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        );
+    }
+    CLIENT.with(|(rt, client)| {
+        rt.block_on(async {
+            let mut req =
+                client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            if let Some(body) = body {
+                req = req.body(body);
+            }
+            let resp = req
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp
+                .bytes()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+                .to_vec();
+            Resp {
+                status,
+                headers,
+                body,
+            }
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// OCI layouts built with umoci
+// ---------------------------------------------------------------------------------------
+
+/// An image in an OCI layout: its manifest (bytes and digest), config and layer digests.
+pub struct LayoutImage {
+    pub digest: String,
+    pub manifest: Vec<u8>,
+    pub config: String,
+    pub layers: Vec<String>,
+}
+
+/// Where the blob `digest` lives in the OCI layout `layout`.
+pub fn layout_blob(layout: &Path, digest: &str) -> PathBuf {
+    let (alg, hex) = digest.split_once(':').expect("digest");
+    layout.join("blobs").join(alg).join(hex)
+}
+
+/// The image tagged `tag` in the OCI layout at `layout`.
+pub fn read_layout(layout: &Path, tag: &str) -> LayoutImage {
+    let index: Value = serde_json::from_slice(&read(&layout.join("index.json"))).unwrap();
+    let desc = index["manifests"]
+        .as_array()
+        .and_then(|m| {
+            m.iter().find(|d| {
+                d["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag)
+            })
+        })
+        .unwrap_or_else(|| panic!("no {tag} in {}: {index}", layout.display()))
+        .clone();
+    let digest = desc["digest"].as_str().unwrap().to_string();
+    let manifest = read(&layout_blob(layout, &digest));
+    assert_eq!(
+        sha256_digest(&manifest),
+        digest,
+        "manifest blob in {}",
+        layout.display()
+    );
+    let parsed: Value = serde_json::from_slice(&manifest).unwrap();
+    LayoutImage {
+        digest,
+        config: parsed["config"]["digest"].as_str().unwrap().to_string(),
+        layers: parsed["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect(),
+        manifest,
+    }
+}
+
+/// Build image `tag` in the OCI layout `layout` (created if missing) with umoci: a copy of
+/// the image tagged `from` (or a new empty image), plus one layer per file, each `(path in
+/// the image, content)`. The files are staged in `scratch`; every umoci run is bounded by
+/// `timeout`. A new image must come out with exactly one layer per file.
+pub fn umoci_image(
+    layout: &Path,
+    tag: &str,
+    from: Option<&str>,
+    files: &[(String, String)],
+    scratch: &Path,
+    timeout: Duration,
+) -> LayoutImage {
+    let umoci = |cmd: &mut Command| sh_within(cmd, timeout);
+    if !layout.join("index.json").exists() {
+        umoci(Command::new("umoci").args(["init", "--layout"]).arg(layout));
+    }
+    let image = format!("{}:{tag}", layout.display());
+    match from {
+        Some(from) => umoci(
+            Command::new("umoci")
+                .args(["tag", "--image"])
+                .arg(format!("{}:{from}", layout.display()))
+                .arg(tag),
+        ),
+        None => umoci(Command::new("umoci").args(["new", "--image", &image])),
+    };
+    for (i, (path, content)) in files.iter().enumerate() {
+        let file = scratch.join(format!("umoci-{tag}-{i}"));
+        write(&file, content);
+        umoci(
+            Command::new("umoci")
+                .args(["insert", "--image", &image])
+                .arg(&file)
+                .arg(path),
+        );
+    }
+    let img = read_layout(layout, tag);
+    if from.is_none() {
+        assert_eq!(
+            img.layers.len(),
+            files.len(),
+            "umoci made one layer per file"
+        );
+    }
+    img
+}
+
+/// [`umoci_image`] `arch`, configured as an image for linux on `arch`.
+pub fn platform_image(
+    layout: &Path,
+    arch: &str,
+    from: Option<&str>,
+    files: &[(String, String)],
+    scratch: &Path,
+    timeout: Duration,
+) -> LayoutImage {
+    umoci_image(layout, arch, from, files, scratch, timeout);
+    sh_within(
+        Command::new("umoci")
+            .args(["config", "--architecture", arch, "--os", "linux", "--image"])
+            .arg(format!("{}:{arch}", layout.display())),
+        timeout,
+    );
+    read_layout(layout, arch)
+}
+
+/// An OCI index (as JSON) of `children`, each an image for linux on its architecture.
+pub fn platform_index(children: &[(&str, LayoutImage)]) -> Value {
+    json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": children.iter().map(|(arch, image)| json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": image.digest,
+            "size": image.manifest.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Add a blob to an OCI layout and tag it in `index.json`; return its digest.
+pub fn add_to_layout(layout: &Path, tag: &str, media_type: &str, bytes: &[u8]) -> String {
+    let digest = sha256_digest(bytes);
+    std::fs::write(layout_blob(layout, &digest), bytes).unwrap();
+    let path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&read(&path)).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": media_type,
+        "digest": digest,
+        "size": bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }));
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    digest
+}
