@@ -20,7 +20,9 @@ use crate::storage::filesystem::FilesystemStore;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The data directory cannot be created or written.
-    #[error("data directory {path} is not usable: {source}")]
+    #[error(
+        "data directory {path} is not usable (it must exist or be creatable, and be writable by this user): {source}"
+    )]
     DataDir {
         /// The directory.
         path: std::path::PathBuf,
@@ -71,6 +73,14 @@ pub async fn open_registry(config: &Config) -> Result<(Registry, SqliteStore), S
         path: config.root.clone(),
         source,
     })?;
+    // Say plainly when the directory is there but not ours to write (a root-owned
+    // registry:2 volume under a non-root user), instead of a database error later.
+    let probe = root.join(format!(".ferry-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|source| ServeError::DataDir {
+        path: root.clone(),
+        source,
+    })?;
+    let _ = std::fs::remove_file(&probe);
     let storage = FilesystemStore::new(&root);
     let sqlite = SqliteStore::open(&config.database_path).await?;
     let identity = storage.describe();
