@@ -51,6 +51,62 @@ impl ChunkRange {
     }
 }
 
+/// Request bodies are regrouped into pieces of at least this size before hashing and
+/// writing, so per-piece costs (queue hand-offs, wake-ups) stay small whatever chunk sizes the
+/// client's transfer encoding produces.
+const COALESCE_SIZE: usize = 1024 * 1024;
+
+/// Regroups a byte stream into pieces of at least `size` bytes (the last may be smaller).
+/// Pieces already that large pass through without a copy.
+fn coalesce(body: ByteStream<'_>, size: usize) -> ByteStream<'_> {
+    struct State<'a> {
+        body: ByteStream<'a>,
+        buffer: bytes::BytesMut,
+        done: bool,
+    }
+    let state = State {
+        body,
+        buffer: bytes::BytesMut::new(),
+        done: false,
+    };
+    Box::pin(futures_util::stream::unfold(
+        state,
+        move |mut state| async move {
+            while !state.done {
+                match state.body.next().await {
+                    Some(Ok(chunk)) if state.buffer.is_empty() && chunk.len() >= size => {
+                        return Some((Ok(chunk), state));
+                    }
+                    Some(Ok(chunk)) => {
+                        if state.buffer.capacity() == 0 {
+                            state.buffer.reserve(size);
+                        }
+                        state.buffer.extend_from_slice(&chunk);
+                        if state.buffer.len() >= size {
+                            let piece = state.buffer.split().freeze();
+                            return Some((Ok(piece), state));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        state.done = true;
+                        return Some((Err(e), state));
+                    }
+                    None => state.done = true,
+                }
+            }
+            if state.buffer.is_empty() {
+                None
+            } else {
+                let piece = state.buffer.split().freeze();
+                Some((Ok(piece), state))
+            }
+        },
+    ))
+}
+
+/// Chunks queued for the hashing thread at most (bounds memory per upload).
+const HASH_QUEUE: usize = 8;
+
 /// A hasher running on a blocking thread, fed chunks through a bounded queue, so hashing
 /// overlaps with receiving and writing.
 struct BackgroundHasher {
@@ -60,7 +116,7 @@ struct BackgroundHasher {
 
 impl BackgroundHasher {
     fn start(mut hasher: Hasher) -> Self {
-        let (feed, mut chunks) = mpsc::channel::<Bytes>(64);
+        let (feed, mut chunks) = mpsc::channel::<Bytes>(HASH_QUEUE);
         let task = tokio::task::spawn_blocking(move || {
             while let Some(chunk) = chunks.blocking_recv() {
                 hasher.update(&chunk);
@@ -266,7 +322,7 @@ impl Registry {
         // Hash on a thread of its own while the bytes stream on to storage.
         let hasher = BackgroundHasher::start(self.resume_hasher(&session).await?);
         let feed = hasher.feed.clone();
-        let hashing = body.then(move |chunk| {
+        let hashing = coalesce(body, COALESCE_SIZE).then(move |chunk| {
             let feed = feed.clone();
             async move {
                 if let Ok(bytes) = &chunk {
@@ -347,6 +403,26 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn coalesces_small_chunks_and_passes_large_ones() {
+        let parts: Vec<std::io::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"ab")),
+            Ok(Bytes::from_static(b"cd")),
+            Ok(Bytes::from_static(b"efghij")),
+            Ok(Bytes::from_static(b"k")),
+        ];
+        let body: ByteStream<'static> = Box::pin(futures_util::stream::iter(parts));
+        let pieces: Vec<Bytes> = coalesce(body, 4).map(|p| p.unwrap()).collect().await;
+        assert_eq!(
+            pieces,
+            vec![
+                Bytes::from_static(b"abcd"),
+                Bytes::from_static(b"efghij"),
+                Bytes::from_static(b"k")
+            ]
+        );
+    }
 
     #[test]
     fn chunk_ranges_parse() {

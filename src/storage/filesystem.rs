@@ -20,7 +20,7 @@ use crate::oci::{Digest, RepositoryName};
 /// Writes are gathered into buffers of this size before reaching the file.
 const WRITE_BUFFER: usize = 1024 * 1024;
 /// Buffers queued for the writer thread at most (bounds memory per upload).
-const WRITE_QUEUE: usize = 4;
+const WRITE_QUEUE: usize = 2;
 /// Reads are served in chunks of this size.
 const READ_CHUNK: usize = 1024 * 1024;
 /// Chunks read ahead at most (bounds memory per download).
