@@ -106,6 +106,7 @@ async fn import_repository(
             .push(format!("repository {:?}: not a valid name", repo.name));
         return Ok(());
     };
+    let mut layers = Vec::new();
     for digest in walk::link_digests(&repo.dir.join("_layers"))? {
         let Some(size) = storage.stat(&digest).await? else {
             report
@@ -117,9 +118,11 @@ async fn import_repository(
             report.corrupt_blobs.push(digest.to_string());
             continue;
         }
-        metadata.link_blob(&name, &digest, size).await?;
-        report.blobs += 1;
+        layers.push((digest, size));
     }
+    // One transaction per repository, not per link.
+    metadata.link_blobs(&name, &layers).await?;
+    report.blobs += layers.len();
 
     // Manifests: children before the indexes that list them, so keep passing over the
     // rest while something lands.

@@ -133,12 +133,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Size of `digest` if it is committed anywhere in the registry.
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
 
-    /// Records that a committed blob exists and links it into `repository`.
-    async fn link_blob(
+    /// Records that committed blobs `(digest, size)` exist and links them into
+    /// `repository`, in one transaction.
+    async fn link_blobs(
         &self,
         repository: &RepositoryName,
-        digest: &Digest,
-        size: u64,
+        blobs: &[(Digest, u64)],
     ) -> Result<(), MetadataError>;
 
     /// Links an existing blob into `repository` if it is in `from` (or, with no `from`,

@@ -212,14 +212,15 @@ impl MetadataStore for SqliteStore {
         Ok(row.map(|(s,)| size_from_db(s)))
     }
 
-    async fn link_blob(
+    async fn link_blobs(
         &self,
         repository: &RepositoryName,
-        digest: &Digest,
-        size: u64,
+        blobs: &[(Digest, u64)],
     ) -> Result<(), MetadataError> {
         let mut tx = self.begin().await?;
-        link_in_tx(&mut tx, repository, digest, size).await?;
+        for (digest, size) in blobs {
+            link_in_tx(&mut tx, repository, digest, *size).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
