@@ -50,7 +50,6 @@ pub fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         E::NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
         E::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
         E::PaginationNumberInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
-        E::SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
         E::Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
         E::Storage(_) | E::Metadata(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }

@@ -157,9 +157,6 @@ pub trait MetadataStore: Send + Sync + 'static {
         digest: &Digest,
     ) -> Result<bool, MetadataError>;
 
-    /// Marks a blob as used now (for the collector's grace window).
-    async fn touch_blob(&self, digest: &Digest) -> Result<(), MetadataError>;
-
     /// Records a new upload session.
     async fn create_upload(&self, session: &UploadSession) -> Result<(), MetadataError>;
 

@@ -56,9 +56,6 @@ pub enum RegistryError {
     /// A pagination parameter is not a number.
     #[error("invalid number of results requested: {0}")]
     PaginationNumberInvalid(String),
-    /// A length does not match the content.
-    #[error("provided length did not match content length: {0}")]
-    SizeInvalid(String),
     /// The operation is disabled by configuration (deletes, read-only mode).
     #[error("the operation is unsupported: {0}")]
     Unsupported(&'static str),

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{Registry, RegistryError};
 use crate::metadata::{UploadSession, now};
 use crate::oci::{Algorithm, Digest, Hasher, RepositoryName};
-use crate::storage::{ByteStream, StorageError, UploadKey};
+use crate::storage::{ByteStream, StorageError, UploadKey, coalesce};
 
 /// The algorithm hashed while bytes arrive (what every client uses).
 const STREAMING_ALGORITHM: Algorithm = Algorithm::Sha256;
@@ -55,54 +55,6 @@ impl ChunkRange {
 /// writing, so per-piece costs (queue hand-offs, wake-ups) stay small whatever chunk sizes the
 /// client's transfer encoding produces.
 const COALESCE_SIZE: usize = 1024 * 1024;
-
-/// Regroups a byte stream into pieces of at least `size` bytes (the last may be smaller).
-/// Pieces already that large pass through without a copy.
-fn coalesce(body: ByteStream<'_>, size: usize) -> ByteStream<'_> {
-    struct State<'a> {
-        body: ByteStream<'a>,
-        buffer: bytes::BytesMut,
-        done: bool,
-    }
-    let state = State {
-        body,
-        buffer: bytes::BytesMut::new(),
-        done: false,
-    };
-    Box::pin(futures_util::stream::unfold(
-        state,
-        move |mut state| async move {
-            while !state.done {
-                match state.body.next().await {
-                    Some(Ok(chunk)) if state.buffer.is_empty() && chunk.len() >= size => {
-                        return Some((Ok(chunk), state));
-                    }
-                    Some(Ok(chunk)) => {
-                        if state.buffer.capacity() == 0 {
-                            state.buffer.reserve(size);
-                        }
-                        state.buffer.extend_from_slice(&chunk);
-                        if state.buffer.len() >= size {
-                            let piece = state.buffer.split().freeze();
-                            return Some((Ok(piece), state));
-                        }
-                    }
-                    Some(Err(e)) => {
-                        state.done = true;
-                        return Some((Err(e), state));
-                    }
-                    None => state.done = true,
-                }
-            }
-            if state.buffer.is_empty() {
-                None
-            } else {
-                let piece = state.buffer.split().freeze();
-                Some((Ok(piece), state))
-            }
-        },
-    ))
-}
 
 /// Chunks queued for the hashing thread at most (bounds memory per upload).
 const HASH_QUEUE: usize = 8;
@@ -385,7 +337,13 @@ impl Registry {
             .await?;
         let mut read = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(StorageError::Io)?;
+            let chunk = chunk.map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => StorageError::StagingShort {
+                    expected: session.size,
+                    actual: read,
+                },
+                _ => StorageError::Io(e),
+            })?;
             read += chunk.len() as u64;
             hasher.update(&chunk);
         }
@@ -403,26 +361,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn coalesces_small_chunks_and_passes_large_ones() {
-        let parts: Vec<std::io::Result<Bytes>> = vec![
-            Ok(Bytes::from_static(b"ab")),
-            Ok(Bytes::from_static(b"cd")),
-            Ok(Bytes::from_static(b"efghij")),
-            Ok(Bytes::from_static(b"k")),
-        ];
-        let body: ByteStream<'static> = Box::pin(futures_util::stream::iter(parts));
-        let pieces: Vec<Bytes> = coalesce(body, 4).map(|p| p.unwrap()).collect().await;
-        assert_eq!(
-            pieces,
-            vec![
-                Bytes::from_static(b"abcd"),
-                Bytes::from_static(b"efghij"),
-                Bytes::from_static(b"k")
-            ]
-        );
-    }
 
     #[test]
     fn chunk_ranges_parse() {

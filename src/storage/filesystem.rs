@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::io::ReaderStream;
+use tokio::io::AsyncWriteExt;
 
 use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey, layout};
 use crate::oci::{Digest, RepositoryName};
@@ -84,15 +83,17 @@ where
 {
     let mut attempts = 0;
     loop {
-        fs::create_dir_all(dir).await?;
-        match op().await {
+        attempts += 1;
+        // Creating the directory can itself fail if a parent is pruned half-way.
+        let result = match fs::create_dir_all(dir).await {
+            Ok(()) => op().await,
+            Err(e) => Err(e),
+        };
+        match result {
             Err(e)
                 if e.kind() == ErrorKind::NotFound
-                    && attempts < 3
-                    && !fs::try_exists(dir).await.unwrap_or(true) =>
-            {
-                attempts += 1;
-            }
+                    && attempts < 5
+                    && !fs::try_exists(dir).await.unwrap_or(true) => {}
             other => return other,
         }
     }
@@ -306,7 +307,7 @@ impl BlobStore for FilesystemStore {
         &self,
         key: &UploadKey,
         offset: u64,
-        mut body: ByteStream<'_>,
+        body: ByteStream<'_>,
     ) -> Result<u64, StorageError> {
         let path = self.staging_file(key);
         // The file is written by a blocking thread fed through a small queue, so disk
@@ -322,36 +323,22 @@ impl BlobStore for FilesystemStore {
             }
             Ok(())
         });
+        let mut pieces = super::coalesce(body, WRITE_BUFFER);
         let mut written = 0u64;
-        let mut buffer = BytesMut::new();
         let mut body_error = None;
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
+        while let Some(piece) = pieces.next().await {
+            match piece {
+                Ok(piece) => {
+                    written += piece.len() as u64;
+                    if queue.send(piece).await.is_err() {
+                        break; // the writer failed: its error is reported below
+                    }
+                }
                 Err(e) => {
                     body_error = Some(e);
                     break;
                 }
-            };
-            written += chunk.len() as u64;
-            let full = if buffer.is_empty() && chunk.len() >= WRITE_BUFFER {
-                chunk
-            } else {
-                if buffer.capacity() == 0 {
-                    buffer.reserve(WRITE_BUFFER);
-                }
-                buffer.extend_from_slice(&chunk);
-                if buffer.len() < WRITE_BUFFER {
-                    continue;
-                }
-                buffer.split().freeze()
-            };
-            if queue.send(full).await.is_err() {
-                break; // the writer failed: its error is reported below
             }
-        }
-        if body_error.is_none() && !buffer.is_empty() {
-            let _ = queue.send(buffer.freeze()).await;
         }
         drop(queue);
         writer.await.map_err(io::Error::other)??;
@@ -366,12 +353,13 @@ impl BlobStore for FilesystemStore {
         key: &UploadKey,
         len: u64,
     ) -> Result<ByteStream<'static>, StorageError> {
-        let file = not_found_as_none(File::open(self.staging_file(key)).await)?
-            .ok_or(StorageError::NotFound)?;
-        Ok(Box::pin(ReaderStream::with_capacity(
-            file.take(len),
-            READ_CHUNK,
-        )))
+        let path = self.staging_file(key);
+        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, StorageError> {
+            not_found_as_none(std::fs::File::open(&path))?.ok_or(StorageError::NotFound)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(stream_file(file, len))
     }
 
     async fn upload_seal(&self, key: &UploadKey, size: u64) -> Result<(), StorageError> {

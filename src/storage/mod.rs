@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use crate::oci::{Digest, RepositoryName};
@@ -144,4 +144,78 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes directories left empty under the repositories and blobs trees that were last
     /// changed more than `min_age` ago (no-op where storage has no directories).
     async fn prune_empty_directories(&self, min_age: Duration) -> Result<(), StorageError>;
+}
+
+/// Regroups a byte stream into pieces of at least `size` bytes (the last may be smaller).
+/// Pieces already that large pass through without a copy.
+pub fn coalesce(body: ByteStream<'_>, size: usize) -> ByteStream<'_> {
+    struct State<'a> {
+        body: ByteStream<'a>,
+        buffer: bytes::BytesMut,
+        done: bool,
+    }
+    let state = State {
+        body,
+        buffer: bytes::BytesMut::new(),
+        done: false,
+    };
+    Box::pin(futures_util::stream::unfold(
+        state,
+        move |mut state| async move {
+            while !state.done {
+                match state.body.next().await {
+                    Some(Ok(chunk)) if state.buffer.is_empty() && chunk.len() >= size => {
+                        return Some((Ok(chunk), state));
+                    }
+                    Some(Ok(chunk)) => {
+                        if state.buffer.capacity() == 0 {
+                            state.buffer.reserve(size);
+                        }
+                        state.buffer.extend_from_slice(&chunk);
+                        if state.buffer.len() >= size {
+                            let piece = state.buffer.split().freeze();
+                            return Some((Ok(piece), state));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        state.done = true;
+                        return Some((Err(e), state));
+                    }
+                    None => state.done = true,
+                }
+            }
+            if state.buffer.is_empty() {
+                None
+            } else {
+                let piece = state.buffer.split().freeze();
+                Some((Ok(piece), state))
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn coalesces_small_chunks_and_passes_large_ones() {
+        let parts: Vec<std::io::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"ab")),
+            Ok(Bytes::from_static(b"cd")),
+            Ok(Bytes::from_static(b"efghij")),
+            Ok(Bytes::from_static(b"k")),
+        ];
+        let body: ByteStream<'static> = Box::pin(futures_util::stream::iter(parts));
+        let pieces: Vec<Bytes> = coalesce(body, 4).map(|p| p.unwrap()).collect().await;
+        assert_eq!(
+            pieces,
+            vec![
+                Bytes::from_static(b"abcd"),
+                Bytes::from_static(b"efghij"),
+                Bytes::from_static(b"k")
+            ]
+        );
+    }
 }

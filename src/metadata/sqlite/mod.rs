@@ -93,6 +93,16 @@ impl SqliteStore {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Marks a blob as used now (for the collector's grace window).
+    async fn touch_blob(&self, digest: &Digest) -> Result<(), MetadataError> {
+        sqlx::query("UPDATE blobs SET last_used = ? WHERE digest = ?")
+            .bind(now())
+            .bind(digest.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// Closes both pools (on shutdown).
     pub async fn close(&self) {
         self.writer.close().await;
@@ -273,15 +283,6 @@ impl MetadataStore for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    async fn touch_blob(&self, digest: &Digest) -> Result<(), MetadataError> {
-        sqlx::query("UPDATE blobs SET last_used = ? WHERE digest = ?")
-            .bind(now())
-            .bind(digest.to_string())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
     }
 
     async fn create_upload(&self, session: &UploadSession) -> Result<(), MetadataError> {
