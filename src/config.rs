@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_norway::{Mapping, Value};
 
 use crate::registry::Settings;
+use crate::storage::s3::{MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
 
 /// The data directory `registry:2` uses, and so Ferry's default.
 pub const DEFAULT_ROOT: &str = "/var/lib/registry";
@@ -24,6 +25,58 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "storage.filesystem.rootdirectory",
         "data directory (default /var/lib/registry, else ./ferry-data)",
+    ),
+    (
+        "storage.s3.bucket",
+        "S3 bucket; selects the S3 driver instead of the filesystem",
+    ),
+    (
+        "storage.s3.region",
+        "S3 region (default us-east-1, or AWS_REGION)",
+    ),
+    (
+        "storage.s3.regionendpoint",
+        "S3-compatible endpoint, e.g. http://minio:9000 (default: AWS)",
+    ),
+    (
+        "storage.s3.accesskey",
+        "access key id (default: AWS_ACCESS_KEY_ID and the usual AWS sources)",
+    ),
+    (
+        "storage.s3.secretkey",
+        "secret access key (default: AWS_SECRET_ACCESS_KEY and the usual AWS sources)",
+    ),
+    (
+        "storage.s3.forcepathstyle",
+        "address the bucket as endpoint/bucket instead of bucket.endpoint (default false)",
+    ),
+    (
+        "storage.s3.secure",
+        "HTTPS when regionendpoint names no scheme (default true)",
+    ),
+    (
+        "storage.s3.rootdirectory",
+        "key prefix inside the bucket (default none)",
+    ),
+    (
+        "storage.s3.chunksize",
+        "bytes per multipart upload part, at least 5242880 (default 5242880)",
+    ),
+    (
+        "storage.s3.multipartcopychunksize",
+        "bytes per part when copying a blob to its final key (default 33554432)",
+    ),
+    (
+        "storage.s3.multipartcopymaxconcurrency",
+        "part copies at once (default 100)",
+    ),
+    (
+        "storage.s3.multipartcopythresholdsize",
+        "blobs larger than this are copied in parts (default 33554432)",
+    ),
+    (
+        "storage.redirect.disable",
+        "S3: serve blobs through Ferry (default true); false answers GET with a 307 to a presigned URL",
     ),
     (
         "storage.delete.enabled",
@@ -75,7 +128,7 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     ),
     (
         "database.path",
-        "Ferry's SQLite metadata file (default <rootdirectory>/ferry/metadata.db)",
+        "Ferry's SQLite metadata file (default <data directory>/ferry/metadata.db; with S3 the data directory is /var/lib/registry, else ./ferry-data)",
     ),
     (
         "database.autoimport",
@@ -106,10 +159,21 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "http.net",
     "http.prefix",
     "storage.cache",
-    "storage.redirect",
     "storage.tag",
+    "storage.s3.accelerate",
+    "storage.s3.encrypt",
+    "storage.s3.keyid",
+    "storage.s3.v4auth",
+    "storage.s3.usedualstack",
+    "storage.s3.usefipsendpoint",
+    "storage.s3.loglevel",
+    "storage.s3.storageclass",
+    "storage.s3.objectacl",
     "storage.filesystem.maxthreads",
 ];
+
+/// Distribution's storage driver sections.
+const STORAGE_DRIVERS: &[&str] = &["filesystem", "s3", "gcs", "azure", "inmemory"];
 
 /// A configuration problem that stops the start.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +250,15 @@ pub struct UploadPurging {
     pub dry_run: bool,
 }
 
+/// The storage driver and its settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageSettings {
+    /// `storage.filesystem`: blobs under [`Config::root`].
+    Filesystem,
+    /// `storage.s3`.
+    S3(S3Settings),
+}
+
 /// The whole, validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -193,7 +266,10 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Logging.
     pub log: LogSettings,
-    /// Data directory.
+    /// Where blobs live.
+    pub storage: StorageSettings,
+    /// Local data directory: the blobs with the filesystem driver, and the default home of
+    /// the metadata database.
     pub root: PathBuf,
     /// Why that directory.
     pub root_choice: RootChoice,
@@ -271,6 +347,16 @@ impl Tree {
             .ok_or_else(|| Self::invalid(key, "expected a positive whole number"))
     }
 
+    fn bytes(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+        let parsed = match self.get(key) {
+            None => return Ok(default),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(_) => None,
+        };
+        parsed.ok_or_else(|| Self::invalid(key, "expected a number of bytes"))
+    }
+
     fn duration(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
         match self.string(key)? {
             None => Ok(default),
@@ -280,6 +366,24 @@ impl Tree {
                     format!("expected a duration such as 30s or 168h, got {s:?}"),
                 )
             }),
+        }
+    }
+
+    /// Keeps only `driver`'s section among the storage drivers (creating it if absent).
+    fn select_driver(&mut self, driver: &str) {
+        let driver = driver.to_ascii_lowercase();
+        if let Some(Value::Mapping(storage)) =
+            self.0.as_mapping_mut().and_then(|m| m.get_mut("storage"))
+        {
+            for other in STORAGE_DRIVERS.iter().filter(|d| **d != driver) {
+                storage.remove(*other);
+            }
+        }
+        if self.get(&format!("storage.{driver}")).is_none() {
+            self.set(
+                &["storage".to_string(), driver],
+                Value::Mapping(Mapping::new()),
+            );
         }
     }
 
@@ -412,6 +516,12 @@ impl Config {
             if parts.iter().any(String::is_empty) {
                 continue;
             }
+            if parts == ["storage"] {
+                // Distribution's way to switch drivers from the environment:
+                // REGISTRY_STORAGE=s3 drops the file's other driver section.
+                tree.select_driver(&value);
+                continue;
+            }
             tree.set(&parts, Value::String(value));
         }
         Self::from_tree(&tree, path)
@@ -426,14 +536,13 @@ impl Config {
             {
                 continue;
             }
-            if leaf.starts_with("storage.s3")
-                || leaf.starts_with("storage.gcs")
+            if leaf.starts_with("storage.gcs")
                 || leaf.starts_with("storage.azure")
                 || leaf.starts_with("storage.inmemory")
             {
                 return Err(Tree::invalid(
                     &leaf,
-                    "this storage driver is not supported yet; use storage.filesystem",
+                    "this storage driver is not supported yet; use storage.filesystem or storage.s3",
                 ));
             }
             if KNOWN_UNSUPPORTED.iter().any(|k| is_prefix_of(k, &leaf)) {
@@ -478,6 +587,15 @@ impl Config {
             }
         };
 
+        let storage = Self::storage(tree)?;
+        if storage != StorageSettings::Filesystem
+            && tree.get("storage.filesystem.rootdirectory").is_some()
+        {
+            return Err(Tree::invalid(
+                "storage",
+                "both storage.filesystem and storage.s3 are configured; choose one",
+            ));
+        }
         let (root, root_choice) = match tree.string("storage.filesystem.rootdirectory")? {
             Some(dir) if !dir.is_empty() => (PathBuf::from(dir), RootChoice::Configured),
             Some(_) => {
@@ -552,6 +670,7 @@ impl Config {
         Ok(Config {
             source: path.map(Path::to_path_buf),
             log: LogSettings { level, json },
+            storage,
             root,
             root_choice,
             database_path,
@@ -561,6 +680,84 @@ impl Config {
             upload_purging,
             warnings,
         })
+    }
+}
+
+impl Config {
+    /// `storage.s3` when a bucket is named, else the filesystem.
+    fn storage(tree: &Tree) -> Result<StorageSettings, ConfigError> {
+        let Some(bucket) = tree.string("storage.s3.bucket")? else {
+            if let Some(leaf) = tree
+                .leaves()
+                .into_iter()
+                .find(|l| l.starts_with("storage.s3."))
+            {
+                return Err(Tree::invalid(&leaf, "storage.s3 needs storage.s3.bucket"));
+            }
+            return Ok(StorageSettings::Filesystem);
+        };
+        if bucket.is_empty() {
+            return Err(Tree::invalid("storage.s3.bucket", "must not be empty"));
+        }
+        let mut s3 = S3Settings::new(bucket);
+        if let Some(region) = tree
+            .string("storage.s3.region")?
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+        {
+            s3.region = region;
+        }
+        s3.region_endpoint = tree
+            .string("storage.s3.regionendpoint")?
+            .filter(|e| !e.is_empty());
+        s3.access_key = tree
+            .string("storage.s3.accesskey")?
+            .filter(|k| !k.is_empty());
+        s3.secret_key = tree
+            .string("storage.s3.secretkey")?
+            .filter(|k| !k.is_empty());
+        if s3.access_key.is_some() != s3.secret_key.is_some() {
+            return Err(Tree::invalid(
+                "storage.s3.secretkey",
+                "storage.s3.accesskey and storage.s3.secretkey go together",
+            ));
+        }
+        s3.force_path_style = tree.bool("storage.s3.forcepathstyle", false)?;
+        s3.secure = tree.bool("storage.s3.secure", true)?;
+        s3.root_directory = tree
+            .string("storage.s3.rootdirectory")?
+            .unwrap_or_default()
+            .trim_matches('/')
+            .to_string();
+        s3.chunk_size = tree.bytes("storage.s3.chunksize", s3.chunk_size)?;
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&s3.chunk_size) {
+            return Err(Tree::invalid(
+                "storage.s3.chunksize",
+                format!("must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes"),
+            ));
+        }
+        s3.copy_chunk_size = tree.bytes("storage.s3.multipartcopychunksize", s3.copy_chunk_size)?;
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&s3.copy_chunk_size) {
+            return Err(Tree::invalid(
+                "storage.s3.multipartcopychunksize",
+                format!("must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes"),
+            ));
+        }
+        s3.copy_max_concurrency = tree.u32(
+            "storage.s3.multipartcopymaxconcurrency",
+            s3.copy_max_concurrency as u32,
+        )? as usize;
+        s3.copy_threshold =
+            tree.bytes("storage.s3.multipartcopythresholdsize", s3.copy_threshold)?;
+        if s3.copy_threshold > MAX_PART_SIZE {
+            return Err(Tree::invalid(
+                "storage.s3.multipartcopythresholdsize",
+                format!("must be at most {MAX_PART_SIZE} bytes (S3's largest single copy)"),
+            ));
+        }
+        s3.redirect = !tree.bool("storage.redirect.disable", true)?;
+        Ok(StorageSettings::S3(s3))
     }
 }
 
@@ -590,6 +787,62 @@ mod tests {
     }
 
     const BASE: &str = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /tmp/r\n";
+
+    #[test]
+    fn reads_distribution_s3_keys_and_overrides() {
+        let yaml = "version: 0.1\nstorage:\n  s3:\n    bucket: images\n    region: eu-west-1\n    regionendpoint: http://127.0.0.1:9000\n    forcepathstyle: true\n    rootdirectory: /prod/\n    chunksize: 10485760\n";
+        let c = load(
+            yaml,
+            &[
+                ("REGISTRY_STORAGE_S3_ACCESSKEY", "ak"),
+                ("REGISTRY_STORAGE_S3_SECRETKEY", "sk"),
+                ("REGISTRY_STORAGE_REDIRECT_DISABLE", "false"),
+            ],
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let StorageSettings::S3(s3) = c.storage else {
+            panic!("expected S3, got {:?}", c.storage);
+        };
+        assert_eq!(s3.bucket, "images");
+        assert_eq!(s3.region, "eu-west-1");
+        assert_eq!(s3.root_directory, "prod");
+        assert_eq!(s3.chunk_size, 10 * 1024 * 1024);
+        assert_eq!(s3.access_key.as_deref(), Some("ak"));
+        assert!(s3.force_path_style && s3.redirect);
+        assert_eq!(s3.identity(), "s3://images/prod");
+    }
+
+    #[test]
+    fn s3_settings_are_checked() {
+        let s3 = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n";
+        let both = load(s3, &[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/r")]).unwrap_err();
+        assert!(both.to_string().contains("choose one"), "{both}");
+        let small = load(s3, &[("REGISTRY_STORAGE_S3_CHUNKSIZE", "1000")]).unwrap_err();
+        assert!(
+            small.to_string().contains("storage.s3.chunksize"),
+            "{small}"
+        );
+        let half = load(s3, &[("REGISTRY_STORAGE_S3_ACCESSKEY", "ak")]).unwrap_err();
+        assert!(half.to_string().contains("secretkey"), "{half}");
+        let no_bucket = load("version: 0.1\nstorage:\n  s3:\n    region: x\n", &[]).unwrap_err();
+        assert!(no_bucket.to_string().contains("bucket"), "{no_bucket}");
+        let switched = load(
+            BASE,
+            &[
+                ("REGISTRY_STORAGE", "s3"),
+                ("REGISTRY_STORAGE_S3_BUCKET", "b"),
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(switched.storage, StorageSettings::S3(_)));
+        assert!(switched.registry.delete_enabled);
+        let gcs = load("version: 0.1\nstorage:\n  gcs:\n    bucket: b\n", &[]).unwrap_err();
+        assert!(gcs.to_string().contains("not supported yet"), "{gcs}");
+        let fs = load(BASE, &[]).unwrap();
+        assert_eq!(fs.storage, StorageSettings::Filesystem);
+    }
 
     #[test]
     fn reads_distribution_keys() {
@@ -698,6 +951,10 @@ mod example_tests {
                 "config/ferry.yml does not show {key}"
             );
         }
+        let s3 = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/s3.yml");
+        let config = Config::load(Some(&s3), []).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert!(matches!(config.storage, StorageSettings::S3(_)));
         let minimal = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/minimal.yml");
         assert!(
             Config::load(Some(&minimal), [])

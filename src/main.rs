@@ -83,6 +83,12 @@ fn run(command: Command) -> Result<(), ExitCode> {
         } => {
             let config = load_config(&config)?;
             ferry::telemetry::init(&config.log);
+            if config.storage != ferry::config::StorageSettings::Filesystem {
+                eprintln!(
+                    "ferry import: reads a registry:2 tree on the local filesystem; importing from S3 is not supported yet"
+                );
+                return Err(ExitCode::from(2));
+            }
             let report = runtime()?.block_on(async {
                 let (registry, sqlite) = ferry::server::open_registry(&config)
                     .await

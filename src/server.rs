@@ -1,20 +1,22 @@
 //! `ferry serve`: opens the stores, starts the background maintenance, serves HTTP until
 //! a shutdown signal, then drains in-flight requests within `http.draintimeout`.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::config::{Config, RootChoice};
+use crate::config::{Config, RootChoice, StorageSettings};
 use crate::http::{self, AppState, headers::UrlBuilder};
 use crate::import;
 use crate::metadata::sqlite::SqliteStore;
 use crate::metadata::{MetadataError, MetadataStore};
 use crate::registry::Registry;
 use crate::shutdown;
-use crate::storage::BlobStore;
 use crate::storage::filesystem::FilesystemStore;
+use crate::storage::s3::S3Store;
+use crate::storage::{BlobStore, StorageError};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The storage driver cannot be set up.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
     /// The metadata database cannot be opened.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
@@ -65,23 +70,11 @@ const STORAGE_IDENTITY: &str = "storage";
 
 /// Opens the stores named by `config` and checks they belong together.
 pub async fn open_registry(config: &Config) -> Result<(Registry, SqliteStore), ServeError> {
-    std::fs::create_dir_all(&config.root).map_err(|source| ServeError::DataDir {
-        path: config.root.clone(),
-        source,
-    })?;
-    let root = std::fs::canonicalize(&config.root).map_err(|source| ServeError::DataDir {
-        path: config.root.clone(),
-        source,
-    })?;
-    // Say plainly when the directory is there but not ours to write (a root-owned
-    // registry:2 volume under a non-root user), instead of a database error later.
-    let probe = root.join(format!(".ferry-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|source| ServeError::DataDir {
-        path: root.clone(),
-        source,
-    })?;
-    let _ = std::fs::remove_file(&probe);
-    let storage = FilesystemStore::new(&root);
+    let root = usable_data_dir(&config.root)?;
+    let storage: Arc<dyn BlobStore> = match &config.storage {
+        StorageSettings::Filesystem => Arc::new(FilesystemStore::new(&root)),
+        StorageSettings::S3(settings) => Arc::new(S3Store::new(settings.clone())?),
+    };
     let sqlite = SqliteStore::open(&config.database_path).await?;
     let identity = storage.describe();
     match sqlite.info(STORAGE_IDENTITY).await? {
@@ -95,12 +88,28 @@ pub async fn open_registry(config: &Config) -> Result<(Registry, SqliteStore), S
             });
         }
     }
-    let registry = Registry::new(
-        Arc::new(sqlite.clone()),
-        Arc::new(storage),
-        config.registry.clone(),
-    );
+    let registry = Registry::new(Arc::new(sqlite.clone()), storage, config.registry.clone());
     Ok((registry, sqlite))
+}
+
+/// Creates the local data directory if needed and checks it is writable; returns its
+/// canonical path.
+fn usable_data_dir(dir: &Path) -> Result<PathBuf, ServeError> {
+    let unusable = |source| ServeError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(unusable)?;
+    let root = std::fs::canonicalize(dir).map_err(unusable)?;
+    // Say plainly when the directory is there but not ours to write (a root-owned
+    // registry:2 volume under a non-root user), instead of a database error later.
+    let probe = root.join(format!(".ferry-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|source| ServeError::DataDir {
+        path: root.clone(),
+        source,
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(root)
 }
 
 /// Runs the registry until SIGTERM/SIGINT.
@@ -109,9 +118,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::warn!("{warning}");
     }
     let (registry, sqlite) = open_registry(&config).await?;
-    if config.auto_import {
+    if config.auto_import && config.storage == StorageSettings::Filesystem {
         adopt_distribution_data(&config, &registry).await?;
     }
+    let storage = registry.storage.describe();
     if config.upload_purging.enabled {
         tokio::spawn(purge_uploads(
             registry.clone(),
@@ -141,10 +151,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         version = env!("CARGO_PKG_VERSION"),
         addr = %local,
         data = %config.root.display(),
+        storage = %storage,
         database = %config.database_path.display(),
         config = %config.source.as_ref().map_or("embedded defaults".to_string(), |p| p.display().to_string()),
         deletes = config.registry.delete_enabled,
-        "Ferry listening on {local}, data in {} ({why})",
+        "Ferry listening on {local}, blobs in {storage}, data directory {} ({why})",
         config.root.display(),
     );
 

@@ -31,6 +31,20 @@ pub async fn get(request: &Request<'_>, name: &str, digest_str: &str, head: bool
         )
             .into_response());
     }
+    if let Some(url) = registry.blob_redirect(&name, &digest).await? {
+        return Ok((
+            StatusCode::TEMPORARY_REDIRECT,
+            [
+                (header::LOCATION, url),
+                (header::CONTENT_LENGTH, "0".to_string()),
+                (
+                    header::HeaderName::from_static(CONTENT_DIGEST),
+                    digest_header,
+                ),
+            ],
+        )
+            .into_response());
+    }
     let range = request.header(header::RANGE).and_then(RangeRequest::parse);
     let read = registry.read_blob(&name, &digest, range).await?;
     let length = read.range.end - read.range.start;

@@ -6,6 +6,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::registry::RegistryError;
+use crate::storage::StorageError;
+
+/// Seconds a client is asked to wait before retrying when storage is unavailable.
+const RETRY_AFTER_SECS: &str = "5";
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -51,6 +55,8 @@ pub fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         E::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
         E::PaginationNumberInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
         E::Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+        // The storage service is down or throttling: the client may retry.
+        E::Storage(StorageError::Backend(_)) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         E::Storage(_) | E::Metadata(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }
@@ -73,6 +79,12 @@ impl IntoResponse for RegistryError {
                 if let Ok(v) = HeaderValue::from_str(&super::headers::upload_range(size)) {
                     headers.insert(header::RANGE, v);
                 }
+            }
+            RegistryError::Storage(StorageError::Backend(_)) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
             }
             _ => {}
         }

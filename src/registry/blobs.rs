@@ -85,6 +85,17 @@ impl Registry {
             .ok_or(RegistryError::BlobUnknown)
     }
 
+    /// Where the client may fetch a blob the repository holds directly from object storage
+    /// (`storage.redirect`), if the store offers that.
+    pub async fn blob_redirect(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<String>, RegistryError> {
+        self.stat_blob(repository, digest).await?;
+        Ok(self.storage.redirect_url(digest).await?)
+    }
+
     /// Opens a blob, or the requested range of it, for streaming.
     pub async fn read_blob(
         &self,

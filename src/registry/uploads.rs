@@ -198,6 +198,11 @@ impl Registry {
                 (session, hasher)
             }
         };
+        // Durable and whole first (slow, no lock held; object storage can read the bytes
+        // back only now, for a digest of another algorithm).
+        self.storage
+            .upload_seal(&key(&session), session.size)
+            .await?;
         let actual = if digest.algorithm() == STREAMING_ALGORITHM {
             hasher.finish()
         } else {
@@ -207,10 +212,11 @@ impl Registry {
             self.discard(&session).await?;
             return Err(RegistryError::digest_mismatch(digest, &actual));
         }
-        // Durable first (slow, no lock held); then the rename and the rows in one
-        // metadata transaction, so the collector never sees the bytes without their row.
+        // Verified: place the bytes (a server-side copy on S3), still without a lock; then
+        // the final step and the rows in one metadata transaction, so the collector never
+        // sees the bytes without their row.
         self.storage
-            .upload_seal(&key(&session), session.size)
+            .upload_publish(&key(&session), session.size, digest)
             .await?;
         self.metadata
             .complete_upload(&session, digest, self.storage.as_ref())

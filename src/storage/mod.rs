@@ -1,10 +1,11 @@
 //! Blob storage: where bytes live. The [`BlobStore`] trait is what the registry services
 //! use; [`filesystem`] implements it over a local directory in Distribution's layout
-//! ([`layout`]). An S3 implementation fits the same trait: uploads are appended in order
-//! at a known offset and become visible under their digest only on commit.
+//! ([`layout`]), [`s3`] over an S3 bucket with Distribution's S3 keys. Uploads are appended
+//! in order at a known offset and become visible under their digest only on commit.
 
 pub mod filesystem;
 pub mod layout;
+pub mod s3;
 
 use std::io;
 use std::ops::Range;
@@ -42,6 +43,14 @@ pub enum StorageError {
     /// Any other I/O failure of the backend.
     #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The storage service failed or could not be reached (after retries): S3 down,
+    /// throttling, 5xx answers, timeouts. Worth retrying later.
+    #[error("storage backend unavailable: {0}")]
+    Backend(String),
+    /// Staged bytes cannot be read back before the upload is sealed (parts of an S3
+    /// multipart upload).
+    #[error("the staged upload cannot be read back before it is complete")]
+    Unreadable,
 }
 
 /// Where an upload in progress is staged.
@@ -92,6 +101,12 @@ pub trait BlobStore: Send + Sync + 'static {
         range: Range<u64>,
     ) -> Result<ByteStream<'static>, StorageError>;
 
+    /// A URL the client may fetch the committed blob from directly (a presigned object
+    /// storage URL), when the store offers one and is configured to.
+    async fn redirect_url(&self, _digest: &Digest) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
     /// Stores a small blob whole (used for manifests), atomically.
     async fn put(&self, digest: &Digest, bytes: Bytes) -> Result<(), StorageError>;
 
@@ -111,7 +126,8 @@ pub trait BlobStore: Send + Sync + 'static {
         body: ByteStream<'_>,
     ) -> Result<u64, StorageError>;
 
-    /// Streams the first `len` staged bytes (to rebuild a hash state that was not saved).
+    /// Streams the first `len` staged bytes (to rebuild a hash state that was not saved, or
+    /// to hash with another algorithm after [`BlobStore::upload_seal`]).
     async fn upload_read(
         &self,
         key: &UploadKey,
@@ -121,6 +137,18 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Makes the first `size` staged bytes durable where they are (the slow part of a
     /// commit, done before any lock is taken).
     async fn upload_seal(&self, key: &UploadKey, size: u64) -> Result<(), StorageError>;
+
+    /// Places the sealed, verified upload under `digest` where that is slow (a server-side
+    /// copy in object storage), before any lock is taken. [`BlobStore::upload_commit`] must
+    /// still check the result is there. A no-op where commit is a cheap rename.
+    async fn upload_publish(
+        &self,
+        _key: &UploadKey,
+        _size: u64,
+        _digest: &Digest,
+    ) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Makes the sealed upload the blob `digest` (already verified by the caller) and
     /// removes the staging area. Called inside the metadata transaction that records the
