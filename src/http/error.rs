@@ -67,7 +67,14 @@ impl IntoResponse for RegistryError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let mut response = error_response(status, code, self.to_string());
+        let message = match &self {
+            // The details (endpoint, key, cause) are for the log above, not for clients.
+            RegistryError::Storage(StorageError::Backend(_)) => {
+                "storage backend unavailable; retry later".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = error_response(status, code, message);
         let headers = response.headers_mut();
         match self {
             RegistryError::RangeNotSatisfiable { size } => {
