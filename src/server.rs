@@ -122,6 +122,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         adopt_distribution_data(&config, &registry).await?;
     }
     let storage = registry.storage.describe();
+    if let Err(e) = registry.storage.probe().await {
+        tracing::warn!(
+            storage = %storage,
+            error = %e,
+            "storage does not answer; serving anyway (requests that need it fail with 503 until it does)"
+        );
+    }
     if config.upload_purging.enabled {
         tokio::spawn(purge_uploads(
             registry.clone(),

@@ -91,6 +91,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// A short description for logs, e.g. `filesystem:/var/lib/registry`.
     fn describe(&self) -> String;
 
+    /// Checks that storage answers (logged at startup; the server starts either way).
+    async fn probe(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Size of the committed blob, `None` when absent.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
 

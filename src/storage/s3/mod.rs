@@ -205,6 +205,12 @@ impl BlobStore for S3Store {
         self.settings.identity()
     }
 
+    async fn probe(&self) -> Result<(), StorageError> {
+        let prefix = Path::from(self.v2.as_str());
+        self.store.list_with_delimiter(Some(&prefix)).await?;
+        Ok(())
+    }
+
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
         self.size_of(&self.blob_key(digest)).await
     }
