@@ -221,6 +221,11 @@ impl Registry {
         self.metadata
             .complete_upload(&session, digest, self.storage.as_ref())
             .await?;
+        // Staging left behind (object storage removes it here, outside the lock) is only
+        // litter: the blob is committed, so a failure is logged, not reported.
+        if let Err(e) = self.storage.upload_abort(&key(&session)).await {
+            tracing::warn!(upload = %session.id, error = %e, "could not remove a committed upload's staging area; the collector will");
+        }
         Ok(())
     }
 

@@ -155,9 +155,10 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Makes the sealed upload the blob `digest` (already verified by the caller) and
-    /// removes the staging area. Called inside the metadata transaction that records the
-    /// blob, so the garbage collector never sees the bytes without their row.
+    /// Makes the sealed upload the blob `digest` (already verified by the caller). Called
+    /// inside the metadata transaction that records the blob, so the garbage collector never
+    /// sees the bytes without their row. The staging area may stay: the caller removes it
+    /// with [`BlobStore::upload_abort`] after the transaction.
     async fn upload_commit(
         &self,
         key: &UploadKey,

@@ -318,11 +318,12 @@ impl BlobStore for S3Store {
     ) -> Result<(), StorageError> {
         // Published before the lock was taken; the collector may have removed the object
         // since (it holds the same lock when it deletes), so check and copy again if so.
-        let staging = self.staging(key);
+        // The staging objects go after the transaction (`upload_abort`), not under the lock.
         if self.size_of(&self.blob_key(digest)).await? != Some(size) {
-            self.publish_sealed(&staging, size, digest).await?;
+            self.publish_sealed(&self.staging(key), size, digest)
+                .await?;
         }
-        staging.remove().await
+        Ok(())
     }
 
     async fn upload_abort(&self, key: &UploadKey) -> Result<(), StorageError> {
