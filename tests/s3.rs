@@ -12,6 +12,7 @@
 //!   becomes visible, and the push succeeds once S3 is back;
 //! - [`a_database_refuses_another_store`]: a metadata database started against another
 //!   bucket or rootdirectory (or the filesystem's) stops the server with a message;
+//! - [`s3_configuration_errors_name_the_setting`];
 //! - [`blob_get_redirects_to_a_presigned_url_when_redirects_are_enabled`];
 //! - [`ferry_gc_removes_the_objects_of_a_deleted_image`] and
 //!   [`abandoned_uploads_are_purged_with_their_multipart_parts`].
@@ -438,6 +439,72 @@ async fn a_database_refuses_another_store() {
     Api::new(&again)
         .assert_image_intact("ident/app", "v1", &img)
         .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------
+
+/// Two storage drivers, a part size below S3's 5 MiB minimum, or no bucket: `ferry serve`
+/// exits non-zero naming the setting, as Distribution does.
+#[test]
+fn s3_configuration_errors_name_the_setting() {
+    let s3 = S3Server::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("data/ferry/metadata.db");
+    let target = s3.target(support::DEFAULT_BUCKET);
+    let env: Vec<(String, String)> = [
+        ("REGISTRY_STORAGE_S3_BUCKET", target.bucket.as_str()),
+        ("REGISTRY_STORAGE_S3_REGIONENDPOINT", &target.endpoint),
+        ("REGISTRY_STORAGE_S3_REGION", support::S3_REGION),
+        ("REGISTRY_STORAGE_S3_ACCESSKEY", &target.access_key),
+        ("REGISTRY_STORAGE_S3_SECRETKEY", &target.secret_key),
+        ("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true"),
+        ("REGISTRY_STORAGE_S3_SECURE", "false"),
+        ("REGISTRY_DATABASE_PATH", db.to_str().unwrap()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let fs_root = dir.path().join("fs");
+    let cases: Vec<(Vec<(String, String)>, &[&str])> = vec![
+        (
+            with(
+                &env,
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                fs_root.to_str().unwrap(),
+            ),
+            &["filesystem", "s3"],
+        ),
+        (
+            with(&env, "REGISTRY_STORAGE_S3_CHUNKSIZE", "1048576"),
+            &["storage.s3.chunksize"],
+        ),
+        (
+            env.iter()
+                .filter(|(k, _)| k != "REGISTRY_STORAGE_S3_BUCKET")
+                .cloned()
+                .collect(),
+            &["storage.s3.bucket"],
+        ),
+    ];
+    for (env, names) in cases {
+        let (status, log) = serve_expecting_exit(&env);
+        assert!(
+            !status.success(),
+            "exit status {status} with {env:?}; log:\n{log}"
+        );
+        for name in names {
+            assert!(
+                log.contains(name),
+                "the error does not name {name:?}; log:\n{log}"
+            );
+        }
+    }
+    assert!(
+        files_under(&target.bucket_dir).is_empty(),
+        "a refused start wrote into the bucket"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
