@@ -467,7 +467,9 @@ fn s3_configuration_errors_name_the_setting() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let fs_root = dir.path().join("fs");
-    let cases: Vec<(Vec<(String, String)>, &[&str])> = vec![
+    // (settings, what the error must name)
+    type Case<'a> = (Vec<(String, String)>, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
         (
             with(
                 &env,
