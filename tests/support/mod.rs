@@ -514,17 +514,16 @@ impl S3Server {
         }
     }
 
-    /// Files s3s-fs keeps for multipart uploads not yet completed or aborted: the parts
-    /// (`.upload_id-<id>.part-<n>`) and the upload records (`.upload-<id>.json`) in its
-    /// root directory.
+    /// Files s3s-fs keeps for multipart uploads not yet completed or aborted, in its root
+    /// directory: the parts (`.upload_id-<id>.part-<n>`), the upload records
+    /// (`.upload-<id>.json`) and their metadata (`.bucket-<b>.object-<k>.upload-<id>...`).
     pub fn multipart_staging(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = std::fs::read_dir(self.store_dir())
             .expect("store dir")
             .map(|e| e.expect("dir entry"))
             .filter(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                name.starts_with(".upload_id-")
-                    || (name.starts_with(".upload-") && name.ends_with(".json"))
+                name.starts_with(".upload_id-") || name.contains(".upload-")
             })
             .map(|e| e.path())
             .collect();
