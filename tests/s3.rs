@@ -307,6 +307,11 @@ async fn an_s3_outage_mid_push_fails_the_push_and_a_retry_succeeds() {
         Some(r) => r,
         None => api.put_upload(&loc, &digest, vec![]).await,
     };
+    eprintln!(
+        "refused while S3 was down: {} {}",
+        refused.status,
+        refused.text()
+    );
     expect_server_error(&refused);
 
     // The registry is still up and answers what needs no S3.

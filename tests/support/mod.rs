@@ -339,7 +339,27 @@ impl TestRegistry {
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            // The test failed: what the servers said is gone with their temp dirs otherwise.
+            eprintln!(
+                "--- {:?} registry log (last 100 lines) ---\n{}",
+                self.flavor,
+                tail(&self.log(), 100)
+            );
+            if let Some(s3) = &self.s3 {
+                eprintln!(
+                    "--- s3s-fs log (last 100 lines) ---\n{}",
+                    tail(&s3.log(), 100)
+                );
+            }
+        }
     }
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A loopback port the OS reports free right now.
