@@ -121,13 +121,19 @@ async fn invalid_repository_names_are_rejected() {
 async fn names_at_the_limits_of_the_grammar_are_accepted() {
     let reg = start();
     let api = Api::new(&reg);
-    let names = [
+    let mut names = vec![
         "a".to_string(),
         "0".to_string(),
         "a.b_c__d-e---f".to_string(),
         "a/b/c/d/e/f/g/h".to_string(),
-        format!("{}/{}", "a".repeat(127), "b".repeat(127)), // 255 characters
     ];
+    if reg.storage() == support::Storage::S3 {
+        // s3s-fs names a file after the base64 of the whole object key, so keys longer than
+        // about 170 bytes fail there with "File name too long" (real S3 allows 1024).
+        eprintln!("NOTE: the 255-character name is not tried on S3: s3s-fs cannot store its keys");
+    } else {
+        names.push(format!("{}/{}", "a".repeat(127), "b".repeat(127))); // 255 characters
+    }
     for name in &names {
         let img = api.push_image(name, "t", 1).await;
         let r = api.get_manifest(name, "t").await;
@@ -260,6 +266,12 @@ async fn invalid_manifest_references_are_rejected() {
 
 #[tokio::test]
 async fn sha512_digests_are_supported_and_verified() {
+    if support::skip_on_s3(
+        "s3s-fs cannot store sha512 blob keys: it names a file after the base64 of the whole \
+         key, and keys longer than about 170 bytes fail with \"File name too long\"",
+    ) {
+        return;
+    }
     let reg = start();
     let api = Api::new(&reg);
     let data = random_bytes(100_000);

@@ -496,3 +496,91 @@ async fn concurrent_uploads_of_the_same_blob() {
         assert_eq!(sha256(&g.body), digest);
     }
 }
+
+/// A blob bigger than three S3 parts (5 MiB each on S3), pushed as PATCHes of uneven sizes
+/// (below and above the part size, a single byte, alternately streamed and with
+/// `Content-Range`), the rest with the PUT; it reads back whole and in ranges that cross
+/// the part boundaries.
+#[tokio::test]
+async fn large_blob_in_uneven_chunks_reads_back_whole_and_in_ranges() {
+    const MIB: usize = 1 << 20;
+    let on_s3 = flavor() == support::Flavor::Ferry && support::storage() == support::Storage::S3;
+    let env: &[(&str, &str)] = if on_s3 {
+        &[("REGISTRY_STORAGE_S3_CHUNKSIZE", "5242880")]
+    } else {
+        &[]
+    };
+    let reg = start_env(env);
+    let api = Api::new(&reg);
+    let repo = "big/uneven";
+    let data = random_bytes(17 * MIB + 12_345);
+    let digest = sha256(&data);
+
+    let mut loc = api.start_upload(repo).await;
+    let mut offset = 0usize;
+    for (i, size) in [3 * MIB, 7 * MIB, 1, 5 * MIB, MIB - 1]
+        .into_iter()
+        .enumerate()
+    {
+        let chunk = data[offset..offset + size].to_vec();
+        let r = if i % 2 == 0 {
+            api.patch(&loc, chunk).await
+        } else {
+            api.patch_range(&loc, offset as u64, chunk).await
+        };
+        r.expect(202);
+        offset += size;
+        assert_eq!(r.range_len(), offset as u64, "after PATCH #{i}:\n{r:?}");
+        loc = api.abs(r.must_header("location"));
+    }
+    let r = api.get(&loc).await;
+    r.expect(204);
+    assert_eq!(r.range_len(), offset as u64, "{r:?}");
+    let loc = api.abs(r.must_header("location"));
+
+    let r = api.put_upload(&loc, &digest, data[offset..].to_vec()).await;
+    r.expect(201);
+    assert_eq!(r.must_header("docker-content-digest"), digest, "{r:?}");
+
+    let path = format!("/v2/{repo}/blobs/{digest}");
+    let r = api.head(&path).await;
+    r.expect(200);
+    assert_eq!(r.must_header("content-length"), data.len().to_string());
+    assert_eq!(r.must_header("docker-content-digest"), digest);
+
+    let g = api.get(&path).await;
+    g.expect(200);
+    assert_eq!(g.body.len(), data.len(), "length of the blob read back");
+    assert!(g.body[..] == data[..], "blob read back differs");
+
+    let size = data.len();
+    let part = 5 * MIB;
+    for (start, end) in [
+        (part - 10, part + 9),         // across the first part boundary
+        (3 * MIB - 1, 3 * MIB),        // across the first PATCH boundary
+        (10 * MIB, 10 * MIB),          // the single-byte PATCH
+        (2 * part - 1, 3 * part + 1),  // a whole part and a byte either side
+        (size - 12_345 - 5, size - 1), // into the bytes sent with the PUT, to the end
+    ] {
+        let r = api
+            .send(
+                api.req(Method::GET, &path)
+                    .header("Range", format!("bytes={start}-{end}")),
+            )
+            .await;
+        r.expect(206);
+        assert_eq!(
+            r.must_header("content-range"),
+            format!("bytes {start}-{end}/{size}"),
+            "{r:?}"
+        );
+        assert!(
+            r.body[..] == data[start..=end],
+            "bytes {start}-{end} differ"
+        );
+    }
+    // The session is finished.
+    api.get(&loc)
+        .await
+        .expect_error(404, &["BLOB_UPLOAD_UNKNOWN"]);
+}

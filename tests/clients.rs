@@ -9,6 +9,9 @@
 //! One more test restarts the registry under a client (`kill -9`, then an empty data
 //! directory on the same port).
 //!
+//! With `FERRY_TEST_STORAGE=s3` Ferry stores blobs on its own S3 server (see
+//! `tests/support`); the test over Distribution's data directory then prints `SKIP`.
+//!
 //! The tests run against Ferry. `FERRY_TEST_FLAVOR=distribution` runs them against the
 //! reference (Debian's `docker-registry`, Distribution 2.8) instead, to check the tests
 //! themselves; Distribution has no referrers API, so that part of the oras test is skipped
@@ -1035,6 +1038,11 @@ fn multi_arch_round_trip(flavor: Flavor) {
 /// under test starts on that directory in its place, and clients find everything as it was,
 /// an artifact's `subject` included, and can push on top.
 fn drop_in_over_distribution_data(flavor: Flavor) {
+    if support::skip_on_s3(
+        "Distribution's data is a filesystem directory; the filesystem pass covers adopting it",
+    ) {
+        return;
+    }
     require(&["skopeo", "umoci", "podman", "python3"]);
     let mut before = TestRegistry::start_with(Flavor::Distribution, &[]);
     let tmp = tempdir();
@@ -1216,10 +1224,9 @@ fn restart_keeps_data(flavor: Flavor) {
     assert_eq!(read_layout(&back, "v1").manifest, image.manifest);
     assert_eq!(tags(&reg, "keep/img"), Some(vec!["v1".to_string()]));
 
-    // Same port, empty data directory.
+    // Same port, empty storage.
     reg.kill9();
-    std::fs::remove_dir_all(&reg.root).unwrap();
-    std::fs::create_dir_all(&reg.root).unwrap();
+    reg.wipe_storage();
     reg.restart();
     let url = format!("{}/v2/keep/img/manifests/v1", reg.url);
     assert_eq!(

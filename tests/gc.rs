@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -134,52 +134,6 @@ fn assert_nothing_removed(report: &Value) {
 // Time and disk
 // ---------------------------------------------------------------------------------------
 
-fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-}
-
-/// Waits until the Unix second has changed since the call: everything done before the call
-/// is then strictly older than a `--grace 0s` collector's cutoff. At most one second.
-async fn next_second() {
-    let start = unix_now().as_secs();
-    while unix_now().as_secs() <= start {
-        let left = Duration::from_secs(1) - Duration::from_nanos(unix_now().subsec_nanos() as u64);
-        tokio::time::sleep(left + Duration::from_millis(5)).await;
-    }
-}
-
-/// Waits until the Unix second is at least `second`.
-async fn until_second(second: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while unix_now().as_secs() < second {
-        assert!(Instant::now() < deadline, "clock did not reach {second}");
-        let left = Duration::from_secs(1) - Duration::from_nanos(unix_now().subsec_nanos() as u64);
-        tokio::time::sleep(left + Duration::from_millis(5)).await;
-    }
-}
-
-/// Every regular file below `dir` (relative path → size).
-fn files_under(dir: &Path) -> BTreeMap<PathBuf, u64> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, u64>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in rd {
-            let entry = entry.unwrap();
-            let ty = entry.file_type().unwrap();
-            if ty.is_dir() {
-                walk(base, &entry.path(), out);
-            } else if ty.is_file() {
-                let size = entry.metadata().unwrap().len();
-                out.insert(entry.path().strip_prefix(base).unwrap().to_path_buf(), size);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
 fn v2(reg: &TestRegistry) -> PathBuf {
     reg.root.join("docker/registry/v2")
 }
@@ -187,12 +141,6 @@ fn v2(reg: &TestRegistry) -> PathBuf {
 /// Bytes of all files under `blobs/`.
 fn blob_bytes(reg: &TestRegistry) -> u64 {
     files_under(&v2(reg).join("blobs")).values().sum()
-}
-
-/// The upload id at the end of a session `Location`.
-fn upload_id(location: &str) -> String {
-    let path = location.split('?').next().unwrap();
-    path.rsplit('/').next().unwrap().to_string()
 }
 
 // ---------------------------------------------------------------------------------------

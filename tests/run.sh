@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The test command: installs the client tools the tests drive (when missing), then runs the
-# whole test suite (unit tests and every file in tests/) and exits with its status.
+# whole test suite (unit tests and every file in tests/), then the backend-agnostic suites
+# once more with Ferry storing blobs on S3 (FERRY_TEST_STORAGE=s3, an s3s-fs server per
+# registry), and exits non-zero if either pass fails.
 #
 #   tests/run.sh [extra `cargo test` arguments]
 #
-# Needs a Debian 12 machine with Rust; installing packages needs root (or sudo). Everything
-# already present is left alone, so a second run goes straight to `cargo test`.
+# The extra arguments go to the first pass only. Needs a Debian 12 machine with Rust;
+# installing packages needs root (or sudo). Everything already present is left alone, so a
+# second run goes straight to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +68,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# The S3 server the S3 tests run against (tests/s3.rs, and the FERRY_TEST_STORAGE=s3 pass).
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+if ! command -v s3s-fs >/dev/null 2>&1; then
+    log "installing s3s-fs: cargo install s3s-fs@0.14.1 --locked --features binary"
+    cargo install s3s-fs@0.14.1 --locked --features binary
+fi
+
 if docker info >/dev/null 2>&1; then
     log "docker engine available: the docker client test runs"
 else
@@ -75,4 +85,29 @@ log "running: cargo test --locked $*"
 status=0
 cargo test --locked "$@" || status=$?
 log "cargo test exited with status $status"
-exit "$status"
+
+# The suites that do not depend on the storage backend, again on S3. (tests/s3.rs starts its
+# own S3 servers and already ran above.)
+s3_suites=(
+    api_base_and_errors
+    api_blobs
+    api_manifests
+    api_referrers
+    api_tags_catalog
+    api_uploads
+    clients
+    memory
+)
+s3_args=()
+for suite in "${s3_suites[@]}"; do
+    s3_args+=(--test "$suite")
+done
+log "running on S3: FERRY_TEST_STORAGE=s3 cargo test --locked ${s3_args[*]}"
+s3_status=0
+FERRY_TEST_STORAGE=s3 cargo test --locked "${s3_args[@]}" || s3_status=$?
+log "cargo test on S3 exited with status $s3_status"
+
+if [ "$status" -ne 0 ]; then
+    exit "$status"
+fi
+exit "$s3_status"

@@ -3,8 +3,10 @@
 //! random content, and pushes of blobs, manifests and whole images.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
@@ -107,15 +109,69 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
-/// Where a blob's bytes live in Distribution's layout under the data directory.
+/// Where a blob's bytes live in Distribution's layout: under the data directory on the
+/// filesystem; on S3 the file s3s-fs keeps for the object
+/// `<rootdirectory>/docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data` of the bucket.
 pub fn blob_data_path(reg: &TestRegistry, digest: &str) -> std::path::PathBuf {
     let (alg, hex) = digest.split_once(':').expect("digest has an algorithm");
-    reg.root
+    reg.storage_root()
         .join("docker/registry/v2/blobs")
         .join(alg)
         .join(&hex[..2])
         .join(hex)
         .join("data")
+}
+
+/// The upload id at the end of a session `Location`.
+pub fn upload_id(location: &str) -> String {
+    let path = location.split('?').next().unwrap();
+    path.rsplit('/').next().unwrap().to_string()
+}
+
+/// Every regular file below `dir` (relative path → size); none if `dir` does not exist.
+pub fn files_under(dir: &std::path::Path) -> BTreeMap<PathBuf, u64> {
+    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut BTreeMap<PathBuf, u64>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in rd {
+            let entry = entry.unwrap();
+            let ty = entry.file_type().unwrap();
+            if ty.is_dir() {
+                walk(base, &entry.path(), out);
+            } else if ty.is_file() {
+                let size = entry.metadata().unwrap().len();
+                out.insert(entry.path().strip_prefix(base).unwrap().to_path_buf(), size);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+pub fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
+}
+
+/// Waits until the Unix second has changed since the call: everything done before the call
+/// is then strictly older than a `--grace 0s` collector's cutoff. At most one second.
+pub async fn next_second() {
+    let start = unix_now().as_secs();
+    while unix_now().as_secs() <= start {
+        let left = Duration::from_secs(1) - Duration::from_nanos(unix_now().subsec_nanos() as u64);
+        tokio::time::sleep(left + Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the Unix second is at least `second`.
+pub async fn until_second(second: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unix_now().as_secs() < second {
+        assert!(Instant::now() < deadline, "clock did not reach {second}");
+        let left = Duration::from_secs(1) - Duration::from_nanos(unix_now().subsec_nanos() as u64);
+        tokio::time::sleep(left + Duration::from_millis(5)).await;
+    }
 }
 
 /// Appends `param` to a URL that may already carry a query (Distribution's `_state`).

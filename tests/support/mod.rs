@@ -1,5 +1,12 @@
 //! Shared test harness: start a Ferry (or a reference Distribution) on a random loopback
 //! port with its own temporary data directory, and stop it when the handle drops.
+//!
+//! Storage: by default Ferry stores blobs in the filesystem under its data directory. With
+//! `FERRY_TEST_STORAGE=s3`, every Ferry-flavored [`TestRegistry`] gets its own S3 server
+//! ([`S3Server`], `s3s-fs` over a temporary directory) and is configured with
+//! Distribution's `storage.s3` keys instead; its metadata database stays under its data
+//! directory (`data/ferry/metadata.db`). Distribution-flavored registries always use the
+//! filesystem.
 #![allow(dead_code)]
 
 pub mod cli;
@@ -30,7 +37,8 @@ pub struct TestRegistry {
     pub host: String,
     /// `http://host:port`.
     pub url: String,
-    /// Root of the data directory (`storage.filesystem.rootdirectory`).
+    /// Root of the data directory (`storage.filesystem.rootdirectory` on the filesystem; on
+    /// S3 it holds the metadata database, `ferry/metadata.db`).
     pub root: PathBuf,
     /// Extra `REGISTRY_*` environment overrides given at start, reused by `restart`.
     pub env: Vec<(String, String)>,
@@ -38,6 +46,10 @@ pub struct TestRegistry {
     child: Option<Child>,
     /// Everything the server printed (stdout and stderr), collected in the background.
     log_path: PathBuf,
+    /// The S3 bucket blobs go to, when the registry runs on S3.
+    s3_target: Option<S3Target>,
+    /// The S3 server this registry owns (`FERRY_TEST_STORAGE=s3`), dropped with it.
+    s3: Option<S3Server>,
 }
 
 impl TestRegistry {
@@ -52,16 +64,40 @@ impl TestRegistry {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("data");
         std::fs::create_dir_all(&root).expect("data dir");
-        Self::start_in(flavor, dir, root, env)
+        // A test that names its storage gets that; otherwise FERRY_TEST_STORAGE decides.
+        let explicit_storage = env.iter().any(|(k, _)| {
+            *k == "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" || *k == "REGISTRY_STORAGE_S3_BUCKET"
+        });
+        let (s3, s3_target) =
+            if flavor == Flavor::Ferry && storage() == Storage::S3 && !explicit_storage {
+                let server = S3Server::new();
+                let target = server.target(DEFAULT_BUCKET);
+                (Some(server), Some(target))
+            } else {
+                (None, None)
+            };
+        Self::start_full(flavor, dir, root, env, s3, s3_target)
     }
 
-    /// A registry of `flavor` over the data directory `root`, with its log and configs in
-    /// `dir`, started on a free port.
-    fn start_in(
+    /// A Ferry storing its blobs in `bucket` of `s3` (a server the caller owns and keeps
+    /// alive longer than the registry), whatever `FERRY_TEST_STORAGE` says. `env` may set
+    /// `REGISTRY_STORAGE_S3_ROOTDIRECTORY` and any other override.
+    pub fn start_on_s3(s3: &S3Server, bucket: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(&root).expect("data dir");
+        Self::start_full(Flavor::Ferry, dir, root, env, None, Some(s3.target(bucket)))
+    }
+
+    /// A registry of `flavor` over the data directory `root` (and the S3 bucket of
+    /// `s3_target`, if any), with its log and configs in `dir`, started on a free port.
+    fn start_full(
         flavor: Flavor,
         dir: tempfile::TempDir,
         root: PathBuf,
         env: &[(&str, &str)],
+        s3: Option<S3Server>,
+        s3_target: Option<S3Target>,
     ) -> Self {
         let log_path = dir.path().join("server.log");
         let mut me = TestRegistry {
@@ -77,9 +113,88 @@ impl TestRegistry {
             dir,
             child: None,
             log_path,
+            s3_target,
+            s3,
         };
         me.spawn_on_free_port();
         me
+    }
+
+    /// Where this registry keeps its blobs.
+    pub fn storage(&self) -> Storage {
+        if self.s3_target.is_some() {
+            Storage::S3
+        } else {
+            Storage::Filesystem
+        }
+    }
+
+    /// The S3 server this registry owns (with `FERRY_TEST_STORAGE=s3`), e.g. to stop and
+    /// start it under the registry.
+    pub fn s3(&mut self) -> Option<&mut S3Server> {
+        self.s3.as_mut()
+    }
+
+    /// The directory holding Distribution's layout (`docker/registry/v2/...`) as files: the
+    /// data directory on the filesystem; on S3 the bucket's directory in the S3 server's
+    /// store (s3s-fs keeps an object `<key>` as the file `<bucket dir>/<key>`) below the
+    /// configured `rootdirectory`.
+    pub fn storage_root(&self) -> PathBuf {
+        match &self.s3_target {
+            None => self.root.clone(),
+            Some(t) => {
+                let prefix = self
+                    .env
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == "REGISTRY_STORAGE_S3_ROOTDIRECTORY")
+                    .map(|(_, v)| v.trim_matches('/').to_string())
+                    .unwrap_or_default();
+                if prefix.is_empty() {
+                    t.bucket_dir.clone()
+                } else {
+                    t.bucket_dir.join(prefix)
+                }
+            }
+        }
+    }
+
+    /// The `REGISTRY_*` storage settings the server is started with (before the extra
+    /// overrides in [`TestRegistry::env`]): the filesystem root, or the S3 keys and the
+    /// metadata database's path. Other processes on the same data (`ferry-gc`) need them.
+    pub fn storage_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![];
+        let mut set = |k: &str, v: &str| env.push((k.to_string(), v.to_string()));
+        match &self.s3_target {
+            None => set(
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                self.root.to_str().expect("utf-8 path"),
+            ),
+            Some(t) => {
+                set("REGISTRY_STORAGE_S3_BUCKET", &t.bucket);
+                set("REGISTRY_STORAGE_S3_REGIONENDPOINT", &t.endpoint);
+                set("REGISTRY_STORAGE_S3_REGION", S3_REGION);
+                set("REGISTRY_STORAGE_S3_ACCESSKEY", &t.access_key);
+                set("REGISTRY_STORAGE_S3_SECRETKEY", &t.secret_key);
+                set("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true");
+                set("REGISTRY_STORAGE_S3_SECURE", "false");
+                let db = self.root.join("ferry").join("metadata.db");
+                set("REGISTRY_DATABASE_PATH", db.to_str().expect("utf-8 path"));
+            }
+        }
+        env
+    }
+
+    /// Empties the registry's storage (blobs and metadata) while it is stopped, as if it
+    /// had never been used.
+    pub fn wipe_storage(&mut self) {
+        assert!(self.child.is_none(), "wipe_storage needs a stopped server");
+        std::fs::remove_dir_all(&self.root).expect("remove data dir");
+        std::fs::create_dir_all(&self.root).expect("data dir");
+        if let Some(t) = &self.s3_target {
+            std::fs::remove_dir_all(&t.bucket_dir).expect("remove bucket dir");
+            std::fs::create_dir_all(&t.bucket_dir).expect("bucket dir");
+        }
     }
 
     /// Path of the server's temporary directory (holds `data/`, the log and configs).
@@ -150,9 +265,15 @@ impl TestRegistry {
             }
         };
         cmd.env("REGISTRY_HTTP_ADDR", addr.to_string())
-            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &self.root)
             .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
             .env("REGISTRY_LOG_LEVEL", "info");
+        if self.s3_target.is_some() {
+            // One storage driver only: two are a configuration error, as in Distribution.
+            cmd.env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY");
+        }
+        for (k, v) in self.storage_env() {
+            cmd.env(k, v);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -186,6 +307,14 @@ impl TestRegistry {
         );
     }
 
+    /// Whether the server process is still running (it may have exited on its own).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
     /// Stop with SIGTERM and wait for the exit status (graceful shutdown).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
@@ -210,7 +339,27 @@ impl TestRegistry {
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            // The test failed: what the servers said is gone with their temp dirs otherwise.
+            eprintln!(
+                "--- {:?} registry log (last 100 lines) ---\n{}",
+                self.flavor,
+                tail(&self.log(), 100)
+            );
+            if let Some(s3) = &self.s3 {
+                eprintln!(
+                    "--- s3s-fs log (last 100 lines) ---\n{}",
+                    tail(&s3.log(), 100)
+                );
+            }
+        }
     }
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A loopback port the OS reports free right now.
@@ -254,10 +403,261 @@ pub fn lines(r: impl std::io::Read) -> impl Iterator<Item = String> {
 
 impl TestRegistry {
     /// A registry of `flavor` over an existing data directory `root` (for example one
-    /// another registry wrote and was stopped on). Only the log and config live in this
-    /// handle's own temporary directory: whoever owns `root` must keep it alive longer.
+    /// another registry wrote and was stopped on), on the filesystem whatever
+    /// `FERRY_TEST_STORAGE` says. Only the log and config live in this handle's own
+    /// temporary directory: whoever owns `root` must keep it alive longer.
     pub fn start_on(flavor: Flavor, root: &Path, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(flavor, dir, root.to_path_buf(), env)
+        Self::start_full(flavor, dir, root.to_path_buf(), env, None, None)
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Storage backends
+// ---------------------------------------------------------------------------------------
+
+/// The region Ferry is configured with on S3 (s3s-fs accepts any).
+pub const S3_REGION: &str = "us-east-1";
+/// The bucket a registry started under `FERRY_TEST_STORAGE=s3` uses on its own server.
+pub const DEFAULT_BUCKET: &str = "ferry";
+
+/// Where Ferry-flavored registries keep their blobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// `storage.filesystem.rootdirectory` (the default).
+    Filesystem,
+    /// `storage.s3` on an [`S3Server`] each registry owns.
+    S3,
+}
+
+/// The storage the suite runs on: S3 when `FERRY_TEST_STORAGE=s3`, else the filesystem.
+pub fn storage() -> Storage {
+    match std::env::var("FERRY_TEST_STORAGE").as_deref() {
+        Ok("s3") => Storage::S3,
+        Ok("filesystem") | Ok("") | Err(_) => Storage::Filesystem,
+        Ok(other) => panic!("FERRY_TEST_STORAGE={other}: expected `filesystem` or `s3`"),
+    }
+}
+
+/// Prints `SKIP: <reason>` and returns true when the suite runs on S3: for the few tests
+/// that only make sense on the filesystem. Use as `if skip_on_s3("...") { return; }`.
+pub fn skip_on_s3(reason: &str) -> bool {
+    if storage() == Storage::S3 {
+        eprintln!("SKIP: {reason} (FERRY_TEST_STORAGE=s3)");
+        true
+    } else {
+        false
+    }
+}
+
+/// A bucket of an [`S3Server`], as a registry is configured with it.
+#[derive(Clone, Debug)]
+pub struct S3Target {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+    /// The bucket's directory in the server's store: object `<key>` is the file
+    /// `<bucket_dir>/<key>`.
+    pub bucket_dir: PathBuf,
+}
+
+/// An S3 server (`s3s-fs`, which checks request signatures) on `127.0.0.1:<random port>`
+/// over a temporary directory; killed when the handle drops. A bucket is a directory of
+/// the store ([`S3Server::bucket_dir`]), an object a file below it.
+pub struct S3Server {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl S3Server {
+    /// A running server with an empty store holding the bucket [`DEFAULT_BUCKET`].
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("s3s-fs.log");
+        let nonce = hex::encode(uuid::Uuid::new_v4().as_bytes());
+        let mut me = S3Server {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            endpoint: String::new(),
+            access_key: format!("FERRYTEST{}", &nonce[..11].to_uppercase()),
+            secret_key: nonce,
+            dir,
+            child: None,
+            log_path,
+        };
+        std::fs::create_dir_all(me.store_dir()).expect("store dir");
+        me.create_bucket(DEFAULT_BUCKET);
+        for _ in 0..5 {
+            me.addr = free_port();
+            me.endpoint = format!("http://{}", me.addr);
+            me.spawn();
+            if me.try_wait_ready() {
+                return me;
+            }
+            me.stop();
+        }
+        panic!("s3s-fs did not start; log:\n{}", me.log());
+    }
+
+    /// The server's root directory (`s3s-fs <ROOT>`): one directory per bucket, and
+    /// s3s-fs's own hidden files (metadata, multipart parts).
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The directory of `bucket` (which may not exist yet).
+    pub fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.store_dir().join(bucket)
+    }
+
+    /// Creates `bucket` (an empty directory) if it does not exist; returns its directory.
+    pub fn create_bucket(&self, bucket: &str) -> PathBuf {
+        let dir = self.bucket_dir(bucket);
+        std::fs::create_dir_all(&dir).expect("bucket dir");
+        dir
+    }
+
+    /// `bucket` (created if missing) as a registry is configured with it.
+    pub fn target(&self, bucket: &str) -> S3Target {
+        S3Target {
+            endpoint: self.endpoint.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            bucket: bucket.to_string(),
+            bucket_dir: self.create_bucket(bucket),
+        }
+    }
+
+    /// Files s3s-fs keeps for multipart uploads not yet completed or aborted, in its root
+    /// directory: the parts (`.upload_id-<id>.part-<n>`), the upload records
+    /// (`.upload-<id>.json`) and their metadata (`.bucket-<b>.object-<k>.upload-<id>...`).
+    pub fn multipart_staging(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(self.store_dir())
+            .expect("store dir")
+            .map(|e| e.expect("dir entry"))
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(".upload_id-") || name.contains(".upload-")
+            })
+            .map(|e| e.path())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Everything s3s-fs logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Kills the server (SIGKILL, by its process id); the store stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store; returns once it accepts
+    /// connections.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "s3s-fs is already running");
+        self.spawn();
+        assert!(
+            self.try_wait_ready(),
+            "s3s-fs did not start again on {}; log:\n{}",
+            self.addr,
+            self.log()
+        );
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let mut cmd = Command::new(s3s_fs_binary());
+        cmd.arg("--host")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg(self.addr.port().to_string())
+            .arg("--access-key")
+            .arg(&self.access_key)
+            .arg("--secret-key")
+            .arg(&self.secret_key)
+            .arg(self.store_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "s3s_fs=warn,s3s=warn");
+        }
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}")),
+        );
+    }
+
+    fn try_wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false; // exited (port taken, ...)
+                }
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Default for S3Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `s3s-fs` executable: on PATH, else in cargo's bin directory (where
+/// `cargo install` puts it; tests/run.sh installs it).
+fn s3s_fs_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|d| d.join("bin"));
+    std::env::split_paths(&path)
+        .chain(cargo_bin)
+        .map(|dir| dir.join("s3s-fs"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "s3s-fs is not installed: run tests/run.sh, which installs it \
+                 (cargo install s3s-fs@0.14.1 --locked --features binary)"
+            )
+        })
 }
