@@ -596,22 +596,34 @@ impl Config {
                 "both storage.filesystem and storage.s3 are configured; choose one",
             ));
         }
-        let (root, root_choice) = match tree.string("storage.filesystem.rootdirectory")? {
-            Some(dir) if !dir.is_empty() => (PathBuf::from(dir), RootChoice::Configured),
-            Some(_) => {
+        let database = tree.string("database.path")?.filter(|p| !p.is_empty());
+        // With S3 the local directory only holds the database: where that is configured,
+        // its directory is the data directory (no default directory is created).
+        let database_dir = database
+            .as_deref()
+            .filter(|_| storage != StorageSettings::Filesystem)
+            .map(|p| match Path::new(p).parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            });
+        let rootdirectory = tree.string("storage.filesystem.rootdirectory")?;
+        let (root, root_choice) = match (rootdirectory, database_dir) {
+            (Some(dir), _) if !dir.is_empty() => (PathBuf::from(dir), RootChoice::Configured),
+            (Some(_), _) => {
                 return Err(Tree::invalid(
                     "storage.filesystem.rootdirectory",
                     "must not be empty",
                 ));
             }
-            None if writable_dir(Path::new(DEFAULT_ROOT)) => {
+            (None, Some(dir)) => (dir, RootChoice::Configured),
+            (None, None) if writable_dir(Path::new(DEFAULT_ROOT)) => {
                 (PathBuf::from(DEFAULT_ROOT), RootChoice::Default)
             }
-            None => (PathBuf::from(FALLBACK_ROOT), RootChoice::Fallback),
+            (None, None) => (PathBuf::from(FALLBACK_ROOT), RootChoice::Fallback),
         };
-        let database_path = match tree.string("database.path")? {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => root.join("ferry").join("metadata.db"),
+        let database_path = match database {
+            Some(p) => PathBuf::from(p),
+            None => root.join("ferry").join("metadata.db"),
         };
 
         let addr = tree.string("http.addr")?.unwrap_or_else(|| ":5000".into());
@@ -811,6 +823,10 @@ mod tests {
         assert_eq!(s3.access_key.as_deref(), Some("ak"));
         assert!(s3.force_path_style && s3.redirect);
         assert_eq!(s3.identity(), "s3://images/prod");
+        // The database's directory is the data directory: no default one is created.
+        let with_db = load(yaml, &[("REGISTRY_DATABASE_PATH", "/srv/ferry/meta.db")]).unwrap();
+        assert_eq!(with_db.root, PathBuf::from("/srv/ferry"));
+        assert_eq!(with_db.root_choice, RootChoice::Configured);
     }
 
     #[test]

@@ -222,6 +222,34 @@ impl Container {
         unreachable!()
     }
 
+    /// `docker run -d` on the host's network (so the container reaches servers on the host's
+    /// loopback), listening on a free loopback port; `args` go before the image name.
+    fn run_on_host_network(image: &str, args: &[&str]) -> Container {
+        let port = support::free_port().port();
+        let addr = format!("REGISTRY_HTTP_ADDR=127.0.0.1:{port}");
+        let label = format!("{LABEL}={}", run_id());
+        let mut all = vec![
+            "run",
+            "-d",
+            "--label",
+            &label,
+            "--network",
+            "host",
+            "-e",
+            &addr,
+            "--health-interval",
+            "1s",
+            "--health-start-period",
+            "30s",
+        ];
+        all.extend_from_slice(args);
+        all.push(image);
+        Container {
+            id: docker_ok(&all),
+            port,
+        }
+    }
+
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -693,6 +721,72 @@ fn distribution_config_and_environment_overrides() {
         "DELETE of a manifest: {}",
         by_digest.body
     );
+}
+
+/// The image on S3, configured as `registry:2` users do it: `REGISTRY_STORAGE=s3` switches
+/// the driver (the image's own config names the filesystem), the bucket and endpoint come from
+/// `REGISTRY_STORAGE_S3_*`, the credentials from `AWS_*`, and the endpoint is a host name
+/// (resolved by the static binary in a `scratch` image, here through `/etc/hosts`). Push and
+/// pull back, also after a restart; the layers are objects under Distribution's keys and the
+/// volume holds only the metadata database.
+#[test]
+fn s3_storage_from_the_environment() {
+    let Some(image) = image("s3_storage_from_the_environment") else {
+        return;
+    };
+    let s3 = support::S3Server::new();
+    let target = s3.target("ferry-image");
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let data = format!("{}:/var/lib/registry", data_dir.display());
+    let endpoint = target.endpoint.replace("127.0.0.1", "s3.ferry.test");
+    let env = [
+        "REGISTRY_STORAGE=s3".to_string(),
+        format!("REGISTRY_STORAGE_S3_BUCKET={}", target.bucket),
+        format!("REGISTRY_STORAGE_S3_REGIONENDPOINT={endpoint}"),
+        "REGISTRY_STORAGE_S3_FORCEPATHSTYLE=true".to_string(),
+        format!("AWS_ACCESS_KEY_ID={}", target.access_key),
+        format!("AWS_SECRET_ACCESS_KEY={}", target.secret_key),
+    ];
+    let mut args = vec!["-v", &data, "--add-host", "s3.ferry.test:127.0.0.1"];
+    for e in &env {
+        args.extend(["-e", e.as_str()]);
+    }
+    let c = Container::run_on_host_network(image, &args);
+    c.wait_ready();
+    c.wait_healthy();
+    assert!(
+        c.logs().contains("s3://ferry-image/"),
+        "startup log does not name the bucket:\n{}",
+        c.logs()
+    );
+
+    let name = format!("{}/ferry-test/s3:1", c.host());
+    let _local = LocalImages(vec![name.clone()]);
+    let image_id = import_image(&name, tmp.path());
+    let digest = push_remove_pull(&name, &image_id);
+
+    let blobs: Vec<PathBuf> = files_under(&target.bucket_dir.join("docker/registry/v2/blobs"))
+        .into_iter()
+        .filter(|p| p.ends_with("data"))
+        .collect();
+    assert!(
+        blobs.len() >= 3,
+        "expected layer, config and manifest objects in the bucket, found {blobs:?}"
+    );
+    assert!(
+        !data_dir.join("docker").exists(),
+        "blobs were written to the volume instead of the bucket"
+    );
+    assert!(
+        data_dir.join("ferry/metadata.db").exists(),
+        "no metadata database in the volume"
+    );
+
+    docker_ok(&["restart", &c.id]);
+    c.wait_ready();
+    docker_ok(&["rmi", &name]);
+    pull_and_check(&name, &image_id, &digest);
 }
 
 /// Moving from registry:2: its volume is root-owned and holds its images. A real

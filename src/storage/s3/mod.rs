@@ -39,13 +39,19 @@ use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, Uploa
 use crate::oci::{Digest, RepositoryName};
 use staging::Staging;
 
+/// Bound on one request that works on the server side (multipart completion, part copy).
+const SERVER_SIDE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 /// How long a presigned blob URL handed out in a redirect stays valid (as Distribution).
 const REDIRECT_VALIDITY: Duration = Duration::from_secs(20 * 60);
 
 /// A [`BlobStore`] in an S3 bucket.
 #[derive(Debug)]
 pub struct S3Store {
+    /// For requests that move bytes (a stalled transfer times out).
     store: AmazonS3,
+    /// For requests the server answers only when its work is done.
+    slow: AmazonS3,
     settings: S3Settings,
     /// `<rootdirectory>/docker/registry/v2` (no leading or trailing slash).
     v2: String,
@@ -75,30 +81,23 @@ impl S3Store {
             max_retries: 4,
             retry_timeout: Duration::from_secs(20),
         };
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(&settings.bucket)
-            .with_region(&settings.region)
-            .with_virtual_hosted_style_request(!settings.force_path_style)
-            .with_client_options(client.clone())
-            .with_retry(retry.clone());
-        if let Some(endpoint) = settings.endpoint_url() {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let (Some(key), Some(secret)) = (&settings.access_key, &settings.secret_key) {
-            builder = builder
-                .with_access_key_id(key)
-                .with_secret_access_key(secret);
-        }
-        let store = builder.build()?;
+        let store = build(&settings, &client, &retry)?;
+        // Completing a multipart upload and copying parts are answered only when done,
+        // which on a busy store takes minutes: no read timeout, one bound on the whole.
+        let slow_client = client
+            .with_read_timeout_disabled()
+            .with_timeout(SERVER_SIDE_TIMEOUT);
+        let slow = build(&settings, &slow_client, &retry)?;
         let v2 = [settings.root_directory.as_str(), "docker/registry/v2"]
             .iter()
             .filter(|s| !s.is_empty())
             .copied()
             .collect::<Vec<_>>()
             .join("/");
-        let copier = copy::Copier::new(&settings, &client)?;
+        let copier = copy::Copier::new(&settings, &slow_client)?;
         Ok(S3Store {
             store,
+            slow,
             settings,
             v2,
             copier,
@@ -133,6 +132,7 @@ impl S3Store {
     fn staging(&self, key: &UploadKey) -> Staging<'_> {
         Staging::new(
             &self.store,
+            &self.slow,
             self.upload_prefix(key),
             self.settings.chunk_size,
         )
@@ -163,9 +163,7 @@ impl S3Store {
                 self.store.put(&target, PutPayload::new()).await?;
             }
             Some(source) => {
-                self.copier
-                    .copy(&self.store, &source, &target, size)
-                    .await?;
+                self.copier.copy(&self.slow, &source, &target, size).await?;
             }
         }
         Ok(())
@@ -179,6 +177,29 @@ impl S3Store {
         let prefix = Path::from(prefix);
         Ok(self.store.list(Some(&prefix)).try_collect().await?)
     }
+}
+
+/// An `object_store` client for the bucket of `settings`.
+fn build(
+    settings: &S3Settings,
+    client: &ClientOptions,
+    retry: &RetryConfig,
+) -> Result<AmazonS3, StorageError> {
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&settings.bucket)
+        .with_region(&settings.region)
+        .with_virtual_hosted_style_request(!settings.force_path_style)
+        .with_client_options(client.clone())
+        .with_retry(retry.clone());
+    if let Some(endpoint) = settings.endpoint_url() {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let (Some(key), Some(secret)) = (&settings.access_key, &settings.secret_key) {
+        builder = builder
+            .with_access_key_id(key)
+            .with_secret_access_key(secret);
+    }
+    Ok(builder.build()?)
 }
 
 fn not_found_ok(result: object_store::Result<()>) -> Result<(), StorageError> {

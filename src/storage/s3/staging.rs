@@ -57,6 +57,8 @@ impl State {
 /// The staging area of one upload.
 pub(super) struct Staging<'a> {
     store: &'a AmazonS3,
+    /// For the multipart completion, which the server answers only when done.
+    slow: &'a AmazonS3,
     prefix: String,
     part_size: u64,
 }
@@ -64,9 +66,15 @@ pub(super) struct Staging<'a> {
 impl<'a> Staging<'a> {
     /// The staging area under `prefix` (`.../_uploads/<uuid>`), cutting parts of at least
     /// `part_size` bytes.
-    pub(super) fn new(store: &'a AmazonS3, prefix: String, part_size: u64) -> Self {
+    pub(super) fn new(
+        store: &'a AmazonS3,
+        slow: &'a AmazonS3,
+        prefix: String,
+        part_size: u64,
+    ) -> Self {
         Staging {
             store,
+            slow,
             prefix,
             part_size,
         }
@@ -221,7 +229,7 @@ impl<'a> Staging<'a> {
                 .await?;
             parts.push(part);
         }
-        self.store
+        self.slow
             .complete_multipart(&self.data_key(), &id, parts)
             .await?;
         Ok(())
