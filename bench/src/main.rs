@@ -42,6 +42,16 @@ struct Args {
     /// (storage.s3.chunksize); the first is compared with the filesystem.
     #[arg(long, default_value = "5,16", value_delimiter = ',')]
     s3_chunk_sizes: Vec<u64>,
+    /// S3 mode: leave out the column that copies each blob to its digest key
+    /// with one CopyObject (multipartcopythresholdsize 5 GiB) instead of
+    /// 32 MiB UploadPartCopy requests.
+    #[arg(long)]
+    no_s3_single_copy: bool,
+    /// Size of the big blobs (push, pull, push4) in MiB. Default: 1024 (fs)
+    /// or 256 (s3); a tenth of that with --quick, at least 64 MiB for s3 so
+    /// blobs still take the multipart copy path (above 32 MiB).
+    #[arg(long)]
+    blob_mib: Option<u64>,
     /// Path to the s3s-fs binary (cargo install s3s-fs --features binary).
     #[arg(long, default_value = "s3s-fs")]
     s3s_fs_bin: String,
@@ -616,7 +626,14 @@ fn wanted(args: &Args, w: &str) -> bool {
 
 async fn run(args: Args) -> Result<()> {
     let total_t = Instant::now();
-    let sizes = Sizes::new(args.quick);
+    let mut sizes = Sizes::new(args.quick);
+    if let Some(m) = args.blob_mib {
+        sizes.big = m * MIB;
+    } else if args.storage == "s3" {
+        // s3s-fs copies a blob to its digest key at ~10-20 MB/s, so a full
+        // run at 1 GiB per blob would take half an hour.
+        sizes.big = if args.quick { 64 * MIB } else { 256 * MIB };
+    }
     let started_at = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -846,12 +863,13 @@ async fn run(args: Args) -> Result<()> {
         };
         let storage = match &col.storage {
             PlanStorage::Fs => Storage::Fs,
-            PlanStorage::S3 { bucket, chunk_size, .. } => Storage::S3(S3Bucket {
+            PlanStorage::S3 { bucket, chunk_size, copy_threshold, .. } => Storage::S3(S3Bucket {
                 endpoint: backend.map(|i| backends[i].endpoint.clone()).unwrap_or_default(),
                 bucket: bucket.clone(),
                 access_key: s3::ACCESS_KEY.into(),
                 secret_key: s3::SECRET_KEY.into(),
                 chunk_size: *chunk_size,
+                copy_threshold: *copy_threshold,
                 bucket_dir: backend
                     .filter(|&i| backends[i].kind == BackendKind::S3sFs)
                     .map(|i| backends[i].root.join(bucket)),
@@ -1230,19 +1248,22 @@ async fn run(args: Args) -> Result<()> {
             .map(|t| match &t.storage {
                 Storage::Fs => format!("**{}**: filesystem storage", t.label),
                 Storage::S3(bk) => format!(
-                    "**{}**: bucket `{}` on {}, `storage.s3.chunksize` {}",
+                    "**{}**: bucket `{}` on {}, `storage.s3.chunksize` (part size) {}",
                     t.label,
                     bk.bucket,
                     t.backend.map(|i| b.backends[i].kind.label()).unwrap_or("?"),
                     bk.chunk_size.map(|c| format!("{} MiB", c / MIB)).unwrap_or("left at the registry's default".into())
-                ),
+                ) + &bk
+                    .copy_threshold
+                    .map(|c| format!(", `multipartcopythresholdsize` {} MiB (the blob reaches its digest key with one CopyObject instead of 32 MiB UploadPartCopy requests)", c / MIB))
+                    .unwrap_or_default(),
             })
             .collect();
         md.push_str(&format!(
             "Ferry `{ferry_version}`{}, s3s-fs `{}`{}; loopback HTTP/1.1 everywhere, {} repetitions per workload alternating between the columns; each figure is the median over repetitions (`~` marks repetitions more than 15 % apart). Ratios are oriented so that **> 1 means the first-named column is better** (throughput: its value ÷ the other's). Total bench time {:.0} s.\n\nColumns: {}.\n\n",
             if args.moto { format!(", Distribution `{}`", distribution_version(&args.distribution_bin)) } else { String::new() },
             tool_version(&args.s3s_fs_bin),
-            if args.moto { format!(", moto `{}`", tool_version(&args.moto_bin)) } else { String::new() },
+            if args.moto { format!(", moto `{}`", moto_version()) } else { String::new() },
             args.reps,
             elapsed,
             cols.join("; ")
@@ -1260,7 +1281,7 @@ async fn run(args: Args) -> Result<()> {
     let backend_names: Vec<Option<String>> =
         b.targets.iter().map(|t| t.backend.map(|i| b.backends[i].kind.label().to_string())).collect();
     if s3_mode {
-        md.push_str("\n### Server resources per workload\n\nPeak RSS is the maximum VmRSS of the registry sampled every 5 ms while the workload ran (max over repetitions); CPU is user+system seconds consumed by the registry process during one repetition (median), and for S3 columns also by the S3 server process. A resource ratio > 1 means the first-named column uses less.\n\n");
+        md.push_str("\n### Server resources per workload\n\nPeak RSS is the maximum VmRSS of the registry sampled every 5 ms while the workload ran (max over repetitions); CPU is user+system seconds consumed by the registry process during one repetition (median), and for S3 columns also by the S3 server process.\n\n");
     } else {
         md.push_str("\n### Server resources per workload\n\nPeak RSS is the maximum VmRSS sampled every 5 ms while the workload ran (max over repetitions); CPU is user+system seconds consumed by the server process during one repetition (median). Ratios > 1 mean Ferry uses less.\n\n");
     }
@@ -1376,7 +1397,7 @@ fn join(v: &[f64]) -> String {
 /// Where one column's registry keeps its blobs.
 enum PlanStorage {
     Fs,
-    S3 { backend: BackendKind, bucket: String, chunk_size: Option<u64> },
+    S3 { backend: BackendKind, bucket: String, chunk_size: Option<u64>, copy_threshold: Option<u64> },
 }
 
 /// One column of the report: a registry and its storage.
@@ -1404,12 +1425,34 @@ fn column_plan(args: &Args) -> Vec<ColPlan> {
         .iter()
         .map(|&c| ColPlan {
             kind: Kind::Ferry,
-            label: format!("Ferry S3 ({c} MiB parts)"),
+            label: format!("Ferry S3 {c} MiB"),
             dir: format!("ferry-s3-{c}m"),
-            storage: PlanStorage::S3 { backend: BackendKind::S3sFs, bucket: format!("ferry-{c}m"), chunk_size: Some(c * MIB) },
+            storage: PlanStorage::S3 {
+                backend: BackendKind::S3sFs,
+                bucket: format!("ferry-{c}m"),
+                chunk_size: Some(c * MIB),
+                copy_threshold: None,
+            },
         })
         .collect();
     v.insert(1, ColPlan { kind: Kind::Ferry, label: "Ferry fs".into(), dir: "ferry-fs".into(), storage: PlanStorage::Fs });
+    if !args.no_s3_single_copy {
+        // Same part size as the first column, but the blob reaches its digest
+        // key with one CopyObject (s3s-fs: a file copy) instead of ranged
+        // UploadPartCopy requests (s3s-fs: 4 KiB reads each).
+        let c = args.s3_chunk_sizes[0];
+        v.push(ColPlan {
+            kind: Kind::Ferry,
+            label: format!("Ferry S3 {c} MiB, 1 copy"),
+            dir: format!("ferry-s3-{c}m-copy1"),
+            storage: PlanStorage::S3 {
+                backend: BackendKind::S3sFs,
+                bucket: format!("ferry-{c}m-copy1"),
+                chunk_size: Some(c * MIB),
+                copy_threshold: Some(5 * GIB),
+            },
+        });
+    }
     if args.moto {
         // Both at their own default part size (Ferry 5 MiB, Distribution 10 MiB),
         // as a drop-in replacement would run.
@@ -1417,13 +1460,13 @@ fn column_plan(args: &Args) -> Vec<ColPlan> {
             kind: Kind::Ferry,
             label: "Ferry on moto".into(),
             dir: "ferry-moto".into(),
-            storage: PlanStorage::S3 { backend: BackendKind::Moto, bucket: "ferry".into(), chunk_size: None },
+            storage: PlanStorage::S3 { backend: BackendKind::Moto, bucket: "ferry".into(), chunk_size: None, copy_threshold: None },
         });
         v.push(ColPlan {
             kind: Kind::Distribution,
             label: "Distribution on moto".into(),
             dir: "distribution-moto".into(),
-            storage: PlanStorage::S3 { backend: BackendKind::Moto, bucket: "distribution".into(), chunk_size: None },
+            storage: PlanStorage::S3 { backend: BackendKind::Moto, bucket: "distribution".into(), chunk_size: None, copy_threshold: None },
         });
     }
     v
@@ -1437,15 +1480,17 @@ fn layout_of(args: &Args, plan: &[ColPlan]) -> Layout {
             ratios: vec![Ratio { a: 0, b: 1, header: "Ratio (>1 = Ferry better)".into(), short: "D/F".into() }],
             targets: true,
             ceiling_cols: vec![0, 1],
+            usage_ratios: true,
         };
     }
     let fs = plan.iter().position(|c| matches!(c.storage, PlanStorage::Fs)).unwrap_or(1);
     let mut ratios = Vec::new();
     let mut ceiling_cols = Vec::new();
     for (k, c) in plan.iter().enumerate() {
-        if let PlanStorage::S3 { backend: BackendKind::S3sFs, chunk_size, .. } = &c.storage {
+        if let PlanStorage::S3 { backend: BackendKind::S3sFs, chunk_size, copy_threshold, .. } = &c.storage {
             let mib = chunk_size.unwrap_or(5 * MIB) / MIB;
-            ratios.push(Ratio { a: k, b: fs, header: format!("S3 {mib} MiB ÷ fs"), short: format!("fs/S3 {mib} MiB") });
+            let copy = if copy_threshold.is_some() { ", 1 copy" } else { "" };
+            ratios.push(Ratio { a: k, b: fs, header: format!("S3 {mib} MiB{copy} ÷ fs"), short: format!("fs/S3 {mib} MiB{copy}") });
             ceiling_cols.push(k);
         }
     }
@@ -1456,7 +1501,7 @@ fn layout_of(args: &Args, plan: &[ColPlan]) -> Layout {
             ratios.push(Ratio { a: f, b: d, header: "Ferry ÷ Distribution on moto".into(), short: "D/F on moto".into() });
         }
     }
-    Layout { labels, ratios, targets: false, ceiling_cols }
+    Layout { labels, ratios, targets: false, ceiling_cols, usage_ratios: false }
 }
 
 const CEILING_BUCKET: &str = "raw";
@@ -1494,4 +1539,15 @@ async fn s3_ceiling(be: &Backend, http: &reqwest::Client, specs: &[BlobSpec]) ->
         }
     }
     Ok(out)
+}
+
+/// moto_server has no --version; ask the Python that has moto installed.
+fn moto_version() -> String {
+    std::process::Command::new("python3")
+        .args(["-c", "import moto; print(moto.__version__)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or("?".into())
 }

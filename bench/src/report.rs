@@ -12,6 +12,8 @@ pub struct Layout {
     pub targets: bool,
     /// Columns whose value is shown as a fraction of the row's ceiling.
     pub ceiling_cols: Vec<usize>,
+    /// Show the ratios in the resources table too.
+    pub usage_ratios: bool,
 }
 
 /// Column `a` against column `b`, oriented so that > 1 means `a` is better.
@@ -233,13 +235,14 @@ pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRo
     for l in &layout.labels {
         head(format!("{l} peak RSS (MiB)"));
     }
-    for q in &layout.ratios {
+    let ratios: &[Ratio] = if layout.usage_ratios { &layout.ratios } else { &[] };
+    for q in ratios {
         head(format!("RSS ratio ({})", q.short));
     }
     for l in &layout.labels {
         head(format!("{l} CPU (s)"));
     }
-    for q in &layout.ratios {
+    for q in ratios {
         head(format!("CPU ratio ({})", q.short));
     }
     for (k, b) in backends.iter().enumerate() {
@@ -255,9 +258,9 @@ pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRo
         let cpu: Vec<Option<f64>> = (0..n).map(|k| r.cpu.get(k).and_then(med)).collect();
         let mut cells = vec![r.key.clone()];
         cells.extend(rss.iter().map(|x| c(*x, 1)));
-        cells.extend(layout.ratios.iter().map(|q| ratio(rss[q.a], rss[q.b])));
+        cells.extend(ratios.iter().map(|q| ratio(rss[q.a], rss[q.b])));
         cells.extend(cpu.iter().map(|x| c(*x, 2)));
-        cells.extend(layout.ratios.iter().map(|q| ratio(cpu[q.a], cpu[q.b])));
+        cells.extend(ratios.iter().map(|q| ratio(cpu[q.a], cpu[q.b])));
         for (k, b) in backends.iter().enumerate() {
             if b.is_some() {
                 cells.push(c(r.backend_cpu.get(k).and_then(med), 2));

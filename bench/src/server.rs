@@ -41,6 +41,8 @@ pub struct S3Bucket {
     pub secret_key: String,
     /// `storage.s3.chunksize` in bytes; None leaves the registry's default.
     pub chunk_size: Option<u64>,
+    /// `storage.s3.multipartcopythresholdsize` in bytes; None leaves the default.
+    pub copy_threshold: Option<u64>,
     /// Directory holding the bucket's objects (for the size at the end), if known.
     pub bucket_dir: Option<PathBuf>,
 }
@@ -133,6 +135,9 @@ impl Server {
                 if let Some(c) = b.chunk_size {
                     cmd.env("REGISTRY_STORAGE_S3_CHUNKSIZE", c.to_string());
                 }
+                if let Some(c) = b.copy_threshold {
+                    cmd.env("REGISTRY_STORAGE_S3_MULTIPARTCOPYTHRESHOLDSIZE", c.to_string());
+                }
             }
             (Kind::Distribution, _) => {
                 // The registry:2 image's stock config (inmemory blob descriptor
@@ -151,6 +156,7 @@ impl Server {
                         b.endpoint,
                         b.bucket,
                         b.chunk_size.map(|c| format!("    chunksize: {c}\n")).unwrap_or_default()
+                            + &b.copy_threshold.map(|c| format!("    multipartcopythresholdsize: {c}\n")).unwrap_or_default()
                     ),
                 };
                 let cfg = dir.join("config.yml");
