@@ -147,6 +147,7 @@ impl Sizes {
 
 /// One registry under test.
 struct Target_ {
+    kind: Kind,
     /// Column header.
     label: String,
     storage: Storage,
@@ -875,7 +876,7 @@ async fn run(args: Args) -> Result<()> {
                     .map(|i| backends[i].root.join(bucket)),
             }),
         };
-        let mut t = Target_ { label: col.label.clone(), storage, backend, server: None, reg: None, down: None };
+        let mut t = Target_ { kind: col.kind, label: col.label.clone(), storage, backend, server: None, reg: None, down: None };
         if !kinds.contains(&col.kind) {
             t.down = Some("not selected (--only)".into());
             targets.push(t);
@@ -1252,7 +1253,10 @@ async fn run(args: Args) -> Result<()> {
                     t.label,
                     bk.bucket,
                     t.backend.map(|i| b.backends[i].kind.label()).unwrap_or("?"),
-                    bk.chunk_size.map(|c| format!("{} MiB", c / MIB)).unwrap_or("left at the registry's default".into())
+                    bk.chunk_size.map(|c| format!("{} MiB", c / MIB)).unwrap_or(match t.kind {
+                        Kind::Ferry => "left at Ferry's default, 5 MiB".into(),
+                        Kind::Distribution => "left at Distribution's default, 10 MiB".into(),
+                    })
                 ) + &bk
                     .copy_threshold
                     .map(|c| format!(", `multipartcopythresholdsize` {} MiB (the blob reaches its digest key with one CopyObject instead of 32 MiB UploadPartCopy requests)", c / MIB))
