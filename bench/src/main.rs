@@ -6,6 +6,7 @@ mod ceilings;
 mod client;
 mod prng;
 mod report;
+mod s3;
 mod server;
 
 use anyhow::{Context, Result, bail};
@@ -13,9 +14,10 @@ use bytes::Bytes;
 use clap::Parser;
 use client::{ACCEPT_MANIFESTS, Reg};
 use prng::{BlobSpec, seed_of};
-use report::{Row, Target, UsageRow};
+use report::{Layout, Ratio, Row, Target, UsageRow};
 use reqwest::Method;
-use server::{Kind, Sampler, Server};
+use s3::{Backend, BackendKind};
+use server::{Kind, S3Bucket, Sampler, Server, Storage};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,9 +33,36 @@ struct Args {
     /// Everything at a tenth of the size (finishes in under three minutes).
     #[arg(long)]
     quick: bool,
-    /// Storage backend to benchmark: fs (default) or s3 (not yet supported).
+    /// Storage backend to benchmark: fs (default: Ferry vs Distribution on
+    /// the filesystem) or s3 (Ferry on a local S3 server, s3s-fs, next to
+    /// Ferry on the filesystem; default workloads push,pull).
     #[arg(long, default_value = "fs")]
     storage: String,
+    /// S3 mode: one Ferry-on-s3s-fs column per part size, in MiB
+    /// (storage.s3.chunksize); the first is compared with the filesystem.
+    #[arg(long, default_value = "5,16", value_delimiter = ',')]
+    s3_chunk_sizes: Vec<u64>,
+    /// S3 mode: leave out the column that copies each blob to its digest key
+    /// with one CopyObject (multipartcopythresholdsize 5 GiB) instead of
+    /// 32 MiB UploadPartCopy requests.
+    #[arg(long)]
+    no_s3_single_copy: bool,
+    /// Size of the big blobs (push, pull, push4) in MiB. Default: 1024 (fs)
+    /// or 256 (s3); a tenth of that with --quick, at least 64 MiB for s3 so
+    /// blobs still take the multipart copy path (above 32 MiB).
+    #[arg(long)]
+    blob_mib: Option<u64>,
+    /// Path to the s3s-fs binary (cargo install s3s-fs --features binary).
+    #[arg(long, default_value = "s3s-fs")]
+    s3s_fs_bin: String,
+    /// S3 mode: also run Ferry and Distribution against moto_server
+    /// (pip install 'moto[server]'), the one S3 server here Distribution's
+    /// S3 driver works with.
+    #[arg(long)]
+    moto: bool,
+    /// Path to the moto_server binary.
+    #[arg(long, default_value = "moto_server")]
+    moto_bin: String,
     /// Path to the ferry binary.
     #[arg(long, default_value = "target/release/ferry")]
     ferry_bin: String,
@@ -119,6 +148,11 @@ impl Sizes {
 /// One registry under test.
 struct Target_ {
     kind: Kind,
+    /// Column header.
+    label: String,
+    storage: Storage,
+    /// Index into `Bench::backends` of the S3 server this one stores into.
+    backend: Option<usize>,
     server: Option<Server>,
     reg: Option<Reg>,
     /// Why it is unavailable (failed to start, died).
@@ -127,6 +161,8 @@ struct Target_ {
 
 struct Bench {
     targets: Vec<Target_>,
+    backends: Vec<Backend>,
+    layout: Layout,
     rows: Vec<Row>,
     usage: Vec<UsageRow>,
     reps: usize,
@@ -143,8 +179,8 @@ impl Bench {
             metric: metric.into(),
             unit: unit.into(),
             higher_better,
-            samples: [vec![], vec![]],
-            errors: [None, None],
+            samples: vec![vec![]; self.targets.len()],
+            errors: vec![None; self.targets.len()],
             target: Target::None,
             ceiling: None,
             decimals,
@@ -160,30 +196,43 @@ impl Bench {
         if let Some(i) = self.usage.iter().position(|u| u.key == key) {
             return &mut self.usage[i];
         }
-        self.usage.push(UsageRow { key: key.into(), ..Default::default() });
+        self.usage.push(UsageRow::new(key, self.targets.len()));
         self.usage.last_mut().unwrap()
     }
 
     fn mark_error(&mut self, k: usize, row_ids: &[&str], e: &anyhow::Error) {
         let msg = format!("{e:#}");
-        eprintln!("    {} error: {msg}", report::KINDS[k]);
+        eprintln!("    {} error: {msg}", self.targets[k].label);
         for id in row_ids {
             if let Some(r) = self.row_mut(id) {
                 r.errors[k].get_or_insert(msg.clone());
             }
         }
-        self.notes.push(format!("{} {}: {msg}", report::KINDS[k], row_ids.join("/")));
+        let label = self.targets[k].label.clone();
+        self.notes.push(format!("{label} {}: {msg}", row_ids.join("/")));
     }
 
     fn check_alive(&mut self) {
+        let mut dead = vec![None; self.backends.len()];
+        for (i, be) in self.backends.iter_mut().enumerate() {
+            if !be.alive() {
+                dead[i] = Some(format!("{} exited: {}", be.kind.label(), be.log_tail(3)));
+            }
+        }
         for t in &mut self.targets {
+            if t.down.is_none() {
+                if let Some(msg) = t.backend.and_then(|i| dead[i].clone()) {
+                    eprintln!("  !! {}: {msg}", t.label);
+                    t.down = Some(msg);
+                }
+            }
             if t.down.is_none() {
                 if let Some(s) = &mut t.server {
                     if !s.alive() {
                         let log = std::fs::read_to_string(&s.log_path).unwrap_or_default();
                         let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
                         t.down = Some(format!("server exited: {tail}"));
-                        eprintln!("  !! {} is no longer running: {tail}", t.kind.label());
+                        eprintln!("  !! {} is no longer running: {tail}", t.label);
                     }
                 }
             }
@@ -198,7 +247,7 @@ impl Bench {
         F: Fn(Reg, usize) -> Fut,
         Fut: Future<Output = Result<Metrics>>,
     {
-        let mut failed = [false, false];
+        let mut failed = vec![false; self.targets.len()];
         for rep in 0..self.reps {
             for k in 0..self.targets.len() {
                 self.check_alive();
@@ -207,8 +256,9 @@ impl Bench {
                 }
                 let reg = self.targets[k].reg.clone().unwrap();
                 let pid = self.targets[k].server.as_ref().unwrap().pid;
+                let backend_pid = self.targets[k].backend.map(|i| self.backends[i].pid);
                 unsafe { libc::sync() };
-                let sampler = Sampler::start(pid);
+                let sampler = Sampler::start(pid, backend_pid);
                 let self_cpu0 = server::cpu_seconds(std::process::id()).unwrap_or(0.0);
                 let host0 = server::host_cpu();
                 let t = Instant::now();
@@ -222,9 +272,13 @@ impl Bench {
                             .iter()
                             .map(|(id, v)| format!("{id}={}", report::fmt(*v, 2)))
                             .collect();
+                        let backend = match (usage.backend_cpu_s, self.targets[k].backend) {
+                            (Some(c), Some(i)) => format!(", {} CPU {c:.2} s", self.backends[i].kind.label()),
+                            _ => String::new(),
+                        };
                         eprintln!(
-                            "    rep {rep} {:<12} {}  [{:.1} s, server peak RSS {:.0} MiB, server CPU {:.2} s, bench client CPU {:.2} s, all cores {busy:.0} % busy]",
-                            report::KINDS[k],
+                            "    rep {rep} {:<12} {}  [{:.1} s, server peak RSS {:.0} MiB, server CPU {:.2} s{backend}, bench client CPU {:.2} s, all cores {busy:.0} % busy]",
+                            self.targets[k].label,
                             desc.join(" "),
                             t.elapsed().as_secs_f64(),
                             usage.peak_rss_mib,
@@ -239,6 +293,9 @@ impl Bench {
                         let u = self.usage_mut(usage_key);
                         u.rss[k].push(usage.peak_rss_mib);
                         u.cpu[k].push(usage.cpu_s);
+                        if let Some(c) = usage.backend_cpu_s {
+                            u.backend_cpu[k].push(c);
+                        }
                     }
                     Err(e) => {
                         failed[k] = true;
@@ -250,12 +307,12 @@ impl Bench {
     }
 
     /// Untimed per-registry setup; failures mark the given rows.
-    async fn setup<F, Fut>(&mut self, what: &str, row_ids: &[&str], f: F) -> [bool; 2]
+    async fn setup<F, Fut>(&mut self, what: &str, row_ids: &[&str], f: F) -> Vec<bool>
     where
         F: Fn(Reg) -> Fut,
         Fut: Future<Output = Result<()>>,
     {
-        let mut ok = [false, false];
+        let mut ok = vec![false; self.targets.len()];
         for k in 0..self.targets.len() {
             self.check_alive();
             if self.targets[k].down.is_some() || self.targets[k].reg.is_none() {
@@ -265,7 +322,7 @@ impl Bench {
             match f(self.targets[k].reg.clone().unwrap()).await {
                 Ok(()) => {
                     ok[k] = true;
-                    eprintln!("    setup {what} on {}: {:.1} s", report::KINDS[k], t.elapsed().as_secs_f64());
+                    eprintln!("    setup {what} on {}: {:.1} s", self.targets[k].label, t.elapsed().as_secs_f64());
                 }
                 Err(e) => self.mark_error(k, row_ids, &e.context(format!("setup {what}"))),
             }
@@ -537,10 +594,22 @@ impl Drop for DirGuard {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
-    if args.storage != "fs" {
-        eprintln!("--storage {}: not yet supported (only the filesystem backend exists so far)", args.storage);
-        std::process::exit(2);
+    let mut args = Args::parse();
+    match args.storage.as_str() {
+        "fs" => {
+            if args.moto {
+                bail!("--moto goes with --storage s3");
+            }
+        }
+        "s3" => {
+            if args.workloads.is_none() {
+                args.workloads = Some("push,pull".into());
+            }
+            if args.s3_chunk_sizes.is_empty() || args.s3_chunk_sizes.iter().any(|&c| !(5..=5120).contains(&c)) {
+                bail!("--s3-chunk-sizes: part sizes are 5 to 5120 MiB");
+            }
+        }
+        other => bail!("--storage {other}: expected fs or s3"),
     }
     if args.reps == 0 {
         bail!("--reps must be at least 1");
@@ -558,7 +627,14 @@ fn wanted(args: &Args, w: &str) -> bool {
 
 async fn run(args: Args) -> Result<()> {
     let total_t = Instant::now();
-    let sizes = Sizes::new(args.quick);
+    let mut sizes = Sizes::new(args.quick);
+    if let Some(m) = args.blob_mib {
+        sizes.big = m * MIB;
+    } else if args.storage == "s3" {
+        // s3s-fs copies a blob to its digest key at ~10-20 MB/s, so a full
+        // run at 1 GiB per blob would take half an hour.
+        sizes.big = if args.quick { 64 * MIB } else { 256 * MIB };
+    }
     let started_at = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -582,10 +658,15 @@ async fn run(args: Args) -> Result<()> {
         Some("distribution") => vec![Kind::Distribution],
         Some(o) => bail!("--only {o}: expected ferry or distribution"),
     };
+    let plan = column_plan(&args);
+    let selected = plan.iter().filter(|c| kinds.contains(&c.kind)).count();
+    if selected == 0 {
+        bail!("--only {}: no such column with --storage {}", args.only.as_deref().unwrap_or(""), args.storage);
+    }
 
     // Disk needed: every pushed GiB stays on disk (per registry), plus slack.
     let per_reg = sizes.big * 7 * args.reps as u64 + sizes.small_count as u64 * 64 * 1024 * args.reps as u64 + 512 * MIB;
-    let need = per_reg * kinds.len() as u64 + sizes.ceil_disk + 4 * GIB;
+    let need = per_reg * selected as u64 + sizes.ceil_disk + 4 * GIB;
     if let Some(free) = free_bytes(&run_dir) {
         if free < need {
             bail!("need about {:.1} GiB free under {}, have {:.1} GiB", need as f64 / GIB as f64, run_dir.display(), free as f64 / GIB as f64);
@@ -625,6 +706,11 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     let n_push = items.len();
+    // S3 mode: one more blob for the raw PUT/GET of the S3 servers.
+    if args.storage == "s3" {
+        items.push((seed_of(&[9]), sizes.big));
+    }
+    let n_ceil = items.len() - n_push;
     if wanted(&args, "push4") {
         for rep in 0..args.reps {
             for i in 0..4 {
@@ -634,8 +720,10 @@ async fn run(args: Args) -> Result<()> {
     }
     eprintln!("== precomputing digests of {} blobs of {} (streamed, never held in memory)", items.len(), sizes.big_label());
     let specs = tokio::task::spawn_blocking(move || BlobSpec::compute_many(&items)).await?;
-    let (push_specs, push4_specs) = specs.split_at(n_push);
+    let (push_specs, rest) = specs.split_at(n_push);
+    let (ceiling_specs, push4_specs) = rest.split_at(n_ceil);
     let push_specs: Vec<BlobSpec> = push_specs.to_vec();
+    let ceiling_specs: Vec<BlobSpec> = ceiling_specs.to_vec();
     let push4_specs: Vec<BlobSpec> = push4_specs.to_vec();
     eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
 
@@ -698,50 +786,157 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
+    // ---- S3 servers -------------------------------------------------------
+    let http = client::client(64)?;
+    let mut backends: Vec<Backend> = Vec::new();
+    let mut s3_ceilings: Vec<S3Ceiling> = Vec::new();
+    let mut backend_down: Vec<(BackendKind, String)> = Vec::new();
+    for bk in [BackendKind::S3sFs, BackendKind::Moto] {
+        let buckets: Vec<String> = plan
+            .iter()
+            .filter(|c| kinds.contains(&c.kind))
+            .filter_map(|c| match &c.storage {
+                PlanStorage::S3 { backend, bucket, .. } if *backend == bk => Some(bucket.clone()),
+                _ => None,
+            })
+            .collect();
+        if buckets.is_empty() {
+            continue;
+        }
+        let dir = run_dir.join(bk.label());
+        let mut all: Vec<&str> = buckets.iter().map(|b| b.as_str()).collect();
+        all.push(CEILING_BUCKET);
+        let started = match bk {
+            BackendKind::S3sFs => Backend::start_s3s_fs(&args.s3s_fs_bin, &dir, &all),
+            BackendKind::Moto => Backend::start_moto(&args.moto_bin, &dir),
+        };
+        match started {
+            Ok(be) => {
+                eprintln!("== {} listening on {} (pid {}, data {})", bk.label(), be.endpoint, be.pid, be.root.display());
+                let c = be.s3(&http);
+                let mut ok = Ok(());
+                for b in &all {
+                    if let Err(e) = c.create_bucket(b).await {
+                        ok = Err(e);
+                        break;
+                    }
+                }
+                match ok {
+                    Ok(()) => backends.push(be),
+                    Err(e) => {
+                        eprintln!("  {}: creating buckets failed: {e:#}", bk.label());
+                        backend_down.push((bk, format!("creating buckets: {e:#}")));
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("  {} could not be started: {e:#}", bk.label());
+                backend_down.push((bk, format!("{e:#}")));
+            }
+        }
+    }
+    // Raw PUT/GET of one object the size of a pushed blob: what the S3 server
+    // itself can take, without a registry in front.
+    for be in &backends {
+        let spec = &ceiling_specs[0];
+        eprintln!("== raw {} speed, {} object", be.kind.label(), sizes.big_label());
+        match s3_ceiling(be, &http, &ceiling_specs).await {
+            Ok(c) => {
+                eprintln!(
+                    "  PUT signed payload {:.0} MB/s ({}), PUT UNSIGNED-PAYLOAD {:.0} MB/s ({}), GET {:.0} MB/s ({})",
+                    report::median(&c.put_signed), join(&c.put_signed),
+                    report::median(&c.put_unsigned), join(&c.put_unsigned),
+                    report::median(&c.get), join(&c.get)
+                );
+                s3_ceilings.push(c);
+            }
+            Err(e) => eprintln!("  raw {} measurement failed ({} bytes): {e:#}", be.kind.label(), spec.len),
+        }
+    }
+
     // ---- Servers ----------------------------------------------------------
     eprintln!("== starting registries");
-    let http = client::client(64)?;
     let mut targets = Vec::new();
-    for kind in [Kind::Ferry, Kind::Distribution] {
-        let mut t = Target_ { kind, server: None, reg: None, down: None };
-        if !kinds.contains(&kind) {
+    for col in &plan {
+        let backend = match &col.storage {
+            PlanStorage::S3 { backend, .. } => backends.iter().position(|b| b.kind == *backend),
+            PlanStorage::Fs => None,
+        };
+        let storage = match &col.storage {
+            PlanStorage::Fs => Storage::Fs,
+            PlanStorage::S3 { bucket, chunk_size, copy_threshold, .. } => Storage::S3(S3Bucket {
+                endpoint: backend.map(|i| backends[i].endpoint.clone()).unwrap_or_default(),
+                bucket: bucket.clone(),
+                access_key: s3::ACCESS_KEY.into(),
+                secret_key: s3::SECRET_KEY.into(),
+                chunk_size: *chunk_size,
+                copy_threshold: *copy_threshold,
+                bucket_dir: backend
+                    .filter(|&i| backends[i].kind == BackendKind::S3sFs)
+                    .map(|i| backends[i].root.join(bucket)),
+            }),
+        };
+        let mut t = Target_ { kind: col.kind, label: col.label.clone(), storage, backend, server: None, reg: None, down: None };
+        if !kinds.contains(&col.kind) {
             t.down = Some("not selected (--only)".into());
             targets.push(t);
             continue;
         }
-        let bin = match kind {
+        if let PlanStorage::S3 { backend: bk, .. } = &col.storage {
+            if backend.is_none() {
+                let why = backend_down.iter().find(|(k, _)| k == bk).map(|(_, w)| w.clone()).unwrap_or_default();
+                t.down = Some(format!("{} unavailable: {why}", bk.label()));
+                targets.push(t);
+                continue;
+            }
+        }
+        let bin = match col.kind {
             Kind::Ferry => &args.ferry_bin,
             Kind::Distribution => &args.distribution_bin,
         };
-        let dir = run_dir.join(kind.label().to_lowercase());
-        match Server::start(kind, bin, &dir) {
+        let dir = run_dir.join(&col.dir);
+        match Server::start(col.kind, bin, &dir, &t.storage) {
             Ok(s) => {
                 let reg = Reg::new(http.clone(), &s.base);
                 match reg.ping().await {
                     Ok(()) => {
-                        eprintln!("  {} listening on {} (pid {}, data {})", kind.label(), s.base, s.pid, s.data_dir.display());
+                        eprintln!("  {} listening on {} (pid {}, data {})", col.label, s.base, s.pid, s.data_dir.display());
                         t.reg = Some(reg);
                     }
                     Err(e) => {
-                        eprintln!("  {} is up but GET /v2/ failed: {e:#}", kind.label());
+                        eprintln!("  {} is up but GET /v2/ failed: {e:#}", col.label);
                         t.down = Some(format!("GET /v2/ failed: {e:#}"));
                     }
                 }
                 t.server = Some(s);
             }
             Err(e) => {
-                eprintln!("  {} could not be started: {e:#}", kind.label());
+                eprintln!("  {} could not be started: {e:#}", col.label);
                 t.down = Some(format!("{e:#}"));
             }
         }
         targets.push(t);
     }
-    let mut b = Bench { targets, rows: vec![], usage: vec![], reps: args.reps, notes: vec![] };
+    let layout = layout_of(&args, &plan);
+    let mut b = Bench { targets, backends, layout, rows: vec![], usage: vec![], reps: args.reps, notes: vec![] };
     for t in &b.targets {
         if let Some(d) = &t.down {
-            b.notes.push(format!("{} unavailable: {d}", t.kind.label()));
+            b.notes.push(format!("{} unavailable: {d}", t.label));
         }
     }
+    let s3_mode = args.storage == "s3";
+    // S3 mode: push and pull are read against the raw speed of s3s-fs.
+    let s3s = s3_ceilings.iter().find(|c| c.kind == BackendKind::S3sFs);
+    let push_ceiling = match (s3_mode, s3s) {
+        (false, _) => Some(("synced disk write".to_string(), ceil.disk_write)),
+        (true, Some(c)) => Some(("raw s3s-fs PUT".to_string(), report::median(&c.put_signed))),
+        (true, None) => None,
+    };
+    let pull_ceiling = match (s3_mode, s3s) {
+        (false, _) => Some(("loopback".to_string(), ceil.loopback)),
+        (true, Some(c)) => Some(("raw s3s-fs GET".to_string(), report::median(&c.get))),
+        (true, None) => None,
+    };
     let big = sizes.big_label();
     let reps = args.reps;
 
@@ -750,8 +945,10 @@ async fn run(args: Args) -> Result<()> {
         for mode in modes.iter() {
             let id = format!("push-{mode}");
             let r = b.row(&id, "1. blob push", &format!("{mode}, {big}"), "MB/s", true, 0);
-            r.target = Target::RatioAndCeiling(1.5, 0.85);
-            r.ceiling = Some(("synced disk write".into(), ceil.disk_write));
+            if !s3_mode {
+                r.target = Target::RatioAndCeiling(1.5, 0.85);
+            }
+            r.ceiling = push_ceiling.clone();
         }
         for (m, mode) in modes.iter().enumerate() {
             eprintln!("== 1. push {mode} {big}");
@@ -778,10 +975,14 @@ async fn run(args: Args) -> Result<()> {
     if wanted(&args, "pull") {
         eprintln!("== 2. pull {big}");
         let r = b.row("pull-1", "2. blob pull", &format!("single, {big}"), "MB/s", true, 0);
-        r.target = Target::Ratio(1.2);
-        r.ceiling = Some(("loopback".into(), ceil.loopback));
+        if !s3_mode {
+            r.target = Target::Ratio(1.2);
+        }
+        r.ceiling = pull_ceiling.clone();
         let r = b.row("pull-4", "2. blob pull", &format!("4 concurrent, {big} each, aggregate"), "MB/s", true, 0);
-        r.target = Target::Ratio(1.2);
+        if !s3_mode {
+            r.target = Target::Ratio(1.2);
+        }
         let spec = push_specs[0].clone();
         let pushed_already = wanted(&args, "push");
         let s2 = spec.clone();
@@ -798,10 +999,12 @@ async fn run(args: Args) -> Result<()> {
         })
         .await;
         let sp = &spec;
-        // Single pulls are short (about a second): three per repetition, median.
+        // Single pulls from the filesystem are short (about a second): three
+        // per repetition, median. From S3 they take ten times longer: one.
+        let pulls = if s3_mode { 1 } else { 3 };
         b.ab("pull single", &["pull-1"], move |reg, _rep| async move {
             let mut v = Vec::new();
-            for _ in 0..3 {
+            for _ in 0..pulls {
                 let t = Instant::now();
                 let n = reg.pull("bench/push-monolithic-0", sp, false).await?;
                 v.push(mbps(n, t.elapsed()));
@@ -942,7 +1145,7 @@ async fn run(args: Args) -> Result<()> {
         b.row("skopeo-in", "6. skopeo copy", &format!("push 3-layer image ({} MiB)", total / MIB), "s", false, 2);
         b.row("skopeo-out", "6. skopeo copy", "pull it back into a fresh OCI layout", "s", false, 2);
         if let Some(e) = skopeo_ok.clone() {
-            for k in 0..2 {
+            for k in 0..b.targets.len() {
                 b.mark_error(k, &["skopeo-in", "skopeo-out"], &anyhow::anyhow!("umoci: {e}"));
             }
         } else {
@@ -1010,12 +1213,19 @@ async fn run(args: Args) -> Result<()> {
     for t in &mut b.targets {
         if let Some(s) = &mut t.server {
             s.stop();
+            // moto keeps objects in memory and temporary files: no directory to measure.
+            if matches!(&t.storage, Storage::S3(bk) if bk.bucket_dir.is_none()) {
+                continue;
+            }
             let du = std::process::Command::new("du").arg("-sb").arg(&s.data_dir).output().ok()
                 .and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().and_then(|v| v.parse::<u64>().ok()));
             if let Some(du) = du {
-                sizes_on_disk.push(format!("{} {:.2} GiB", t.kind.label(), du as f64 / GIB as f64));
+                sizes_on_disk.push(format!("{} {:.2} GiB", t.label, du as f64 / GIB as f64));
             }
         }
+    }
+    for be in &mut b.backends {
+        be.stop();
     }
     let elapsed = total_t.elapsed().as_secs_f64();
     let load_end = loadavg();
@@ -1030,21 +1240,72 @@ async fn run(args: Args) -> Result<()> {
         if args.quick { "--quick" } else { "full" },
         started_at
     ));
-    md.push_str(&format!(
-        "Ferry `{}` vs Distribution `{}`, filesystem storage, loopback HTTP/1.1, {} A/B/A/B repetitions per workload; each figure is the median over repetitions (`~` marks repetitions more than 15 % apart). Ratio is oriented so that **> 1 means Ferry is better** (throughput: Ferry ÷ Distribution; time, latency, memory: Distribution ÷ Ferry). Total bench time {:.0} s.\n\n",
-        if args.ferry_version.is_empty() { "?" } else { &args.ferry_version },
-        distribution_version(&args.distribution_bin),
-        args.reps,
-        elapsed
-    ));
-    md.push_str(&report::main_table(&b.rows));
-    md.push_str("\n### Server resources per workload\n\nPeak RSS is the maximum VmRSS sampled every 5 ms while the workload ran (max over repetitions); CPU is user+system seconds consumed by the server process during one repetition (median). Ratios > 1 mean Ferry uses less.\n\n");
-    md.push_str(&report::usage_table(&b.usage));
+    let ferry_version = if args.ferry_version.is_empty() { "?" } else { &args.ferry_version };
+    if s3_mode {
+        let cols: Vec<String> = b
+            .targets
+            .iter()
+            .filter(|t| t.down.as_deref() != Some("not selected (--only)"))
+            .map(|t| match &t.storage {
+                Storage::Fs => format!("**{}**: filesystem storage", t.label),
+                Storage::S3(bk) => format!(
+                    "**{}**: bucket `{}` on {}, `storage.s3.chunksize` (part size) {}",
+                    t.label,
+                    bk.bucket,
+                    t.backend.map(|i| b.backends[i].kind.label()).unwrap_or("?"),
+                    bk.chunk_size.map(|c| format!("{} MiB", c / MIB)).unwrap_or(match t.kind {
+                        Kind::Ferry => "left at Ferry's default, 5 MiB".into(),
+                        Kind::Distribution => "left at Distribution's default, 10 MiB".into(),
+                    })
+                ) + &bk
+                    .copy_threshold
+                    .map(|c| format!(", `multipartcopythresholdsize` {} MiB (the blob reaches its digest key with one CopyObject instead of 32 MiB UploadPartCopy requests)", c / MIB))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        md.push_str(&format!(
+            "Ferry `{ferry_version}`{}, s3s-fs `{}`{}; loopback HTTP/1.1 everywhere, {} repetitions per workload alternating between the columns; each figure is the median over repetitions (`~` marks repetitions more than 15 % apart). Ratios are oriented so that **> 1 means the first-named column is better** (throughput: its value ÷ the other's). Total bench time {:.0} s.\n\nColumns: {}.\n\n",
+            if args.moto { format!(", Distribution `{}`", distribution_version(&args.distribution_bin)) } else { String::new() },
+            tool_version(&args.s3s_fs_bin),
+            if args.moto { format!(", moto `{}`", moto_version()) } else { String::new() },
+            args.reps,
+            elapsed,
+            cols.join("; ")
+        ));
+    } else {
+        md.push_str(&format!(
+            "Ferry `{}` vs Distribution `{}`, filesystem storage, loopback HTTP/1.1, {} A/B/A/B repetitions per workload; each figure is the median over repetitions (`~` marks repetitions more than 15 % apart). Ratio is oriented so that **> 1 means Ferry is better** (throughput: Ferry ÷ Distribution; time, latency, memory: Distribution ÷ Ferry). Total bench time {:.0} s.\n\n",
+            ferry_version,
+            distribution_version(&args.distribution_bin),
+            args.reps,
+            elapsed
+        ));
+    }
+    md.push_str(&report::main_table(&b.layout, &b.rows));
+    let backend_names: Vec<Option<String>> =
+        b.targets.iter().map(|t| t.backend.map(|i| b.backends[i].kind.label().to_string())).collect();
+    if s3_mode {
+        md.push_str("\n### Server resources per workload\n\nPeak RSS is the maximum VmRSS of the registry sampled every 5 ms while the workload ran (max over repetitions); CPU is user+system seconds consumed by the registry process during one repetition (median), and for S3 columns also by the S3 server process.\n\n");
+    } else {
+        md.push_str("\n### Server resources per workload\n\nPeak RSS is the maximum VmRSS sampled every 5 ms while the workload ran (max over repetitions); CPU is user+system seconds consumed by the server process during one repetition (median). Ratios > 1 mean Ferry uses less.\n\n");
+    }
+    md.push_str(&report::usage_table(&b.layout, &backend_names, &b.usage));
     md.push_str("\n### Machine ceilings (same run)\n\n| Ceiling | Value |\n|---|--:|\n");
     md.push_str(&format!("| SHA-256, one core (sha2 0.11) | {:.0} MB/s |\n", ceil.sha256));
     md.push_str(&format!("| Synced sequential write ({} MiB, 8 MiB writes, fsync; median of {disk_samples} MB/s) | {:.0} MB/s |\n", ceil.disk_bytes / MIB, ceil.disk_write));
     md.push_str(&format!("| Loopback TCP, one stream (in-process) | {:.0} MB/s |\n", ceil.loopback));
     md.push_str(&format!("| Bench PRNG data generation, one core | {:.0} MB/s |\n", ceil.prng));
+    for c in &s3_ceilings {
+        let l = c.kind.label();
+        let size = sizes.big_label();
+        let checked = match c.kind {
+            BackendKind::S3sFs => "s3s-fs checks the SHA-256",
+            BackendKind::Moto => "moto does not check it",
+        };
+        md.push_str(&format!("| Raw {l} PutObject, one {size} object, signed payload ({checked}; median of {} MB/s) | {:.0} MB/s |\n", join(&c.put_signed), report::median(&c.put_signed)));
+        md.push_str(&format!("| Raw {l} PutObject, one {size} object, `UNSIGNED-PAYLOAD` (median of {} MB/s) | {:.0} MB/s |\n", join(&c.put_unsigned), report::median(&c.put_unsigned)));
+        md.push_str(&format!("| Raw {l} GetObject of it (median of {} MB/s) | {:.0} MB/s |\n", join(&c.get), report::median(&c.get)));
+    }
     md.push_str("\nMB = 10^6 bytes.\n\n### Machine\n\n| | |\n|---|---|\n");
     for (k, v) in &machine {
         md.push_str(&format!("| {k} | {v} |\n"));
@@ -1061,10 +1322,15 @@ async fn run(args: Args) -> Result<()> {
             md.push_str(&format!("- {}\n", n.replace('\n', " ")));
         }
     }
-    md.push_str("\n### Raw samples\n\n| Metric | Ferry | Distribution |\n|---|---|---|\n");
+    md.push_str(&format!(
+        "\n### Raw samples\n\n| Metric | {} |\n|---|{}\n",
+        b.layout.labels.join(" | "),
+        "---|".repeat(b.layout.labels.len())
+    ));
     for r in &b.rows {
         let s = |k: usize| r.samples[k].iter().map(|v| report::fmt(*v, r.decimals.max(1))).collect::<Vec<_>>().join(", ");
-        md.push_str(&format!("| {} — {} ({}) | {} | {} |\n", r.workload, r.metric, r.unit, s(0), s(1)));
+        let cells: Vec<String> = (0..b.layout.labels.len()).map(s).collect();
+        md.push_str(&format!("| {} — {} ({}) | {} |\n", r.workload, r.metric, r.unit, cells.join(" | ")));
     }
 
     println!("\n{md}");
@@ -1074,13 +1340,19 @@ async fn run(args: Args) -> Result<()> {
     std::fs::write(&args.out, &md).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     if let Some(readme) = &args.readme {
-        if args.quick || args.workloads.is_some() || args.only.is_some() {
+        // The S3 mode has its own section, fed by full runs of any workloads.
+        let (a_mark, b_mark) = if s3_mode {
+            ("<!-- s3-results:start -->", "<!-- s3-results:end -->")
+        } else {
+            ("<!-- results:start -->", "<!-- results:end -->")
+        };
+        let partial = if s3_mode { args.only.is_some() || args.moto } else { args.workloads.is_some() || args.only.is_some() };
+        if args.quick || partial {
             eprintln!("(not updating {}: only full runs of every workload on both registries go there)", readme.display());
         } else if let Ok(text) = std::fs::read_to_string(readme) {
-            const A: &str = "<!-- results:start -->";
-            const B: &str = "<!-- results:end -->";
-            if let (Some(a), Some(bb)) = (text.find(A), text.find(B)) {
-                let new = format!("{}{A}\n{md}\n{B}{}", &text[..a], &text[bb + B.len()..]);
+            let (aa, bm) = (a_mark, b_mark);
+            if let (Some(a), Some(bb)) = (text.find(aa), text.find(bm)) {
+                let new = format!("{}{aa}\n{md}\n{bm}{}", &text[..a], &text[bb + bm.len()..]);
                 std::fs::write(readme, new)?;
                 eprintln!("updated results in {}", readme.display());
             }
@@ -1106,5 +1378,180 @@ fn distribution_version(bin: &str) -> String {
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().last().unwrap_or("?").to_string())
+        .unwrap_or("?".into())
+}
+
+/// `--version` of a tool, last word of its first line.
+fn tool_version(bin: &str) -> String {
+    std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| {
+            let out = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            String::from_utf8_lossy(&out).lines().next().unwrap_or("").split_whitespace().last().unwrap_or("?").to_string()
+        })
+        .unwrap_or("?".into())
+}
+
+fn join(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Where one column's registry keeps its blobs.
+enum PlanStorage {
+    Fs,
+    S3 { backend: BackendKind, bucket: String, chunk_size: Option<u64>, copy_threshold: Option<u64> },
+}
+
+/// One column of the report: a registry and its storage.
+struct ColPlan {
+    kind: Kind,
+    label: String,
+    /// Directory under the run directory.
+    dir: String,
+    storage: PlanStorage,
+}
+
+/// The columns for `--storage`: fs mode is Ferry vs Distribution on the
+/// filesystem; S3 mode is Ferry on s3s-fs (one column per part size), Ferry
+/// on the filesystem as the reference, and with `--moto` Ferry and
+/// Distribution on moto.
+fn column_plan(args: &Args) -> Vec<ColPlan> {
+    if args.storage != "s3" {
+        return vec![
+            ColPlan { kind: Kind::Ferry, label: "Ferry".into(), dir: "ferry".into(), storage: PlanStorage::Fs },
+            ColPlan { kind: Kind::Distribution, label: "Distribution".into(), dir: "distribution".into(), storage: PlanStorage::Fs },
+        ];
+    }
+    let mut v: Vec<ColPlan> = args
+        .s3_chunk_sizes
+        .iter()
+        .map(|&c| ColPlan {
+            kind: Kind::Ferry,
+            label: format!("Ferry S3 {c} MiB"),
+            dir: format!("ferry-s3-{c}m"),
+            storage: PlanStorage::S3 {
+                backend: BackendKind::S3sFs,
+                bucket: format!("ferry-{c}m"),
+                chunk_size: Some(c * MIB),
+                copy_threshold: None,
+            },
+        })
+        .collect();
+    v.insert(1, ColPlan { kind: Kind::Ferry, label: "Ferry fs".into(), dir: "ferry-fs".into(), storage: PlanStorage::Fs });
+    if !args.no_s3_single_copy {
+        // Same part size as the first column, but the blob reaches its digest
+        // key with one CopyObject (s3s-fs: a file copy) instead of ranged
+        // UploadPartCopy requests (s3s-fs: 4 KiB reads each).
+        let c = args.s3_chunk_sizes[0];
+        v.push(ColPlan {
+            kind: Kind::Ferry,
+            label: format!("Ferry S3 {c} MiB, 1 copy"),
+            dir: format!("ferry-s3-{c}m-copy1"),
+            storage: PlanStorage::S3 {
+                backend: BackendKind::S3sFs,
+                bucket: format!("ferry-{c}m-copy1"),
+                chunk_size: Some(c * MIB),
+                copy_threshold: Some(5 * GIB),
+            },
+        });
+    }
+    if args.moto {
+        // Both at their own default part size (Ferry 5 MiB, Distribution 10 MiB),
+        // as a drop-in replacement would run.
+        v.push(ColPlan {
+            kind: Kind::Ferry,
+            label: "Ferry on moto".into(),
+            dir: "ferry-moto".into(),
+            storage: PlanStorage::S3 { backend: BackendKind::Moto, bucket: "ferry".into(), chunk_size: None, copy_threshold: None },
+        });
+        v.push(ColPlan {
+            kind: Kind::Distribution,
+            label: "Distribution on moto".into(),
+            dir: "distribution-moto".into(),
+            storage: PlanStorage::S3 { backend: BackendKind::Moto, bucket: "distribution".into(), chunk_size: None, copy_threshold: None },
+        });
+    }
+    v
+}
+
+fn layout_of(args: &Args, plan: &[ColPlan]) -> Layout {
+    let labels: Vec<String> = plan.iter().map(|c| c.label.clone()).collect();
+    if args.storage != "s3" {
+        return Layout {
+            labels,
+            ratios: vec![Ratio { a: 0, b: 1, header: "Ratio (>1 = Ferry better)".into(), short: "D/F".into() }],
+            targets: true,
+            ceiling_cols: vec![0, 1],
+            usage_ratios: true,
+        };
+    }
+    let fs = plan.iter().position(|c| matches!(c.storage, PlanStorage::Fs)).unwrap_or(1);
+    let mut ratios = Vec::new();
+    let mut ceiling_cols = Vec::new();
+    for (k, c) in plan.iter().enumerate() {
+        if let PlanStorage::S3 { backend: BackendKind::S3sFs, chunk_size, copy_threshold, .. } = &c.storage {
+            let mib = chunk_size.unwrap_or(5 * MIB) / MIB;
+            let copy = if copy_threshold.is_some() { ", 1 copy" } else { "" };
+            ratios.push(Ratio { a: k, b: fs, header: format!("S3 {mib} MiB{copy} ÷ fs"), short: format!("fs/S3 {mib} MiB{copy}") });
+            ceiling_cols.push(k);
+        }
+    }
+    if args.moto {
+        let f = plan.iter().position(|c| c.kind == Kind::Ferry && matches!(c.storage, PlanStorage::S3 { backend: BackendKind::Moto, .. }));
+        let d = plan.iter().position(|c| c.kind == Kind::Distribution);
+        if let (Some(f), Some(d)) = (f, d) {
+            ratios.push(Ratio { a: f, b: d, header: "Ferry ÷ Distribution on moto".into(), short: "D/F on moto".into() });
+        }
+    }
+    Layout { labels, ratios, targets: false, ceiling_cols, usage_ratios: false }
+}
+
+const CEILING_BUCKET: &str = "raw";
+
+/// Raw speed of one S3 server, MB/s per repetition.
+struct S3Ceiling {
+    kind: BackendKind,
+    put_signed: Vec<f64>,
+    put_unsigned: Vec<f64>,
+    get: Vec<f64>,
+}
+
+/// Two rounds of PutObject (signed payload, then UNSIGNED-PAYLOAD) and
+/// GetObject of one object the size of a pushed blob; each object is
+/// deleted afterwards.
+async fn s3_ceiling(be: &Backend, http: &reqwest::Client, specs: &[BlobSpec]) -> Result<S3Ceiling> {
+    let spec = specs.first().context("no blob for the raw S3 measurement")?;
+    let c = be.s3(http);
+    let mut out = S3Ceiling { kind: be.kind, put_signed: vec![], put_unsigned: vec![], get: vec![] };
+    for round in 0..2 {
+        for signed in [true, false] {
+            let key = format!("raw-{round}-{}", if signed { "signed" } else { "unsigned" });
+            unsafe { libc::sync() };
+            let t = Instant::now();
+            c.put(CEILING_BUCKET, &key, spec, signed).await?;
+            let v = mbps(spec.len, t.elapsed());
+            if signed { out.put_signed.push(v) } else { out.put_unsigned.push(v) }
+            if !signed {
+                let t = Instant::now();
+                let n = c.get(CEILING_BUCKET, &key).await?;
+                anyhow::ensure!(n == spec.len, "GET returned {n} bytes, expected {}", spec.len);
+                out.get.push(mbps(n, t.elapsed()));
+            }
+            c.delete(CEILING_BUCKET, &key).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// moto_server has no --version; ask the Python that has moto installed.
+fn moto_version() -> String {
+    std::process::Command::new("python3")
+        .args(["-c", "import moto; print(moto.__version__)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or("?".into())
 }

@@ -1,6 +1,31 @@
 //! Result bookkeeping and the Markdown table.
 
-pub const KINDS: [&str; 2] = ["Ferry", "Distribution"];
+/// The columns of a report: one per server under test, plus the ratios shown
+/// next to them.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Column headers, one per server, in A/B order.
+    pub labels: Vec<String>,
+    /// Ratio columns: the first one drives the Target/Verdict columns.
+    pub ratios: Vec<Ratio>,
+    /// Show the Target and Verdict columns.
+    pub targets: bool,
+    /// Columns whose value is shown as a fraction of the row's ceiling.
+    pub ceiling_cols: Vec<usize>,
+    /// Show the ratios in the resources table too.
+    pub usage_ratios: bool,
+}
+
+/// Column `a` against column `b`, oriented so that > 1 means `a` is better.
+#[derive(Clone, Debug)]
+pub struct Ratio {
+    pub a: usize,
+    pub b: usize,
+    /// Header in the main table, e.g. "Ratio (>1 = Ferry better)".
+    pub header: String,
+    /// Short form for the resources table, e.g. "D/F" (b's use ÷ a's use).
+    pub short: String,
+}
 
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -20,8 +45,9 @@ pub struct Row {
     pub metric: String,
     pub unit: String,
     pub higher_better: bool,
-    pub samples: [Vec<f64>; 2],
-    pub errors: [Option<String>; 2],
+    /// One list of samples per column.
+    pub samples: Vec<Vec<f64>>,
+    pub errors: Vec<Option<String>>,
     pub target: Target,
     /// (ceiling name, ceiling value in the same unit)
     pub ceiling: Option<(String, f64)>,
@@ -33,8 +59,9 @@ impl Row {
         if self.samples[k].is_empty() { None } else { Some(median(&self.samples[k])) }
     }
 
-    pub fn ratio(&self) -> Option<f64> {
-        let (f, d) = (self.value(0)?, self.value(1)?);
+    /// Column `a` against column `b`, oriented so that > 1 means `a` is better.
+    pub fn ratio(&self, a: usize, b: usize) -> Option<f64> {
+        let (f, d) = (self.value(a)?, self.value(b)?);
         if f <= 0.0 || d <= 0.0 {
             return None;
         }
@@ -59,8 +86,8 @@ impl Row {
         }
     }
 
-    fn target_cell(&self) -> (String, String) {
-        let ratio = self.ratio();
+    fn target_cell(&self, layout: &Layout) -> (String, String) {
+        let ratio = layout.ratios.first().and_then(|q| self.ratio(q.a, q.b));
         match &self.target {
             Target::None => (String::new(), String::new()),
             Target::Ratio(r) => (format!("≥ {r}×"), verdict(ratio.map(|x| x >= *r))),
@@ -84,10 +111,11 @@ impl Row {
         }
     }
 
-    fn ceiling_cell(&self) -> String {
+    fn ceiling_cell(&self, layout: &Layout) -> String {
         let Some((name, c)) = &self.ceiling else { return String::new() };
         let pct = |k: usize| self.value(k).map(|v| format!("{:.0} %", v / c * 100.0)).unwrap_or("–".into());
-        format!("{} / {} of {name}", pct(0), pct(1))
+        let cells: Vec<String> = layout.ceiling_cols.iter().map(|&k| pct(k)).collect();
+        format!("{} of {name}", cells.join(" / "))
     }
 }
 
@@ -123,28 +151,51 @@ pub fn fmt(v: f64, decimals: usize) -> String {
     }
 }
 
-pub fn main_table(rows: &[Row]) -> String {
-    let mut s = String::new();
-    s.push_str(
-        "| Workload | Metric | Ferry | Distribution | Ratio (>1 = Ferry better) | Target | Verdict | Ferry / Distribution vs ceiling |\n\
-         |---|---|--:|--:|--:|---|---|---|\n",
-    );
+pub fn main_table(layout: &Layout, rows: &[Row]) -> String {
+    let mut s = String::from("| Workload | Metric |");
+    let mut sep = String::from("|---|---|");
+    for l in &layout.labels {
+        s.push_str(&format!(" {l} |"));
+        sep.push_str("--:|");
+    }
+    for q in &layout.ratios {
+        s.push_str(&format!(" {} |", q.header));
+        sep.push_str("--:|");
+    }
+    if layout.targets {
+        s.push_str(" Target | Verdict |");
+        sep.push_str("---|---|");
+    }
+    if !layout.ceiling_cols.is_empty() {
+        let names: Vec<&str> = layout.ceiling_cols.iter().map(|&k| layout.labels[k].as_str()).collect();
+        s.push_str(&format!(" {} vs ceiling |", names.join(" / ")));
+        sep.push_str("---|");
+    }
+    s.push('\n');
+    s.push_str(&sep);
+    s.push('\n');
     for r in rows {
-        let (t, v) = r.target_cell();
-        let ratio = r.ratio().map(|x| format!("{:.2}×", x)).unwrap_or("–".into());
         s.push_str(&format!(
-            "| {} | {} ({}{}) | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} ({}{}) |",
             r.workload,
             r.metric,
             r.unit,
-            if r.higher_better { ", higher is better" } else { ", lower is better" },
-            r.cell(0),
-            r.cell(1),
-            ratio,
-            t,
-            v,
-            r.ceiling_cell()
+            if r.higher_better { ", higher is better" } else { ", lower is better" }
         ));
+        for k in 0..layout.labels.len() {
+            s.push_str(&format!(" {} |", r.cell(k)));
+        }
+        for q in &layout.ratios {
+            s.push_str(&format!(" {} |", r.ratio(q.a, q.b).map(|x| format!("{:.2}×", x)).unwrap_or("–".into())));
+        }
+        if layout.targets {
+            let (t, v) = r.target_cell(layout);
+            s.push_str(&format!(" {t} | {v} |"));
+        }
+        if !layout.ceiling_cols.is_empty() {
+            s.push_str(&format!(" {} |", r.ceiling_cell(layout)));
+        }
+        s.push('\n');
     }
     s
 }
@@ -152,36 +203,70 @@ pub fn main_table(rows: &[Row]) -> String {
 #[derive(Clone, Debug, Default)]
 pub struct UsageRow {
     pub key: String,
-    pub rss: [Vec<f64>; 2],
-    pub cpu: [Vec<f64>; 2],
+    /// Per column: peak RSS samples (MiB) and CPU seconds of the server.
+    pub rss: Vec<Vec<f64>>,
+    pub cpu: Vec<Vec<f64>>,
+    /// Per column: CPU seconds of its storage backend process (S3 server), if any.
+    pub backend_cpu: Vec<Vec<f64>>,
 }
 
-pub fn usage_table(rows: &[UsageRow]) -> String {
-    let mut s = String::new();
-    s.push_str(
-        "| During | Ferry peak RSS (MiB) | Distribution peak RSS (MiB) | RSS ratio (D/F) | Ferry CPU (s) | Distribution CPU (s) | CPU ratio (D/F) |\n\
-         |---|--:|--:|--:|--:|--:|--:|\n",
-    );
+impl UsageRow {
+    pub fn new(key: &str, cols: usize) -> UsageRow {
+        UsageRow { key: key.into(), rss: vec![vec![]; cols], cpu: vec![vec![]; cols], backend_cpu: vec![vec![]; cols] }
+    }
+}
+
+/// `backends[k]`: name of column k's storage backend process, if it has one.
+pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRow]) -> String {
+    let n = layout.labels.len();
     let max = |v: &Vec<f64>| if v.is_empty() { None } else { Some(v.iter().cloned().fold(0.0, f64::max)) };
     let med = |v: &Vec<f64>| if v.is_empty() { None } else { Some(median(v)) };
     let c = |x: Option<f64>, d: usize| x.map(|x| format!("{:.*}", d, x)).unwrap_or("n/a".into());
-    let ratio = |f: Option<f64>, d: Option<f64>| match (f, d) {
-        (Some(f), Some(d)) if f > 0.0 => format!("{:.2}×", d / f),
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 => format!("{:.2}×", b / a),
         _ => "–".into(),
     };
+    let mut s = String::from("| During |");
+    let mut sep = String::from("|---|");
+    let mut head = |h: String| {
+        s.push_str(&format!(" {h} |"));
+        sep.push_str("--:|");
+    };
+    for l in &layout.labels {
+        head(format!("{l} peak RSS (MiB)"));
+    }
+    let ratios: &[Ratio] = if layout.usage_ratios { &layout.ratios } else { &[] };
+    for q in ratios {
+        head(format!("RSS ratio ({})", q.short));
+    }
+    for l in &layout.labels {
+        head(format!("{l} CPU (s)"));
+    }
+    for q in ratios {
+        head(format!("CPU ratio ({})", q.short));
+    }
+    for (k, b) in backends.iter().enumerate() {
+        if let Some(b) = b {
+            head(format!("{b} CPU for {} (s)", layout.labels[k]));
+        }
+    }
+    s.push('\n');
+    s.push_str(&sep);
+    s.push('\n');
     for r in rows {
-        let (fr, dr) = (max(&r.rss[0]), max(&r.rss[1]));
-        let (fc, dc) = (med(&r.cpu[0]), med(&r.cpu[1]));
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            r.key,
-            c(fr, 1),
-            c(dr, 1),
-            ratio(fr, dr),
-            c(fc, 2),
-            c(dc, 2),
-            ratio(fc, dc)
-        ));
+        let rss: Vec<Option<f64>> = (0..n).map(|k| r.rss.get(k).and_then(max)).collect();
+        let cpu: Vec<Option<f64>> = (0..n).map(|k| r.cpu.get(k).and_then(med)).collect();
+        let mut cells = vec![r.key.clone()];
+        cells.extend(rss.iter().map(|x| c(*x, 1)));
+        cells.extend(ratios.iter().map(|q| ratio(rss[q.a], rss[q.b])));
+        cells.extend(cpu.iter().map(|x| c(*x, 2)));
+        cells.extend(ratios.iter().map(|q| ratio(cpu[q.a], cpu[q.b])));
+        for (k, b) in backends.iter().enumerate() {
+            if b.is_some() {
+                cells.push(c(r.backend_cpu.get(k).and_then(med), 2));
+            }
+        }
+        s.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     s
 }

@@ -23,6 +23,30 @@ impl Kind {
     }
 }
 
+/// Where a registry keeps its blobs.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// A fresh data directory.
+    Fs,
+    /// A bucket on a local S3 server.
+    S3(S3Bucket),
+}
+
+#[derive(Clone, Debug)]
+pub struct S3Bucket {
+    /// `http://127.0.0.1:<port>`
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    /// `storage.s3.chunksize` in bytes; None leaves the registry's default.
+    pub chunk_size: Option<u64>,
+    /// `storage.s3.multipartcopythresholdsize` in bytes; None leaves the default.
+    pub copy_threshold: Option<u64>,
+    /// Directory holding the bucket's objects (for the size at the end), if known.
+    pub bucket_dir: Option<PathBuf>,
+}
+
 #[allow(dead_code)]
 pub struct Server {
     pub kind: Kind,
@@ -33,42 +57,117 @@ pub struct Server {
     child: Option<Child>,
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
 
+/// Spawns `cmd` (output to `log_path`, killed with SIGTERM if the bench dies)
+/// and waits until `addr` accepts connections.
+pub fn spawn_listening(mut cmd: Command, what: &str, addr: &str, log_path: &Path) -> Result<Child> {
+    let log = std::fs::File::create(log_path)?;
+    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // If the bench tool dies, take the server down with it.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().with_context(|| format!("spawning {what} ({:?})", cmd.get_program()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            bail!("{what} exited during startup ({status}): {tail}");
+        }
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not accept connections on {addr} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Server {
-    pub fn start(kind: Kind, bin: &str, dir: &Path) -> Result<Server> {
-        let data_dir = dir.join("data");
-        std::fs::create_dir_all(&data_dir)?;
+    pub fn start(kind: Kind, bin: &str, dir: &Path, storage: &Storage) -> Result<Server> {
+        std::fs::create_dir_all(dir)?;
+        let data_dir = match storage {
+            Storage::Fs => dir.join("data"),
+            Storage::S3(b) => b.bucket_dir.clone().unwrap_or(dir.to_path_buf()),
+        };
+        if let Storage::Fs = storage {
+            std::fs::create_dir_all(&data_dir)?;
+        }
         let log_path = dir.join("server.log");
-        let log = std::fs::File::create(&log_path)?;
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
-        match kind {
-            Kind::Ferry => {
+        match (kind, storage) {
+            (Kind::Ferry, Storage::Fs) => {
                 cmd.arg("serve")
                     .env("REGISTRY_HTTP_ADDR", &addr)
                     .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &data_dir)
                     .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
                     .env("REGISTRY_LOG_LEVEL", "warn");
             }
-            Kind::Distribution => {
+            (Kind::Ferry, Storage::S3(b)) => {
+                // Not REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: two drivers
+                // are a configuration error. The metadata database, which
+                // would otherwise go under the (unused) data directory, goes
+                // into this server's directory.
+                cmd.arg("serve")
+                    .env("REGISTRY_HTTP_ADDR", &addr)
+                    .env("REGISTRY_STORAGE_S3_BUCKET", &b.bucket)
+                    .env("REGISTRY_STORAGE_S3_REGIONENDPOINT", &b.endpoint)
+                    .env("REGISTRY_STORAGE_S3_REGION", "us-east-1")
+                    .env("REGISTRY_STORAGE_S3_ACCESSKEY", &b.access_key)
+                    .env("REGISTRY_STORAGE_S3_SECRETKEY", &b.secret_key)
+                    .env("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true")
+                    .env("REGISTRY_DATABASE_PATH", dir.join("metadata.db"))
+                    .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
+                    .env("REGISTRY_LOG_LEVEL", "warn");
+                if let Some(c) = b.chunk_size {
+                    cmd.env("REGISTRY_STORAGE_S3_CHUNKSIZE", c.to_string());
+                }
+                if let Some(c) = b.copy_threshold {
+                    cmd.env("REGISTRY_STORAGE_S3_MULTIPARTCOPYTHRESHOLDSIZE", c.to_string());
+                }
+            }
+            (Kind::Distribution, _) => {
                 // The registry:2 image's stock config (inmemory blob descriptor
                 // cache), minus auth/health, on loopback, with upload purging
                 // off so no background sweep runs during a measurement.
+                let driver = match storage {
+                    Storage::Fs => format!("  filesystem:\n    rootdirectory: {}\n", data_dir.display()),
+                    // Blobs are served through the registry (as Ferry does by
+                    // default), not redirected to the S3 server.
+                    Storage::S3(b) => format!(
+                        "  s3:\n    accesskey: {}\n    secretkey: {}\n    region: us-east-1\n    regionendpoint: {}\n    \
+                         bucket: {}\n    secure: false\n    v4auth: true\n    forcepathstyle: true\n{}\
+                         \x20 redirect:\n    disable: true\n",
+                        b.access_key,
+                        b.secret_key,
+                        b.endpoint,
+                        b.bucket,
+                        b.chunk_size.map(|c| format!("    chunksize: {c}\n")).unwrap_or_default()
+                            + &b.copy_threshold.map(|c| format!("    multipartcopythresholdsize: {c}\n")).unwrap_or_default()
+                    ),
+                };
                 let cfg = dir.join("config.yml");
                 std::fs::write(
                     &cfg,
                     format!(
                         "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
-                         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                         storage:\n{driver}  delete:\n    enabled: true\n\
                          \x20 cache:\n    blobdescriptor: inmemory\n\
                          \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
-                         http:\n  addr: {addr}\n  secret: ferry-bench-secret\n",
-                        data_dir.display()
+                         http:\n  addr: {addr}\n  secret: ferry-bench-secret\n"
                     ),
                 )?;
                 cmd.arg("serve").arg(&cfg);
@@ -78,35 +177,13 @@ impl Server {
                         cmd.env_remove(k);
                     }
                 }
+                // Distribution's S3 driver (aws-sdk-go) panics on an
+                // AWS_CA_BUNDLE it cannot use; it talks plain HTTP here anyway.
+                cmd.env_remove("AWS_CA_BUNDLE");
             }
         }
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        // If the bench tool dies, take the server down with it.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().with_context(|| format!("spawning {bin}"))?;
+        let child = spawn_listening(cmd, kind.label(), &addr, &log_path)?;
         let pid = child.id();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
-                bail!("{} exited during startup ({status}): {tail}", kind.label());
-            }
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{} did not accept connections on {addr} within 30 s", kind.label());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Ok(Server { kind, base: format!("http://{addr}"), pid, data_dir, log_path, child: Some(child) })
     }
 
@@ -172,6 +249,8 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 pub struct Sampler {
     pid: u32,
     cpu0: f64,
+    /// The storage backend process (S3 server), whose CPU is measured too.
+    backend: Option<(u32, f64)>,
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -181,10 +260,11 @@ pub struct Sampler {
 pub struct Usage {
     pub peak_rss_mib: f64,
     pub cpu_s: f64,
+    pub backend_cpu_s: Option<f64>,
 }
 
 impl Sampler {
-    pub fn start(pid: u32) -> Sampler {
+    pub fn start(pid: u32, backend: Option<u32>) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(rss_kib(pid).unwrap_or(0)));
         let (s2, p2) = (stop.clone(), peak.clone());
@@ -196,7 +276,8 @@ impl Sampler {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        Sampler { pid, cpu0: cpu_seconds(pid).unwrap_or(0.0), stop, peak, handle: Some(handle) }
+        let backend = backend.map(|b| (b, cpu_seconds(b).unwrap_or(0.0)));
+        Sampler { pid, cpu0: cpu_seconds(pid).unwrap_or(0.0), backend, stop, peak, handle: Some(handle) }
     }
 
     pub fn finish(mut self) -> Usage {
@@ -208,7 +289,8 @@ impl Sampler {
             self.peak.fetch_max(r, Ordering::Relaxed);
         }
         let cpu1 = cpu_seconds(self.pid).unwrap_or(self.cpu0);
-        Usage { peak_rss_mib: self.peak.load(Ordering::Relaxed) as f64 / 1024.0, cpu_s: cpu1 - self.cpu0 }
+        let backend_cpu_s = self.backend.map(|(b, c0)| cpu_seconds(b).unwrap_or(c0) - c0);
+        Usage { peak_rss_mib: self.peak.load(Ordering::Relaxed) as f64 / 1024.0, cpu_s: cpu1 - self.cpu0, backend_cpu_s }
     }
 }
 
