@@ -17,6 +17,7 @@ mod copy;
 mod settings;
 mod staging;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
@@ -102,11 +103,6 @@ impl S3Store {
             v2,
             copier,
         })
-    }
-
-    /// The settings this store was made from.
-    pub fn settings(&self) -> &S3Settings {
-        &self.settings
     }
 
     fn blob_key(&self, digest: &Digest) -> Path {
@@ -377,7 +373,8 @@ impl BlobStore for S3Store {
 
     async fn list_uploads(&self) -> Result<Vec<StagedUpload>, StorageError> {
         let prefix = format!("{}/repositories/", self.v2);
-        let mut uploads: Vec<StagedUpload> = Vec::new();
+        // Newest object of each staging area.
+        let mut uploads: BTreeMap<(RepositoryName, Uuid), SystemTime> = BTreeMap::new();
         for meta in self.list_under(&prefix).await? {
             let location = meta.location.as_ref();
             let Some(rest) = location.strip_prefix(&prefix) else {
@@ -391,18 +388,16 @@ impl BlobStore for S3Store {
                 continue;
             };
             let modified = system_time(meta.last_modified);
-            match uploads
-                .iter_mut()
-                .find(|u| u.key.id == id && u.key.repository == repository)
-            {
-                Some(found) => found.modified = found.modified.max(modified),
-                None => uploads.push(StagedUpload {
-                    key: UploadKey { repository, id },
-                    modified,
-                }),
-            }
+            let newest = uploads.entry((repository, id)).or_insert(modified);
+            *newest = (*newest).max(modified);
         }
-        Ok(uploads)
+        Ok(uploads
+            .into_iter()
+            .map(|((repository, id), modified)| StagedUpload {
+                key: UploadKey { repository, id },
+                modified,
+            })
+            .collect())
     }
 
     async fn prune_empty_directories(&self, _min_age: Duration) -> Result<(), StorageError> {

@@ -186,6 +186,10 @@ impl<'a> Staging<'a> {
             }
         }
         state.parts.extend(uploads.finish_all().await?);
+        if received == 0 {
+            // An empty body changes nothing (no part can have started without new bytes).
+            return Ok(0);
+        }
         let new_offset = offset + received;
         state.tail = pending_len;
         if pending_len > 0 {
