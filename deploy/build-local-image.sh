@@ -110,12 +110,12 @@ cargo_bins() {
         --message-format=json-render-diagnostics "$@" \
         | grep -o '"executable":"[^"]*"' | cut -d'"' -f4
 }
-log "cargo build --release --bins --target $TRIPLE (static) in $TARGET_DIR"
-bins=$(cd "$REPO" && cargo_bins --bins) || die "cargo build failed"
+log "cargo build --release --bin ferry --target $TRIPLE (static) in $TARGET_DIR"
+bins=$(cd "$REPO" && cargo_bins --bin ferry) || die "cargo build failed"
 entry=$(cd "$REPO" && cargo_bins --manifest-path deploy/entrypoint/Cargo.toml) || die "cargo build of the entrypoint failed"
 for b in $bins $entry; do
     case $(basename "$b") in
-        ferry|ferry-gc|ferry-entrypoint) cp "$b" "$CTX/deploy/prebuilt/" ;;
+        ferry|ferry-entrypoint) cp "$b" "$CTX/deploy/prebuilt/" ;;
     esac
 done
 [ -f "$CTX/deploy/prebuilt/ferry" ] || die "cargo did not produce ferry"

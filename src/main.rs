@@ -152,6 +152,11 @@ fn run(command: Command) -> Result<(), ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // One executable, two commands: called as `ferry-gc` (a link), it is the collector.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new("ferry-gc")) {
+        return ferry::gc::cli::main(std::env::args_os());
+    }
     let cli = Cli::parse();
     match run(cli.command.unwrap_or(Command::Serve { config: Vec::new() })) {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 //! is still garbage, and nothing used within the grace window is touched, so a push racing
 //! the collector keeps its blobs. See ARCHITECTURE.md for the full argument.
 
+pub mod cli;
 pub mod plan;
 pub mod report;
 
