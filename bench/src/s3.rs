@@ -3,14 +3,14 @@
 //! raw PUT/GET speed.
 
 use crate::prng::BlobSpec;
-use crate::server::{free_port, spawn_listening};
+use crate::server::{free_port, spawn_listening, stop_child};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use reqwest::{Client, Method, StatusCode};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const ACCESS_KEY: &str = "ferrybench";
 pub const SECRET_KEY: &str = "ferrybench-secret-key";
@@ -96,21 +96,8 @@ impl Backend {
 
     /// SIGTERM to our own child, by PID; SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Ok(None) = c.try_wait() {
-                unsafe {
-                    libc::kill(c.id() as i32, libc::SIGTERM);
-                }
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = c.try_wait() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = c.kill();
-            }
-            let _ = c.wait();
+        if let Some(child) = self.child.take() {
+            stop_child(child);
         }
     }
 }

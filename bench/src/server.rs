@@ -196,21 +196,8 @@ impl Server {
 
     /// SIGTERM, wait up to 10 s, then SIGKILL. Only ever signals our own child.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Ok(None) = c.try_wait() {
-                unsafe {
-                    libc::kill(c.id() as i32, libc::SIGTERM);
-                }
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = c.try_wait() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = c.kill();
-            }
-            let _ = c.wait();
+        if let Some(child) = self.child.take() {
+            stop_child(child);
         }
     }
 }
@@ -222,6 +209,24 @@ impl Drop for Server {
 }
 
 /// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
+/// SIGTERM to our own child (by its PID), up to 10 s to exit, then SIGKILL; reaps it.
+pub fn stop_child(mut child: Child) {
+    if let Ok(None) = child.try_wait() {
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised comm; utime and stime are fields 14, 15.
