@@ -45,7 +45,11 @@ pub fn resolve(base: &str, loc: &str) -> String {
 }
 
 fn add_query(url: &str, kv: &str) -> String {
-    if url.contains('?') { format!("{url}&{kv}") } else { format!("{url}?{kv}") }
+    if url.contains('?') {
+        format!("{url}&{kv}")
+    } else {
+        format!("{url}?{kv}")
+    }
 }
 
 async fn err_body(what: &str, resp: reqwest::Response) -> anyhow::Error {
@@ -56,7 +60,10 @@ async fn err_body(what: &str, resp: reqwest::Response) -> anyhow::Error {
 }
 
 fn location(base: &str, h: &HeaderMap) -> Result<String> {
-    let l = h.get(LOCATION).context("response without Location")?.to_str()?;
+    let l = h
+        .get(LOCATION)
+        .context("response without Location")?
+        .to_str()?;
     Ok(resolve(base, l))
 }
 
@@ -70,7 +77,10 @@ fn stream_body(spec: &BlobSpec, chunk: usize) -> reqwest::Body {
 
 impl Reg {
     pub fn new(http: Client, base: &str) -> Reg {
-        Reg { http, base: base.to_string() }
+        Reg {
+            http,
+            base: base.to_string(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -78,7 +88,12 @@ impl Reg {
     }
 
     pub async fn ping(&self) -> Result<()> {
-        let r = self.http.get(self.url("/v2/")).timeout(SMALL).send().await?;
+        let r = self
+            .http
+            .get(self.url("/v2/"))
+            .timeout(SMALL)
+            .send()
+            .await?;
         if r.status() != StatusCode::OK {
             return Err(err_body("GET /v2/", r).await);
         }
@@ -99,7 +114,12 @@ impl Reg {
         location(&self.base, r.headers())
     }
 
-    async fn finish_put(&self, loc: &str, digest: &str, body: Option<(reqwest::Body, u64)>) -> Result<()> {
+    async fn finish_put(
+        &self,
+        loc: &str,
+        digest: &str,
+        body: Option<(reqwest::Body, u64)>,
+    ) -> Result<()> {
         let url = add_query(loc, &format!("digest={digest}"));
         let mut req = self.http.put(url).timeout(BIG).header(CONTENT_TYPE, OCTET);
         req = match body {
@@ -116,7 +136,12 @@ impl Reg {
     /// POST, then PUT ?digest= with the whole body (Content-Length set).
     pub async fn push_monolithic(&self, repo: &str, spec: &BlobSpec) -> Result<()> {
         let loc = self.start_upload(repo).await?;
-        self.finish_put(&loc, &spec.digest, Some((stream_body(spec, 1 << 20), spec.len))).await
+        self.finish_put(
+            &loc,
+            &spec.digest,
+            Some((stream_body(spec, 1 << 20), spec.len)),
+        )
+        .await
     }
 
     /// POST, then PATCH with Content-Range per `chunk` bytes, then PUT ?digest=.
@@ -168,15 +193,24 @@ impl Reg {
     pub async fn push_small(&self, repo: &str, digest: &str, data: Bytes) -> Result<()> {
         let loc = self.start_upload(repo).await?;
         let len = data.len() as u64;
-        self.finish_put(&loc, digest, Some((reqwest::Body::from(data), len))).await
+        self.finish_put(&loc, digest, Some((reqwest::Body::from(data), len)))
+            .await
     }
 
     /// Cross-repository mount; falls back to an upload if the registry opens a
     /// session instead (202).
-    pub async fn mount_or_push(&self, repo: &str, from: &str, digest: &str, data: &Bytes) -> Result<()> {
+    pub async fn mount_or_push(
+        &self,
+        repo: &str,
+        from: &str,
+        digest: &str,
+        data: &Bytes,
+    ) -> Result<()> {
         let r = self
             .http
-            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}")))
+            .post(self.url(&format!(
+                "/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"
+            )))
             .header(CONTENT_LENGTH, "0")
             .timeout(SMALL)
             .send()
@@ -185,8 +219,12 @@ impl Reg {
             StatusCode::CREATED => Ok(()),
             StatusCode::ACCEPTED => {
                 let loc = location(&self.base, r.headers())?;
-                self.finish_put(&loc, digest, Some((reqwest::Body::from(data.clone()), data.len() as u64)))
-                    .await
+                self.finish_put(
+                    &loc,
+                    digest,
+                    Some((reqwest::Body::from(data.clone()), data.len() as u64)),
+                )
+                .await
             }
             _ => Err(err_body("POST mount", r).await),
         }
@@ -240,7 +278,12 @@ impl Reg {
     }
 
     /// One request, body drained; returns the status.
-    pub async fn simple(&self, method: Method, path: &str, accept: Option<&str>) -> Result<StatusCode> {
+    pub async fn simple(
+        &self,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<StatusCode> {
         let mut req = self.http.request(method, self.url(path)).timeout(SMALL);
         if let Some(a) = accept {
             req = req.header(reqwest::header::ACCEPT, a);
@@ -253,7 +296,12 @@ impl Reg {
 
     /// Walk a paginated listing (`_catalog` or `tags/list`) following `Link:
     /// rel="next"`; returns (entries, pages).
-    pub async fn walk_listing(&self, first: &str, key: &str, max_pages: usize) -> Result<(usize, usize)> {
+    pub async fn walk_listing(
+        &self,
+        first: &str,
+        key: &str,
+        max_pages: usize,
+    ) -> Result<(usize, usize)> {
         let mut url = self.url(first);
         let mut entries = 0usize;
         let mut pages = 0usize;
@@ -268,7 +316,8 @@ impl Reg {
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_next_link);
             let body = r.bytes().await?;
-            entries += count_entries(&body, key).with_context(|| format!("parsing listing from {url}"))?;
+            entries +=
+                count_entries(&body, key).with_context(|| format!("parsing listing from {url}"))?;
             pages += 1;
             match next {
                 Some(n) if pages < max_pages => url = resolve(&self.base, &n),
@@ -297,9 +346,15 @@ pub fn parse_next_link(v: &str) -> Option<String> {
 pub fn count_entries(body: &[u8], key: &str) -> Result<usize> {
     let s = std::str::from_utf8(body)?;
     let k = format!("\"{key}\"");
-    let Some(p) = s.find(&k) else { bail!("no {key} in response") };
+    let Some(p) = s.find(&k) else {
+        bail!("no {key} in response")
+    };
     let rest = &s[p + k.len()..];
-    let rest = rest.trim_start().strip_prefix(':').context("malformed")?.trim_start();
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')
+        .context("malformed")?
+        .trim_start();
     if rest.starts_with("null") {
         return Ok(0);
     }

@@ -141,7 +141,11 @@ impl Sizes {
     }
 
     fn big_label(&self) -> String {
-        if self.big >= GIB { format!("{} GiB", self.big / GIB) } else { format!("{} MiB", self.big / MIB) }
+        if self.big >= GIB {
+            format!("{} GiB", self.big / GIB)
+        } else {
+            format!("{} MiB", self.big / MIB)
+        }
     }
 }
 
@@ -172,7 +176,15 @@ struct Bench {
 type Metrics = Vec<(&'static str, f64)>;
 
 impl Bench {
-    fn row(&mut self, id: &str, workload: &str, metric: &str, unit: &str, higher_better: bool, decimals: usize) -> &mut Row {
+    fn row(
+        &mut self,
+        id: &str,
+        workload: &str,
+        metric: &str,
+        unit: &str,
+        higher_better: bool,
+        decimals: usize,
+    ) -> &mut Row {
         self.rows.push(Row {
             id: id.into(),
             workload: workload.into(),
@@ -209,7 +221,8 @@ impl Bench {
             }
         }
         let label = self.targets[k].label.clone();
-        self.notes.push(format!("{label} {}: {msg}", row_ids.join("/")));
+        self.notes
+            .push(format!("{label} {}: {msg}", row_ids.join("/")));
     }
 
     fn check_alive(&mut self) {
@@ -230,7 +243,8 @@ impl Bench {
                 if let Some(s) = &mut t.server {
                     if !s.alive() {
                         let log = std::fs::read_to_string(&s.log_path).unwrap_or_default();
-                        let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                        let tail: String =
+                            log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
                         t.down = Some(format!("server exited: {tail}"));
                         eprintln!("  !! {} is no longer running: {tail}", t.label);
                     }
@@ -273,7 +287,9 @@ impl Bench {
                             .map(|(id, v)| format!("{id}={}", report::fmt(*v, 2)))
                             .collect();
                         let backend = match (usage.backend_cpu_s, self.targets[k].backend) {
-                            (Some(c), Some(i)) => format!(", {} CPU {c:.2} s", self.backends[i].kind.label()),
+                            (Some(c), Some(i)) => {
+                                format!(", {} CPU {c:.2} s", self.backends[i].kind.label())
+                            }
                             _ => String::new(),
                         };
                         eprintln!(
@@ -322,7 +338,11 @@ impl Bench {
             match f(self.targets[k].reg.clone().unwrap()).await {
                 Ok(()) => {
                     ok[k] = true;
-                    eprintln!("    setup {what} on {}: {:.1} s", self.targets[k].label, t.elapsed().as_secs_f64());
+                    eprintln!(
+                        "    setup {what} on {}: {:.1} s",
+                        self.targets[k].label,
+                        t.elapsed().as_secs_f64()
+                    );
                 }
                 Err(e) => self.mark_error(k, row_ids, &e.context(format!("setup {what}"))),
             }
@@ -382,19 +402,32 @@ struct TinyImage {
 
 impl TinyImage {
     fn new(seed: u64) -> TinyImage {
-        let layer = BlobSpec { seed, len: 1024, digest: String::new() }.bytes();
+        let layer = BlobSpec {
+            seed,
+            len: 1024,
+            digest: String::new(),
+        }
+        .bytes();
         let layer_digest = prng::sha256_digest(&layer);
         let config = Bytes::from(format!(
             "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"{layer_digest}\"]}}}}"
         ));
         let config_digest = prng::sha256_digest(&config);
         let manifest = small_manifest(&config_digest, config.len(), &layer_digest, layer.len());
-        TinyImage { config, config_digest, layer, layer_digest, manifest }
+        TinyImage {
+            config,
+            config_digest,
+            layer,
+            layer_digest,
+            manifest,
+        }
     }
 
     async fn push(&self, reg: &Reg, repo: &str, tag: &str) -> Result<()> {
-        reg.push_small(repo, &self.config_digest, self.config.clone()).await?;
-        reg.push_small(repo, &self.layer_digest, self.layer.clone()).await?;
+        reg.push_small(repo, &self.config_digest, self.config.clone())
+            .await?;
+        reg.push_small(repo, &self.layer_digest, self.layer.clone())
+            .await?;
         reg.put_manifest(repo, tag, &self.manifest).await
     }
 }
@@ -415,7 +448,10 @@ fn run_cmd(cmd: &mut std::process::Command, timeout: Duration) -> Result<()> {
                 bail!(
                     "{desc} failed ({}): {}",
                     out.status,
-                    String::from_utf8_lossy(&out.stderr).chars().take(500).collect::<String>()
+                    String::from_utf8_lossy(&out.stderr)
+                        .chars()
+                        .take(500)
+                        .collect::<String>()
                 );
             }
             return Ok(());
@@ -434,7 +470,15 @@ async fn run_cmd_async(mut cmd: std::process::Command, timeout: Duration) -> Res
 }
 
 /// Latency percentiles and rate of `total` requests over `conc` connections.
-async fn hammer(reg: Reg, conc: usize, total: usize, limit: Duration, method: Method, path: String, accept: Option<&'static str>) -> Result<(f64, f64, f64)> {
+async fn hammer(
+    reg: Reg,
+    conc: usize,
+    total: usize,
+    limit: Duration,
+    method: Method,
+    path: String,
+    accept: Option<&'static str>,
+) -> Result<(f64, f64, f64)> {
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + limit;
     // Warm the connections up.
@@ -474,13 +518,25 @@ async fn hammer(reg: Reg, conc: usize, total: usize, limit: Duration, method: Me
     }
     let secs = t.elapsed().as_secs_f64();
     all.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| all[((all.len() as f64 * p).ceil() as usize).saturating_sub(1).min(all.len() - 1)];
+    let pct = |p: f64| {
+        all[((all.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(all.len() - 1)]
+    };
     Ok((all.len() as f64 / secs, pct(0.50), pct(0.99)))
 }
 
 /// Median wall time (ms) of up to `iters` listing walks, bounded by `budget`;
 /// checks that each walk returns `expect` entries (at least, when `at_least`).
-async fn time_listing(reg: &Reg, first: &str, key: &str, expect: usize, at_least: bool, iters: usize, budget: Duration) -> Result<f64> {
+async fn time_listing(
+    reg: &Reg,
+    first: &str,
+    key: &str,
+    expect: usize,
+    at_least: bool,
+    iters: usize,
+    budget: Duration,
+) -> Result<f64> {
     let start = Instant::now();
     let mut times = Vec::new();
     let max_pages = expect / 50 + 100;
@@ -489,10 +545,16 @@ async fn time_listing(reg: &Reg, first: &str, key: &str, expect: usize, at_least
         let (n, pages) = reg.walk_listing(first, key, max_pages).await?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         if times.len() == 1 {
-            eprintln!("      {first}: {n} entries in {pages} page(s), {:.1} ms", times[0]);
+            eprintln!(
+                "      {first}: {n} entries in {pages} page(s), {:.1} ms",
+                times[0]
+            );
         }
         if n < expect || (!at_least && n != expect) {
-            bail!("{first}: listed {n} entries, expected {}{expect}", if at_least { "≥ " } else { "" });
+            bail!(
+                "{first}: listed {n} entries, expected {}{expect}",
+                if at_least { "≥ " } else { "" }
+            );
         }
         if start.elapsed() > budget {
             break;
@@ -512,7 +574,9 @@ fn machine_info(workdir: &Path) -> Vec<(String, String)> {
         .trim()
         .to_string();
     let sha_ni = cpuinfo.split_whitespace().any(|w| w == "sha_ni");
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem = read("/proc/meminfo")
         .lines()
         .find(|l| l.starts_with("MemTotal:"))
@@ -524,7 +588,11 @@ fn machine_info(workdir: &Path) -> Vec<(String, String)> {
     let os = read("/etc/os-release")
         .lines()
         .find(|l| l.starts_with("PRETTY_NAME="))
-        .map(|l| l.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_string())
+        .map(|l| {
+            l.trim_start_matches("PRETTY_NAME=")
+                .trim_matches('"')
+                .to_string()
+        })
         .unwrap_or_default();
     // Filesystem holding the work dir: longest matching mount point.
     let wd = std::fs::canonicalize(workdir).unwrap_or(workdir.to_path_buf());
@@ -534,7 +602,12 @@ fn machine_info(workdir: &Path) -> Vec<(String, String)> {
         if f.len() < 3 {
             continue;
         }
-        if wd.starts_with(f[1]) && best.as_ref().map(|b| f[1].len() > b.1.len()).unwrap_or(true) {
+        if wd.starts_with(f[1])
+            && best
+                .as_ref()
+                .map(|b| f[1].len() > b.1.len())
+                .unwrap_or(true)
+        {
             best = Some((f[0].into(), f[1].into(), f[2].into()));
         }
     }
@@ -557,7 +630,13 @@ fn machine_info(workdir: &Path) -> Vec<(String, String)> {
         None => "?".into(),
     };
     vec![
-        ("CPU".into(), format!("{model}, {nproc} cores{}", if sha_ni { ", SHA-NI" } else { "" })),
+        (
+            "CPU".into(),
+            format!(
+                "{model}, {nproc} cores{}",
+                if sha_ni { ", SHA-NI" } else { "" }
+            ),
+        ),
         ("Memory".into(), mem),
         ("Disk (work dir)".into(), disk),
         ("Kernel".into(), format!("Linux {kernel}")),
@@ -605,7 +684,12 @@ fn main() -> Result<()> {
             if args.workloads.is_none() {
                 args.workloads = Some("push,pull".into());
             }
-            if args.s3_chunk_sizes.is_empty() || args.s3_chunk_sizes.iter().any(|&c| !(5..=5120).contains(&c)) {
+            if args.s3_chunk_sizes.is_empty()
+                || args
+                    .s3_chunk_sizes
+                    .iter()
+                    .any(|&c| !(5..=5120).contains(&c))
+            {
                 bail!("--s3-chunk-sizes: part sizes are 5 to 5120 MiB");
             }
         }
@@ -614,7 +698,9 @@ fn main() -> Result<()> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
@@ -645,7 +731,10 @@ async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.workdir)?;
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     if fs_type(&args.workdir) == Some(TMPFS_MAGIC) {
-        bail!("{} is on tmpfs; point --workdir at a real disk", args.workdir.display());
+        bail!(
+            "{} is on tmpfs; point --workdir at a real disk",
+            args.workdir.display()
+        );
     }
     let run_dir = args.workdir.join(format!("run-{}", std::process::id()));
     std::fs::create_dir_all(&run_dir)?;
@@ -661,19 +750,35 @@ async fn run(args: Args) -> Result<()> {
     let plan = column_plan(&args);
     let selected = plan.iter().filter(|c| kinds.contains(&c.kind)).count();
     if selected == 0 {
-        bail!("--only {}: no such column with --storage {}", args.only.as_deref().unwrap_or(""), args.storage);
+        bail!(
+            "--only {}: no such column with --storage {}",
+            args.only.as_deref().unwrap_or(""),
+            args.storage
+        );
     }
 
     // Disk needed: every pushed GiB stays on disk (per registry), plus slack.
-    let per_reg = sizes.big * 7 * args.reps as u64 + sizes.small_count as u64 * 64 * 1024 * args.reps as u64 + 512 * MIB;
+    let per_reg = sizes.big * 7 * args.reps as u64
+        + sizes.small_count as u64 * 64 * 1024 * args.reps as u64
+        + 512 * MIB;
     let need = per_reg * selected as u64 + sizes.ceil_disk + 4 * GIB;
     if let Some(free) = free_bytes(&run_dir) {
         if free < need {
-            bail!("need about {:.1} GiB free under {}, have {:.1} GiB", need as f64 / GIB as f64, run_dir.display(), free as f64 / GIB as f64);
+            bail!(
+                "need about {:.1} GiB free under {}, have {:.1} GiB",
+                need as f64 / GIB as f64,
+                run_dir.display(),
+                free as f64 / GIB as f64
+            );
         }
     }
 
-    eprintln!("== ferry-bench ({} mode, {} reps, work dir {}, load average {load_start})", if args.quick { "quick" } else { "full" }, args.reps, run_dir.display());
+    eprintln!(
+        "== ferry-bench ({} mode, {} reps, work dir {}, load average {load_start})",
+        if args.quick { "quick" } else { "full" },
+        args.reps,
+        run_dir.display()
+    );
 
     // ---- Ceilings -------------------------------------------------------
     eprintln!("== machine ceilings");
@@ -689,8 +794,16 @@ async fn run(args: Args) -> Result<()> {
         disk.push(ceilings::disk_write(&run_dir, sizes.ceil_disk)?);
     }
     ceil.disk_write = report::median(&disk);
-    let disk_samples = disk.iter().map(|d| format!("{d:.0}")).collect::<Vec<_>>().join(", ");
-    eprintln!("  synced sequential write ({} MiB + fsync, median of 3): {:.0} MB/s ({disk_samples})", sizes.ceil_disk / MIB, ceil.disk_write);
+    let disk_samples = disk
+        .iter()
+        .map(|d| format!("{d:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!(
+        "  synced sequential write ({} MiB + fsync, median of 3): {:.0} MB/s ({disk_samples})",
+        sizes.ceil_disk / MIB,
+        ceil.disk_write
+    );
     ceil.loopback = ceilings::loopback(sizes.ceil_loop).await?;
     eprintln!("  loopback TCP, one stream: {:.0} MB/s", ceil.loopback);
 
@@ -718,7 +831,11 @@ async fn run(args: Args) -> Result<()> {
             }
         }
     }
-    eprintln!("== precomputing digests of {} blobs of {} (streamed, never held in memory)", items.len(), sizes.big_label());
+    eprintln!(
+        "== precomputing digests of {} blobs of {} (streamed, never held in memory)",
+        items.len(),
+        sizes.big_label()
+    );
     let specs = tokio::task::spawn_blocking(move || BlobSpec::compute_many(&items)).await?;
     let (push_specs, rest) = specs.split_at(n_push);
     let (ceiling_specs, push4_specs) = rest.split_at(n_ceil);
@@ -735,7 +852,12 @@ async fn run(args: Args) -> Result<()> {
                 (0..sizes.small_count)
                     .map(|i| {
                         let len = r.range(4096, 65536);
-                        let b = BlobSpec { seed: seed_of(&[4, rep as u64, i as u64]), len, digest: String::new() }.bytes();
+                        let b = BlobSpec {
+                            seed: seed_of(&[4, rep as u64, i as u64]),
+                            len,
+                            digest: String::new(),
+                        }
+                        .bytes();
                         (prng::sha256_digest(&b), b)
                     })
                     .collect()
@@ -749,27 +871,45 @@ async fn run(args: Args) -> Result<()> {
     let skopeo_dir = run_dir.join("skopeo");
     let mut skopeo_ok: Option<String> = None;
     if wanted(&args, "skopeo") {
-        eprintln!("== building {} OCI image(s) with umoci (3 layers: {:.1} / {:.1} / {:.1} MiB random files)", args.reps,
-            sizes.layers[0] as f64 / MIB as f64, sizes.layers[1] as f64 / MIB as f64, sizes.layers[2] as f64 / MIB as f64);
+        eprintln!(
+            "== building {} OCI image(s) with umoci (3 layers: {:.1} / {:.1} / {:.1} MiB random files)",
+            args.reps,
+            sizes.layers[0] as f64 / MIB as f64,
+            sizes.layers[1] as f64 / MIB as f64,
+            sizes.layers[2] as f64 / MIB as f64
+        );
         let t = Instant::now();
         let res: Result<()> = (|| {
             for rep in 0..args.reps {
                 let layout = skopeo_dir.join(format!("src-{rep}"));
                 let files = skopeo_dir.join(format!("files-{rep}"));
                 std::fs::create_dir_all(&files)?;
-                run_cmd(std::process::Command::new("umoci").arg("init").arg("--layout").arg(&layout), Duration::from_secs(60))?;
+                run_cmd(
+                    std::process::Command::new("umoci")
+                        .arg("init")
+                        .arg("--layout")
+                        .arg(&layout),
+                    Duration::from_secs(60),
+                )?;
                 let img = format!("{}:v1", layout.display());
-                run_cmd(std::process::Command::new("umoci").args(["new", "--image", &img]), Duration::from_secs(60))?;
+                run_cmd(
+                    std::process::Command::new("umoci").args(["new", "--image", &img]),
+                    Duration::from_secs(60),
+                )?;
                 for (i, len) in sizes.layers.iter().enumerate() {
                     let f = files.join(format!("layer{i}.bin"));
                     let mut w = std::io::BufWriter::new(std::fs::File::create(&f)?);
-                    let mut rd = prng::BlobReader::new(seed_of(&[5, rep as u64, i as u64]), *len, 1 << 20);
+                    let mut rd =
+                        prng::BlobReader::new(seed_of(&[5, rep as u64, i as u64]), *len, 1 << 20);
                     while let Some(c) = rd.next_chunk() {
                         std::io::Write::write_all(&mut w, &c)?;
                     }
                     drop(w);
                     run_cmd(
-                        std::process::Command::new("umoci").args(["insert", "--image", &img]).arg(&f).arg(format!("/data/layer{i}.bin")),
+                        std::process::Command::new("umoci")
+                            .args(["insert", "--image", &img])
+                            .arg(&f)
+                            .arg(format!("/data/layer{i}.bin")),
                         Duration::from_secs(300),
                     )?;
                 }
@@ -796,7 +936,9 @@ async fn run(args: Args) -> Result<()> {
             .iter()
             .filter(|c| kinds.contains(&c.kind))
             .filter_map(|c| match &c.storage {
-                PlanStorage::S3 { backend, bucket, .. } if *backend == bk => Some(bucket.clone()),
+                PlanStorage::S3 {
+                    backend, bucket, ..
+                } if *backend == bk => Some(bucket.clone()),
                 _ => None,
             })
             .collect();
@@ -812,7 +954,13 @@ async fn run(args: Args) -> Result<()> {
         };
         match started {
             Ok(be) => {
-                eprintln!("== {} listening on {} (pid {}, data {})", bk.label(), be.endpoint, be.pid, be.root.display());
+                eprintln!(
+                    "== {} listening on {} (pid {}, data {})",
+                    bk.label(),
+                    be.endpoint,
+                    be.pid,
+                    be.root.display()
+                );
                 let c = be.s3(&http);
                 let mut ok = Ok(());
                 for b in &all {
@@ -839,18 +987,29 @@ async fn run(args: Args) -> Result<()> {
     // itself can take, without a registry in front.
     for be in &backends {
         let spec = &ceiling_specs[0];
-        eprintln!("== raw {} speed, {} object", be.kind.label(), sizes.big_label());
+        eprintln!(
+            "== raw {} speed, {} object",
+            be.kind.label(),
+            sizes.big_label()
+        );
         match s3_ceiling(be, &http, &ceiling_specs).await {
             Ok(c) => {
                 eprintln!(
                     "  PUT signed payload {:.0} MB/s ({}), PUT UNSIGNED-PAYLOAD {:.0} MB/s ({}), GET {:.0} MB/s ({})",
-                    report::median(&c.put_signed), join(&c.put_signed),
-                    report::median(&c.put_unsigned), join(&c.put_unsigned),
-                    report::median(&c.get), join(&c.get)
+                    report::median(&c.put_signed),
+                    join(&c.put_signed),
+                    report::median(&c.put_unsigned),
+                    join(&c.put_unsigned),
+                    report::median(&c.get),
+                    join(&c.get)
                 );
                 s3_ceilings.push(c);
             }
-            Err(e) => eprintln!("  raw {} measurement failed ({} bytes): {e:#}", be.kind.label(), spec.len),
+            Err(e) => eprintln!(
+                "  raw {} measurement failed ({} bytes): {e:#}",
+                be.kind.label(),
+                spec.len
+            ),
         }
     }
 
@@ -864,8 +1023,15 @@ async fn run(args: Args) -> Result<()> {
         };
         let storage = match &col.storage {
             PlanStorage::Fs => Storage::Fs,
-            PlanStorage::S3 { bucket, chunk_size, copy_threshold, .. } => Storage::S3(S3Bucket {
-                endpoint: backend.map(|i| backends[i].endpoint.clone()).unwrap_or_default(),
+            PlanStorage::S3 {
+                bucket,
+                chunk_size,
+                copy_threshold,
+                ..
+            } => Storage::S3(S3Bucket {
+                endpoint: backend
+                    .map(|i| backends[i].endpoint.clone())
+                    .unwrap_or_default(),
                 bucket: bucket.clone(),
                 access_key: s3::ACCESS_KEY.into(),
                 secret_key: s3::SECRET_KEY.into(),
@@ -876,7 +1042,15 @@ async fn run(args: Args) -> Result<()> {
                     .map(|i| backends[i].root.join(bucket)),
             }),
         };
-        let mut t = Target_ { kind: col.kind, label: col.label.clone(), storage, backend, server: None, reg: None, down: None };
+        let mut t = Target_ {
+            kind: col.kind,
+            label: col.label.clone(),
+            storage,
+            backend,
+            server: None,
+            reg: None,
+            down: None,
+        };
         if !kinds.contains(&col.kind) {
             t.down = Some("not selected (--only)".into());
             targets.push(t);
@@ -884,7 +1058,11 @@ async fn run(args: Args) -> Result<()> {
         }
         if let PlanStorage::S3 { backend: bk, .. } = &col.storage {
             if backend.is_none() {
-                let why = backend_down.iter().find(|(k, _)| k == bk).map(|(_, w)| w.clone()).unwrap_or_default();
+                let why = backend_down
+                    .iter()
+                    .find(|(k, _)| k == bk)
+                    .map(|(_, w)| w.clone())
+                    .unwrap_or_default();
                 t.down = Some(format!("{} unavailable: {why}", bk.label()));
                 targets.push(t);
                 continue;
@@ -900,7 +1078,13 @@ async fn run(args: Args) -> Result<()> {
                 let reg = Reg::new(http.clone(), &s.base);
                 match reg.ping().await {
                     Ok(()) => {
-                        eprintln!("  {} listening on {} (pid {}, data {})", col.label, s.base, s.pid, s.data_dir.display());
+                        eprintln!(
+                            "  {} listening on {} (pid {}, data {})",
+                            col.label,
+                            s.base,
+                            s.pid,
+                            s.data_dir.display()
+                        );
                         t.reg = Some(reg);
                     }
                     Err(e) => {
@@ -918,7 +1102,15 @@ async fn run(args: Args) -> Result<()> {
         targets.push(t);
     }
     let layout = layout_of(&args, &plan);
-    let mut b = Bench { targets, backends, layout, rows: vec![], usage: vec![], reps: args.reps, notes: vec![] };
+    let mut b = Bench {
+        targets,
+        backends,
+        layout,
+        rows: vec![],
+        usage: vec![],
+        reps: args.reps,
+        notes: vec![],
+    };
     for t in &b.targets {
         if let Some(d) = &t.down {
             b.notes.push(format!("{} unavailable: {d}", t.label));
@@ -944,7 +1136,14 @@ async fn run(args: Args) -> Result<()> {
     if wanted(&args, "push") {
         for mode in modes.iter() {
             let id = format!("push-{mode}");
-            let r = b.row(&id, "1. blob push", &format!("{mode}, {big}"), "MB/s", true, 0);
+            let r = b.row(
+                &id,
+                "1. blob push",
+                &format!("{mode}, {big}"),
+                "MB/s",
+                true,
+                0,
+            );
             if !s3_mode {
                 r.target = Target::RatioAndCeiling(1.5, 0.85);
             }
@@ -956,17 +1155,21 @@ async fn run(args: Args) -> Result<()> {
             let specs = &push_specs[m * reps..(m + 1) * reps];
             let chunk = sizes.chunk;
             let idref: &'static str = Box::leak(id.clone().into_boxed_str());
-            b.ab(&format!("push {mode} {big}"), &[idref], move |reg, rep| async move {
-                let spec = &specs[rep];
-                let repo = format!("bench/push-{mode}-{rep}");
-                let t = Instant::now();
-                match *mode {
-                    "monolithic" => reg.push_monolithic(&repo, spec).await?,
-                    "chunked" => reg.push_chunked(&repo, spec, chunk).await?,
-                    _ => reg.push_streamed(&repo, spec).await?,
-                }
-                Ok(vec![(idref, mbps(spec.len, t.elapsed()))])
-            })
+            b.ab(
+                &format!("push {mode} {big}"),
+                &[idref],
+                move |reg, rep| async move {
+                    let spec = &specs[rep];
+                    let repo = format!("bench/push-{mode}-{rep}");
+                    let t = Instant::now();
+                    match *mode {
+                        "monolithic" => reg.push_monolithic(&repo, spec).await?,
+                        "chunked" => reg.push_chunked(&repo, spec, chunk).await?,
+                        _ => reg.push_streamed(&repo, spec).await?,
+                    }
+                    Ok(vec![(idref, mbps(spec.len, t.elapsed()))])
+                },
+            )
             .await;
         }
     }
@@ -974,12 +1177,26 @@ async fn run(args: Args) -> Result<()> {
     // ---- 2. Blob pull -----------------------------------------------------
     if wanted(&args, "pull") {
         eprintln!("== 2. pull {big}");
-        let r = b.row("pull-1", "2. blob pull", &format!("single, {big}"), "MB/s", true, 0);
+        let r = b.row(
+            "pull-1",
+            "2. blob pull",
+            &format!("single, {big}"),
+            "MB/s",
+            true,
+            0,
+        );
         if !s3_mode {
             r.target = Target::Ratio(1.2);
         }
         r.ceiling = pull_ceiling.clone();
-        let r = b.row("pull-4", "2. blob pull", &format!("4 concurrent, {big} each, aggregate"), "MB/s", true, 0);
+        let r = b.row(
+            "pull-4",
+            "2. blob pull",
+            &format!("4 concurrent, {big} each, aggregate"),
+            "MB/s",
+            true,
+            0,
+        );
         if !s3_mode {
             r.target = Target::Ratio(1.2);
         }
@@ -988,15 +1205,22 @@ async fn run(args: Args) -> Result<()> {
         let s2 = spec.clone();
         // Make sure the blob is there (it is, if the push workload ran), and
         // verify its bytes hash to the digest once, untimed.
-        b.setup("pull blob + full sha256 verification", &["pull-1", "pull-4"], move |reg| {
-            let spec = s2.clone();
-            async move {
-                if !pushed_already {
-                    reg.push_monolithic("bench/push-monolithic-0", &spec).await?;
+        b.setup(
+            "pull blob + full sha256 verification",
+            &["pull-1", "pull-4"],
+            move |reg| {
+                let spec = s2.clone();
+                async move {
+                    if !pushed_already {
+                        reg.push_monolithic("bench/push-monolithic-0", &spec)
+                            .await?;
+                    }
+                    reg.pull("bench/push-monolithic-0", &spec, true)
+                        .await
+                        .map(|_| ())
                 }
-                reg.pull("bench/push-monolithic-0", &spec, true).await.map(|_| ())
-            }
-        })
+            },
+        )
         .await;
         let sp = &spec;
         // Single pulls from the filesystem are short (about a second): three
@@ -1012,19 +1236,25 @@ async fn run(args: Args) -> Result<()> {
             Ok(vec![("pull-1", report::median(&v))])
         })
         .await;
-        b.ab("pull 4 concurrent", &["pull-4"], move |reg, _rep| async move {
-            let t = Instant::now();
-            let mut hs = Vec::new();
-            for _ in 0..4 {
-                let (reg, spec) = (reg.clone(), sp.clone());
-                hs.push(tokio::spawn(async move { reg.pull("bench/push-monolithic-0", &spec, false).await }));
-            }
-            let mut n = 0;
-            for h in hs {
-                n += h.await??;
-            }
-            Ok(vec![("pull-4", mbps(n, t.elapsed()))])
-        })
+        b.ab(
+            "pull 4 concurrent",
+            &["pull-4"],
+            move |reg, _rep| async move {
+                let t = Instant::now();
+                let mut hs = Vec::new();
+                for _ in 0..4 {
+                    let (reg, spec) = (reg.clone(), sp.clone());
+                    hs.push(tokio::spawn(async move {
+                        reg.pull("bench/push-monolithic-0", &spec, false).await
+                    }));
+                }
+                let mut n = 0;
+                for h in hs {
+                    n += h.await??;
+                }
+                Ok(vec![("pull-4", mbps(n, t.elapsed()))])
+            },
+        )
         .await;
     }
 
@@ -1032,20 +1262,32 @@ async fn run(args: Args) -> Result<()> {
     if wanted(&args, "small") {
         let count = sizes.small_count;
         eprintln!("== 3. {count} small blobs (4-64 KiB), 8 concurrent clients");
-        b.row("small", "3. small blobs", &format!("{count} × 4–64 KiB, 8 clients"), "blobs/s", true, 0);
+        b.row(
+            "small",
+            "3. small blobs",
+            &format!("{count} × 4–64 KiB, 8 clients"),
+            "blobs/s",
+            true,
+            0,
+        );
         let small = small.clone();
         b.ab("small blobs", &["small"], move |reg, rep| {
             let small = small.clone();
             async move {
                 let t = Instant::now();
                 let repo = format!("bench/small-{rep}");
-                let done = par(count, 8, Instant::now() + Duration::from_secs(120), move |i| {
-                    let (reg, small, repo) = (reg.clone(), small.clone(), repo.clone());
-                    async move {
-                        let (d, data) = &small[rep][i];
-                        reg.push_small(&repo, d, data.clone()).await
-                    }
-                })
+                let done = par(
+                    count,
+                    8,
+                    Instant::now() + Duration::from_secs(120),
+                    move |i| {
+                        let (reg, small, repo) = (reg.clone(), small.clone(), repo.clone());
+                        async move {
+                            let (d, data) = &small[rep][i];
+                            reg.push_small(&repo, d, data.clone()).await
+                        }
+                    },
+                )
                 .await?;
                 Ok(vec![("small", done as f64 / t.elapsed().as_secs_f64())])
             }
@@ -1057,29 +1299,66 @@ async fn run(args: Args) -> Result<()> {
     if wanted(&args, "manifest") {
         let n = sizes.manifest_reqs;
         eprintln!("== 4. manifest GET and blob HEAD, 32 connections, {n} requests each");
-        b.row("mget-rate", "4. manifest GET", &format!("{n} req, 32 conns"), "req/s", true, 0).target = Target::Ratio(3.0);
+        b.row(
+            "mget-rate",
+            "4. manifest GET",
+            &format!("{n} req, 32 conns"),
+            "req/s",
+            true,
+            0,
+        )
+        .target = Target::Ratio(3.0);
         b.row("mget-p99", "4. manifest GET", "p99 latency", "ms", false, 2);
-        b.row("head-rate", "4. blob HEAD", &format!("{n} req, 32 conns"), "req/s", true, 0);
+        b.row(
+            "head-rate",
+            "4. blob HEAD",
+            &format!("{n} req, 32 conns"),
+            "req/s",
+            true,
+            0,
+        );
         b.row("head-p99", "4. blob HEAD", "p99 latency", "ms", false, 2);
         let img = Arc::new(TinyImage::new(seed_of(&[6])));
         let i2 = img.clone();
-        b.setup("tiny image bench/hot:latest", &["mget-rate", "mget-p99", "head-rate", "head-p99"], move |reg| {
-            let img = i2.clone();
-            async move { img.push(&reg, "bench/hot", "latest").await }
-        })
+        b.setup(
+            "tiny image bench/hot:latest",
+            &["mget-rate", "mget-p99", "head-rate", "head-p99"],
+            move |reg| {
+                let img = i2.clone();
+                async move { img.push(&reg, "bench/hot", "latest").await }
+            },
+        )
         .await;
         let limit = Duration::from_secs(60);
-        b.ab("manifest GET", &["mget-rate", "mget-p99"], move |reg, _| async move {
-            let (rate, _p50, p99) = hammer(reg, 32, n, limit, Method::GET, "/v2/bench/hot/manifests/latest".into(), Some(ACCEPT_MANIFESTS)).await?;
-            Ok(vec![("mget-rate", rate), ("mget-p99", p99)])
-        })
+        b.ab(
+            "manifest GET",
+            &["mget-rate", "mget-p99"],
+            move |reg, _| async move {
+                let (rate, _p50, p99) = hammer(
+                    reg,
+                    32,
+                    n,
+                    limit,
+                    Method::GET,
+                    "/v2/bench/hot/manifests/latest".into(),
+                    Some(ACCEPT_MANIFESTS),
+                )
+                .await?;
+                Ok(vec![("mget-rate", rate), ("mget-p99", p99)])
+            },
+        )
         .await;
         let path = format!("/v2/bench/hot/blobs/{}", img.layer_digest);
         let path = &path;
-        b.ab("blob HEAD", &["head-rate", "head-p99"], move |reg, _| async move {
-            let (rate, _p50, p99) = hammer(reg, 32, n, limit, Method::HEAD, path.clone(), None).await?;
-            Ok(vec![("head-rate", rate), ("head-p99", p99)])
-        })
+        b.ab(
+            "blob HEAD",
+            &["head-rate", "head-p99"],
+            move |reg, _| async move {
+                let (rate, _p50, p99) =
+                    hammer(reg, 32, n, limit, Method::HEAD, path.clone(), None).await?;
+                Ok(vec![("head-rate", rate), ("head-p99", p99)])
+            },
+        )
         .await;
     }
 
@@ -1088,10 +1367,42 @@ async fn run(args: Args) -> Result<()> {
         let (repos, tags) = (sizes.repos, sizes.tags);
         eprintln!("== 5. _catalog over {repos} repositories, tags/list over {tags} tags");
         let ids = ["cat-full", "cat-page", "tags-full", "tags-page"];
-        b.row("cat-full", "5. catalog", &format!("_catalog, {repos} repos, full listing"), "ms", false, 1).target = Target::Ratio(20.0);
-        b.row("cat-page", "5. catalog", "_catalog, paginated walk n=100", "ms", false, 1).target = Target::Ratio(20.0);
-        b.row("tags-full", "5. tag list", &format!("tags/list, {tags} tags, full listing"), "ms", false, 1).target = Target::Ratio(20.0);
-        b.row("tags-page", "5. tag list", "tags/list, paginated walk n=100", "ms", false, 1).target = Target::Ratio(20.0);
+        b.row(
+            "cat-full",
+            "5. catalog",
+            &format!("_catalog, {repos} repos, full listing"),
+            "ms",
+            false,
+            1,
+        )
+        .target = Target::Ratio(20.0);
+        b.row(
+            "cat-page",
+            "5. catalog",
+            "_catalog, paginated walk n=100",
+            "ms",
+            false,
+            1,
+        )
+        .target = Target::Ratio(20.0);
+        b.row(
+            "tags-full",
+            "5. tag list",
+            &format!("tags/list, {tags} tags, full listing"),
+            "ms",
+            false,
+            1,
+        )
+        .target = Target::Ratio(20.0);
+        b.row(
+            "tags-page",
+            "5. tag list",
+            "tags/list, paginated walk n=100",
+            "ms",
+            false,
+            1,
+        )
+        .target = Target::Ratio(20.0);
         let img = Arc::new(TinyImage::new(seed_of(&[8])));
         let i2 = img.clone();
         let ok = b
@@ -1105,8 +1416,10 @@ async fn run(args: Args) -> Result<()> {
                         let (reg, img) = (r2.clone(), i3.clone());
                         async move {
                             let repo = format!("cat/r{:05}", i + 1);
-                            reg.mount_or_push(&repo, "cat/r00000", &img.config_digest, &img.config).await?;
-                            reg.mount_or_push(&repo, "cat/r00000", &img.layer_digest, &img.layer).await?;
+                            reg.mount_or_push(&repo, "cat/r00000", &img.config_digest, &img.config)
+                                .await?;
+                            reg.mount_or_push(&repo, "cat/r00000", &img.layer_digest, &img.layer)
+                                .await?;
                             reg.put_manifest(&repo, "v1", &img.manifest).await
                         }
                     })
@@ -1116,7 +1429,10 @@ async fn run(args: Args) -> Result<()> {
                     let (r2, i3) = (reg.clone(), img.clone());
                     let done = par(tags - 1, 16, deadline, move |i| {
                         let (reg, img) = (r2.clone(), i3.clone());
-                        async move { reg.put_manifest("bench/tags", &format!("t{:05}", i + 1), &img.manifest).await }
+                        async move {
+                            reg.put_manifest("bench/tags", &format!("t{:05}", i + 1), &img.manifest)
+                                .await
+                        }
                     })
                     .await?;
                     anyhow::ensure!(done == tags - 1, "setup timed out after {done} tags");
@@ -1129,11 +1445,44 @@ async fn run(args: Args) -> Result<()> {
         // of Distribution's catalog over 10,000 repos takes ~15 s).
         let budget = Duration::from_secs(if args.quick { 3 } else { 5 });
         b.ab("catalog + tag listing", &ids, move |reg, _| async move {
-            let cf = time_listing(&reg, "/v2/_catalog", "repositories", repos, true, 5, budget).await?;
-            let cp = time_listing(&reg, "/v2/_catalog?n=100", "repositories", repos, true, 3, budget).await?;
-            let tf = time_listing(&reg, "/v2/bench/tags/tags/list", "tags", tags, false, 5, budget).await?;
-            let tp = time_listing(&reg, "/v2/bench/tags/tags/list?n=100", "tags", tags, false, 3, budget).await?;
-            Ok(vec![("cat-full", cf), ("cat-page", cp), ("tags-full", tf), ("tags-page", tp)])
+            let cf =
+                time_listing(&reg, "/v2/_catalog", "repositories", repos, true, 5, budget).await?;
+            let cp = time_listing(
+                &reg,
+                "/v2/_catalog?n=100",
+                "repositories",
+                repos,
+                true,
+                3,
+                budget,
+            )
+            .await?;
+            let tf = time_listing(
+                &reg,
+                "/v2/bench/tags/tags/list",
+                "tags",
+                tags,
+                false,
+                5,
+                budget,
+            )
+            .await?;
+            let tp = time_listing(
+                &reg,
+                "/v2/bench/tags/tags/list?n=100",
+                "tags",
+                tags,
+                false,
+                3,
+                budget,
+            )
+            .await?;
+            Ok(vec![
+                ("cat-full", cf),
+                ("cat-page", cp),
+                ("tags-full", tf),
+                ("tags-page", tp),
+            ])
         })
         .await;
     }
@@ -1141,41 +1490,83 @@ async fn run(args: Args) -> Result<()> {
     // ---- 6. skopeo copy ---------------------------------------------------
     if wanted(&args, "skopeo") {
         let total: u64 = sizes.layers.iter().sum();
-        eprintln!("== 6. skopeo copy of a 3-layer image ({} MiB of layers) in and out", total / MIB);
-        b.row("skopeo-in", "6. skopeo copy", &format!("push 3-layer image ({} MiB)", total / MIB), "s", false, 2);
-        b.row("skopeo-out", "6. skopeo copy", "pull it back into a fresh OCI layout", "s", false, 2);
+        eprintln!(
+            "== 6. skopeo copy of a 3-layer image ({} MiB of layers) in and out",
+            total / MIB
+        );
+        b.row(
+            "skopeo-in",
+            "6. skopeo copy",
+            &format!("push 3-layer image ({} MiB)", total / MIB),
+            "s",
+            false,
+            2,
+        );
+        b.row(
+            "skopeo-out",
+            "6. skopeo copy",
+            "pull it back into a fresh OCI layout",
+            "s",
+            false,
+            2,
+        );
         if let Some(e) = skopeo_ok.clone() {
             for k in 0..b.targets.len() {
-                b.mark_error(k, &["skopeo-in", "skopeo-out"], &anyhow::anyhow!("umoci: {e}"));
+                b.mark_error(
+                    k,
+                    &["skopeo-in", "skopeo-out"],
+                    &anyhow::anyhow!("umoci: {e}"),
+                );
             }
         } else {
             let sd = &skopeo_dir;
-            b.ab("skopeo copy in", &["skopeo-in"], move |reg, rep| async move {
-                let host = reg.base.trim_start_matches("http://").to_string();
-                let mut cmd = std::process::Command::new("skopeo");
-                cmd.args(["--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false"])
-                    .arg(format!("oci:{}:v1", sd.join(format!("src-{rep}")).display()))
+            b.ab(
+                "skopeo copy in",
+                &["skopeo-in"],
+                move |reg, rep| async move {
+                    let host = reg.base.trim_start_matches("http://").to_string();
+                    let mut cmd = std::process::Command::new("skopeo");
+                    cmd.args([
+                        "--insecure-policy",
+                        "copy",
+                        "--quiet",
+                        "--dest-tls-verify=false",
+                    ])
+                    .arg(format!(
+                        "oci:{}:v1",
+                        sd.join(format!("src-{rep}")).display()
+                    ))
                     .arg(format!("docker://{host}/bench/img-{rep}:v1"));
-                let t = Instant::now();
-                run_cmd_async(cmd, Duration::from_secs(300)).await?;
-                Ok(vec![("skopeo-in", t.elapsed().as_secs_f64())])
-            })
+                    let t = Instant::now();
+                    run_cmd_async(cmd, Duration::from_secs(300)).await?;
+                    Ok(vec![("skopeo-in", t.elapsed().as_secs_f64())])
+                },
+            )
             .await;
-            b.ab("skopeo copy out", &["skopeo-out"], move |reg, rep| async move {
-                let host = reg.base.trim_start_matches("http://").to_string();
-                let port = host.rsplit(':').next().unwrap_or("0").to_string();
-                let dest = sd.join(format!("out-{rep}-{port}"));
-                let mut cmd = std::process::Command::new("skopeo");
-                cmd.args(["--insecure-policy", "copy", "--quiet", "--src-tls-verify=false"])
+            b.ab(
+                "skopeo copy out",
+                &["skopeo-out"],
+                move |reg, rep| async move {
+                    let host = reg.base.trim_start_matches("http://").to_string();
+                    let port = host.rsplit(':').next().unwrap_or("0").to_string();
+                    let dest = sd.join(format!("out-{rep}-{port}"));
+                    let mut cmd = std::process::Command::new("skopeo");
+                    cmd.args([
+                        "--insecure-policy",
+                        "copy",
+                        "--quiet",
+                        "--src-tls-verify=false",
+                    ])
                     .arg(format!("docker://{host}/bench/img-{rep}:v1"))
                     .arg(format!("oci:{}:v1", dest.display()));
-                let t = Instant::now();
-                let r = run_cmd_async(cmd, Duration::from_secs(300)).await;
-                let secs = t.elapsed().as_secs_f64();
-                let _ = std::fs::remove_dir_all(&dest);
-                r?;
-                Ok(vec![("skopeo-out", secs)])
-            })
+                    let t = Instant::now();
+                    let r = run_cmd_async(cmd, Duration::from_secs(300)).await;
+                    let secs = t.elapsed().as_secs_f64();
+                    let _ = std::fs::remove_dir_all(&dest);
+                    r?;
+                    Ok(vec![("skopeo-out", secs)])
+                },
+            )
             .await;
         }
     }
@@ -1183,25 +1574,50 @@ async fn run(args: Args) -> Result<()> {
     // ---- 7b. Four concurrent 1 GiB streamed pushes (RSS) ---------------------
     if wanted(&args, "push4") {
         eprintln!("== 7. four concurrent streamed pushes of {big} each");
-        b.row("push4-rate", "7. 4 × concurrent push", &format!("4 × {big} streamed, aggregate"), "MB/s", true, 0);
-        b.row("push4-rss", "7. 4 × concurrent push", "server peak RSS", "MiB", false, 1).target =
-            Target::FerryAtMost(64.0);
+        b.row(
+            "push4-rate",
+            "7. 4 × concurrent push",
+            &format!("4 × {big} streamed, aggregate"),
+            "MB/s",
+            true,
+            0,
+        );
+        b.row(
+            "push4-rss",
+            "7. 4 × concurrent push",
+            "server peak RSS",
+            "MiB",
+            false,
+            1,
+        )
+        .target = Target::FerryAtMost(64.0);
         let specs = &push4_specs;
-        b.ab("4 concurrent streamed pushes", &["push4-rate", "push4-rss"], move |reg, rep| async move {
-            let t = Instant::now();
-            let mut hs = Vec::new();
-            for i in 0..4 {
-                let (reg, spec) = (reg.clone(), specs[rep * 4 + i].clone());
-                hs.push(tokio::spawn(async move { reg.push_streamed(&format!("bench/push4-{rep}-{i}"), &spec).await }));
-            }
-            for h in hs {
-                h.await??;
-            }
-            Ok(vec![("push4-rate", mbps(4 * specs[0].len, t.elapsed()))])
-        })
+        b.ab(
+            "4 concurrent streamed pushes",
+            &["push4-rate", "push4-rss"],
+            move |reg, rep| async move {
+                let t = Instant::now();
+                let mut hs = Vec::new();
+                for i in 0..4 {
+                    let (reg, spec) = (reg.clone(), specs[rep * 4 + i].clone());
+                    hs.push(tokio::spawn(async move {
+                        reg.push_streamed(&format!("bench/push4-{rep}-{i}"), &spec)
+                            .await
+                    }));
+                }
+                for h in hs {
+                    h.await??;
+                }
+                Ok(vec![("push4-rate", mbps(4 * specs[0].len, t.elapsed()))])
+            },
+        )
         .await;
         // The RSS figure comes from the sampler.
-        let u = b.usage.iter().find(|u| u.key == "4 concurrent streamed pushes").cloned();
+        let u = b
+            .usage
+            .iter()
+            .find(|u| u.key == "4 concurrent streamed pushes")
+            .cloned();
         if let (Some(u), Some(r)) = (u, b.row_mut("push4-rss")) {
             r.samples = u.rss.clone();
         }
@@ -1217,8 +1633,17 @@ async fn run(args: Args) -> Result<()> {
             if matches!(&t.storage, Storage::S3(bk) if bk.bucket_dir.is_none()) {
                 continue;
             }
-            let du = std::process::Command::new("du").arg("-sb").arg(&s.data_dir).output().ok()
-                .and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().and_then(|v| v.parse::<u64>().ok()));
+            let du = std::process::Command::new("du")
+                .arg("-sb")
+                .arg(&s.data_dir)
+                .output()
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                });
             if let Some(du) = du {
                 sizes_on_disk.push(format!("{} {:.2} GiB", t.label, du as f64 / GIB as f64));
             }
@@ -1231,8 +1656,17 @@ async fn run(args: Args) -> Result<()> {
     let load_end = loadavg();
 
     let machine = machine_info(&run_dir);
-    let run_bytes = std::process::Command::new("du").arg("-sb").arg(&run_dir).output().ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+    let run_bytes = std::process::Command::new("du")
+        .arg("-sb")
+        .arg(&run_dir)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     let mut md = String::new();
     md.push_str(&format!(
@@ -1240,7 +1674,11 @@ async fn run(args: Args) -> Result<()> {
         if args.quick { "--quick" } else { "full" },
         started_at
     ));
-    let ferry_version = if args.ferry_version.is_empty() { "?" } else { &args.ferry_version };
+    let ferry_version = if args.ferry_version.is_empty() {
+        "?"
+    } else {
+        &args.ferry_version
+    };
     if s3_mode {
         let cols: Vec<String> = b
             .targets
@@ -1282,8 +1720,11 @@ async fn run(args: Args) -> Result<()> {
         ));
     }
     md.push_str(&report::main_table(&b.layout, &b.rows));
-    let backend_names: Vec<Option<String>> =
-        b.targets.iter().map(|t| t.backend.map(|i| b.backends[i].kind.label().to_string())).collect();
+    let backend_names: Vec<Option<String>> = b
+        .targets
+        .iter()
+        .map(|t| t.backend.map(|i| b.backends[i].kind.label().to_string()))
+        .collect();
     if s3_mode {
         md.push_str("\n### Server resources per workload\n\nPeak RSS is the maximum VmRSS of the registry sampled every 5 ms while the workload ran (max over repetitions); CPU is user+system seconds consumed by the registry process during one repetition (median), and for S3 columns also by the S3 server process.\n\n");
     } else {
@@ -1291,10 +1732,19 @@ async fn run(args: Args) -> Result<()> {
     }
     md.push_str(&report::usage_table(&b.layout, &backend_names, &b.usage));
     md.push_str("\n### Machine ceilings (same run)\n\n| Ceiling | Value |\n|---|--:|\n");
-    md.push_str(&format!("| SHA-256, one core (sha2 0.11) | {:.0} MB/s |\n", ceil.sha256));
+    md.push_str(&format!(
+        "| SHA-256, one core (sha2 0.11) | {:.0} MB/s |\n",
+        ceil.sha256
+    ));
     md.push_str(&format!("| Synced sequential write ({} MiB, 8 MiB writes, fsync; median of {disk_samples} MB/s) | {:.0} MB/s |\n", ceil.disk_bytes / MIB, ceil.disk_write));
-    md.push_str(&format!("| Loopback TCP, one stream (in-process) | {:.0} MB/s |\n", ceil.loopback));
-    md.push_str(&format!("| Bench PRNG data generation, one core | {:.0} MB/s |\n", ceil.prng));
+    md.push_str(&format!(
+        "| Loopback TCP, one stream (in-process) | {:.0} MB/s |\n",
+        ceil.loopback
+    ));
+    md.push_str(&format!(
+        "| Bench PRNG data generation, one core | {:.0} MB/s |\n",
+        ceil.prng
+    ));
     for c in &s3_ceilings {
         let l = c.kind.label();
         let size = sizes.big_label();
@@ -1304,7 +1754,11 @@ async fn run(args: Args) -> Result<()> {
         };
         md.push_str(&format!("| Raw {l} PutObject, one {size} object, signed payload ({checked}; median of {} MB/s) | {:.0} MB/s |\n", join(&c.put_signed), report::median(&c.put_signed)));
         md.push_str(&format!("| Raw {l} PutObject, one {size} object, `UNSIGNED-PAYLOAD` (median of {} MB/s) | {:.0} MB/s |\n", join(&c.put_unsigned), report::median(&c.put_unsigned)));
-        md.push_str(&format!("| Raw {l} GetObject of it (median of {} MB/s) | {:.0} MB/s |\n", join(&c.get), report::median(&c.get)));
+        md.push_str(&format!(
+            "| Raw {l} GetObject of it (median of {} MB/s) | {:.0} MB/s |\n",
+            join(&c.get),
+            report::median(&c.get)
+        ));
     }
     md.push_str("\nMB = 10^6 bytes.\n\n### Machine\n\n| | |\n|---|---|\n");
     for (k, v) in &machine {
@@ -1314,7 +1768,10 @@ async fn run(args: Args) -> Result<()> {
         "\nLoad average (1/5/15 min) at start: {load_start}; at end: {load_end}. The bench client shares the machine's cores with the server under test; figures from a busy machine are noisy.\n"
     ));
     if !sizes_on_disk.is_empty() {
-        md.push_str(&format!("\nData directories at the end: {}.\n", sizes_on_disk.join(", ")));
+        md.push_str(&format!(
+            "\nData directories at the end: {}.\n",
+            sizes_on_disk.join(", ")
+        ));
     }
     if !b.notes.is_empty() {
         md.push_str("\n### Notes and errors\n\n");
@@ -1328,9 +1785,21 @@ async fn run(args: Args) -> Result<()> {
         "---|".repeat(b.layout.labels.len())
     ));
     for r in &b.rows {
-        let s = |k: usize| r.samples[k].iter().map(|v| report::fmt(*v, r.decimals.max(1))).collect::<Vec<_>>().join(", ");
+        let s = |k: usize| {
+            r.samples[k]
+                .iter()
+                .map(|v| report::fmt(*v, r.decimals.max(1)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let cells: Vec<String> = (0..b.layout.labels.len()).map(s).collect();
-        md.push_str(&format!("| {} — {} ({}) | {} |\n", r.workload, r.metric, r.unit, cells.join(" | ")));
+        md.push_str(&format!(
+            "| {} — {} ({}) | {} |\n",
+            r.workload,
+            r.metric,
+            r.unit,
+            cells.join(" | ")
+        ));
     }
 
     println!("\n{md}");
@@ -1346,9 +1815,16 @@ async fn run(args: Args) -> Result<()> {
         } else {
             ("<!-- results:start -->", "<!-- results:end -->")
         };
-        let partial = if s3_mode { args.only.is_some() || args.moto } else { args.workloads.is_some() || args.only.is_some() };
+        let partial = if s3_mode {
+            args.only.is_some() || args.moto
+        } else {
+            args.workloads.is_some() || args.only.is_some()
+        };
         if args.quick || partial {
-            eprintln!("(not updating {}: only full runs of every workload on both registries go there)", readme.display());
+            eprintln!(
+                "(not updating {}: only full runs of every workload on both registries go there)",
+                readme.display()
+            );
         } else if let Ok(text) = std::fs::read_to_string(readme) {
             let (aa, bm) = (a_mark, b_mark);
             if let (Some(a), Some(bb)) = (text.find(aa), text.find(bm)) {
@@ -1358,7 +1834,10 @@ async fn run(args: Args) -> Result<()> {
             }
         }
     }
-    eprintln!("removing {:.1} GiB of temporary data (slow when the filesystem is mounted with discard)...", run_bytes as f64 / GIB as f64);
+    eprintln!(
+        "removing {:.1} GiB of temporary data (slow when the filesystem is mounted with discard)...",
+        run_bytes as f64 / GIB as f64
+    );
     let t = Instant::now();
     drop(b);
     drop(_guard);
@@ -1377,7 +1856,13 @@ fn distribution_version(bin: &str) -> String {
         .arg("--version")
         .output()
         .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().last().unwrap_or("?").to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .last()
+                .unwrap_or("?")
+                .to_string()
+        })
         .unwrap_or("?".into())
 }
 
@@ -1388,20 +1873,39 @@ fn tool_version(bin: &str) -> String {
         .output()
         .ok()
         .map(|o| {
-            let out = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&out).lines().next().unwrap_or("").split_whitespace().last().unwrap_or("?").to_string()
+            let out = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&out)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .last()
+                .unwrap_or("?")
+                .to_string()
         })
         .unwrap_or("?".into())
 }
 
 fn join(v: &[f64]) -> String {
-    v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|x| format!("{x:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where one column's registry keeps its blobs.
 enum PlanStorage {
     Fs,
-    S3 { backend: BackendKind, bucket: String, chunk_size: Option<u64>, copy_threshold: Option<u64> },
+    S3 {
+        backend: BackendKind,
+        bucket: String,
+        chunk_size: Option<u64>,
+        copy_threshold: Option<u64>,
+    },
 }
 
 /// One column of the report: a registry and its storage.
@@ -1420,8 +1924,18 @@ struct ColPlan {
 fn column_plan(args: &Args) -> Vec<ColPlan> {
     if args.storage != "s3" {
         return vec![
-            ColPlan { kind: Kind::Ferry, label: "Ferry".into(), dir: "ferry".into(), storage: PlanStorage::Fs },
-            ColPlan { kind: Kind::Distribution, label: "Distribution".into(), dir: "distribution".into(), storage: PlanStorage::Fs },
+            ColPlan {
+                kind: Kind::Ferry,
+                label: "Ferry".into(),
+                dir: "ferry".into(),
+                storage: PlanStorage::Fs,
+            },
+            ColPlan {
+                kind: Kind::Distribution,
+                label: "Distribution".into(),
+                dir: "distribution".into(),
+                storage: PlanStorage::Fs,
+            },
         ];
     }
     let mut v: Vec<ColPlan> = args
@@ -1439,7 +1953,15 @@ fn column_plan(args: &Args) -> Vec<ColPlan> {
             },
         })
         .collect();
-    v.insert(1, ColPlan { kind: Kind::Ferry, label: "Ferry fs".into(), dir: "ferry-fs".into(), storage: PlanStorage::Fs });
+    v.insert(
+        1,
+        ColPlan {
+            kind: Kind::Ferry,
+            label: "Ferry fs".into(),
+            dir: "ferry-fs".into(),
+            storage: PlanStorage::Fs,
+        },
+    );
     if !args.no_s3_single_copy {
         // Same part size as the first column, but the blob reaches its digest
         // key with one CopyObject (s3s-fs: a file copy) instead of ranged
@@ -1464,13 +1986,23 @@ fn column_plan(args: &Args) -> Vec<ColPlan> {
             kind: Kind::Ferry,
             label: "Ferry on moto".into(),
             dir: "ferry-moto".into(),
-            storage: PlanStorage::S3 { backend: BackendKind::Moto, bucket: "ferry".into(), chunk_size: None, copy_threshold: None },
+            storage: PlanStorage::S3 {
+                backend: BackendKind::Moto,
+                bucket: "ferry".into(),
+                chunk_size: None,
+                copy_threshold: None,
+            },
         });
         v.push(ColPlan {
             kind: Kind::Distribution,
             label: "Distribution on moto".into(),
             dir: "distribution-moto".into(),
-            storage: PlanStorage::S3 { backend: BackendKind::Moto, bucket: "distribution".into(), chunk_size: None, copy_threshold: None },
+            storage: PlanStorage::S3 {
+                backend: BackendKind::Moto,
+                bucket: "distribution".into(),
+                chunk_size: None,
+                copy_threshold: None,
+            },
         });
     }
     v
@@ -1481,31 +2013,74 @@ fn layout_of(args: &Args, plan: &[ColPlan]) -> Layout {
     if args.storage != "s3" {
         return Layout {
             labels,
-            ratios: vec![Ratio { a: 0, b: 1, header: "Ratio (>1 = Ferry better)".into(), short: "D/F".into() }],
+            ratios: vec![Ratio {
+                a: 0,
+                b: 1,
+                header: "Ratio (>1 = Ferry better)".into(),
+                short: "D/F".into(),
+            }],
             targets: true,
             ceiling_cols: vec![0, 1],
             usage_ratios: true,
         };
     }
-    let fs = plan.iter().position(|c| matches!(c.storage, PlanStorage::Fs)).unwrap_or(1);
+    let fs = plan
+        .iter()
+        .position(|c| matches!(c.storage, PlanStorage::Fs))
+        .unwrap_or(1);
     let mut ratios = Vec::new();
     let mut ceiling_cols = Vec::new();
     for (k, c) in plan.iter().enumerate() {
-        if let PlanStorage::S3 { backend: BackendKind::S3sFs, chunk_size, copy_threshold, .. } = &c.storage {
+        if let PlanStorage::S3 {
+            backend: BackendKind::S3sFs,
+            chunk_size,
+            copy_threshold,
+            ..
+        } = &c.storage
+        {
             let mib = chunk_size.unwrap_or(5 * MIB) / MIB;
-            let copy = if copy_threshold.is_some() { ", 1 copy" } else { "" };
-            ratios.push(Ratio { a: k, b: fs, header: format!("S3 {mib} MiB{copy} ÷ fs"), short: format!("fs/S3 {mib} MiB{copy}") });
+            let copy = if copy_threshold.is_some() {
+                ", 1 copy"
+            } else {
+                ""
+            };
+            ratios.push(Ratio {
+                a: k,
+                b: fs,
+                header: format!("S3 {mib} MiB{copy} ÷ fs"),
+                short: format!("fs/S3 {mib} MiB{copy}"),
+            });
             ceiling_cols.push(k);
         }
     }
     if args.moto {
-        let f = plan.iter().position(|c| c.kind == Kind::Ferry && matches!(c.storage, PlanStorage::S3 { backend: BackendKind::Moto, .. }));
+        let f = plan.iter().position(|c| {
+            c.kind == Kind::Ferry
+                && matches!(
+                    c.storage,
+                    PlanStorage::S3 {
+                        backend: BackendKind::Moto,
+                        ..
+                    }
+                )
+        });
         let d = plan.iter().position(|c| c.kind == Kind::Distribution);
         if let (Some(f), Some(d)) = (f, d) {
-            ratios.push(Ratio { a: f, b: d, header: "Ferry ÷ Distribution on moto".into(), short: "D/F on moto".into() });
+            ratios.push(Ratio {
+                a: f,
+                b: d,
+                header: "Ferry ÷ Distribution on moto".into(),
+                short: "D/F on moto".into(),
+            });
         }
     }
-    Layout { labels, ratios, targets: false, ceiling_cols, usage_ratios: false }
+    Layout {
+        labels,
+        ratios,
+        targets: false,
+        ceiling_cols,
+        usage_ratios: false,
+    }
 }
 
 const CEILING_BUCKET: &str = "raw";
@@ -1522,9 +2097,16 @@ struct S3Ceiling {
 /// GetObject of one object the size of a pushed blob; each object is
 /// deleted afterwards.
 async fn s3_ceiling(be: &Backend, http: &reqwest::Client, specs: &[BlobSpec]) -> Result<S3Ceiling> {
-    let spec = specs.first().context("no blob for the raw S3 measurement")?;
+    let spec = specs
+        .first()
+        .context("no blob for the raw S3 measurement")?;
     let c = be.s3(http);
-    let mut out = S3Ceiling { kind: be.kind, put_signed: vec![], put_unsigned: vec![], get: vec![] };
+    let mut out = S3Ceiling {
+        kind: be.kind,
+        put_signed: vec![],
+        put_unsigned: vec![],
+        get: vec![],
+    };
     for round in 0..2 {
         for signed in [true, false] {
             let key = format!("raw-{round}-{}", if signed { "signed" } else { "unsigned" });
@@ -1532,11 +2114,19 @@ async fn s3_ceiling(be: &Backend, http: &reqwest::Client, specs: &[BlobSpec]) ->
             let t = Instant::now();
             c.put(CEILING_BUCKET, &key, spec, signed).await?;
             let v = mbps(spec.len, t.elapsed());
-            if signed { out.put_signed.push(v) } else { out.put_unsigned.push(v) }
+            if signed {
+                out.put_signed.push(v)
+            } else {
+                out.put_unsigned.push(v)
+            }
             if !signed {
                 let t = Instant::now();
                 let n = c.get(CEILING_BUCKET, &key).await?;
-                anyhow::ensure!(n == spec.len, "GET returned {n} bytes, expected {}", spec.len);
+                anyhow::ensure!(
+                    n == spec.len,
+                    "GET returned {n} bytes, expected {}",
+                    spec.len
+                );
                 out.get.push(mbps(n, t.elapsed()));
             }
             c.delete(CEILING_BUCKET, &key).await?;

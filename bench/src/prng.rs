@@ -25,7 +25,12 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
         Rng {
-            s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)],
+            s: [
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+            ],
         }
     }
 
@@ -82,7 +87,11 @@ pub struct BlobReader {
 impl BlobReader {
     pub fn new(seed: u64, len: u64, chunk: usize) -> Self {
         assert!(chunk % 8 == 0 && chunk > 0);
-        BlobReader { rng: Rng::new(seed), remaining: len, chunk }
+        BlobReader {
+            rng: Rng::new(seed),
+            remaining: len,
+            chunk,
+        }
     }
 
     pub fn next_chunk(&mut self) -> Option<Bytes> {
@@ -133,28 +142,38 @@ impl BlobSpec {
             h.update(&buf[..n]);
             left -= n as u64;
         }
-        BlobSpec { seed, len, digest: format!("sha256:{}", hex(&h.finalize())) }
+        BlobSpec {
+            seed,
+            len,
+            digest: format!("sha256:{}", hex(&h.finalize())),
+        }
     }
 
     /// Computes many specs on all cores.
     pub fn compute_many(items: &[(u64, u64)]) -> Vec<BlobSpec> {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let out: Vec<std::sync::Mutex<Option<BlobSpec>>> =
             items.iter().map(|_| std::sync::Mutex::new(None)).collect();
         std::thread::scope(|s| {
             for _ in 0..threads.min(items.len().max(1)) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= items.len() {
-                        break;
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= items.len() {
+                            break;
+                        }
+                        let (seed, len) = items[i];
+                        *out[i].lock().unwrap() = Some(BlobSpec::compute(seed, len));
                     }
-                    let (seed, len) = items[i];
-                    *out[i].lock().unwrap() = Some(BlobSpec::compute(seed, len));
                 });
             }
         });
-        out.into_iter().map(|m| m.into_inner().unwrap().unwrap()).collect()
+        out.into_iter()
+            .map(|m| m.into_inner().unwrap().unwrap())
+            .collect()
     }
 
     pub fn reader(&self, chunk: usize) -> BlobReader {

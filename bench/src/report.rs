@@ -56,7 +56,11 @@ pub struct Row {
 
 impl Row {
     pub fn value(&self, k: usize) -> Option<f64> {
-        if self.samples[k].is_empty() { None } else { Some(median(&self.samples[k])) }
+        if self.samples[k].is_empty() {
+            None
+        } else {
+            Some(median(&self.samples[k]))
+        }
     }
 
     /// Column `a` against column `b`, oriented so that > 1 means `a` is better.
@@ -73,8 +77,14 @@ impl Row {
             (Some(v), _) => {
                 let mut s = fmt(v, self.decimals);
                 if self.samples[k].len() > 1 {
-                    let lo = self.samples[k].iter().cloned().fold(f64::INFINITY, f64::min);
-                    let hi = self.samples[k].iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let lo = self.samples[k]
+                        .iter()
+                        .cloned()
+                        .fold(f64::INFINITY, f64::min);
+                    let hi = self.samples[k]
+                        .iter()
+                        .cloned()
+                        .fold(f64::NEG_INFINITY, f64::max);
                     if v != 0.0 && (hi - lo) / v.abs() > 0.15 {
                         s.push_str(" ~"); // noisy: reps differ by >15 %
                     }
@@ -92,7 +102,11 @@ impl Row {
             Target::None => (String::new(), String::new()),
             Target::Ratio(r) => (format!("≥ {r}×"), verdict(ratio.map(|x| x >= *r))),
             Target::RatioAndCeiling(r, frac) => {
-                let name = self.ceiling.as_ref().map(|c| c.0.as_str()).unwrap_or("ceiling");
+                let name = self
+                    .ceiling
+                    .as_ref()
+                    .map(|c| c.0.as_str())
+                    .unwrap_or("ceiling");
                 let t = format!("≥ {r}× and ≥ {:.0} % of {name}", frac * 100.0);
                 let ok_ceiling = match (&self.ceiling, self.value(0)) {
                     (Some((_, c)), Some(f)) => Some(f >= c * frac),
@@ -112,8 +126,14 @@ impl Row {
     }
 
     fn ceiling_cell(&self, layout: &Layout) -> String {
-        let Some((name, c)) = &self.ceiling else { return String::new() };
-        let pct = |k: usize| self.value(k).map(|v| format!("{:.0} %", v / c * 100.0)).unwrap_or("–".into());
+        let Some((name, c)) = &self.ceiling else {
+            return String::new();
+        };
+        let pct = |k: usize| {
+            self.value(k)
+                .map(|v| format!("{:.0} %", v / c * 100.0))
+                .unwrap_or("–".into())
+        };
         let cells: Vec<String> = layout.ceiling_cols.iter().map(|&k| pct(k)).collect();
         format!("{} of {name}", cells.join(" / "))
     }
@@ -131,7 +151,11 @@ pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 pub fn fmt(v: f64, decimals: usize) -> String {
@@ -167,7 +191,11 @@ pub fn main_table(layout: &Layout, rows: &[Row]) -> String {
         sep.push_str("---|---|");
     }
     if !layout.ceiling_cols.is_empty() {
-        let names: Vec<&str> = layout.ceiling_cols.iter().map(|&k| layout.labels[k].as_str()).collect();
+        let names: Vec<&str> = layout
+            .ceiling_cols
+            .iter()
+            .map(|&k| layout.labels[k].as_str())
+            .collect();
         s.push_str(&format!(" {} vs ceiling |", names.join(" / ")));
         sep.push_str("---|");
     }
@@ -180,13 +208,22 @@ pub fn main_table(layout: &Layout, rows: &[Row]) -> String {
             r.workload,
             r.metric,
             r.unit,
-            if r.higher_better { ", higher is better" } else { ", lower is better" }
+            if r.higher_better {
+                ", higher is better"
+            } else {
+                ", lower is better"
+            }
         ));
         for k in 0..layout.labels.len() {
             s.push_str(&format!(" {} |", r.cell(k)));
         }
         for q in &layout.ratios {
-            s.push_str(&format!(" {} |", r.ratio(q.a, q.b).map(|x| format!("{:.2}×", x)).unwrap_or("–".into())));
+            s.push_str(&format!(
+                " {} |",
+                r.ratio(q.a, q.b)
+                    .map(|x| format!("{:.2}×", x))
+                    .unwrap_or("–".into())
+            ));
         }
         if layout.targets {
             let (t, v) = r.target_cell(layout);
@@ -212,14 +249,25 @@ pub struct UsageRow {
 
 impl UsageRow {
     pub fn new(key: &str, cols: usize) -> UsageRow {
-        UsageRow { key: key.into(), rss: vec![vec![]; cols], cpu: vec![vec![]; cols], backend_cpu: vec![vec![]; cols] }
+        UsageRow {
+            key: key.into(),
+            rss: vec![vec![]; cols],
+            cpu: vec![vec![]; cols],
+            backend_cpu: vec![vec![]; cols],
+        }
     }
 }
 
 /// `backends[k]`: name of column k's storage backend process, if it has one.
 pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRow]) -> String {
     let n = layout.labels.len();
-    let max = |v: &Vec<f64>| if v.is_empty() { None } else { Some(v.iter().cloned().fold(0.0, f64::max)) };
+    let max = |v: &Vec<f64>| {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.iter().cloned().fold(0.0, f64::max))
+        }
+    };
     let med = |v: &Vec<f64>| if v.is_empty() { None } else { Some(median(v)) };
     let c = |x: Option<f64>, d: usize| x.map(|x| format!("{:.*}", d, x)).unwrap_or("n/a".into());
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -235,7 +283,11 @@ pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRo
     for l in &layout.labels {
         head(format!("{l} peak RSS (MiB)"));
     }
-    let ratios: &[Ratio] = if layout.usage_ratios { &layout.ratios } else { &[] };
+    let ratios: &[Ratio] = if layout.usage_ratios {
+        &layout.ratios
+    } else {
+        &[]
+    };
     for q in ratios {
         head(format!("RSS ratio ({})", q.short));
     }

@@ -54,8 +54,17 @@ impl Backend {
         }
         let port = free_port()?;
         let mut cmd = Command::new(bin);
-        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&root);
+        cmd.args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            ACCESS_KEY,
+            "--secret-key",
+            SECRET_KEY,
+        ])
+        .arg(&root);
         Self::spawn(BackendKind::S3sFs, cmd, dir, root, port)
     }
 
@@ -66,16 +75,30 @@ impl Backend {
         std::fs::create_dir_all(&root)?;
         let port = free_port()?;
         let mut cmd = Command::new(bin);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).env("TMPDIR", &root);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("TMPDIR", &root);
         Self::spawn(BackendKind::Moto, cmd, dir, root, port)
     }
 
-    fn spawn(kind: BackendKind, cmd: Command, dir: &Path, root: PathBuf, port: u16) -> Result<Backend> {
+    fn spawn(
+        kind: BackendKind,
+        cmd: Command,
+        dir: &Path,
+        root: PathBuf,
+        port: u16,
+    ) -> Result<Backend> {
         std::fs::create_dir_all(dir)?;
         let log_path = dir.join("server.log");
         let addr = format!("127.0.0.1:{port}");
         let child = spawn_listening(cmd, kind.label(), &addr, &log_path)?;
-        Ok(Backend { kind, endpoint: format!("http://{addr}"), pid: child.id(), root, log_path, child: Some(child) })
+        Ok(Backend {
+            kind,
+            endpoint: format!("http://{addr}"),
+            pid: child.id(),
+            root,
+            log_path,
+            child: Some(child),
+        })
     }
 
     pub fn alive(&mut self) -> bool {
@@ -91,7 +114,10 @@ impl Backend {
     }
 
     pub fn s3(&self, http: &Client) -> S3Client {
-        S3Client { http: http.clone(), endpoint: self.endpoint.clone() }
+        S3Client {
+            http: http.clone(),
+            endpoint: self.endpoint.clone(),
+        }
     }
 
     /// SIGTERM to our own child, by PID; SIGKILL after 10 s.
@@ -145,20 +171,39 @@ fn amz_dates(unix: u64) -> (String, String) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
     let date = format!("{y:04}{m:02}{d:02}");
-    (format!("{date}T{:02}{:02}{:02}Z", secs / 3600, secs / 60 % 60, secs % 60), date)
+    (
+        format!(
+            "{date}T{:02}{:02}{:02}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        ),
+        date,
+    )
 }
 
 /// The headers (`x-amz-date`, `x-amz-content-sha256`, `authorization`) that
 /// sign `method host path` (no query) with the given payload hash.
-fn sign(method: &Method, host: &str, path: &str, payload_hash: &str) -> Vec<(&'static str, String)> {
-    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+fn sign(
+    method: &Method,
+    host: &str,
+    path: &str,
+    payload_hash: &str,
+) -> Vec<(&'static str, String)> {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (stamp, date) = amz_dates(unix);
     let signed = "host;x-amz-content-sha256;x-amz-date";
     let canonical = format!(
         "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:{payload_hash}\nx-amz-date:{stamp}\n\n{signed}\n{payload_hash}"
     );
     let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let to_sign = format!("AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}", sha256_hex(canonical.as_bytes()));
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
+        sha256_hex(canonical.as_bytes())
+    );
     let k = hmac(format!("AWS4{SECRET_KEY}").as_bytes(), date.as_bytes());
     let k = hmac(&k, REGION.as_bytes());
     let k = hmac(&k, b"s3");
@@ -169,7 +214,9 @@ fn sign(method: &Method, host: &str, path: &str, payload_hash: &str) -> Vec<(&'s
         ("x-amz-content-sha256", payload_hash.to_string()),
         (
             "authorization",
-            format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={signed}, Signature={sig}"),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={signed}, Signature={sig}"
+            ),
         ),
     ]
 }
@@ -186,7 +233,10 @@ const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495
 impl S3Client {
     fn request(&self, method: Method, path: &str, payload_hash: &str) -> reqwest::RequestBuilder {
         let host = self.endpoint.trim_start_matches("http://");
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.endpoint)).timeout(Duration::from_secs(600));
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.endpoint))
+            .timeout(Duration::from_secs(600));
         for (k, v) in sign(&method, host, path, payload_hash) {
             req = req.header(k, v);
         }
@@ -198,12 +248,22 @@ impl S3Client {
             return Ok(r);
         }
         let st = r.status();
-        let body: String = r.text().await.unwrap_or_default().chars().take(300).collect();
+        let body: String = r
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
         bail!("{what}: HTTP {st}: {body}")
     }
 
     pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
-        let r = self.request(Method::PUT, &format!("/{bucket}"), EMPTY_SHA256).header("content-length", "0").send().await?;
+        let r = self
+            .request(Method::PUT, &format!("/{bucket}"), EMPTY_SHA256)
+            .header("content-length", "0")
+            .send()
+            .await?;
         if r.status() == StatusCode::CONFLICT {
             return Ok(()); // already there
         }
@@ -213,13 +273,24 @@ impl S3Client {
     /// PutObject streaming the blob; with `signed_payload` the payload hash is
     /// the blob's SHA-256 (its digest, precomputed), which the server checks;
     /// otherwise `UNSIGNED-PAYLOAD`.
-    pub async fn put(&self, bucket: &str, key: &str, spec: &BlobSpec, signed_payload: bool) -> Result<()> {
-        let hash = if signed_payload { spec.digest.trim_start_matches("sha256:").to_string() } else { "UNSIGNED-PAYLOAD".into() };
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        spec: &BlobSpec,
+        signed_payload: bool,
+    ) -> Result<()> {
+        let hash = if signed_payload {
+            spec.digest.trim_start_matches("sha256:").to_string()
+        } else {
+            "UNSIGNED-PAYLOAD".into()
+        };
         let path = format!("/{bucket}/{key}");
         let reader = spec.reader(1 << 20);
-        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(reader, |mut r| async move {
-            r.next_chunk().map(|c| (Ok::<Bytes, std::io::Error>(c), r))
-        }));
+        let body =
+            reqwest::Body::wrap_stream(futures_util::stream::unfold(reader, |mut r| async move {
+                r.next_chunk().map(|c| (Ok::<Bytes, std::io::Error>(c), r))
+            }));
         let r = self
             .request(Method::PUT, &path, &hash)
             .header("content-length", spec.len.to_string())
@@ -234,7 +305,11 @@ impl S3Client {
     /// GetObject, body drained; returns the byte count.
     pub async fn get(&self, bucket: &str, key: &str) -> Result<u64> {
         let path = format!("/{bucket}/{key}");
-        let r = self.request(Method::GET, &path, EMPTY_SHA256).send().await.with_context(|| format!("GET {path}"))?;
+        let r = self
+            .request(Method::GET, &path, EMPTY_SHA256)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
         let mut r = Self::check(&format!("GET {path}"), r).await?;
         let mut n = 0u64;
         while let Some(c) = r.chunk().await? {
@@ -245,7 +320,10 @@ impl S3Client {
 
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         let path = format!("/{bucket}/{key}");
-        let r = self.request(Method::DELETE, &path, EMPTY_SHA256).send().await?;
+        let r = self
+            .request(Method::DELETE, &path, EMPTY_SHA256)
+            .send()
+            .await?;
         Self::check(&format!("DELETE {path}"), r).await.map(|_| ())
     }
 }

@@ -66,7 +66,9 @@ pub fn free_port() -> Result<u16> {
 /// and waits until `addr` accepts connections.
 pub fn spawn_listening(mut cmd: Command, what: &str, addr: &str, log_path: &Path) -> Result<Child> {
     let log = std::fs::File::create(log_path)?;
-    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     // If the bench tool dies, take the server down with it.
     unsafe {
         cmd.pre_exec(|| {
@@ -74,7 +76,9 @@ pub fn spawn_listening(mut cmd: Command, what: &str, addr: &str, log_path: &Path
             Ok(())
         });
     }
-    let mut child = cmd.spawn().with_context(|| format!("spawning {what} ({:?})", cmd.get_program()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {what} ({:?})", cmd.get_program()))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait()? {
@@ -136,7 +140,10 @@ impl Server {
                     cmd.env("REGISTRY_STORAGE_S3_CHUNKSIZE", c.to_string());
                 }
                 if let Some(c) = b.copy_threshold {
-                    cmd.env("REGISTRY_STORAGE_S3_MULTIPARTCOPYTHRESHOLDSIZE", c.to_string());
+                    cmd.env(
+                        "REGISTRY_STORAGE_S3_MULTIPARTCOPYTHRESHOLDSIZE",
+                        c.to_string(),
+                    );
                 }
             }
             (Kind::Distribution, _) => {
@@ -144,7 +151,9 @@ impl Server {
                 // cache), minus auth/health, on loopback, with upload purging
                 // off so no background sweep runs during a measurement.
                 let driver = match storage {
-                    Storage::Fs => format!("  filesystem:\n    rootdirectory: {}\n", data_dir.display()),
+                    Storage::Fs => {
+                        format!("  filesystem:\n    rootdirectory: {}\n", data_dir.display())
+                    }
                     // Blobs are served through the registry (as Ferry does by
                     // default), not redirected to the S3 server.
                     Storage::S3(b) => format!(
@@ -155,8 +164,12 @@ impl Server {
                         b.secret_key,
                         b.endpoint,
                         b.bucket,
-                        b.chunk_size.map(|c| format!("    chunksize: {c}\n")).unwrap_or_default()
-                            + &b.copy_threshold.map(|c| format!("    multipartcopythresholdsize: {c}\n")).unwrap_or_default()
+                        b.chunk_size
+                            .map(|c| format!("    chunksize: {c}\n"))
+                            .unwrap_or_default()
+                            + &b.copy_threshold
+                                .map(|c| format!("    multipartcopythresholdsize: {c}\n"))
+                                .unwrap_or_default()
                     ),
                 };
                 let cfg = dir.join("config.yml");
@@ -184,7 +197,14 @@ impl Server {
         }
         let child = spawn_listening(cmd, kind.label(), &addr, &log_path)?;
         let pid = child.id();
-        Ok(Server { kind, base: format!("http://{addr}"), pid, data_dir, log_path, child: Some(child) })
+        Ok(Server {
+            kind,
+            base: format!("http://{addr}"),
+            pid,
+            data_dir,
+            log_path,
+            child: Some(child),
+        })
     }
 
     pub fn alive(&mut self) -> bool {
@@ -282,7 +302,14 @@ impl Sampler {
             }
         });
         let backend = backend.map(|b| (b, cpu_seconds(b).unwrap_or(0.0)));
-        Sampler { pid, cpu0: cpu_seconds(pid).unwrap_or(0.0), backend, stop, peak, handle: Some(handle) }
+        Sampler {
+            pid,
+            cpu0: cpu_seconds(pid).unwrap_or(0.0),
+            backend,
+            stop,
+            peak,
+            handle: Some(handle),
+        }
     }
 
     pub fn finish(mut self) -> Usage {
@@ -294,8 +321,14 @@ impl Sampler {
             self.peak.fetch_max(r, Ordering::Relaxed);
         }
         let cpu1 = cpu_seconds(self.pid).unwrap_or(self.cpu0);
-        let backend_cpu_s = self.backend.map(|(b, c0)| cpu_seconds(b).unwrap_or(c0) - c0);
-        Usage { peak_rss_mib: self.peak.load(Ordering::Relaxed) as f64 / 1024.0, cpu_s: cpu1 - self.cpu0, backend_cpu_s }
+        let backend_cpu_s = self
+            .backend
+            .map(|(b, c0)| cpu_seconds(b).unwrap_or(c0) - c0);
+        Usage {
+            peak_rss_mib: self.peak.load(Ordering::Relaxed) as f64 / 1024.0,
+            cpu_s: cpu1 - self.cpu0,
+            backend_cpu_s,
+        }
     }
 }
 
@@ -303,7 +336,11 @@ impl Sampler {
 pub fn host_cpu() -> (u64, u64) {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let line = s.lines().next().unwrap_or("");
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     if v.len() < 5 {
         return (0, 0);
     }
@@ -314,5 +351,9 @@ pub fn host_cpu() -> (u64, u64) {
 
 pub fn host_busy_pct(a: (u64, u64), b: (u64, u64)) -> f64 {
     let (db, dt) = (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1));
-    if dt == 0 { 0.0 } else { db as f64 * 100.0 / dt as f64 }
+    if dt == 0 {
+        0.0
+    } else {
+        db as f64 * 100.0 / dt as f64
+    }
 }
