@@ -165,6 +165,20 @@ impl S3Store {
         Ok(())
     }
 
+    /// Streams `range` of the object at `path`.
+    async fn stream(
+        &self,
+        path: &Path,
+        range: Range<u64>,
+    ) -> object_store::Result<ByteStream<'static>> {
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        let result = self.store.get_opts(path, options).await?;
+        Ok(Box::pin(result.into_stream().map_err(io_error)))
+    }
+
     /// Every object under `prefix` (recursively).
     async fn list_under(
         &self,
@@ -240,16 +254,7 @@ impl BlobStore for S3Store {
         if range.is_empty() {
             return Ok(Box::pin(futures_util::stream::empty()));
         }
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(range)),
-            ..GetOptions::default()
-        };
-        let result = match self.store.get_opts(&self.blob_key(digest), options).await {
-            Ok(result) => result,
-            Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Box::pin(result.into_stream().map_err(io_error)))
+        Ok(self.stream(&self.blob_key(digest), range).await?)
     }
 
     async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>, StorageError> {
@@ -297,21 +302,13 @@ impl BlobStore for S3Store {
         let Some(source) = staging.readable_source(len).await? else {
             return Ok(Box::pin(futures_util::stream::empty()));
         };
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(0..len)),
-            ..GetOptions::default()
-        };
-        let result = match self.store.get_opts(&source, options).await {
-            Ok(result) => result,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(StorageError::StagingShort {
-                    expected: len,
-                    actual: 0,
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Box::pin(result.into_stream().map_err(io_error)))
+        match self.stream(&source, 0..len).await {
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::StagingShort {
+                expected: len,
+                actual: 0,
+            }),
+            other => Ok(other?),
+        }
     }
 
     async fn upload_seal(&self, key: &UploadKey, size: u64) -> Result<(), StorageError> {

@@ -84,6 +84,10 @@ impl<'a> Staging<'a> {
         Path::from(format!("{}/{name}", self.prefix))
     }
 
+    fn tail_key(&self, offset: u64) -> Path {
+        self.key(&format!("tail/{offset}"))
+    }
+
     fn data_key(&self) -> Path {
         self.key("data")
     }
@@ -117,7 +121,7 @@ impl<'a> Staging<'a> {
     }
 
     async fn tail(&self, offset: u64, len: u64) -> Result<Bytes, StorageError> {
-        let bytes = match self.store.get(&self.key(&format!("tail/{offset}"))).await {
+        let bytes = match self.store.get(&self.tail_key(offset)).await {
             Ok(result) => result.bytes().await?,
             Err(object_store::Error::NotFound { .. }) => return Err(Self::short(offset)),
             Err(e) => return Err(e.into()),
@@ -194,9 +198,7 @@ impl<'a> Staging<'a> {
         state.tail = pending_len;
         if pending_len > 0 {
             let payload: PutPayload = pending.into_iter().collect();
-            self.store
-                .put(&self.key(&format!("tail/{new_offset}")), payload)
-                .await?;
+            self.store.put(&self.tail_key(new_offset), payload).await?;
         }
         let json = serde_json::to_vec(&state).map_err(|e| StorageError::Io(io::Error::other(e)))?;
         self.store
@@ -254,7 +256,7 @@ impl<'a> Staging<'a> {
         Ok(if !state.parts.is_empty() {
             Some(self.data_key())
         } else if state.tail > 0 {
-            Some(self.key(&format!("tail/{size}")))
+            Some(self.tail_key(size))
         } else {
             None
         })
@@ -270,7 +272,7 @@ impl<'a> Staging<'a> {
         if !state.parts.is_empty() {
             return Err(StorageError::Unreadable);
         }
-        Ok((state.tail > 0).then(|| self.key(&format!("tail/{len}"))))
+        Ok((state.tail > 0).then(|| self.tail_key(len)))
     }
 
     /// Aborts the multipart upload (if one was started and not completed) and deletes every
