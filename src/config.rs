@@ -554,12 +554,12 @@ impl Config {
             }
         }
 
-        if let Some(version) = tree.string("version")? {
-            if version != "0.1" {
-                warnings.push(format!(
-                    "configuration version {version:?} is not 0.1; reading it as 0.1"
-                ));
-            }
+        if let Some(version) = tree.string("version")?
+            && version != "0.1"
+        {
+            warnings.push(format!(
+                "configuration version {version:?} is not 0.1; reading it as 0.1"
+            ));
         }
         let level = tree
             .string("log.level")?
@@ -639,15 +639,13 @@ impl Config {
             ));
         }
         let host = tree.string("http.host")?.filter(|h| !h.is_empty());
-        if let Some(h) = &host {
-            if !(h.starts_with("http://") || h.starts_with("https://")) {
-                return Err(Tree::invalid(
-                    "http.host",
-                    format!(
-                        "expected an absolute URL such as https://registry.example.com, got {h:?}"
-                    ),
-                ));
-            }
+        if let Some(h) = &host
+            && !(h.starts_with("http://") || h.starts_with("https://"))
+        {
+            return Err(Tree::invalid(
+                "http.host",
+                format!("expected an absolute URL such as https://registry.example.com, got {h:?}"),
+            ));
         }
         let http = HttpSettings {
             addr,

@@ -1,11 +1,15 @@
-//! `ferry`: the registry's command line.
+//! `ferry`: the registry's command line. The one executable also answers as `ferry-gc`
+//! (the collector) and as `registry` (Distribution's command line, so `registry:2` scripts
+//! such as `bin/registry garbage-collect CONFIG` run unchanged in Ferry's image).
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use ferry::config::Config;
+use ferry::gc::cli::GcArgs;
 
 /// Ferry, a container image registry: a drop-in replacement for registry:2.
 #[derive(Parser)]
@@ -23,6 +27,10 @@ enum Command {
         /// given none, embedded defaults apply. REGISTRY_* variables override either.
         config: Vec<PathBuf>,
     },
+    /// Give back the disk space of deleted images (also `garbage-collect`, as registry:2
+    /// names it; the same as `ferry-gc`).
+    #[command(visible_alias = "garbage-collect")]
+    Gc(GcArgs),
     /// Index a registry:2 (Distribution) data directory in Ferry's database, in place
     /// (re-runnable; the server also does this at startup when it finds one).
     Import {
@@ -76,6 +84,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     ExitCode::FAILURE
                 })
         }
+        Command::Gc(args) => ferry::gc::cli::run(args, "ferry gc"),
         Command::Import {
             config,
             verify,
@@ -151,13 +160,53 @@ fn run(command: Command) -> Result<(), ExitCode> {
     }
 }
 
-fn main() -> ExitCode {
-    // One executable, two commands: called as `ferry-gc` (a link), it is the collector.
-    let argv0 = std::env::args_os().next().unwrap_or_default();
-    if std::path::Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new("ferry-gc")) {
-        return ferry::gc::cli::main(std::env::args_os());
+/// The version line of `registry --version`: says which registry this really is.
+const REGISTRY_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (Ferry, a drop-in replacement for registry:2)"
+);
+
+/// The command line as clap should see it. Like `registry:2`'s image, a first argument
+/// that is a YAML file means `serve` it (`docker run ferry /etc/docker/registry/config.yml`).
+fn normalise(args: Vec<OsString>) -> Vec<OsString> {
+    let is_yaml = |a: &OsString| {
+        Path::new(a)
+            .extension()
+            .is_some_and(|e| e == "yml" || e == "yaml")
+    };
+    match args.get(1) {
+        Some(first) if is_yaml(first) => {
+            let mut out = vec![args[0].clone(), OsString::from("serve")];
+            out.extend(args[1..].iter().cloned());
+            out
+        }
+        _ => args,
     }
-    let cli = Cli::parse();
+}
+
+fn main() -> ExitCode {
+    let args = normalise(std::env::args_os().collect());
+    let program = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("ferry")
+        .to_string();
+    // One executable, three names: `ferry-gc` (a link) is the collector; `registry` is
+    // Distribution's command line (`serve`, `garbage-collect`), answered by Ferry's.
+    let matches = match program.as_str() {
+        "ferry-gc" => return ferry::gc::cli::main(args),
+        "registry" => Cli::command()
+            .name("registry")
+            .bin_name("registry")
+            .version(REGISTRY_VERSION)
+            .get_matches_from(args),
+        _ => Cli::command().get_matches_from(args),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli.command.unwrap_or(Command::Serve { config: Vec::new() })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,

@@ -248,9 +248,13 @@ async fn invalid_manifest_references_are_rejected() {
         "a+b".to_string(),
     ];
     for reference in &bad {
+        // Reads of a reference that is neither a tag nor a digest find nothing: the spec's
+        // endpoint table allows only 404 there (and registry:2 answers 404).
         api.get_manifest("refs/repo", reference)
             .await
-            .expect_error(400, &codes);
+            .expect_error(404, &["MANIFEST_UNKNOWN"]);
+        let r = api.head_manifest("refs/repo", reference).await;
+        r.expect(404);
         api.put_manifest("refs/repo", reference, OCI_MANIFEST, &img.manifest)
             .await
             .expect_error(400, &codes);
@@ -345,4 +349,36 @@ async fn sha512_digests_are_supported_and_verified() {
         .await
         .expect(404);
     assert!(!blob_data_path(&reg, &wrong).exists());
+}
+
+#[tokio::test]
+async fn paths_are_split_before_they_are_decoded() {
+    let reg = start();
+    let api = Api::new(&reg);
+    let img = api.push_image("enc/repo", "v1", 1).await;
+    // Encoded characters that are not `/` decode into the component they belong to.
+    let r = api.get("/v2/enc/rep%6F/tags/list").await;
+    r.expect(200);
+    assert_eq!(string_list(&r.json()["tags"]), vec!["v1"]);
+    api.get(&format!(
+        "/v2/enc/repo/manifests/{}",
+        img.digest.replace(':', "%3A")
+    ))
+    .await
+    .expect(200);
+    // An encoded slash never joins two components into one name.
+    for path in [
+        "/v2/enc%2Frepo/tags/list".to_string(),
+        "/v2/enc%2frepo/manifests/v1".to_string(),
+        format!("/v2/enc%2Frepo/blobs/{}", img.layers[0].digest),
+        "/v2/enc/..%2Frepo/tags/list".to_string(),
+    ] {
+        api.get(&path).await.expect_error(400, &["NAME_INVALID"]);
+    }
+    let r = api
+        .send(api.req(Method::POST, "/v2/enc%2Frepo/blobs/uploads/"))
+        .await;
+    r.expect_error(400, &["NAME_INVALID"]);
+    // Nothing was created under a decoded name.
+    assert_eq!(api.catalog().await, vec!["enc/repo"]);
 }

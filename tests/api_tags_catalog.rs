@@ -4,6 +4,7 @@ mod common;
 mod support;
 
 use common::*;
+use reqwest::Method;
 
 /// The target of a `Link: <url>; rel="next"` header, if any.
 fn next_link(r: &Resp) -> Option<String> {
@@ -186,8 +187,6 @@ async fn catalog_lists_repositories_sorted() {
     for repo in REPOS {
         api.push_image(repo, "v1", 0).await;
     }
-    // A repository with blobs only is not (yet) a repository with images; whether it is
-    // listed is not checked here.
     let r = api.get("/v2/_catalog").await;
     r.expect(200);
     assert!(
@@ -234,7 +233,36 @@ async fn catalog_pagination() {
 }
 
 #[tokio::test]
-async fn repository_whose_last_manifest_was_deleted_leaves_the_catalog() {
+async fn a_repository_is_listed_as_soon_as_it_holds_a_blob() {
+    let reg = start();
+    let api = Api::new(&reg);
+    assert!(api.catalog().await.is_empty());
+    // A blob alone puts a repository in the catalog (clients' test suites push a blob and
+    // then list repositories), by upload and by mount alike.
+    let digest = api.push_blob("team/blobs-only", b"layer bytes").await;
+    assert_eq!(api.catalog().await, vec!["team/blobs-only"]);
+    let r = api
+        .send(api.req(
+            Method::POST,
+            &format!("/v2/team/mounted/blobs/uploads/?mount={digest}&from=team/blobs-only"),
+        ))
+        .await;
+    r.expect(201);
+    assert_eq!(api.catalog().await, vec!["team/blobs-only", "team/mounted"]);
+    // An upload that was started but not finished lists nothing.
+    api.start_upload("team/unfinished").await;
+    assert_eq!(api.catalog().await, vec!["team/blobs-only", "team/mounted"]);
+    // Pagination counts such repositories like any other.
+    let r = api.get("/v2/_catalog?n=1").await;
+    r.expect(200);
+    assert_eq!(
+        string_list(&r.json()["repositories"]),
+        vec!["team/blobs-only"]
+    );
+}
+
+#[tokio::test]
+async fn a_repository_whose_manifests_were_deleted_stays_while_it_holds_blobs() {
     let reg = start();
     let api = Api::new(&reg);
     let gone = api.push_image("team/gone", "v1", 1).await;
@@ -248,8 +276,10 @@ async fn repository_whose_last_manifest_was_deleted_leaves_the_catalog() {
     api.delete(&format!("/v2/team/stays/manifests/{}", one.digest))
         .await
         .expect(202);
-    assert_eq!(api.catalog().await, vec!["team/stays"]);
-    // Pushing again brings it back.
+    // registry:2 keeps listing a repository whose blobs are still linked; it leaves the
+    // catalog when the garbage collector removes the links (tests/gc.rs).
+    assert_eq!(api.catalog().await, vec!["team/gone", "team/stays"]);
+    // Pushing again works as before.
     api.push_image("team/gone", "v1", 0).await;
     assert_eq!(api.catalog().await, vec!["team/gone", "team/stays"]);
 }

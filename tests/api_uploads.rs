@@ -340,6 +340,92 @@ async fn unknown_upload_ids_are_404() {
         .expect(404);
 }
 
+/// The error code of a JSON error body sent back to [`raw_request`].
+fn error_code(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)));
+    v["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn invalid_upload_ids_are_unknown_uploads_not_unknown_paths() {
+    let reg = start();
+    let api = Api::new(&reg);
+    api.start_upload("dots/repo").await;
+    // Sent byte for byte (an HTTP client library would resolve the dot segments).
+    for id in [
+        "..",
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "%2E%2E%2Fother",
+        "../x",
+        "a/b",
+        "%00",
+        "%FF%FE",
+    ] {
+        let path = format!("/v2/dots/repo/blobs/uploads/{id}");
+        for method in ["GET", "PATCH", "PUT", "DELETE"] {
+            let target = if method == "PUT" {
+                format!("{path}?digest={}", sha256(b"x"))
+            } else {
+                path.clone()
+            };
+            let (status, body) = raw_request(&reg, method, &target, &[], b"x");
+            assert_eq!(
+                (status, error_code(&body).as_str()),
+                (404, "BLOB_UPLOAD_UNKNOWN"),
+                "{method} {target}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    assert_eq!(api.catalog().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn malformed_content_range_is_416() {
+    let reg = start();
+    let api = Api::new(&reg);
+    let loc = api.start_upload("cr/repo").await;
+    let r = api.patch_range(&loc, 0, b"0123456789".to_vec()).await;
+    r.expect(202);
+    let loc = api.abs(r.must_header("location"));
+    for range in [
+        "10-",
+        "-19",
+        "ten-19",
+        "19-10",
+        "10",
+        "",
+        "10-18446744073709551615",
+        "0-18446744073709551615",
+        "10-99999999999999999999999",
+    ] {
+        let r = api
+            .send(
+                api.req(Method::PATCH, &loc)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Range", range)
+                    .body(b"0123456789".to_vec()),
+            )
+            .await;
+        r.expect_error(416, &["BLOB_UPLOAD_INVALID"]);
+    }
+    // The session is untouched and continues.
+    let r = api.get(&loc).await;
+    r.expect(204);
+    assert_eq!(r.must_header("range"), "0-9");
+    let data = b"0123456789abcdefghij";
+    let r = api.patch_range(&loc, 10, data[10..].to_vec()).await;
+    r.expect(202);
+    let loc = api.abs(r.must_header("location"));
+    api.put_upload(&loc, &sha256(data), vec![])
+        .await
+        .expect(201);
+}
+
 #[tokio::test]
 async fn a_session_belongs_to_its_repository() {
     let reg = start();

@@ -271,10 +271,10 @@ impl Container {
     fn wait_ready(&self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok(r) = http(self.port, "GET", "/v2/", &[]) {
-                if r.status == 200 {
-                    return;
-                }
+            if let Ok(r) = http(self.port, "GET", "/v2/", &[])
+                && r.status == 200
+            {
+                return;
             }
             if self.inspect("{{.State.Running}}") != "true" {
                 panic!("container exited before answering; logs:\n{}", self.logs());
@@ -720,6 +720,64 @@ fn distribution_config_and_environment_overrides() {
         by_digest.status, 202,
         "DELETE of a manifest: {}",
         by_digest.body
+    );
+
+    // registry:2's maintenance scripts run unchanged: `bin/registry garbage-collect CONFIG`
+    // (relative to the container's working directory, as registry:2 guides write it).
+    let version = docker_ok(&["exec", &c.id, "bin/registry", "--version"]);
+    assert!(version.contains("Ferry"), "registry --version: {version}");
+    let blob_files = || {
+        files_under(&tmp.path().join("data/docker/registry/v2/blobs"))
+            .into_iter()
+            .filter(|p| p.ends_with("data"))
+            .count()
+    };
+    let before = blob_files();
+    let dry = docker_ok(&[
+        "exec",
+        &c.id,
+        "bin/registry",
+        "garbage-collect",
+        "--dry-run",
+        CONFIGS[0],
+    ]);
+    assert!(dry.contains("would remove"), "dry run printed: {dry}");
+    assert_eq!(blob_files(), before, "a dry run removed files");
+    // Nothing used in the current second is collected, even without a grace window.
+    let second = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for _ in 0..30 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        if now > second {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let real = docker_ok(&[
+        "exec",
+        &c.id,
+        "bin/registry",
+        "garbage-collect",
+        "-m",
+        "--grace",
+        "0s",
+        CONFIGS[0],
+    ]);
+    assert!(real.contains("removed:"), "collection printed: {real}");
+    assert!(
+        blob_files() < before,
+        "bin/registry garbage-collect freed nothing ({before} blob files before and after):\n{real}"
+    );
+    let catalog = http_ok(c.port, "GET", "/v2/_catalog");
+    assert!(
+        !catalog.body.contains("ferry-test/cfg"),
+        "the emptied repository is still listed: {}",
+        catalog.body
     );
 }
 

@@ -330,3 +330,49 @@ async fn completed_pushes_survive_kill9() {
     let expected: Vec<String> = (0..5).map(|i| format!("durable/r{i}")).collect();
     assert_eq!(catalog, expected);
 }
+
+/// Several processes started at the same moment on a new data directory (a restart loop, two
+/// containers on one volume, the collector next to the server) all open it: the schema is
+/// created once, the others wait for it instead of failing with "table ... already exists".
+/// `ferry import` opens the stores exactly as `ferry serve` does, then exits.
+#[tokio::test]
+async fn processes_started_at_once_on_a_new_database_all_open_it() {
+    let root = tempfile::tempdir().expect("temp dir");
+    for round in 0..5 {
+        let data = root.path().join(format!("round-{round}"));
+        let mut children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+                    .arg("import")
+                    .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &data)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn ferry import")
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while children
+            .iter_mut()
+            .any(|c| matches!(c.try_wait(), Ok(None)))
+        {
+            assert!(std::time::Instant::now() < deadline, "ferry import hangs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for child in children {
+            let out = child.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "round {round}: a process failed to open the new database ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // And a server on such a database serves.
+    let reg = TestRegistry::start_on(support::Flavor::Ferry, &root.path().join("round-0"), &[]);
+    let api = Api::new(&reg);
+    api.push_image("race/start", "v1", 1).await;
+    assert_eq!(api.tags("race/start").await, vec!["v1"]);
+}

@@ -29,7 +29,17 @@ use support::{Flavor, TestRegistry};
 
 /// `ferry-gc <args>` with the environment the server was started with.
 fn gc_command_for(root: &Path, env: &[(String, String)], args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry-gc"));
+    collector_command(env!("CARGO_BIN_EXE_ferry-gc"), root, env, args)
+}
+
+/// `program <args>` with the environment a server on `root` was started with.
+fn collector_command(
+    program: &str,
+    root: &Path,
+    env: &[(String, String)],
+    args: &[&str],
+) -> Command {
+    let mut cmd = Command::new(program);
     cmd.args(args)
         .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", root)
         .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
@@ -871,7 +881,12 @@ async fn a_repository_with_everything_deleted_leaves_catalog_and_disk() {
             .await
             .expect(202);
     }
-    assert_eq!(api.catalog().await, vec![stays.to_string()]);
+    // Like registry:2, a repository that still holds blobs stays listed until the
+    // collector removes its last blob link.
+    assert_eq!(
+        api.catalog().await,
+        vec![gone.to_string(), stays.to_string()]
+    );
     next_second().await;
 
     let report = gc(&reg, &["--grace", "0s"]);
@@ -1009,6 +1024,157 @@ fn a_root_without_a_ferry_database_exits_2_and_creates_nothing() {
     let args = [missing.to_str().unwrap()];
     let out = gc_bare(&env, &args);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&args, &out));
+}
+
+#[tokio::test]
+async fn a_database_of_another_store_exits_2() {
+    let reg = TestRegistry::start();
+    Api::new(&reg).push_image("other/app", "v1", 1).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let db = reg.root.join("ferry/metadata.db");
+    let env = [
+        (
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+            elsewhere.path().to_str().unwrap(),
+        ),
+        ("REGISTRY_DATABASE_PATH", db.to_str().unwrap()),
+    ];
+    let args = ["--dry-run"];
+    let out = gc_bare(&env, &args);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&args, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("indexes"), "{}", describe(&args, &out));
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. The collector under its other names, and what its summary explains
+// ---------------------------------------------------------------------------------------
+
+/// The one executable under another name (a link, as in the container image).
+fn linked_as(dir: &Path, name: &str) -> PathBuf {
+    let link = dir.join(name);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ferry"), &link).unwrap();
+    link
+}
+
+#[test]
+fn help_says_what_the_collector_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = linked_as(dir.path(), "registry");
+    for (program, args) in [
+        (
+            PathBuf::from(env!("CARGO_BIN_EXE_ferry-gc")),
+            vec!["--help"],
+        ),
+        (
+            PathBuf::from(env!("CARGO_BIN_EXE_ferry")),
+            vec!["gc", "--help"],
+        ),
+        (registry, vec!["garbage-collect", "--help"]),
+    ] {
+        let out = Command::new(&program).args(&args).output().unwrap();
+        assert!(out.status.success(), "{program:?} {args:?}: {out:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("disk space of deleted images"),
+            "{program:?} {args:?} does not say what it does:\n{help}"
+        );
+        for flag in ["--dry-run", "--delete-untagged", "--grace", "-d,", "-m,"] {
+            assert!(
+                help.contains(flag),
+                "{program:?} {args:?} lacks {flag}:\n{help}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_collection_right_after_a_delete_says_the_grace_window_kept_it() {
+    let reg = TestRegistry::start();
+    let api = Api::new(&reg);
+    let img = api.push_image("grace/app", "v1", 2).await;
+    api.delete(&format!("/v2/grace/app/manifests/{}", img.digest))
+        .await
+        .expect(202);
+
+    // `ferry gc`, the subcommand, with the default grace window: nothing goes, and the
+    // summary says why and what to do.
+    let out = collector_command(env!("CARGO_BIN_EXE_ferry"), &reg.root, &reg.env, &["gc"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&["gc"], &out));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("space reclaimed: 0 B"), "{summary}");
+    let blobs = blob_digests(&img).len() + 1; // the layers, the config and the manifest
+    assert!(
+        summary.contains(&format!("kept: {blobs} blobs,"))
+            && summary.contains("used within the grace window of 1h")
+            && summary.contains("--grace 0s"),
+        "the summary does not explain what the grace window kept:\n{summary}"
+    );
+    let report = gc(&reg, &["--dry-run"]);
+    assert_eq!(n(&report, "grace_kept_blobs"), blobs as u64, "{report:#}");
+    assert_eq!(
+        n(&report, "grace_kept_bytes"),
+        image_bytes(&img),
+        "{report:#}"
+    );
+
+    // Without the window (a second later), the space comes back and nothing is "kept".
+    next_second().await;
+    let report = gc(&reg, &["--grace", "0s"]);
+    assert_eq!(
+        n(&report, "bytes_reclaimed"),
+        image_bytes(&img),
+        "{report:#}"
+    );
+    assert_eq!(n(&report, "grace_kept_blobs"), 0, "{report:#}");
+}
+
+#[tokio::test]
+async fn registry2_command_lines_work() {
+    let reg = TestRegistry::start();
+    let api = Api::new(&reg);
+    let img = api.push_image("compat/app", "v1", 1).await;
+    api.delete(&format!("/v2/compat/app/manifests/{}", img.digest))
+        .await
+        .expect(202);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = linked_as(dir.path(), "registry");
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+            reg.root.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(&registry)
+            .args(args)
+            .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(args, &out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let version = run(&["--version"]);
+    assert!(
+        version.starts_with("registry ") && version.contains("Ferry"),
+        "{version}"
+    );
+    let config = config.to_str().unwrap();
+    let dry = run(&["garbage-collect", "--dry-run", config]);
+    assert!(dry.contains("would remove"), "{dry}");
+    next_second().await;
+    let done = run(&["garbage-collect", "-m", "--grace", "0s", config]);
+    assert!(done.contains("removed:"), "{done}");
+    assert!(api.catalog().await.is_empty(), "compat/app is still listed");
+    api.get(&format!("/v2/compat/app/blobs/{}", img.layers[0].digest))
+        .await
+        .expect(404);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,13 +11,16 @@ use std::time::Duration;
 
 use crate::config::{Config, parse_duration};
 use crate::gc::{self, Options};
+use crate::server::ServeError;
 use clap::Parser;
 
-/// Garbage collector for a Ferry registry (same config file and REGISTRY_* overrides as
-/// `ferry serve`).
-#[derive(Parser)]
-#[command(name = "ferry-gc", version, about)]
-struct Cli {
+/// One line on what the collector does, for every command line that runs it.
+pub const ABOUT: &str = "Give back the disk space of deleted images and abandoned uploads \
+(safe while the server runs; same config file and REGISTRY_* overrides as the server)";
+
+/// The collector's flags: the same for `ferry-gc`, `ferry gc` and `registry garbage-collect`.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
     /// Only report what would be removed.
     #[arg(short = 'd', long)]
     dry_run: bool,
@@ -28,14 +31,24 @@ struct Cli {
     /// No progress lines; only the summary.
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Nothing uploaded, linked or used more recently than this is collected.
+    /// Nothing uploaded, linked or used more recently than this is collected (0s: no
+    /// grace; safe only when no push is in flight).
     #[arg(long, default_value = "1h", value_parser = grace)]
     grace: Duration,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
-    /// The server's config.yml (the first that exists of several; none: defaults).
+    /// The server's config.yml (the first that exists of several; none: the embedded
+    /// defaults, as `ferry serve` without a config).
     config: Vec<PathBuf>,
+}
+
+/// `ferry-gc`: the collector under a name of its own.
+#[derive(Parser)]
+#[command(name = "ferry-gc", version, about = ABOUT)]
+struct Cli {
+    #[command(flatten)]
+    args: GcArgs,
 }
 
 fn grace(s: &str) -> Result<Duration, String> {
@@ -44,20 +57,44 @@ fn grace(s: &str) -> Result<Duration, String> {
 
 /// Runs `ferry-gc` with the command line `args` (program name first).
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = Cli::parse_from(args);
+    match run(Cli::parse_from(args).args, "ferry-gc") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+/// Why a collection did not run or did not finish: a configuration that names no usable
+/// registry (exit status 2), or anything else (1).
+enum Failure {
+    Configuration(String),
+    Other(String),
+}
+
+impl From<ServeError> for Failure {
+    fn from(e: ServeError) -> Self {
+        match e {
+            ServeError::StorageMismatch { .. } => Failure::Configuration(e.to_string()),
+            other => Failure::Other(other.to_string()),
+        }
+    }
+}
+
+/// Runs one collection as `program` (the name its messages start with); `Err` carries the
+/// exit status: 2 for a configuration that names no usable registry, 1 for other failures.
+pub fn run(cli: GcArgs, program: &str) -> Result<(), ExitCode> {
     let config = match Config::load_first(&cli.config, std::env::vars()) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("ferry-gc: {e}");
-            return ExitCode::from(2);
+            eprintln!("{program}: {e}");
+            return Err(ExitCode::from(2));
         }
     };
     if !config.database_path.exists() {
         eprintln!(
-            "ferry-gc: no Ferry database at {} (is this the server's configuration?)",
+            "{program}: no Ferry database at {} (is this the server's configuration?)",
             config.database_path.display()
         );
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -65,8 +102,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("ferry-gc: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("{program}: cannot start the async runtime: {e}");
+            return Err(ExitCode::FAILURE);
         }
     };
     let options = Options {
@@ -78,21 +115,19 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let quiet = cli.quiet;
     let terminal = std::io::stderr().is_terminal();
     let result = runtime.block_on(async {
-        let (registry, sqlite) = crate::server::open_registry(&config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (registry, sqlite) = crate::server::open_registry(&config).await?;
         let mut progress = |line: &str| {
             if !quiet {
                 if terminal {
-                    eprintln!("\u{1b}[2m[ferry-gc]\u{1b}[0m {line}");
+                    eprintln!("\u{1b}[2m[{program}]\u{1b}[0m {line}");
                 } else {
-                    eprintln!("[ferry-gc] {line}");
+                    eprintln!("[{program}] {line}");
                 }
             }
         };
         let report = gc::collect(&sqlite, &registry, &options, &mut progress)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| Failure::Other(e.to_string()));
         sqlite.close().await;
         report
     });
@@ -106,11 +141,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             } else {
                 println!("{report}");
             }
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("ferry-gc: {e}");
-            ExitCode::FAILURE
+        Err(Failure::Configuration(e)) => {
+            eprintln!("{program}: {e}");
+            Err(ExitCode::from(2))
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("{program}: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
 }

@@ -71,6 +71,17 @@ pub async fn collect(
     progress("mark: reading metadata");
     let snapshot = metadata.snapshot().await?;
     let plan = plan::plan(&snapshot, options.delete_untagged, cutoff);
+    // What only the grace window keeps: the difference to a plan without one, so the
+    // summary can say why a collection right after a delete frees nothing.
+    let collected: std::collections::HashSet<&str> =
+        plan.blobs.iter().map(|(d, _)| d.as_str()).collect();
+    for (digest, size) in plan::plan(&snapshot, options.delete_untagged, i64::MAX).blobs {
+        if !collected.contains(digest.as_str()) {
+            report.grace_kept_blobs += 1;
+            report.grace_kept_bytes += size;
+        }
+    }
+    report.grace = humantime::format_duration(options.grace).to_string();
     let names: std::collections::HashMap<i64, &str> = snapshot
         .repositories
         .iter()

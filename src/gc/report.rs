@@ -23,6 +23,12 @@ pub struct Report {
     pub repositories_removed: usize,
     /// Bytes of blob storage given back.
     pub bytes_reclaimed: u64,
+    /// Blobs that would have gone but were used within the grace window.
+    pub grace_kept_blobs: usize,
+    /// Their bytes.
+    pub grace_kept_bytes: u64,
+    /// The grace window, e.g. `1h`.
+    pub grace: String,
     /// Wall time of the collection.
     pub seconds: f64,
     /// Digests of the removed blobs (and orphan files).
@@ -77,6 +83,15 @@ impl fmt::Display for Report {
             human_bytes(self.bytes_reclaimed),
             self.bytes_reclaimed
         )?;
+        if self.grace_kept_blobs > 0 {
+            writeln!(
+                f,
+                "  kept: {} blobs, {}, used within the grace window of {}; run again later or with --grace 0s",
+                self.grace_kept_blobs,
+                human_bytes(self.grace_kept_bytes),
+                self.grace
+            )?;
+        }
         write!(f, "  time: {:.2}s", self.seconds)
     }
 }
@@ -84,6 +99,25 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_says_what_the_grace_window_kept() {
+        let report = Report {
+            grace_kept_blobs: 3,
+            grace_kept_bytes: 9 * 1024 * 1024 + 100 * 1024,
+            grace: "1h".into(),
+            ..Report::default()
+        };
+        let text = report.to_string();
+        assert!(text.contains("space reclaimed: 0 B"), "{text}");
+        assert!(
+            text.contains(
+                "kept: 3 blobs, 9.1 MiB, used within the grace window of 1h; run again later or with --grace 0s"
+            ),
+            "{text}"
+        );
+        assert!(!Report::default().to_string().contains("kept:"));
+    }
 
     #[test]
     fn human_units() {

@@ -44,6 +44,7 @@ pub fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         E::BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
         E::BlobUploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
         E::BlobUploadInvalid(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+        E::ContentRangeInvalid(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
         E::ChunkOutOfOrder { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
         E::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "SIZE_INVALID"),
         E::DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),

@@ -11,10 +11,12 @@ use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::{Reference, Tag};
 use crate::registry::RegistryError;
 
-/// Serves a manifest exactly as pushed (HEAD: headers only).
+/// Serves a manifest exactly as pushed (HEAD: headers only). A reference that is neither a
+/// tag nor a digest names no manifest: `404 MANIFEST_UNKNOWN`, the only failure the spec's
+/// endpoint table lists for these reads (and what `registry:2` answers).
 pub async fn get(request: &Request<'_>, name: &str, reference: &str, head: bool) -> HandlerResult {
     let name = repository(name)?;
-    let reference = Reference::parse(reference)?;
+    let reference = Reference::parse(reference).map_err(|_| RegistryError::ManifestUnknown)?;
     let manifest = request.registry().get_manifest(&name, &reference).await?;
     let digest = manifest.digest.to_string();
     let headers = [
@@ -59,10 +61,10 @@ pub async fn put(request: &Request<'_>, name: &str, reference: &str, body: Body)
         ],
     )
         .into_response();
-    if let Some(subject) = pushed.subject {
-        if let Ok(v) = subject.to_string().parse() {
-            response.headers_mut().insert(OCI_SUBJECT, v);
-        }
+    if let Some(subject) = pushed.subject
+        && let Ok(v) = subject.to_string().parse()
+    {
+        response.headers_mut().insert(OCI_SUBJECT, v);
     }
     Ok(response)
 }

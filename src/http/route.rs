@@ -1,5 +1,10 @@
 //! Turns a `/v2/...` path into the API resource it names. Repository names contain `/`
 //! and may even contain `blobs` or `manifests` components, so paths are read from the end.
+//!
+//! The raw path is split at `/` first and each segment percent-decoded afterwards, so an
+//! encoded slash (`%2F`) never creates a component: in a repository name it makes the name
+//! invalid (`NAME_INVALID`), in an upload id or a reference it is simply part of a value
+//! that then fails its own validation.
 
 use percent_encoding::percent_decode_str;
 
@@ -34,7 +39,8 @@ pub enum Route {
         /// Repository.
         name: String,
     },
-    /// `/v2/<name>/blobs/uploads/<id>`
+    /// `/v2/<name>/blobs/uploads/<id>`; `id` may be anything (even contain `/`): the
+    /// handler answers `BLOB_UPLOAD_UNKNOWN` for an id that is not a session's.
     Upload {
         /// Repository.
         name: String,
@@ -50,48 +56,90 @@ pub enum Route {
     },
 }
 
+/// One decoded path segment. A segment that does not decode to UTF-8 is kept as sent; it
+/// then fails validation as a name, digest, reference or session id.
+fn decode(segment: &str) -> String {
+    match percent_decode_str(segment).decode_utf8() {
+        Ok(decoded) => decoded.into_owned(),
+        Err(_) => segment.to_string(),
+    }
+}
+
+/// A repository name from its raw segments. A segment that decodes to something containing
+/// `/` stays encoded, so the name cannot pass validation (`a%2Fb` is not the name `a/b`).
+fn name_of(segments: &[&str]) -> String {
+    segments
+        .iter()
+        .map(|segment| {
+            let decoded = decode(segment);
+            if decoded.contains('/') {
+                (*segment).to_string()
+            } else {
+                decoded
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 impl Route {
     /// Parses a request path; `None` when it is not an API path.
     pub fn parse(path: &str) -> Option<Route> {
-        let decoded = percent_decode_str(path).decode_utf8().ok()?;
-        let rest = decoded.strip_prefix("/v2")?;
+        let rest = path.strip_prefix("/v2")?;
         if rest.is_empty() || rest == "/" {
             return Some(Route::Base);
         }
         let rest = rest.strip_prefix('/')?;
-        if rest == "_catalog" {
+        if decode(rest) == "_catalog" {
             return Some(Route::Catalog);
         }
-        for suffix in ["/blobs/uploads/", "/blobs/uploads"] {
-            if let Some(name) = rest.strip_suffix(suffix) {
-                return Some(Route::UploadStart {
-                    name: name.to_string(),
-                });
+        let segments: Vec<&str> = rest.split('/').collect();
+        let literal = |i: usize, word: &str| decode(segments[i]) == word;
+        let n = segments.len();
+        // `<name>/blobs/uploads/` (the trailing slash is optional).
+        let without_slash = if segments[n - 1].is_empty() { n - 1 } else { n };
+        if without_slash >= 3
+            && literal(without_slash - 2, "blobs")
+            && literal(without_slash - 1, "uploads")
+        {
+            return Some(Route::UploadStart {
+                name: name_of(&segments[..without_slash - 2]),
+            });
+        }
+        if n >= 3 && literal(n - 2, "tags") && literal(n - 1, "list") {
+            return Some(Route::Tags {
+                name: name_of(&segments[..n - 2]),
+            });
+        }
+        if n >= 4 && literal(n - 3, "blobs") && literal(n - 2, "uploads") {
+            return Some(Route::Upload {
+                name: name_of(&segments[..n - 3]),
+                id: decode(segments[n - 1]),
+            });
+        }
+        if n >= 3 {
+            let name = name_of(&segments[..n - 2]);
+            let last = decode(segments[n - 1]);
+            match decode(segments[n - 2]).as_str() {
+                "manifests" => {
+                    return Some(Route::Manifest {
+                        name,
+                        reference: last,
+                    });
+                }
+                "blobs" => return Some(Route::Blob { name, digest: last }),
+                "referrers" => return Some(Route::Referrers { name, digest: last }),
+                _ => {}
             }
         }
-        if let Some(name) = rest.strip_suffix("/tags/list") {
-            return Some(Route::Tags {
-                name: name.to_string(),
-            });
-        }
-        let (head, last) = rest.rsplit_once('/')?;
-        if let Some(name) = head.strip_suffix("/blobs/uploads") {
-            return Some(Route::Upload {
-                name: name.to_string(),
-                id: last.to_string(),
-            });
-        }
-        let (name, kind) = head.rsplit_once('/')?;
-        let (name, last) = (name.to_string(), last.to_string());
-        match kind {
-            "manifests" => Some(Route::Manifest {
-                name,
-                reference: last,
-            }),
-            "blobs" => Some(Route::Blob { name, digest: last }),
-            "referrers" => Some(Route::Referrers { name, digest: last }),
-            _ => None,
-        }
+        // Anything else below `<name>/blobs/uploads/` names an upload that cannot exist
+        // (`.../uploads/../x`, an id with slashes): an unknown upload, not an unknown path.
+        let uploads =
+            (1..n.saturating_sub(2)).find(|&i| literal(i, "blobs") && literal(i + 1, "uploads"))?;
+        Some(Route::Upload {
+            name: name_of(&segments[..uploads]),
+            id: segments[uploads + 2..].join("/"),
+        })
     }
 }
 

@@ -50,12 +50,13 @@ fn created(request: &Request<'_>, name: &RepositoryName, digest: &Digest) -> Res
 }
 
 fn chunk_range(request: &Request<'_>) -> Result<Option<ChunkRange>, RegistryError> {
-    match request.header(header::CONTENT_RANGE) {
-        None => Ok(None),
-        Some(value) => ChunkRange::parse(value).map(Some).ok_or_else(|| {
-            RegistryError::BlobUploadInvalid(format!("malformed Content-Range {value:?}"))
-        }),
-    }
+    let Some(value) = request.headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    ChunkRange::parse(&text)
+        .map(Some)
+        .ok_or_else(|| RegistryError::ContentRangeInvalid(format!("{text:?}")))
 }
 
 /// `POST`: mount (`?mount=&from=`), single-request upload (`?digest=`), or a new session.

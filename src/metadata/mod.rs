@@ -228,7 +228,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<bool, MetadataError>;
 
     /// Whether the repository is known: something was pushed to it and it was not
-    /// collected since (`_catalog` lists only those holding a manifest).
+    /// collected since (`_catalog` lists those holding a manifest or a linked blob).
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool, MetadataError>;
 
     /// Up to `limit` tags after `last`, in byte-wise order.
@@ -239,7 +239,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<String>, MetadataError>;
 
-    /// Up to `limit` repository names after `last`, in byte-wise order.
+    /// Up to `limit` names, after `last` in byte-wise order, of the repositories that hold
+    /// content: a manifest or a linked blob (as `registry:2` lists a repository once a blob
+    /// was pushed to it).
     async fn list_repositories(
         &self,
         last: Option<&str>,

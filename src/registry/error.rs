@@ -17,6 +17,10 @@ pub enum RegistryError {
     /// The upload request does not fit the session (bad or out-of-order range, short body).
     #[error("blob upload invalid: {0}")]
     BlobUploadInvalid(String),
+    /// A `Content-Range` that is not `<start>-<end>` (an open end, an end before the start,
+    /// not numbers).
+    #[error("invalid Content-Range: {0}")]
+    ContentRangeInvalid(String),
     /// A chunk did not start where the upload stands; `size` bytes are staged.
     #[error("chunk out of order: the upload holds {size} bytes")]
     ChunkOutOfOrder {

@@ -33,7 +33,8 @@ pub struct ChunkRange {
 
 impl ChunkRange {
     /// Parses `start-end`, also accepting the `bytes ` / `bytes=` prefixes and a `/total`
-    /// suffix some clients send.
+    /// suffix some clients send. `None` for anything else: an open end, an end before the
+    /// start, or a range whose length does not fit in 64 bits.
     pub fn parse(header: &str) -> Option<Self> {
         let spec = header.trim();
         let spec = spec
@@ -42,8 +43,9 @@ impl ChunkRange {
             .unwrap_or(spec);
         let spec = spec.split('/').next()?;
         let (start, end) = spec.split_once('-')?;
-        let (start, end) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
-        (end >= start).then_some(ChunkRange { start, end })
+        let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+        end.checked_sub(start)?.checked_add(1)?;
+        Some(ChunkRange { start, end })
     }
 
     fn len(self) -> u64 {
@@ -277,10 +279,10 @@ impl Registry {
         range: Option<ChunkRange>,
         body: ByteStream<'_>,
     ) -> Result<(UploadSession, Hasher), RegistryError> {
-        if let Some(range) = range {
-            if range.start != session.size {
-                return Err(RegistryError::ChunkOutOfOrder { size: session.size });
-            }
+        if let Some(range) = range
+            && range.start != session.size
+        {
+            return Err(RegistryError::ChunkOutOfOrder { size: session.size });
         }
         // Hash on a thread of its own while the bytes stream on to storage.
         let hasher = BackgroundHasher::start(self.resume_hasher(&session).await?);
@@ -301,13 +303,15 @@ impl Registry {
             .await;
         let hasher = hasher.finish().await?;
         let written = appended?;
-        if let Some(range) = range {
-            if written != range.len() {
-                return Err(RegistryError::BlobUploadInvalid(format!(
-                    "Content-Range announced {} bytes, the body held {written}",
-                    range.len()
-                )));
-            }
+        if let Some(range) = range
+            && written != range.len()
+        {
+            return Err(RegistryError::ContentRangeInvalid(format!(
+                "{}-{} announced {} bytes, the body held {written}",
+                range.start,
+                range.end,
+                range.len()
+            )));
         }
         let new_size = session.size + written;
         let state = hasher.save();
@@ -389,6 +393,10 @@ mod tests {
         );
         assert_eq!(ChunkRange::parse("9-5"), None);
         assert_eq!(ChunkRange::parse("x-5"), None);
+        assert_eq!(ChunkRange::parse("0-"), None);
+        assert_eq!(ChunkRange::parse("-5"), None);
+        assert_eq!(ChunkRange::parse("0-18446744073709551615"), None);
+        assert_eq!(ChunkRange::parse("0-18446744073709551616"), None);
         assert_eq!(ChunkRange::parse(""), None);
     }
 }

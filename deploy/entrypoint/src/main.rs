@@ -169,16 +169,29 @@ fn check_writable(dir: &Path, euid: u32) {
     }
 }
 
+/// Whether `tool rest...` starts the server: `ferry` with no command, `serve`, or a YAML
+/// config file as its first argument (as `registry:2`'s image accepts), and `registry serve`.
+fn is_serve(tool: &str, rest: &[OsString]) -> bool {
+    let first = rest.first().map(|a| a.to_string_lossy());
+    match (tool, first.as_deref()) {
+        ("ferry", None) => true,
+        ("ferry" | "registry", Some("serve")) => true,
+        ("ferry", Some(a)) => a.ends_with(".yml") || a.ends_with(".yaml"),
+        _ => false,
+    }
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_else(|| OsString::from("ferry"));
     let rest: Vec<OsString> = args.collect();
     let tool = match Path::new(&argv0).file_name().and_then(|n| n.to_str()) {
         Some("ferry-gc") => "ferry-gc",
+        Some("registry") => "registry",
         _ => "ferry",
     };
     let real = Path::new(LIBEXEC).join(tool);
-    let serving = tool == "ferry" && rest.first().is_none_or(|a| a == "serve");
+    let serving = is_serve(tool, &rest);
     let data_dir = std::env::var_os("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -267,6 +280,21 @@ mod tests {
     use super::*;
 
     const ID: (u32, u32) = (1000, 1000);
+
+    #[test]
+    fn serving_is_recognised_under_every_name() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(is_serve("ferry", &args(&[])));
+        assert!(is_serve("ferry", &args(&["serve", "/c.yml"])));
+        assert!(is_serve(
+            "ferry",
+            &args(&["/etc/docker/registry/config.yml"])
+        ));
+        assert!(is_serve("registry", &args(&["serve", "/c.yml"])));
+        assert!(!is_serve("registry", &args(&["garbage-collect", "/c.yml"])));
+        assert!(!is_serve("ferry", &args(&["gc"])));
+        assert!(!is_serve("ferry-gc", &args(&[])));
+    }
 
     #[test]
     fn a_directory_owned_by_a_user_is_used_as_that_user() {

@@ -123,10 +123,10 @@ impl CollectorMetadata for SqliteStore {
         if created_at >= cutoff || rooted(&mut tx, repository, digest).await? {
             return Ok(false);
         }
-        if let Some(subject) = subject {
-            if rooted(&mut tx, repository, &subject).await? {
-                return Ok(false);
-            }
+        if let Some(subject) = subject
+            && rooted(&mut tx, repository, &subject).await?
+        {
+            return Ok(false);
         }
         sqlx::query("DELETE FROM manifests WHERE repository_id = ? AND digest = ?")
             .bind(repository)

@@ -63,11 +63,17 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        // Two processes starting at once on a new database would both find the schema
+        // missing and both create it; the second fails. Migrations run under an exclusive
+        // lock on a file beside the database, so the second waits and then finds them done.
+        // (sqlx takes PostgreSQL's advisory lock for the same purpose; SQLite has none.)
+        let lock = migration_lock(path).await?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
+        drop(lock);
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options.read_only(true))
@@ -108,6 +114,29 @@ impl SqliteStore {
         self.writer.close().await;
         self.reader.close().await;
     }
+}
+
+/// Takes the exclusive migration lock of the database at `path` (`<path>.lock`), waiting
+/// on a blocking thread while another process holds it. Released when the file is dropped.
+async fn migration_lock(path: &Path) -> Result<std::fs::File, MetadataError> {
+    let lock_path = {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        std::path::PathBuf::from(name)
+    };
+    let io = |e: std::io::Error| MetadataError::Database(sqlx::Error::Io(e));
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| io(std::io::Error::other(e)))?
+    .map_err(io)
 }
 
 async fn repository_id(
@@ -589,7 +618,9 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Vec<String>, MetadataError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT r.name FROM repositories r
-             WHERE r.name > ? AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+             WHERE r.name > ?
+             AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+                  OR EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id))
              ORDER BY r.name LIMIT ?",
         )
         .bind(last.unwrap_or(""))
