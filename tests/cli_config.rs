@@ -1,5 +1,6 @@
 //! The command line and the configuration: version, Distribution-style YAML with
-//! `REGISTRY_*` overrides, errors that name the key, warnings for unknown keys, and a
+//! `REGISTRY_*` overrides, errors that name the key, refusals of keys Ferry cannot run
+//! without safely, warnings for other unknown keys, loading without side effects, and a
 //! clean exit on SIGTERM.
 
 mod common;
@@ -255,7 +256,7 @@ fn unparseable_or_missing_config_file_is_an_error() {
 #[tokio::test]
 async fn unknown_key_only_warns() {
     let served = Served::start(
-        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: {addr}\nfrobnicate:\n  level: 11\n",
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: {addr}\n  secret: s3cr3t\nfrobnicate:\n  level: 11\n",
         &[],
     );
     let api = served.api();
@@ -263,9 +264,171 @@ async fn unknown_key_only_warns() {
     r.expect(200);
     let out = served.output();
     assert!(
-        out.contains("frobnicate"),
-        "the log should mention the unknown key:\n{out}"
+        out.contains("frobnicate") && out.contains("http.secret"),
+        "the log should mention the unknown and the ignored key:\n{out}"
     );
+}
+
+/// A config (or `REGISTRY_*` variable) asking for something Ferry cannot do yet, whose
+/// absence would leave the registry open, unencrypted or something else, stops the start
+/// with status 2, naming the key, and creates nothing.
+#[test]
+fn keys_ferry_cannot_run_without_refuse_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let fs = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {}\n",
+        root.display(),
+        free_port()
+    );
+    let s3 = format!(
+        "version: 0.1\ndatabase:\n  path: {}\nstorage:\n  s3:\n    bucket: images\n    regionendpoint: http://127.0.0.1:9\n",
+        root.join("ferry/metadata.db").display()
+    );
+    // (config, environment, the key the message must name)
+    type Case<'a> = (String, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            format!("{fs}auth:\n  htpasswd: {{realm: x, path: /p}}\n"),
+            &[],
+            "auth.htpasswd",
+        ),
+        (
+            format!("{fs}  tls:\n    certificate: /c.pem\n    key: /k.pem\n"),
+            &[],
+            "http.tls.certificate",
+        ),
+        (
+            format!("{fs}proxy:\n  remoteurl: https://registry-1.docker.io\n"),
+            &[],
+            "proxy.remoteurl",
+        ),
+        (
+            format!("{s3}    encrypt: true\n"),
+            &[],
+            "storage.s3.encrypt",
+        ),
+        (format!("{fs}  prefix: /registry/\n"), &[], "http.prefix"),
+        (
+            fs.clone(),
+            &[("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd")],
+            "auth.htpasswd",
+        ),
+        (
+            fs.clone(),
+            &[("REGISTRY_HTTP_TLS_CERTIFICATE", "/c.pem")],
+            "http.tls.certificate",
+        ),
+        (
+            fs.clone(),
+            &[("REGISTRY_PROXY_REMOTEURL", "https://registry-1.docker.io")],
+            "proxy.remoteurl",
+        ),
+        (
+            s3.clone(),
+            &[("REGISTRY_STORAGE_S3_ENCRYPT", "true")],
+            "storage.s3.encrypt",
+        ),
+        (
+            fs.clone(),
+            &[("REGISTRY_HTTP_PREFIX", "/registry/")],
+            "http.prefix",
+        ),
+        (fs.clone(), &[("REGISTRY_STORAGE", "gcs")], "storage.gcs"),
+    ];
+    for (yaml, env, key) in cases {
+        let config = write_config(dir.path(), yaml);
+        let out = run_bounded({
+            let mut c = ferry();
+            c.arg("serve").arg(&config).envs(env.iter().copied());
+            c
+        });
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{key} ({env:?}) should refuse the start; stderr:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(key) && stderr.contains("not supported yet"),
+            "stderr should name {key}:\n{stderr}"
+        );
+        if let Some((var, _)) = env.first() {
+            assert!(stderr.contains(var), "stderr should name {var}:\n{stderr}");
+        }
+        assert!(!root.exists(), "a refused start created {}", root.display());
+    }
+}
+
+/// `auth:` with nothing under it (or `{}`), and empty values ask for nothing.
+#[tokio::test]
+async fn empty_refused_keys_start() {
+    for extra in ["auth:\n", "auth: {}\nproxy:\n  remoteurl: ''\n"] {
+        let served = Served::start(
+            &format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {{root}}\nhttp:\n  addr: {{addr}}\n  tls: {{}}\n{extra}"
+            ),
+            &[("REGISTRY_HTTP_PREFIX", "")],
+        );
+        served.api().get("/v2/").await.expect(200);
+        let out = served.output();
+        assert!(
+            !out.contains("auth") && !out.contains("proxy"),
+            "an empty key asks for nothing, not even a warning:\n{out}"
+        );
+    }
+}
+
+/// `ferry healthcheck` only reads the configuration: neither the configured data directory
+/// nor the default one (`/var/lib/registry`, else `./ferry-data`) is created.
+#[test]
+fn healthcheck_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("no/such/root");
+    let addr = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            root.display()
+        ),
+    );
+    let out = run_bounded({
+        let mut c = ferry();
+        c.arg("healthcheck").arg(&config).args(["--timeout", "1"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(1), "nothing listens: {out:?}");
+    assert!(
+        !dir.path().join("no").exists(),
+        "healthcheck created the data directory"
+    );
+
+    let default_existed = Path::new("/var/lib/registry").exists();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("version: 0.1\nhttp:\n  addr: {addr}\n"),
+    );
+    let out = run_bounded({
+        let mut c = ferry();
+        c.current_dir(cwd.path())
+            .arg("healthcheck")
+            .arg(&config)
+            .args(["--timeout", "1"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(1), "nothing listens: {out:?}");
+    assert!(
+        std::fs::read_dir(cwd.path()).unwrap().next().is_none(),
+        "healthcheck created ./ferry-data"
+    );
+    if !default_existed {
+        assert!(
+            !Path::new("/var/lib/registry").exists(),
+            "healthcheck created /var/lib/registry"
+        );
+    }
 }
 
 #[tokio::test]

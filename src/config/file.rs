@@ -1,0 +1,375 @@
+//! The configuration file as typed sections, one struct per section, with Distribution's
+//! spellings. A key Ferry implements is one field here (plus its line in
+//! [`super::SUPPORTED_KEYS`]); every other key is reported by `serde_ignored` and judged by
+//! [`super::unsupported`].
+//!
+//! Values are read leniently, as Distribution's environment overrides require: every
+//! `REGISTRY_*` value arrives as a string, so `"true"`, `"5242880"` and `"168h"` are read
+//! like their YAML counterparts. A `null` key is the same as an absent one.
+
+use std::time::Duration;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use serde_norway::Value;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct File {
+    pub version: Option<Text>,
+    #[serde(deserialize_with = "section")]
+    pub log: Log,
+    #[serde(deserialize_with = "section")]
+    pub storage: Storage,
+    #[serde(deserialize_with = "section")]
+    pub http: Http,
+    #[serde(deserialize_with = "section")]
+    pub catalog: Catalog,
+    #[serde(deserialize_with = "section")]
+    pub tags: Tags,
+    /// Ferry's own section (no Distribution key uses the name).
+    #[serde(deserialize_with = "section")]
+    pub database: Database,
+}
+
+/// `log`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Log {
+    pub level: Option<Text>,
+    pub formatter: Option<Text>,
+}
+
+/// `storage`. Distribution reads any other key here as the name of a storage driver.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Storage {
+    #[serde(deserialize_with = "section")]
+    pub filesystem: Filesystem,
+    #[serde(deserialize_with = "section")]
+    pub s3: S3,
+    #[serde(deserialize_with = "section")]
+    pub delete: Enabled,
+    #[serde(deserialize_with = "section")]
+    pub maintenance: Maintenance,
+    #[serde(deserialize_with = "section")]
+    pub redirect: Redirect,
+}
+
+/// `storage.filesystem`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Filesystem {
+    pub rootdirectory: Option<Text>,
+}
+
+/// `storage.s3`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct S3 {
+    pub bucket: Option<Text>,
+    pub region: Option<Text>,
+    pub regionendpoint: Option<Text>,
+    pub accesskey: Option<Text>,
+    pub secretkey: Option<Text>,
+    pub forcepathstyle: Option<Flag>,
+    pub secure: Option<Flag>,
+    pub rootdirectory: Option<Text>,
+    pub chunksize: Option<Bytes>,
+    pub multipartcopychunksize: Option<Bytes>,
+    pub multipartcopymaxconcurrency: Option<Count>,
+    pub multipartcopythresholdsize: Option<Bytes>,
+}
+
+/// A section whose only key is `enabled` (`storage.delete`, `storage.maintenance.readonly`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Enabled {
+    pub enabled: Option<Flag>,
+}
+
+/// `storage.maintenance`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Maintenance {
+    #[serde(deserialize_with = "section")]
+    pub uploadpurging: UploadPurging,
+    #[serde(deserialize_with = "section")]
+    pub readonly: Enabled,
+}
+
+/// `storage.maintenance.uploadpurging`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct UploadPurging {
+    pub enabled: Option<Flag>,
+    pub age: Option<GoDuration>,
+    pub interval: Option<GoDuration>,
+    pub dryrun: Option<Flag>,
+}
+
+/// `storage.redirect`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Redirect {
+    pub disable: Option<Flag>,
+}
+
+/// `http`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Http {
+    pub addr: Option<Text>,
+    pub host: Option<Text>,
+    pub relativeurls: Option<Flag>,
+    pub draintimeout: Option<GoDuration>,
+}
+
+/// `catalog`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Catalog {
+    pub maxentries: Option<Count>,
+}
+
+/// `tags`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Tags {
+    pub maxtags: Option<Count>,
+}
+
+/// `database`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Database {
+    pub path: Option<Text>,
+    pub autoimport: Option<Flag>,
+}
+
+/// A section written as `key:` with nothing under it is the same as an absent one.
+fn section<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A string; a number is read as its text (`version: 0.1`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(s) => Ok(Text(s)),
+            Value::Number(n) => Ok(Text(n.to_string())),
+            _ => Err(D::Error::custom("expected a string")),
+        }
+    }
+}
+
+/// `true` or `false`, also written `yes`/`no`, `on`/`off`, `1`/`0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Flag(pub bool);
+
+/// Reads a boolean as Distribution's YAML and environment accept it.
+pub(super) fn parse_flag(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::Bool(b) => Ok(Flag(b)),
+            Value::String(s) => parse_flag(&s)
+                .map(Flag)
+                .ok_or_else(|| D::Error::custom(format!("expected true or false, got {s:?}"))),
+            other => Err(D::Error::custom(format!(
+                "expected true or false, got {}",
+                describe(&other)
+            ))),
+        }
+    }
+}
+
+/// A positive whole number that fits in 32 bits (page sizes, concurrency).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Count(pub u32);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        unsigned(Value::deserialize(deserializer)?)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .map(Count)
+            .ok_or_else(|| D::Error::custom("expected a positive whole number"))
+    }
+}
+
+/// A number of bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Bytes(pub u64);
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        unsigned(Value::deserialize(deserializer)?)
+            .map(Bytes)
+            .ok_or_else(|| D::Error::custom("expected a number of bytes"))
+    }
+}
+
+fn unsigned(value: Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A Go duration as Distribution writes them: `168h`, `1h30m`, `30s`, `500ms`, `0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct GoDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for GoDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Text(s) = Text::deserialize(deserializer)?;
+        super::parse_duration(&s).map(GoDuration).ok_or_else(|| {
+            D::Error::custom(format!(
+                "expected a duration such as 30s or 168h, got {s:?}"
+            ))
+        })
+    }
+}
+
+/// A value as it would be written in YAML, for messages.
+pub(super) fn describe(value: &Value) -> String {
+    serde_norway::to_string(value)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Walks the typed sections' `Deserialize` impls to list their leaf keys, so a test can
+/// hold [`super::SUPPORTED_KEYS`] to them.
+#[cfg(test)]
+pub(super) mod probe {
+    use serde::Deserialize;
+    use serde::de::value::{Error, StrDeserializer};
+    use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+    use serde::forward_to_deserialize_any;
+
+    use super::File;
+
+    /// What the probe found at its target key.
+    #[derive(Debug)]
+    enum Found {
+        Section(&'static [&'static str]),
+        Leaf,
+    }
+
+    /// A deserializer that descends along `target`, one key per level, and records
+    /// whether the key there is a section (and its keys) or a leaf.
+    struct Probe<'a> {
+        target: &'a [&'static str],
+        found: &'a mut Option<Found>,
+    }
+
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Error> {
+            if self.target.is_empty() {
+                *self.found = Some(Found::Leaf);
+            }
+            Err(de::Error::custom("a leaf"))
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_some(self)
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            match self.target.split_first() {
+                None => {
+                    *self.found = Some(Found::Section(fields));
+                    visitor.visit_map(OneKey(None))
+                }
+                Some((key, rest)) => visitor.visit_map(OneKey(Some((
+                    key,
+                    Probe {
+                        target: rest,
+                        found: self.found,
+                    },
+                )))),
+            }
+        }
+
+        forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    /// A mapping with at most one key, whose value is probed further.
+    struct OneKey<'a>(Option<(&'static str, Probe<'a>)>);
+
+    impl<'de> MapAccess<'de> for OneKey<'_> {
+        type Error = Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Error> {
+            match &self.0 {
+                None => Ok(None),
+                Some((key, _)) => {
+                    let key: StrDeserializer<'_, Error> = (*key).into_deserializer();
+                    seed.deserialize(key).map(Some)
+                }
+            }
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+            match self.0.take() {
+                Some((_, probe)) => seed.deserialize(probe),
+                None => Err(de::Error::custom("no value")),
+            }
+        }
+    }
+
+    /// The dotted leaf keys of [`File`].
+    pub fn typed_keys() -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pending: Vec<Vec<&'static str>> = vec![Vec::new()];
+        while let Some(target) = pending.pop() {
+            let mut found = None;
+            let _ = File::deserialize(Probe {
+                target: &target,
+                found: &mut found,
+            });
+            match found {
+                Some(Found::Section(fields)) => pending.extend(fields.iter().map(|f| {
+                    let mut key = target.clone();
+                    key.push(f);
+                    key
+                })),
+                Some(Found::Leaf) => keys.push(target.join(".")),
+                None => panic!("the probe did not reach {}", target.join(".")),
+            }
+        }
+        keys
+    }
+}

@@ -1,0 +1,1165 @@
+//! Configuration, compatible with Distribution's `config.yml` and its `REGISTRY_*`
+//! environment overrides (`REGISTRY_STORAGE_DELETE_ENABLED=true` sets
+//! `storage.delete.enabled`). Ferry's own settings live under `database` (no Distribution
+//! key uses that name).
+//!
+//! Loading reads the file, writes the overrides into its tree ([`tree`]), reads the tree
+//! into typed sections ([`file`]; a value of the wrong type stops the start with a message
+//! naming the key), and judges every key those sections do not have ([`unsupported`]): a
+//! key whose absence would weaken security or change what the registry is (`auth`,
+//! `http.tls`, `proxy`, ...) stops the start; any other one is ignored with a warning.
+//! Loading has no side effects: directories are created when the stores are opened.
+
+mod file;
+mod tree;
+mod unsupported;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_norway::{Mapping, Value};
+
+use crate::registry::Settings;
+use crate::storage::s3::{MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
+use file::{Bytes, Count, File, Flag, GoDuration, Text};
+use tree::Tree;
+use unsupported::Verdict;
+pub use unsupported::{Refusal, Refuse, UNSUPPORTED, Unsupported};
+
+/// The data directory `registry:2` uses, and so Ferry's default.
+pub const DEFAULT_ROOT: &str = "/var/lib/registry";
+/// Where data goes when [`DEFAULT_ROOT`] is not writable and nothing is configured.
+pub const FALLBACK_ROOT: &str = "./ferry-data";
+
+/// Keys Ferry implements, with a line of documentation each: the fields of the typed
+/// sections in `file.rs`, which a unit test holds to this list. Keys Ferry knows but does
+/// not implement are in [`UNSUPPORTED`].
+pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
+    ("version", "configuration format version, 0.1"),
+    ("log.level", "error, warn, info or debug (default info)"),
+    ("log.formatter", "text, json or logstash (default text)"),
+    (
+        "storage.filesystem.rootdirectory",
+        "data directory (default /var/lib/registry, else ./ferry-data)",
+    ),
+    (
+        "storage.s3.bucket",
+        "S3 bucket; selects the S3 driver instead of the filesystem",
+    ),
+    (
+        "storage.s3.region",
+        "S3 region (default us-east-1, or AWS_REGION)",
+    ),
+    (
+        "storage.s3.regionendpoint",
+        "S3-compatible endpoint, e.g. http://minio:9000 (default: AWS)",
+    ),
+    (
+        "storage.s3.accesskey",
+        "access key id (default: AWS_ACCESS_KEY_ID and the usual AWS sources)",
+    ),
+    (
+        "storage.s3.secretkey",
+        "secret access key (default: AWS_SECRET_ACCESS_KEY and the usual AWS sources)",
+    ),
+    (
+        "storage.s3.forcepathstyle",
+        "address the bucket as endpoint/bucket instead of bucket.endpoint (default false)",
+    ),
+    (
+        "storage.s3.secure",
+        "HTTPS when regionendpoint names no scheme (default true)",
+    ),
+    (
+        "storage.s3.rootdirectory",
+        "key prefix inside the bucket (default none)",
+    ),
+    (
+        "storage.s3.chunksize",
+        "bytes per multipart upload part, at least 5242880 (default 5242880)",
+    ),
+    (
+        "storage.s3.multipartcopychunksize",
+        "bytes per part when copying a blob to its final key (default 33554432)",
+    ),
+    (
+        "storage.s3.multipartcopymaxconcurrency",
+        "part copies at once (default 100)",
+    ),
+    (
+        "storage.s3.multipartcopythresholdsize",
+        "blobs larger than this are copied in parts (default 33554432)",
+    ),
+    (
+        "storage.redirect.disable",
+        "S3: serve blobs through Ferry (default true); false answers GET with a 307 to a presigned URL",
+    ),
+    (
+        "storage.delete.enabled",
+        "allow DELETE of blobs, manifests and tags (default false)",
+    ),
+    (
+        "storage.maintenance.uploadpurging.enabled",
+        "purge abandoned uploads (default true)",
+    ),
+    (
+        "storage.maintenance.uploadpurging.age",
+        "purge uploads older than this (default 168h)",
+    ),
+    (
+        "storage.maintenance.uploadpurging.interval",
+        "how often to purge (default 24h)",
+    ),
+    (
+        "storage.maintenance.uploadpurging.dryrun",
+        "only log what would be purged (default false)",
+    ),
+    (
+        "storage.maintenance.readonly.enabled",
+        "refuse all writes (default false)",
+    ),
+    (
+        "http.addr",
+        "listen address (default :5000, all interfaces)",
+    ),
+    (
+        "http.host",
+        "external base URL for Location headers, e.g. https://registry.example.com",
+    ),
+    (
+        "http.relativeurls",
+        "answer Location headers with paths only (default false)",
+    ),
+    (
+        "http.draintimeout",
+        "how long in-flight requests may run after SIGTERM (default 10s)",
+    ),
+    (
+        "catalog.maxentries",
+        "most repositories per _catalog page (default 1000)",
+    ),
+    (
+        "tags.maxtags",
+        "most tags per tags/list page (default 1000)",
+    ),
+    (
+        "database.path",
+        "Ferry's SQLite metadata file (default <data directory>/ferry/metadata.db; with S3 the data directory is /var/lib/registry, else ./ferry-data)",
+    ),
+    (
+        "database.autoimport",
+        "at startup, adopt a registry:2 data directory found in storage (default true)",
+    ),
+];
+
+/// A configuration problem that stops the start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not YAML.
+    #[error("configuration file {path} is not valid YAML: {source}")]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_norway::Error,
+    },
+    /// A key holds a value of the wrong kind.
+    #[error("invalid configuration value for {key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `storage.delete.enabled`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Keys ask for something Ferry does not do yet, and running without it would weaken
+    /// security or change what the registry is.
+    #[error("{0}")]
+    Unsupported(Refusals),
+}
+
+/// The keys that stop the start (at least one).
+#[derive(Debug)]
+pub struct Refusals(pub Vec<Refusal>);
+
+impl std::fmt::Display for Refusals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys refused for the same reason (`http.tls.certificate` and `http.tls.key`) are
+        // named together.
+        let mut groups: Vec<(Vec<String>, &str)> = Vec::new();
+        for refusal in &self.0 {
+            let mut key = refusal.key.clone();
+            if let Some(var) = &refusal.from_env {
+                key.push_str(&format!(" (set by {var})"));
+            }
+            match groups.iter_mut().find(|(_, why)| *why == refusal.why) {
+                Some((keys, _)) => keys.push(key),
+                None => groups.push((vec![key], refusal.why)),
+            }
+        }
+        match groups.as_slice() {
+            [(keys, why)] if keys.len() == 1 => write!(
+                f,
+                "configuration key {} is not supported yet: {why}; refusing to start rather than run without it",
+                keys[0]
+            ),
+            [(keys, why)] => write!(
+                f,
+                "configuration keys {} are not supported yet: {why}; refusing to start rather than run without them",
+                keys.join(", ")
+            ),
+            groups => {
+                write!(
+                    f,
+                    "configuration keys not supported yet (refusing to start rather than run without them):"
+                )?;
+                groups
+                    .iter()
+                    .try_for_each(|(keys, why)| write!(f, "\n  {}: {why}", keys.join(", ")))
+            }
+        }
+    }
+}
+
+/// Why the data directory is where it is (said in the startup log line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootChoice {
+    /// Set by `storage.filesystem.rootdirectory` or its environment override.
+    Configured,
+    /// The default, `/var/lib/registry`, which is writable.
+    Default,
+    /// `./ferry-data`, because `/var/lib/registry` is not writable.
+    Fallback,
+}
+
+/// Log output settings.
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// `error`, `warn`, `info` or `debug`.
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+/// HTTP server settings.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Address to listen on, e.g. `0.0.0.0:5000`.
+    pub addr: String,
+    /// `http.host`.
+    pub host: Option<String>,
+    /// `http.relativeurls`.
+    pub relative_urls: bool,
+    /// `http.draintimeout`.
+    pub drain_timeout: Duration,
+}
+
+/// `storage.maintenance.uploadpurging`.
+#[derive(Clone, Debug)]
+pub struct UploadPurging {
+    /// Whether the server purges at all.
+    pub enabled: bool,
+    /// Sessions older than this go.
+    pub age: Duration,
+    /// How often to look.
+    pub interval: Duration,
+    /// Log only.
+    pub dry_run: bool,
+}
+
+/// The storage driver and its settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageSettings {
+    /// `storage.filesystem`: blobs under [`Config::root`].
+    Filesystem,
+    /// `storage.s3`.
+    S3(S3Settings),
+}
+
+/// The whole, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub source: Option<PathBuf>,
+    /// Logging.
+    pub log: LogSettings,
+    /// Where blobs live.
+    pub storage: StorageSettings,
+    /// Local data directory: the blobs with the filesystem driver, and the default home of
+    /// the metadata database.
+    pub root: PathBuf,
+    /// Why that directory.
+    pub root_choice: RootChoice,
+    /// SQLite metadata file.
+    pub database_path: PathBuf,
+    /// Import a Distribution tree found in storage at startup.
+    pub auto_import: bool,
+    /// HTTP server.
+    pub http: HttpSettings,
+    /// Registry behaviour.
+    pub registry: Settings,
+    /// Upload purging.
+    pub upload_purging: UploadPurging,
+    /// Warnings to log once logging is set up (unknown keys and the like).
+    pub warnings: Vec<String>,
+}
+
+/// Parses Go-style durations as Distribution writes them (`168h`, `1h30m`, `30s`, `500ms`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    humantime::parse_duration(s).ok()
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Loads the first of `candidates` that exists (none given: embedded defaults), so a
+    /// container can prefer a mounted Distribution config over its baked-in one.
+    pub fn load_first(
+        candidates: &[PathBuf],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        match candidates {
+            [] => Self::load(None, env),
+            [only] => Self::load(Some(only), env),
+            _ => match candidates.iter().find(|p| p.exists()) {
+                Some(path) => Self::load(Some(path), env),
+                None => Err(ConfigError::Read {
+                    path: candidates[0].clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "none of the configuration files exists",
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// Loads the configuration from an optional file plus `REGISTRY_*` variables from `env`.
+    /// Reads only: nothing is created or written.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let value = match path {
+            None => Value::Mapping(Mapping::new()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                match serde_norway::from_str::<Value>(&text) {
+                    Ok(Value::Null) => Value::Mapping(Mapping::new()),
+                    Ok(v @ Value::Mapping(_)) => v,
+                    Ok(_) => return Err(invalid("(top level)", "expected a mapping of keys")),
+                    Err(source) => {
+                        return Err(ConfigError::Yaml {
+                            path: path.to_path_buf(),
+                            source,
+                        });
+                    }
+                }
+            }
+        };
+        let mut tree = Tree::new(value);
+        tree.apply_env(env);
+        Self::from_tree(&tree, path).map_err(|e| match e {
+            ConfigError::Invalid { key, message } => {
+                let message = match tree.set_by(&key) {
+                    Some(var) => format!("{message} (set by {var})"),
+                    None => message,
+                };
+                ConfigError::Invalid { key, message }
+            }
+            other => other,
+        })
+    }
+
+    fn from_tree(tree: &Tree, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut ignored = Vec::new();
+        let file: File = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+            &tree.value,
+            &mut |p: serde_ignored::Path<'_>| ignored.push(segments(&p)),
+        ))
+        .map_err(|e| {
+            let key = e.path().to_string();
+            invalid(
+                if key == "." { "(top level)" } else { &key },
+                e.into_inner().to_string(),
+            )
+        })?;
+        let mut verdict = Verdict::default();
+        for key in &ignored {
+            verdict.judge(tree, key);
+        }
+        if !verdict.refusals.is_empty() {
+            return Err(ConfigError::Unsupported(Refusals(verdict.refusals)));
+        }
+        Self::from_file(file, tree, path, verdict.warnings)
+    }
+
+    fn from_file(
+        file: File,
+        tree: &Tree,
+        path: Option<&Path>,
+        mut warnings: Vec<String>,
+    ) -> Result<Config, ConfigError> {
+        if let Some(Text(version)) = file.version
+            && version != "0.1"
+        {
+            warnings.push(format!(
+                "configuration version {version:?} is not 0.1; reading it as 0.1"
+            ));
+        }
+        let level = file
+            .log
+            .level
+            .map_or_else(|| "info".to_string(), |Text(l)| l.to_ascii_lowercase());
+        let level = match level.as_str() {
+            "error" | "warn" | "info" | "debug" | "trace" => level,
+            "panic" | "fatal" => "error".to_string(),
+            "warning" => "warn".to_string(),
+            other => {
+                return Err(invalid(
+                    "log.level",
+                    format!("expected error, warn, info or debug, got {other:?}"),
+                ));
+            }
+        };
+        let json = match file.log.formatter.as_ref().map(|Text(f)| f.as_str()) {
+            None | Some("text") => false,
+            Some("json" | "logstash") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "log.formatter",
+                    format!("expected text, json or logstash, got {other:?}"),
+                ));
+            }
+        };
+
+        let storage = Self::storage(&file.storage, tree)?;
+        let rootdirectory = file.storage.filesystem.rootdirectory.map(|Text(d)| d);
+        if storage != StorageSettings::Filesystem && rootdirectory.is_some() {
+            return Err(invalid(
+                "storage",
+                "both storage.filesystem and storage.s3 are configured; choose one",
+            ));
+        }
+        let database = file
+            .database
+            .path
+            .map(|Text(p)| p)
+            .filter(|p| !p.is_empty());
+        // With S3 the local directory only holds the database: where that is configured,
+        // its directory is the data directory (no default directory is needed).
+        let database_dir = database
+            .as_deref()
+            .filter(|_| storage != StorageSettings::Filesystem)
+            .map(|p| match Path::new(p).parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            });
+        let (root, root_choice) = match (rootdirectory, database_dir) {
+            (Some(dir), _) if !dir.is_empty() => (PathBuf::from(dir), RootChoice::Configured),
+            (Some(_), _) => {
+                return Err(invalid(
+                    "storage.filesystem.rootdirectory",
+                    "must not be empty",
+                ));
+            }
+            (None, Some(dir)) => (dir, RootChoice::Configured),
+            (None, None) if could_write(Path::new(DEFAULT_ROOT)) => {
+                (PathBuf::from(DEFAULT_ROOT), RootChoice::Default)
+            }
+            (None, None) => (PathBuf::from(FALLBACK_ROOT), RootChoice::Fallback),
+        };
+        let database_path = match database {
+            Some(p) => PathBuf::from(p),
+            None => root.join("ferry").join("metadata.db"),
+        };
+
+        let addr = file
+            .http
+            .addr
+            .map_or_else(|| ":5000".to_string(), |Text(a)| a);
+        let addr = if addr.starts_with(':') {
+            format!("0.0.0.0{addr}")
+        } else {
+            addr
+        };
+        if !addr.contains(':') {
+            return Err(invalid(
+                "http.addr",
+                format!("expected host:port, got {addr:?}"),
+            ));
+        }
+        let host = file.http.host.map(|Text(h)| h).filter(|h| !h.is_empty());
+        if let Some(h) = &host
+            && !(h.starts_with("http://") || h.starts_with("https://"))
+        {
+            return Err(invalid(
+                "http.host",
+                format!("expected an absolute URL such as https://registry.example.com, got {h:?}"),
+            ));
+        }
+        let http = HttpSettings {
+            addr,
+            host,
+            relative_urls: flag(file.http.relativeurls, false),
+            drain_timeout: duration(file.http.draintimeout, Duration::from_secs(10)),
+        };
+        let registry = Settings {
+            delete_enabled: flag(file.storage.delete.enabled, false),
+            read_only: flag(file.storage.maintenance.readonly.enabled, false),
+            catalog_max_entries: file.catalog.maxentries.map_or(1000, |Count(n)| n),
+            tags_max: file.tags.maxtags.map_or(1000, |Count(n)| n),
+        };
+        let purging = &file.storage.maintenance.uploadpurging;
+        let upload_purging = UploadPurging {
+            enabled: flag(purging.enabled, true),
+            age: duration(purging.age, Duration::from_secs(168 * 3600)),
+            interval: duration(purging.interval, Duration::from_secs(24 * 3600)),
+            dry_run: flag(purging.dryrun, false),
+        };
+        if upload_purging.enabled && upload_purging.interval.is_zero() {
+            return Err(invalid(
+                "storage.maintenance.uploadpurging.interval",
+                "must be more than 0",
+            ));
+        }
+        Ok(Config {
+            source: path.map(Path::to_path_buf),
+            log: LogSettings { level, json },
+            storage,
+            root,
+            root_choice,
+            database_path,
+            auto_import: flag(file.database.autoimport, true),
+            http,
+            registry,
+            upload_purging,
+            warnings,
+        })
+    }
+
+    /// `storage.s3` when a bucket is named, else the filesystem.
+    fn storage(section: &file::Storage, tree: &Tree) -> Result<StorageSettings, ConfigError> {
+        let s3 = &section.s3;
+        let text = |t: &Option<Text>| t.as_ref().map(|Text(s)| s.clone());
+        let Some(bucket) = text(&s3.bucket) else {
+            let under_s3 = tree
+                .get(&["storage", "s3"])
+                .map(|v| tree::leaves(&["storage".into(), "s3".into()], v))
+                .unwrap_or_default();
+            if let Some((leaf, _)) = under_s3.iter().find(|(leaf, _)| leaf.len() > 2) {
+                return Err(invalid(
+                    &leaf.join("."),
+                    "storage.s3 needs storage.s3.bucket",
+                ));
+            }
+            if let Some(var) = tree.selected_driver("s3") {
+                return Err(invalid(
+                    "storage.s3.bucket",
+                    format!("{var} selects S3, which needs storage.s3.bucket"),
+                ));
+            }
+            return Ok(StorageSettings::Filesystem);
+        };
+        if bucket.is_empty() {
+            return Err(invalid("storage.s3.bucket", "must not be empty"));
+        }
+        let mut settings = S3Settings::new(bucket);
+        if let Some(region) = text(&s3.region)
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+        {
+            settings.region = region;
+        }
+        settings.region_endpoint = text(&s3.regionendpoint).filter(|e| !e.is_empty());
+        settings.access_key = text(&s3.accesskey).filter(|k| !k.is_empty());
+        settings.secret_key = text(&s3.secretkey).filter(|k| !k.is_empty());
+        if settings.access_key.is_some() != settings.secret_key.is_some() {
+            return Err(invalid(
+                "storage.s3.secretkey",
+                "storage.s3.accesskey and storage.s3.secretkey go together",
+            ));
+        }
+        settings.force_path_style = flag(s3.forcepathstyle, false);
+        settings.secure = flag(s3.secure, true);
+        settings.root_directory = text(&s3.rootdirectory)
+            .unwrap_or_default()
+            .trim_matches('/')
+            .to_string();
+        settings.chunk_size = s3.chunksize.map_or(settings.chunk_size, |Bytes(n)| n);
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&settings.chunk_size) {
+            return Err(invalid(
+                "storage.s3.chunksize",
+                format!("must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes"),
+            ));
+        }
+        settings.copy_chunk_size = s3
+            .multipartcopychunksize
+            .map_or(settings.copy_chunk_size, |Bytes(n)| n);
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&settings.copy_chunk_size) {
+            return Err(invalid(
+                "storage.s3.multipartcopychunksize",
+                format!("must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes"),
+            ));
+        }
+        if let Some(Count(n)) = s3.multipartcopymaxconcurrency {
+            settings.copy_max_concurrency = n as usize;
+        }
+        settings.copy_threshold = s3
+            .multipartcopythresholdsize
+            .map_or(settings.copy_threshold, |Bytes(n)| n);
+        if settings.copy_threshold > MAX_PART_SIZE {
+            return Err(invalid(
+                "storage.s3.multipartcopythresholdsize",
+                format!("must be at most {MAX_PART_SIZE} bytes (S3's largest single copy)"),
+            ));
+        }
+        settings.redirect = !flag(section.redirect.disable, true);
+        Ok(StorageSettings::S3(settings))
+    }
+}
+
+fn flag(value: Option<Flag>, default: bool) -> bool {
+    value.map_or(default, |Flag(b)| b)
+}
+
+fn duration(value: Option<GoDuration>, default: Duration) -> Duration {
+    value.map_or(default, |GoDuration(d)| d)
+}
+
+/// The keys of a path `serde_ignored` reports.
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
+    use serde_ignored::Path;
+    let mut out = match path {
+        Path::Root => return Vec::new(),
+        Path::Seq { parent, .. }
+        | Path::Map { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    };
+    match path {
+        Path::Map { key, .. } => out.push(key.clone()),
+        Path::Seq { index, .. } => out.push(index.to_string()),
+        _ => {}
+    }
+    out
+}
+
+/// Whether this process could write in `dir`, or create it: it exists as a directory we
+/// may write in, or the nearest existing directory above it is one. Only asks the kernel
+/// (`access(2)`, which also knows read-only mounts); nothing is created or written, which
+/// `ferry serve` does when it opens the stores. (Plain `access` checks the real user,
+/// which is the effective one: Ferry is not setuid. `AT_EACCESS` would need `faccessat2`,
+/// which older container runtimes' seccomp profiles refuse with EPERM.)
+fn could_write(dir: &Path) -> bool {
+    let mut existing = dir;
+    loop {
+        match std::fs::metadata(existing) {
+            Ok(meta) => {
+                return meta.is_dir()
+                    && rustix::fs::accessat(
+                        rustix::fs::CWD,
+                        existing,
+                        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+                        rustix::fs::AtFlags::empty(),
+                    )
+                    .is_ok();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match existing.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+                _ => return false,
+            },
+            Err(_) => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    const BASE: &str = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /tmp/r\n";
+
+    #[test]
+    fn reads_distribution_s3_keys_and_overrides() {
+        let yaml = "version: 0.1\nstorage:\n  s3:\n    bucket: images\n    region: eu-west-1\n    regionendpoint: http://127.0.0.1:9000\n    forcepathstyle: true\n    rootdirectory: /prod/\n    chunksize: 10485760\n";
+        let c = load(
+            yaml,
+            &[
+                ("REGISTRY_STORAGE_S3_ACCESSKEY", "ak"),
+                ("REGISTRY_STORAGE_S3_SECRETKEY", "sk"),
+                ("REGISTRY_STORAGE_REDIRECT_DISABLE", "false"),
+            ],
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let StorageSettings::S3(s3) = c.storage else {
+            panic!("expected S3, got {:?}", c.storage);
+        };
+        assert_eq!(s3.bucket, "images");
+        assert_eq!(s3.region, "eu-west-1");
+        assert_eq!(s3.root_directory, "prod");
+        assert_eq!(s3.chunk_size, 10 * 1024 * 1024);
+        assert_eq!(s3.access_key.as_deref(), Some("ak"));
+        assert!(s3.force_path_style && s3.redirect);
+        assert_eq!(s3.identity(), "s3://images/prod");
+        // The database's directory is the data directory: no default one is created.
+        let with_db = load(yaml, &[("REGISTRY_DATABASE_PATH", "/srv/ferry/meta.db")]).unwrap();
+        assert_eq!(with_db.root, PathBuf::from("/srv/ferry"));
+        assert_eq!(with_db.root_choice, RootChoice::Configured);
+    }
+
+    #[test]
+    fn s3_settings_are_checked() {
+        let s3 = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n";
+        let both = load(s3, &[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/r")]).unwrap_err();
+        assert!(both.to_string().contains("choose one"), "{both}");
+        let small = load(s3, &[("REGISTRY_STORAGE_S3_CHUNKSIZE", "1000")]).unwrap_err();
+        assert!(
+            small.to_string().contains("storage.s3.chunksize"),
+            "{small}"
+        );
+        let half = load(s3, &[("REGISTRY_STORAGE_S3_ACCESSKEY", "ak")]).unwrap_err();
+        assert!(half.to_string().contains("secretkey"), "{half}");
+        let no_bucket = load("version: 0.1\nstorage:\n  s3:\n    region: x\n", &[]).unwrap_err();
+        assert!(no_bucket.to_string().contains("bucket"), "{no_bucket}");
+        let switched = load(
+            BASE,
+            &[
+                ("REGISTRY_STORAGE", "s3"),
+                ("REGISTRY_STORAGE_S3_BUCKET", "b"),
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(switched.storage, StorageSettings::S3(_)));
+        assert!(switched.registry.delete_enabled);
+        let gcs = load("version: 0.1\nstorage:\n  gcs:\n    bucket: b\n", &[]).unwrap_err();
+        assert!(gcs.to_string().contains("not supported yet"), "{gcs}");
+        let fs = load(BASE, &[]).unwrap();
+        assert_eq!(fs.storage, StorageSettings::Filesystem);
+    }
+
+    #[test]
+    fn reads_distribution_keys() {
+        let yaml = format!(
+            "{BASE}  delete:\n    enabled: true\nhttp:\n  addr: :5001\n  relativeurls: true\ncatalog:\n  maxentries: 50\nlog:\n  formatter: json\n"
+        );
+        let c = load(&yaml, &[]).unwrap();
+        assert_eq!(c.root, PathBuf::from("/tmp/r"));
+        assert_eq!(c.root_choice, RootChoice::Configured);
+        assert_eq!(c.database_path, PathBuf::from("/tmp/r/ferry/metadata.db"));
+        assert!(c.registry.delete_enabled);
+        assert_eq!(c.http.addr, "0.0.0.0:5001");
+        assert!(c.http.relative_urls);
+        assert_eq!(c.registry.catalog_max_entries, 50);
+        assert!(c.log.json);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn environment_overrides_win() {
+        let c = load(
+            BASE,
+            &[
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+                ("REGISTRY_HTTP_ADDR", "127.0.0.1:6000"),
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/tmp/other"),
+                ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE", "2h"),
+                ("REGISTRY_DATABASE_PATH", "/tmp/db.sqlite"),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+        assert!(c.registry.delete_enabled);
+        assert_eq!(c.http.addr, "127.0.0.1:6000");
+        assert_eq!(c.root, PathBuf::from("/tmp/other"));
+        assert_eq!(c.upload_purging.age, Duration::from_secs(7200));
+        assert_eq!(c.database_path, PathBuf::from("/tmp/db.sqlite"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = load(&format!("{BASE}  delete:\n    enabled: maybe\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("storage.delete.enabled"), "{err}");
+        let err = load(
+            &format!("{BASE}  maintenance:\n    uploadpurging:\n      age: soon\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("storage.maintenance.uploadpurging.age"),
+            "{err}"
+        );
+        assert!(matches!(load("a: [", &[]), Err(ConfigError::Yaml { .. })));
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let c = load(
+            &format!(
+                "{BASE}    maxthreads: 100\n  cache:\n    blobdescriptor: inmemory\nfrobnicate: 1\nhttp:\n  secret: s3cr3t\n  headers:\n    X-Content-Type-Options: [nosniff]\n"
+            ),
+            &[("REGISTRY_LOG_FIELDS_SERVICE", "registry")],
+        )
+        .unwrap();
+        for key in [
+            "frobnicate",
+            "storage.filesystem.maxthreads",
+            "storage.cache.blobdescriptor",
+            "http.secret",
+            "http.headers.X-Content-Type-Options",
+            "log.fields.service",
+        ] {
+            assert!(
+                c.warnings
+                    .iter()
+                    .any(|w| w.contains(&format!("key {key} "))),
+                "no warning for {key}: {:?}",
+                c.warnings
+            );
+        }
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("unknown configuration key frobnicate is ignored"))
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("http.secret is not supported by Ferry and is ignored"))
+        );
+        assert_eq!(c.warnings.len(), 6, "{:?}", c.warnings);
+        // A key Ferry does not know inside a known section is not taken for a driver.
+        assert_eq!(c.storage, StorageSettings::Filesystem);
+    }
+
+    /// The configuration `registry:2` ships (and most copies of it) starts, with warnings.
+    #[test]
+    fn distribution_default_config_starts() {
+        let yaml = "version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: :5000\n  headers:\n    X-Content-Type-Options: [nosniff]\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n";
+        let c = load(yaml, &[]).unwrap();
+        assert_eq!(c.warnings.len(), 6, "{:?}", c.warnings);
+    }
+
+    fn refused(yaml: &str, env: &[(&str, &str)]) -> Vec<Refusal> {
+        match load(yaml, env) {
+            Err(ConfigError::Unsupported(Refusals(refusals))) => refusals,
+            other => panic!("expected a refusal for {yaml:?} {env:?}, got {other:?}"),
+        }
+    }
+
+    fn refused_key(yaml: &str, env: &[(&str, &str)]) -> String {
+        let refusals = refused(yaml, env);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        refusals[0].key.clone()
+    }
+
+    #[test]
+    fn keys_that_would_weaken_security_refuse_the_start() {
+        let s3 = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "auth:\n  htpasswd:\n    realm: x\n    path: /p\n",
+                "auth.htpasswd",
+            ),
+            ("auth:\n  token:\n    realm: https://auth\n", "auth.token"),
+            (
+                "auth:\n  silly:\n    realm: x\n    service: y\n",
+                "auth.silly",
+            ),
+            // Distribution fails on an access controller without options; so does Ferry.
+            ("auth:\n  htpasswd:\n", "auth.htpasswd"),
+            ("auth: htpasswd\n", "auth"),
+            (
+                "http:\n  tls:\n    certificate: /c.pem\n",
+                "http.tls.certificate",
+            ),
+            (
+                "http:\n  tls:\n    letsencrypt:\n      cachefile: /c\n",
+                "http.tls.letsencrypt.cachefile",
+            ),
+            (
+                "http:\n  tls:\n    clientcas: [/ca.pem]\n",
+                "http.tls.clientcas",
+            ),
+            ("http:\n  prefix: /registry/\n", "http.prefix"),
+            ("http:\n  net: unix\n", "http.net"),
+            (
+                "proxy:\n  remoteurl: https://registry-1.docker.io\n",
+                "proxy.remoteurl",
+            ),
+            (
+                "middleware:\n  storage:\n    - name: cloudfront\n      options:\n        baseurl: https://x\n",
+                "middleware.storage",
+            ),
+            (
+                "validation:\n  manifests:\n    urls:\n      allow: ['^https://']\n",
+                "validation.manifests.urls.allow",
+            ),
+            (
+                "notifications:\n  endpoints:\n    - name: audit\n      url: https://x\n",
+                "notifications.endpoints",
+            ),
+        ];
+        for (extra, key) in cases {
+            assert_eq!(refused_key(&format!("{BASE}{extra}"), &[]), *key, "{extra}");
+        }
+        for (extra, key) in [
+            ("    encrypt: true\n", "storage.s3.encrypt"),
+            ("    keyid: arn:aws:kms:key\n", "storage.s3.keyid"),
+            ("    usefipsendpoint: true\n", "storage.s3.usefipsendpoint"),
+        ] {
+            assert_eq!(refused_key(&format!("{s3}{extra}"), &[]), key, "{extra}");
+        }
+        for driver in ["gcs", "azure", "inmemory", "swift", "oss"] {
+            let yaml = format!("version: 0.1\nstorage:\n  {driver}:\n    bucket: b\n");
+            assert_eq!(refused_key(&yaml, &[]), format!("storage.{driver}"));
+        }
+        // Several at once are all named.
+        let all = refused(
+            &format!(
+                "{BASE}auth:\n  htpasswd: {{realm: x, path: /p}}\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n"
+            ),
+            &[],
+        );
+        let keys: Vec<&str> = all.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["auth.htpasswd", "http.tls.certificate", "http.tls.key"]
+        );
+        let message = ConfigError::Unsupported(Refusals(all)).to_string();
+        assert!(
+            message.contains("http.tls.key: Ferry would serve plain HTTP"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_can_name_refused_keys() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "REGISTRY_AUTH_HTPASSWD_PATH",
+                "/auth/htpasswd",
+                "auth.htpasswd",
+            ),
+            ("REGISTRY_AUTH", "htpasswd", "auth"),
+            (
+                "REGISTRY_HTTP_TLS_CERTIFICATE",
+                "/c.pem",
+                "http.tls.certificate",
+            ),
+            (
+                "REGISTRY_PROXY_REMOTEURL",
+                "https://registry-1.docker.io",
+                "proxy.remoteurl",
+            ),
+            ("REGISTRY_HTTP_PREFIX", "/r/", "http.prefix"),
+            ("REGISTRY_STORAGE", "gcs", "storage.gcs"),
+        ];
+        for (var, value, key) in cases {
+            let refusals = refused(BASE, &[(var, value)]);
+            assert_eq!(refusals.len(), 1, "{refusals:?}");
+            assert_eq!(refusals[0].key, *key);
+            let message = ConfigError::Unsupported(Refusals(refusals)).to_string();
+            assert!(
+                message.contains(&format!("configuration key {key} (set by {var}"))
+                    && message.contains("is not supported yet"),
+                "{message}"
+            );
+        }
+        let s3 = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n";
+        assert_eq!(
+            refused_key(s3, &[("REGISTRY_STORAGE_S3_ENCRYPT", "true")]),
+            "storage.s3.encrypt"
+        );
+        assert!(load(s3, &[("REGISTRY_STORAGE_S3_ENCRYPT", "false")]).is_ok());
+    }
+
+    #[test]
+    fn empty_or_false_refused_keys_ask_for_nothing() {
+        let s3 = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    encrypt: false\n    keyid: ''\n    usefipsendpoint: 'no'\n";
+        let c = load(s3, &[]).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        for extra in [
+            "auth:\n",
+            "auth: {}\n",
+            "auth: ~\n",
+            "http:\n  tls: {}\n  prefix: ''\n  net: tcp\n",
+            "http:\n  tls:\n    certificate: ''\n",
+            "proxy:\n  remoteurl: ''\n",
+            "middleware:\n  storage: []\n  registry:\n    - name: x\n      disabled: true\n",
+            "notifications:\n  endpoints:\n    - name: audit\n      disabled: true\n      url: https://x\n",
+            "validation:\n  manifests:\n    urls:\n      allow: []\n",
+        ] {
+            let c = load(&format!("{BASE}{extra}"), &[]).unwrap_or_else(|e| panic!("{extra}: {e}"));
+            assert!(c.warnings.is_empty(), "{extra}: {:?}", c.warnings);
+        }
+        assert!(load(BASE, &[("REGISTRY_HTTP_TLS_CERTIFICATE", "")]).is_ok());
+    }
+
+    #[test]
+    fn selecting_s3_from_the_environment_needs_a_bucket() {
+        let err = load(BASE, &[("REGISTRY_STORAGE", "s3")]).unwrap_err();
+        assert!(
+            err.to_string().contains("storage.s3.bucket")
+                && err.to_string().contains("REGISTRY_STORAGE=s3"),
+            "{err}"
+        );
+        let fs = load(BASE, &[("REGISTRY_STORAGE", "filesystem")]).unwrap();
+        assert_eq!(fs.storage, StorageSettings::Filesystem);
+    }
+
+    #[test]
+    fn invalid_environment_values_name_the_variable() {
+        let err = load(BASE, &[("REGISTRY_TAGS_MAXTAGS", "lots")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration value for tags.maxtags: expected a positive whole number (set by REGISTRY_TAGS_MAXTAGS)"
+        );
+        let err = load("storage: 5\n", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid configuration value for storage:"),
+            "{err}"
+        );
+        let err = load("- a\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("(top level)"), "{err}");
+    }
+
+    /// Loading decides where the data directory is without creating it.
+    #[test]
+    fn loading_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("a/b/registry");
+        assert!(could_write(&missing));
+        assert!(!missing.exists() && !dir.path().join("a").exists());
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(!could_write(&file.join("below")));
+        let yaml = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+            missing.display()
+        );
+        let c = load(&yaml, &[]).unwrap();
+        assert_eq!(c.root, missing);
+        assert!(!dir.path().join("a").exists());
+    }
+
+    /// Every leaf of the typed sections is documented in `SUPPORTED_KEYS`, and nothing
+    /// else is.
+    #[test]
+    fn supported_keys_are_the_typed_fields() {
+        let mut typed = file::probe::typed_keys();
+        typed.sort();
+        let mut documented: Vec<String> =
+            SUPPORTED_KEYS.iter().map(|(k, _)| k.to_string()).collect();
+        documented.sort();
+        assert_eq!(typed, documented);
+        // And none of them is also listed as unsupported.
+        for (key, _) in SUPPORTED_KEYS {
+            assert!(
+                !UNSUPPORTED.iter().any(|u| u.key == *key),
+                "{key} is both supported and unsupported"
+            );
+        }
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(
+            parse_duration("168h"),
+            Some(Duration::from_secs(168 * 3600))
+        );
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped examples load without warnings and document every supported key.
+    #[test]
+    fn shipped_examples_are_complete_and_valid() {
+        let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ferry.yml");
+        let config = Config::load(Some(&full), []).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let text = std::fs::read_to_string(&full).unwrap();
+        for (key, _) in SUPPORTED_KEYS {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(
+                text.contains(&format!("{leaf}:")),
+                "config/ferry.yml does not show {key}"
+            );
+        }
+        let s3 = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/s3.yml");
+        let config = Config::load(Some(&s3), []).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert!(matches!(config.storage, StorageSettings::S3(_)));
+        let minimal = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/minimal.yml");
+        assert!(
+            Config::load(Some(&minimal), [])
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+    }
+}
+
+#[cfg(test)]
+mod readme_tests {
+    /// The README's configuration reference lists every supported key.
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../../README.md");
+        for (key, _) in super::SUPPORTED_KEYS {
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "README.md does not document {key}"
+            );
+        }
+        for unsupported in super::UNSUPPORTED {
+            assert!(
+                readme.contains(&format!("`{}`", unsupported.key)),
+                "README.md does not say what Ferry does with {}",
+                unsupported.key
+            );
+        }
+    }
+}
