@@ -10,8 +10,7 @@ use tokio::sync::Notify;
 use crate::config::{Config, RootChoice, StorageSettings};
 use crate::http::{self, AppState, headers::UrlBuilder};
 use crate::import;
-use crate::metadata::sqlite::SqliteStore;
-use crate::metadata::{MetadataError, MetadataStore};
+use crate::metadata::{self, DatabaseSettings, MetadataBackend, MetadataError};
 use crate::registry::Registry;
 use crate::shutdown;
 use crate::storage::filesystem::FilesystemStore;
@@ -68,14 +67,20 @@ pub enum ServeError {
 /// Key in `registry_info` naming the storage the database indexes.
 const STORAGE_IDENTITY: &str = "storage";
 
-/// Opens the stores named by `config` and checks they belong together.
-pub async fn open_registry(config: &Config) -> Result<(Registry, SqliteStore), ServeError> {
+/// Opens the stores named by `config` and checks they belong together. The metadata store
+/// is returned too, for the collector and for closing on shutdown.
+pub async fn open_registry(
+    config: &Config,
+) -> Result<(Registry, Arc<dyn MetadataBackend>), ServeError> {
     let root = usable_data_dir(&config.root)?;
     let storage: Arc<dyn BlobStore> = match &config.storage {
         StorageSettings::Filesystem => Arc::new(FilesystemStore::new(&root)),
         StorageSettings::S3(settings) => Arc::new(S3Store::new(settings.clone())?),
     };
-    let sqlite = SqliteStore::open(&config.database_path).await?;
+    let sqlite = metadata::open(&DatabaseSettings::Sqlite {
+        path: config.database_path.clone(),
+    })
+    .await?;
     let identity = storage.describe();
     match sqlite.info(STORAGE_IDENTITY).await? {
         None => sqlite.set_info(STORAGE_IDENTITY, &identity).await?,
@@ -88,7 +93,7 @@ pub async fn open_registry(config: &Config) -> Result<(Registry, SqliteStore), S
             });
         }
     }
-    let registry = Registry::new(Arc::new(sqlite.clone()), storage, config.registry.clone());
+    let registry = Registry::new(sqlite.clone(), storage, config.registry.clone());
     Ok((registry, sqlite))
 }
 

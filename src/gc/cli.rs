@@ -125,7 +125,7 @@ pub fn run(cli: GcArgs, program: &str) -> Result<(), ExitCode> {
                 }
             }
         };
-        let report = gc::collect(&sqlite, &registry, &options, &mut progress)
+        let report = gc::collect(sqlite.as_ref(), &registry, &options, &mut progress)
             .await
             .map_err(|e| Failure::Other(e.to_string()));
         sqlite.close().await;

@@ -2,9 +2,9 @@
 //! while the server runs on the same data.
 //!
 //! Phases: **mark** (a consistent metadata snapshot → [`plan::plan`]), then **sweep**:
-//! manifests (with `--delete-untagged`), repository links, blobs (row, then bytes, under the
-//! database write lock), blob files no metadata knows (crash leftovers), abandoned uploads,
-//! empty repositories. Every deletion re-checks inside its own transaction that the thing
+//! manifests (with `--delete-untagged`), repository links, blobs (row, then bytes, holding
+//! the digest's lock), blob files no metadata knows (crash leftovers), abandoned uploads,
+//! empty repositories. One collection runs at a time ([`LockKey::Collector`]). Every deletion re-checks inside its own transaction that the thing
 //! is still garbage, and nothing used within the grace window is touched, so a push racing
 //! the collector keeps its blobs. See ARCHITECTURE.md for the full argument.
 
@@ -16,8 +16,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::metadata::collector::CollectorMetadata;
-use crate::metadata::{MetadataError, now};
-use crate::oci::Digest;
+use crate::metadata::{LockKey, MetadataError, now};
+use crate::oci::{Digest, RepositoryName};
 use crate::registry::{Registry, RegistryError};
 use crate::storage::{BlobStore, StorageError};
 pub use report::Report;
@@ -47,6 +47,11 @@ pub enum GcError {
     /// A registry operation failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// Another collection is running on the same metadata.
+    #[error(
+        "another garbage collection is running on this registry; try again when it has finished"
+    )]
+    Busy,
 }
 
 fn seconds(d: Duration) -> i64 {
@@ -68,6 +73,9 @@ pub async fn collect(
         ..Report::default()
     };
 
+    let Some(_collector) = metadata.try_lock(LockKey::Collector).await? else {
+        return Err(GcError::Busy);
+    };
     progress("mark: reading metadata");
     let snapshot = metadata.snapshot().await?;
     let plan = plan::plan(&snapshot, options.delete_untagged, cutoff);
@@ -155,9 +163,14 @@ pub async fn collect(
         let removed = if options.dry_run {
             Some(*size)
         } else {
-            metadata
-                .delete_blob_if_garbage(&parsed, cutoff, storage)
-                .await?
+            // Row, then bytes, holding the digest's lock: an upload of the same digest
+            // waits, then finds the bytes gone and places them again before its row.
+            let _blob = metadata.lock(LockKey::Blob(parsed.clone())).await?;
+            let removed = metadata.delete_blob_if_garbage(&parsed, cutoff).await?;
+            if removed.is_some() {
+                storage.delete(&parsed).await?;
+            }
+            removed
         };
         if let Some(size) = removed {
             report.blobs_removed += 1;
@@ -177,8 +190,14 @@ pub async fn collect(
         let removed = if options.dry_run {
             metadata.blob_size(&file.digest).await?.is_none()
         } else {
-            // Re-checked under the write lock: it may have been recorded since the snapshot.
-            metadata.delete_orphan_file(&file.digest, storage).await?
+            // Re-checked under the digest's lock: it may have been recorded since the
+            // snapshot, and no upload can record it while the bytes go.
+            let _blob = metadata.lock(LockKey::Blob(file.digest.clone())).await?;
+            let unknown = metadata.blob_size(&file.digest).await?.is_none();
+            if unknown {
+                storage.delete(&file.digest).await?;
+            }
+            unknown
         };
         if !removed {
             continue;
@@ -211,7 +230,16 @@ pub async fn collect(
 
     progress("sweep: empty repositories");
     for (id, name) in &plan.repositories {
-        if options.dry_run || metadata.delete_repository_if_empty(*id).await? {
+        let removed = if options.dry_run {
+            true
+        } else {
+            let _repository = match RepositoryName::parse(name) {
+                Ok(parsed) => Some(metadata.lock(LockKey::Repository(parsed)).await?),
+                Err(_) => None,
+            };
+            metadata.delete_repository_if_empty(*id).await?
+        };
+        if removed {
             report.repositories.push(name.clone());
         }
     }

@@ -146,7 +146,7 @@ async fn import_repository(
         let mut still = Vec::new();
         let mut last_error = Vec::new();
         for (digest, payload) in pending {
-            match record_manifest(metadata, storage, &name, &digest, &payload, &[]).await {
+            match record_manifest(metadata, &name, &digest, &payload).await {
                 Ok(()) => report.manifests += 1,
                 Err(RecordError::Retry(reason)) => {
                     last_error.push(format!("{name}: manifest {digest}: {reason}"));
@@ -172,27 +172,12 @@ async fn import_repository(
                 .push(format!("{name}: tag {tag:?} is not a valid tag"));
             continue;
         };
-        let Some(stored) = metadata.manifest(&name, &digest).await? else {
+        if metadata.tag_manifest(&name, &tag, &digest).await? {
+            report.tags += 1;
+        } else {
             report.skipped.push(format!(
                 "{name}:{tag} points at {digest}, which is not in the repository"
             ));
-            continue;
-        };
-        match record_manifest(
-            metadata,
-            storage,
-            &name,
-            &digest,
-            &stored.payload,
-            std::slice::from_ref(&tag),
-        )
-        .await
-        {
-            Ok(()) => report.tags += 1,
-            Err(RecordError::Fatal(e)) => return Err(e.into()),
-            Err(RecordError::Retry(reason) | RecordError::Skip(reason)) => {
-                report.skipped.push(format!("{name}:{tag}: {reason}"));
-            }
         }
     }
     Ok(())
@@ -207,13 +192,12 @@ enum RecordError {
     Fatal(MetadataError),
 }
 
+/// Records a manifest whose bytes are already in storage (as a registry:2 blob).
 async fn record_manifest(
     metadata: &dyn MetadataStore,
-    storage: &dyn BlobStore,
     name: &RepositoryName,
     digest: &Digest,
     payload: &[u8],
-    tags: &[Tag],
 ) -> Result<(), RecordError> {
     let parsed = manifest::parse(payload, None).map_err(|e| RecordError::Skip(e.to_string()))?;
     let new = NewManifest {
@@ -224,9 +208,9 @@ async fn record_manifest(
         annotations: parsed.annotations.as_deref(),
         payload,
         references: &parsed.references,
-        tags,
+        tags: &[],
     };
-    match metadata.put_manifest(name, &new, storage).await {
+    match metadata.put_manifest(name, &new).await {
         Ok(()) => Ok(()),
         Err(e @ MetadataError::MissingReference { .. }) => Err(RecordError::Retry(e.to_string())),
         Err(e @ MetadataError::SizeMismatch { .. }) => Err(RecordError::Skip(e.to_string())),

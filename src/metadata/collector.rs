@@ -1,12 +1,12 @@
 //! What the garbage collector needs from metadata: a consistent snapshot to plan from,
 //! and deletions that re-check, inside their own transaction, that the thing is still
-//! garbage (so a push racing the collector wins).
+//! garbage (so a push racing the collector wins). Bytes are removed by the collector itself,
+//! after the row, holding [`super::LockKey::Blob`] of the digest throughout.
 
 use async_trait::async_trait;
 
 use super::{MetadataError, MetadataStore};
 use crate::oci::Digest;
-use crate::storage::BlobStore;
 
 /// A manifest as the collector sees it.
 #[derive(Clone, Debug)]
@@ -102,23 +102,14 @@ pub trait CollectorMetadata: MetadataStore {
         cutoff: i64,
     ) -> Result<bool, MetadataError>;
 
-    /// Deletes a blob's row and then its bytes, holding the write lock throughout, if inside
-    /// the transaction nothing links or references it and it was not used since `cutoff`.
-    /// Returns its size when deleted.
+    /// Deletes a blob's row if, inside the transaction, nothing links or references it and
+    /// it was not used since `cutoff`. Returns its size when deleted. The caller holds
+    /// [`super::LockKey::Blob`] of `digest` and removes the bytes before releasing it.
     async fn delete_blob_if_garbage(
         &self,
         digest: &Digest,
         cutoff: i64,
-        storage: &dyn BlobStore,
     ) -> Result<Option<u64>, MetadataError>;
-
-    /// Deletes a blob file no row describes (a crash leftover), holding the write lock while
-    /// checking and deleting, so an upload committing that digest is not cut in half.
-    async fn delete_orphan_file(
-        &self,
-        digest: &Digest,
-        storage: &dyn BlobStore,
-    ) -> Result<bool, MetadataError>;
 
     /// Deletes a repository with no manifests, links or uploads left.
     async fn delete_repository_if_empty(&self, repository: i64) -> Result<bool, MetadataError>;

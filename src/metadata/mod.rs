@@ -1,29 +1,39 @@
 //! Metadata: which repositories, blobs, manifests, tags and upload sessions exist.
 //! [`MetadataStore`] is the interface the registry services use; [`sqlite`] implements
-//! it (PostgreSQL, for several replicas, implements the same trait later). Every
-//! operation that must be atomic (a manifest and the check of what it references, an
-//! upload's completion and the link of its blob) is one method, hence one transaction.
+//! it (PostgreSQL, for several replicas, implements the same trait later); [`open`] opens
+//! the configured one. Every operation that must be atomic (a manifest and the check of what
+//! it references, an upload's completion and the link of its blob) is one method, hence one
+//! short transaction, and no method touches blob storage: the services place bytes first,
+//! holding the store's [`locks`], then record them.
 
 pub mod collector;
+pub mod locks;
 pub mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use uuid::Uuid;
 
+pub use self::locks::{LockGuard, LockKey, MetadataLocks};
 use crate::oci::manifest::ContentReference;
 use crate::oci::{Digest, RepositoryName, Tag};
-use crate::storage::{BlobStore, StorageError};
 
-/// A metadata failure.
+/// A metadata failure. Backend-neutral: a backend's own error is kept as text.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     /// The database failed.
     #[error("metadata database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(String),
+    /// The database is in use by something that must finish first (a migration, a lock
+    /// held by another process) and did not within the wait.
+    #[error("metadata lock error: {0}")]
+    Lock(String),
     /// The schema migrations could not be applied.
     #[error("metadata database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
     /// A manifest references content its repository does not have.
     #[error("{kind} {digest} is not in the repository")]
     MissingReference {
@@ -42,9 +52,6 @@ pub enum MetadataError {
         /// Size stored.
         actual: u64,
     },
-    /// Storage failed inside a metadata transaction (which was rolled back).
-    #[error(transparent)]
-    Storage(#[from] StorageError),
     /// A row holds something that cannot be parsed back (a bug or a hand-edited database).
     #[error("metadata database holds an invalid value: {0}")]
     Corrupt(String),
@@ -120,9 +127,33 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The metadata operations of the registry.
+/// Which metadata database to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseSettings {
+    /// An SQLite file (created when missing).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// A metadata store as the server, the collector and the importer use it.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataBackend: collector::CollectorMetadata {
+    /// Closes the connections (on shutdown).
+    async fn close(&self);
+}
+
+/// Opens (creating and migrating when needed) the configured metadata store.
+pub async fn open(settings: &DatabaseSettings) -> Result<Arc<dyn MetadataBackend>, MetadataError> {
+    match settings {
+        DatabaseSettings::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+    }
+}
+
+/// The metadata operations of the registry, and the locks they are used under.
+#[async_trait]
+pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
     /// Size of `digest` if `repository` may serve it.
     async fn blob_in_repository(
         &self,
@@ -173,13 +204,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         hash_state: Option<&[u8]>,
     ) -> Result<bool, MetadataError>;
 
-    /// Ends an upload: inside one write transaction, commits the sealed bytes in `storage`
-    /// under `digest`, records the blob, links it into the repository and drops the session.
+    /// Ends an upload whose bytes are committed under `digest`: in one transaction, records
+    /// the blob, links it into the repository and drops the session. The caller holds
+    /// [`LockKey::Blob`] of `digest` from the commit of the bytes until this returns.
     async fn complete_upload(
         &self,
         session: &UploadSession,
         digest: &Digest,
-        storage: &dyn BlobStore,
     ) -> Result<(), MetadataError>;
 
     /// Drops a session; `false` if it did not exist.
@@ -189,15 +220,23 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn stale_uploads(&self, started_before: i64)
     -> Result<Vec<UploadSession>, MetadataError>;
 
-    /// Stores a manifest after checking, in the same transaction, that everything it
-    /// references is in the repository (refreshing their use time); writes its bytes to
-    /// `storage` inside that transaction, before the rows; points `manifest.tags` at it.
+    /// Records a manifest (and its bytes as a blob) after checking, in the same transaction,
+    /// that everything it references is in the repository (refreshing their use time);
+    /// points `manifest.tags` at it. The caller stored the bytes first and holds
+    /// [`LockKey::Blob`] of the manifest's digest until this returns.
     async fn put_manifest(
         &self,
         repository: &RepositoryName,
         manifest: &NewManifest<'_>,
-        storage: &dyn BlobStore,
     ) -> Result<(), MetadataError>;
+
+    /// Points `tag` at a manifest already in the repository; `false` if it is not there.
+    async fn tag_manifest(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError>;
 
     /// A manifest by digest.
     async fn manifest(

@@ -88,7 +88,6 @@ impl From<MetadataError> for RegistryError {
                 RegistryError::ManifestBlobUnknown(e.to_string())
             }
             MetadataError::SizeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
-            MetadataError::Storage(storage) => storage.into(),
             other => RegistryError::Metadata(other),
         }
     }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{Registry, RegistryError};
-use crate::metadata::{NewManifest, StoredManifest};
+use crate::metadata::{LockKey, NewManifest, StoredManifest};
 use crate::oci::manifest::{self, MAX_MANIFEST_SIZE};
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag};
 
@@ -48,8 +48,10 @@ impl Registry {
         if let Reference::Tag(tag) = reference {
             tags.push(tag.clone());
         }
-        // The metadata store writes the manifest's bytes as a blob inside its transaction,
-        // before the rows that name them.
+        // The manifest's bytes are a blob too: stored before the rows that name them, under
+        // the digest's lock so the collector cannot remove them in between.
+        let _blob = self.metadata.lock(LockKey::Blob(digest.clone())).await?;
+        self.storage.put(&digest, body.clone()).await?;
         self.metadata
             .put_manifest(
                 repository,
@@ -63,7 +65,6 @@ impl Registry {
                     references: &parsed.references,
                     tags: &tags,
                 },
-                self.storage.as_ref(),
             )
             .await?;
         Ok(PushedManifest {

@@ -51,7 +51,6 @@ pub struct Registry {
     pub storage: Arc<dyn BlobStore>,
     /// Behaviour switches.
     pub settings: Settings,
-    upload_locks: Arc<uploads::UploadLocks>,
 }
 
 impl Registry {
@@ -65,7 +64,6 @@ impl Registry {
             metadata,
             storage,
             settings,
-            upload_locks: Arc::default(),
         }
     }
 

@@ -3,19 +3,17 @@
 //! A session's state (repository, bytes received, sha256 state) lives in the metadata
 //! store and its bytes in storage, so an upload continues after a restart. The digest is
 //! computed while the bytes stream in; on commit it is compared with the client's, and only
-//! a match makes the blob visible. Requests on one session are serialised by a lock.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex as SyncMutex, Weak};
+//! a match makes the blob visible. Requests on one session are serialised by the metadata
+//! store's [`LockKey::Upload`] lock; a commit holds [`LockKey::Blob`] of the digest.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{Registry, RegistryError};
-use crate::metadata::{UploadSession, now};
+use crate::metadata::{LockGuard, LockKey, UploadSession, now};
 use crate::oci::{Algorithm, Digest, Hasher, RepositoryName};
 use crate::storage::{ByteStream, StorageError, UploadKey, coalesce};
 
@@ -89,33 +87,6 @@ impl BackgroundHasher {
     }
 }
 
-/// Per-session locks, so two requests never write one staging area at once.
-#[derive(Default)]
-pub(crate) struct UploadLocks(SyncMutex<HashMap<Uuid, Weak<Mutex<()>>>>);
-
-impl UploadLocks {
-    async fn acquire(&self, id: Uuid) -> OwnedMutexGuard<()> {
-        let lock = {
-            let mut map = self
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if map.len() > 1024 {
-                map.retain(|_, lock| lock.strong_count() > 0);
-            }
-            match map.get(&id).and_then(Weak::upgrade) {
-                Some(lock) => lock,
-                None => {
-                    let lock = Arc::new(Mutex::new(()));
-                    map.insert(id, Arc::downgrade(&lock));
-                    lock
-                }
-            }
-        };
-        lock.lock_owned().await
-    }
-}
-
 fn key(session: &UploadSession) -> UploadKey {
     UploadKey {
         repository: session.repository.clone(),
@@ -137,6 +108,11 @@ impl Registry {
             hash_state: Some(Hasher::new(STREAMING_ALGORITHM).save()),
             started_at: now(),
         };
+        // The collector does not remove the repository between its staging area and row.
+        let _repository = self
+            .metadata
+            .lock(LockKey::Repository(repository.clone()))
+            .await?;
         self.storage.upload_start(&key(&session)).await?;
         self.metadata.create_upload(&session).await?;
         Ok(session)
@@ -175,7 +151,7 @@ impl Registry {
         body: ByteStream<'_>,
     ) -> Result<UploadSession, RegistryError> {
         self.check_writable()?;
-        let _guard = self.upload_locks.acquire(*id).await;
+        let _guard = self.lock_upload(id).await?;
         let session = self.upload_status(repository, id).await?;
         let (session, _) = self.append(session, range, body).await?;
         Ok(session)
@@ -191,7 +167,7 @@ impl Registry {
         final_chunk: Option<(Option<ChunkRange>, ByteStream<'_>)>,
     ) -> Result<(), RegistryError> {
         self.check_writable()?;
-        let _guard = self.upload_locks.acquire(*id).await;
+        let _guard = self.lock_upload(id).await?;
         let session = self.upload_status(repository, id).await?;
         let (session, hasher) = match final_chunk {
             Some((range, body)) => self.append(session, range, body).await?,
@@ -214,15 +190,19 @@ impl Registry {
             self.discard(&session).await?;
             return Err(RegistryError::digest_mismatch(digest, &actual));
         }
-        // Verified: place the bytes (a server-side copy on S3), still without a lock; then
-        // the final step and the rows in one metadata transaction, so the collector never
-        // sees the bytes without their row.
+        // Verified: place the bytes (a server-side copy on S3), still without a lock; then,
+        // holding the digest's lock (so the collector cannot remove the bytes in between),
+        // the final step in storage and the rows in one short metadata transaction.
         self.storage
             .upload_publish(&key(&session), session.size, digest)
             .await?;
-        self.metadata
-            .complete_upload(&session, digest, self.storage.as_ref())
-            .await?;
+        {
+            let _blob = self.metadata.lock(LockKey::Blob(digest.clone())).await?;
+            self.storage
+                .upload_commit(&key(&session), session.size, digest)
+                .await?;
+            self.metadata.complete_upload(&session, digest).await?;
+        }
         // Staging left behind (object storage removes it here, outside the lock) is only
         // litter: the blob is committed, so a failure is logged, not reported.
         if let Err(e) = self.storage.upload_abort(&key(&session)).await {
@@ -250,7 +230,7 @@ impl Registry {
         id: &Uuid,
     ) -> Result<(), RegistryError> {
         self.check_writable()?;
-        let _guard = self.upload_locks.acquire(*id).await;
+        let _guard = self.lock_upload(id).await?;
         let session = self.upload_status(repository, id).await?;
         self.discard(&session).await
     }
@@ -259,10 +239,14 @@ impl Registry {
     pub async fn purge_uploads(&self, max_age_secs: i64) -> Result<usize, RegistryError> {
         let stale = self.metadata.stale_uploads(now() - max_age_secs).await?;
         for session in &stale {
-            let _guard = self.upload_locks.acquire(session.id).await;
+            let _guard = self.lock_upload(&session.id).await?;
             self.discard(session).await?;
         }
         Ok(stale.len())
+    }
+
+    async fn lock_upload(&self, id: &Uuid) -> Result<LockGuard, RegistryError> {
+        Ok(self.metadata.lock(LockKey::Upload(*id)).await?)
     }
 
     async fn discard(&self, session: &UploadSession) -> Result<(), RegistryError> {

@@ -396,7 +396,7 @@ impl BlobStore for FilesystemStore {
                 .ok_or(StorageError::NotFound)?;
             sync_dir(dir).await?;
         }
-        self.upload_abort(key).await
+        Ok(())
     }
 
     async fn upload_abort(&self, key: &UploadKey) -> Result<(), StorageError> {
@@ -482,6 +482,9 @@ mod tests {
             collect(store.read(&digest, 6..11).await.unwrap()).await,
             b"world"
         );
+        // The staging area stays until the caller aborts it, after the metadata transaction.
+        assert!(layout::upload_dir(dir.path(), &key.repository, &key.id).exists());
+        store.upload_abort(&key).await.unwrap();
         assert!(!layout::upload_dir(dir.path(), &key.repository, &key.id).exists());
         assert_eq!(store.list_blobs().await.unwrap().len(), 1);
         store.delete(&digest).await.unwrap();

@@ -156,9 +156,11 @@ pub trait BlobStore: Send + Sync + 'static {
     }
 
     /// Makes the sealed upload the blob `digest` (already verified by the caller). Called
-    /// inside the metadata transaction that records the blob, so the garbage collector never
-    /// sees the bytes without their row. The staging area may stay: the caller removes it
-    /// with [`BlobStore::upload_abort`] after the transaction.
+    /// holding the metadata store's lock on `digest`, just before the metadata transaction
+    /// that records the blob (never inside it), so the garbage collector, which holds the
+    /// same lock while it removes a blob, never sees the bytes without their row. Must check
+    /// the bytes are really there (they may have been collected since an earlier publish).
+    /// The staging area stays: the caller removes it with [`BlobStore::upload_abort`].
     async fn upload_commit(
         &self,
         key: &UploadKey,

@@ -8,7 +8,6 @@ use crate::metadata::collector::{
     BlobRow, CollectorMetadata, LinkRow, ManifestRow, ReferenceRow, Snapshot,
 };
 use crate::oci::Digest;
-use crate::storage::BlobStore;
 
 /// Whether `digest` is tagged or listed as a child in the repository (inside `tx`).
 async fn rooted(
@@ -161,50 +160,19 @@ impl CollectorMetadata for SqliteStore {
         &self,
         digest: &Digest,
         cutoff: i64,
-        storage: &dyn BlobStore,
     ) -> Result<Option<u64>, MetadataError> {
-        let mut tx = self.begin().await?;
-        let key = digest.to_string();
         let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT size FROM blobs b WHERE b.digest = ?1 AND b.last_used < ?2
+            "DELETE FROM blobs AS b WHERE b.digest = ?1 AND b.last_used < ?2
              AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE digest = ?1)
              AND NOT EXISTS (SELECT 1 FROM manifest_references WHERE child_digest = ?1 AND kind IN ('config', 'layer'))
-             AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)",
+             AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)
+             RETURNING size",
         )
-        .bind(&key)
+        .bind(digest.to_string())
         .bind(cutoff)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.writer)
         .await?;
-        let Some((size,)) = row else { return Ok(None) };
-        sqlx::query("DELETE FROM blobs WHERE digest = ?")
-            .bind(&key)
-            .execute(&mut *tx)
-            .await?;
-        // The bytes go while the write lock is held: no upload can link this digest between
-        // the check and the removal. If this fails, the transaction rolls back.
-        storage.delete(digest).await.map_err(|e| {
-            MetadataError::Database(sqlx::Error::Io(std::io::Error::other(e.to_string())))
-        })?;
-        tx.commit().await?;
-        Ok(Some(size_from_db(size)))
-    }
-
-    async fn delete_orphan_file(
-        &self,
-        digest: &Digest,
-        storage: &dyn BlobStore,
-    ) -> Result<bool, MetadataError> {
-        let mut tx = self.begin().await?;
-        let known: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM blobs WHERE digest = ?")
-            .bind(digest.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_some() {
-            return Ok(false);
-        }
-        storage.delete(digest).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(row.map(|(size,)| size_from_db(size)))
     }
 
     async fn delete_repository_if_empty(&self, repository: i64) -> Result<bool, MetadataError> {

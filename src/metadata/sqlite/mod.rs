@@ -3,8 +3,9 @@
 //! their own. Write transactions start with `BEGIN IMMEDIATE`, so another process (the
 //! garbage collector) is serialised with the server by SQLite itself.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,11 +18,12 @@ use uuid::Uuid;
 
 mod collector;
 
+use super::locks::FileLocks;
 use super::{
-    MetadataError, MetadataStore, NewManifest, Referrer, StoredManifest, UploadSession, now,
+    LockGuard, LockKey, MetadataBackend, MetadataError, MetadataLocks, MetadataStore, NewManifest,
+    Referrer, StoredManifest, UploadSession, now,
 };
 use crate::oci::{Digest, ReferenceKind, RepositoryName, Tag};
-use crate::storage::{BlobStore, UploadKey};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -30,10 +32,33 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const TOUCH_INTERVAL: i64 = 60;
 
 /// The SQLite metadata store.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Flocks on files in `<database>.locks/`: the database's writer is never held across
+    /// a storage call, so the lock contract needs locks of its own.
+    locks: Arc<FileLocks>,
+}
+
+impl From<sqlx::Error> for MetadataError {
+    fn from(e: sqlx::Error) -> Self {
+        MetadataError::Database(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for MetadataError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        MetadataError::Migrate(e.to_string())
+    }
+}
+
+/// `<database>.<suffix>`, beside the database file.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn size_to_db(size: u64) -> i64 {
@@ -53,9 +78,11 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, MetadataError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| MetadataError::Database(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                MetadataError::Database(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
+        let locks = Arc::new(FileLocks::new(&beside(path, "locks"))?);
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -67,7 +94,7 @@ impl SqliteStore {
         // missing and both create it; the second fails. Migrations run under an exclusive
         // lock on a file beside the database, so the second waits and then finds them done.
         // (sqlx takes PostgreSQL's advisory lock for the same purpose; SQLite has none.)
-        let lock = migration_lock(path).await?;
+        let lock = migration_lock(&beside(path, "lock")).await?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -78,11 +105,15 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            locks,
+        })
     }
 
-    /// An in-memory database, for unit tests.
-    pub async fn in_memory() -> Result<Self, MetadataError> {
+    /// An in-memory database, for unit tests (its locks live in `lock_dir`).
+    pub async fn in_memory(lock_dir: &Path) -> Result<Self, MetadataError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -92,6 +123,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: pool.clone(),
             reader: pool,
+            locks: Arc::new(FileLocks::new(lock_dir)?),
         })
     }
 
@@ -116,15 +148,12 @@ impl SqliteStore {
     }
 }
 
-/// Takes the exclusive migration lock of the database at `path` (`<path>.lock`), waiting
-/// on a blocking thread while another process holds it. Released when the file is dropped.
-async fn migration_lock(path: &Path) -> Result<std::fs::File, MetadataError> {
-    let lock_path = {
-        let mut name = path.as_os_str().to_owned();
-        name.push(".lock");
-        std::path::PathBuf::from(name)
-    };
-    let io = |e: std::io::Error| MetadataError::Database(sqlx::Error::Io(e));
+/// Takes the exclusive migration lock `lock_path`, waiting on a blocking thread while
+/// another process holds it. Released when the file is dropped.
+async fn migration_lock(lock_path: &Path) -> Result<std::fs::File, MetadataError> {
+    let lock_path = lock_path.to_path_buf();
+    let shown = lock_path.clone();
+    let io = move |e: std::io::Error| MetadataError::Lock(format!("{}: {e}", shown.display()));
     tokio::task::spawn_blocking(move || {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -185,6 +214,27 @@ async fn link_in_tx(
     Ok(())
 }
 
+/// Points `tag` of repository `repo` at the manifest `digest` (inside `tx`).
+async fn set_tag(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo: i64,
+    tag: &Tag,
+    digest: &str,
+) -> Result<(), MetadataError> {
+    sqlx::query(
+        "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (repository_id, name) DO UPDATE
+         SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+    )
+    .bind(repo)
+    .bind(tag.as_str())
+    .bind(digest)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// An `uploads` row: id, repository, size, hash state, start time.
 type UploadRow = (String, String, i64, Option<Vec<u8>>, i64);
 
@@ -213,6 +263,24 @@ fn stored_manifest(
         })
     })
     .transpose()
+}
+
+#[async_trait]
+impl MetadataLocks for SqliteStore {
+    async fn lock(&self, key: LockKey) -> Result<LockGuard, MetadataError> {
+        self.locks.lock(key).await
+    }
+
+    async fn try_lock(&self, key: LockKey) -> Result<Option<LockGuard>, MetadataError> {
+        self.locks.try_lock(key).await
+    }
+}
+
+#[async_trait]
+impl MetadataBackend for SqliteStore {
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
 }
 
 #[async_trait]
@@ -363,14 +431,8 @@ impl MetadataStore for SqliteStore {
         &self,
         session: &UploadSession,
         digest: &Digest,
-        storage: &dyn BlobStore,
     ) -> Result<(), MetadataError> {
         let mut tx = self.begin().await?;
-        let key = UploadKey {
-            repository: session.repository.clone(),
-            id: session.id,
-        };
-        storage.upload_commit(&key, session.size, digest).await?;
         link_in_tx(&mut tx, &session.repository, digest, session.size).await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(session.id.to_string())
@@ -406,7 +468,6 @@ impl MetadataStore for SqliteStore {
         &self,
         repository: &RepositoryName,
         manifest: &NewManifest<'_>,
-        storage: &dyn BlobStore,
     ) -> Result<(), MetadataError> {
         let mut tx = self.begin().await?;
         let repo = repository_id(&mut tx, repository).await?;
@@ -458,11 +519,7 @@ impl MetadataStore for SqliteStore {
         }
         let digest = manifest.digest.to_string();
         let size = size_to_db(manifest.payload.len() as u64);
-        // The manifest's own bytes are a blob too: durable before the rows that name them,
-        // and written under the write lock so the collector cannot remove them in between.
-        storage
-            .put(manifest.digest, Bytes::copy_from_slice(manifest.payload))
-            .await?;
+        // The manifest's own bytes are a blob too, stored by the caller before this.
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_used) VALUES (?, ?, ?, ?)
              ON CONFLICT (digest) DO UPDATE SET last_used = excluded.last_used",
@@ -502,20 +559,33 @@ impl MetadataStore for SqliteStore {
             .await?;
         }
         for tag in manifest.tags {
-            sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (repository_id, name) DO UPDATE
-                 SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-            )
-            .bind(repo)
-            .bind(tag.as_str())
-            .bind(&digest)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            set_tag(&mut tx, repo, tag, &digest).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn tag_manifest(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError> {
+        let mut tx = self.begin().await?;
+        let repo: Option<(i64,)> = sqlx::query_as(
+            "SELECT r.id FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = ? AND m.digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((repo,)) = repo else {
+            return Ok(false);
+        };
+        set_tag(&mut tx, repo, tag, &digest.to_string()).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn manifest(

@@ -332,7 +332,7 @@ impl BlobStore for S3Store {
     ) -> Result<(), StorageError> {
         // Published before the lock was taken; the collector may have removed the object
         // since (it holds the same lock when it deletes), so check and copy again if so.
-        // The staging objects go after the transaction (`upload_abort`), not under the lock.
+        // The staging objects go after the metadata transaction (`upload_abort`).
         if self.size_of(&self.blob_key(digest)).await? != Some(size) {
             self.publish_sealed(&self.staging(key), size, digest)
                 .await?;
