@@ -5,14 +5,17 @@
 //!
 //! ## Layout
 //! - [`config`]: Distribution-compatible `config.yml` and `REGISTRY_*` overrides.
-//! - [`http`]: where a request enters: routing from the path's end, one handler file per
-//!   resource, the spec's error JSON, the access log.
-//! - [`registry`]: the rules, independent of HTTP: blobs, uploads, manifests, listings.
+//! - [`http`]: where a request enters: the typed endpoint and request context (parsed
+//!   once), one handler file per resource, the spec's error JSON, the access log.
+//! - [`registry`]: the rules, independent of HTTP: blobs, uploads, manifests, listings,
+//!   and the request context every operation is asked under.
 //! - [`oci`]: names, tags, digests and manifest parsing; pure functions.
-//! - [`metadata`]: the metadata-store trait and its SQLite implementation.
-//! - [`storage`]: the blob-store trait and its filesystem implementation.
+//! - [`metadata`]: the metadata-store trait, its lock contract, the `open` factory and the
+//!   SQLite implementation.
+//! - [`storage`]: the blob-store trait and its filesystem and S3 implementations.
 //! - [`import`]: adopting a `registry:2` data directory in place.
-//! - [`gc`]: the garbage collector behind the `ferry-gc` binary (`src/bin/ferry-gc.rs`).
+//! - [`gc`]: the garbage collector behind `ferry gc` (also the `ferry-gc` binary,
+//!   `src/bin/ferry-gc.rs`, and `registry garbage-collect`).
 //! - [`server`], [`shutdown`], [`telemetry`], [`healthcheck`]: running the service.
 //!
 //! ## Invariants

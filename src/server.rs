@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, RootChoice, StorageSettings};
 use crate::http::{self, AppState, headers::UrlBuilder};
@@ -134,12 +136,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "storage does not answer; serving anyway (requests that need it fail with 503 until it does)"
         );
     }
+    // Background tasks stop when the server does: they are cancelled at a point where
+    // nothing is half done, and waited for before the database closes.
+    let background = TaskTracker::new();
+    let cancel = CancellationToken::new();
     if config.upload_purging.enabled {
-        tokio::spawn(purge_uploads(
+        background.spawn(purge_uploads(
             registry.clone(),
             config.upload_purging.clone(),
+            cancel.clone(),
         ));
     }
+    background.close();
     let state = Arc::new(AppState {
         registry,
         urls: UrlBuilder {
@@ -184,6 +192,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             tracing::warn!(timeout = ?drain, "requests still running after the drain timeout; exiting");
         }
     }
+    cancel.cancel();
+    background.wait().await;
     sqlite.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -231,10 +241,15 @@ async fn adopt_distribution_data(config: &Config, registry: &Registry) -> Result
     Ok(())
 }
 
-/// Background task: discards upload sessions older than the purge age, every interval.
-async fn purge_uploads(registry: Registry, settings: crate::config::UploadPurging) {
+/// Background task: discards upload sessions older than the purge age, every interval,
+/// until `cancel` (a purge in progress finishes first).
+async fn purge_uploads(
+    registry: Registry,
+    settings: crate::config::UploadPurging,
+    cancel: CancellationToken,
+) {
     let age = i64::try_from(settings.age.as_secs()).unwrap_or(i64::MAX);
-    loop {
+    while !cancel.is_cancelled() {
         if settings.dry_run {
             match registry
                 .metadata
@@ -254,6 +269,9 @@ async fn purge_uploads(registry: Registry, settings: crate::config::UploadPurgin
                 Err(e) => tracing::error!(error = %e, "upload purge failed"),
             }
         }
-        tokio::time::sleep(settings.interval).await;
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(settings.interval) => {}
+        }
     }
 }

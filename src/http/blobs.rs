@@ -5,13 +5,18 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::headers::CONTENT_DIGEST;
-use super::{HandlerResult, Request, digest, repository};
-use crate::registry::blobs::RangeRequest;
+use super::{HandlerResult, Request};
+use crate::oci::{Digest, RepositoryName};
+use crate::registry::blobs::{BlobAnswer, RangeRequest};
 
 /// Serves a blob, a range of it, or (for HEAD) only its headers.
-pub async fn get(request: &Request<'_>, name: &str, digest_str: &str, head: bool) -> HandlerResult {
-    let name = repository(name)?;
-    let digest = digest(digest_str)?;
+pub async fn get(
+    request: &Request<'_>,
+    name: &RepositoryName,
+    digest: &Digest,
+    head: bool,
+) -> HandlerResult {
+    let (name, digest) = (name.clone(), digest.clone());
     let registry = request.registry();
     let digest_header = digest.to_string();
     if head {
@@ -31,22 +36,24 @@ pub async fn get(request: &Request<'_>, name: &str, digest_str: &str, head: bool
         )
             .into_response());
     }
-    if let Some(url) = registry.blob_redirect(&name, &digest).await? {
-        return Ok((
-            StatusCode::TEMPORARY_REDIRECT,
-            [
-                (header::LOCATION, url),
-                (header::CONTENT_LENGTH, "0".to_string()),
-                (
-                    header::HeaderName::from_static(CONTENT_DIGEST),
-                    digest_header,
-                ),
-            ],
-        )
-            .into_response());
-    }
     let range = request.header(header::RANGE).and_then(RangeRequest::parse);
-    let read = registry.read_blob(&name, &digest, range).await?;
+    let read = match registry.read_blob(&name, &digest, range).await? {
+        BlobAnswer::Bytes(read) => read,
+        BlobAnswer::Redirect(url) => {
+            return Ok((
+                StatusCode::TEMPORARY_REDIRECT,
+                [
+                    (header::LOCATION, url),
+                    (header::CONTENT_LENGTH, "0".to_string()),
+                    (
+                        header::HeaderName::from_static(CONTENT_DIGEST),
+                        digest_header,
+                    ),
+                ],
+            )
+                .into_response());
+        }
+    };
     let length = read.range.end - read.range.start;
     let mut response = (
         [
@@ -79,9 +86,11 @@ pub async fn get(request: &Request<'_>, name: &str, digest_str: &str, head: bool
 }
 
 /// Removes a blob from the repository (`202 Accepted`).
-pub async fn delete(request: &Request<'_>, name: &str, digest_str: &str) -> HandlerResult {
-    let name = repository(name)?;
-    let digest = digest(digest_str)?;
-    request.registry().delete_blob(&name, &digest).await?;
+pub async fn delete(
+    request: &Request<'_>,
+    name: &RepositoryName,
+    digest: &Digest,
+) -> HandlerResult {
+    request.registry().delete_blob(name, digest).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -6,8 +6,9 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
 
 use super::headers::OCI_FILTERS_APPLIED;
-use super::{HandlerResult, Request, digest, repository};
+use super::{HandlerResult, Request};
 use crate::oci::manifest::media_type;
+use crate::oci::{Digest, RepositoryName};
 use crate::registry::listing::{Page, page_size};
 
 /// A JSON listing with a `Link` header to the next page when there is one.
@@ -31,12 +32,11 @@ fn paged(path: &str, page: Page, body: serde_json::Value) -> HandlerResult {
 }
 
 /// The repository's tags, paginated with `n` and `last`.
-pub async fn tags(request: &Request<'_>, name: &str) -> HandlerResult {
-    let name = repository(name)?;
+pub async fn tags(request: &Request<'_>, name: &RepositoryName) -> HandlerResult {
     let registry = request.registry();
     let limit = page_size(request.query.get("n"), registry.settings.tags_max)?;
     let page = registry
-        .list_tags(&name, request.query.get("last"), limit)
+        .list_tags(name, request.query.get("last"), limit)
         .await?;
     let body = json!({ "name": name.as_str(), "tags": page.entries });
     paged(&format!("/v2/{name}/tags/list"), page, body)
@@ -57,13 +57,15 @@ pub async fn catalog(request: &Request<'_>) -> HandlerResult {
 }
 
 /// The manifests whose subject is `digest`, as an image index.
-pub async fn referrers(request: &Request<'_>, name: &str, digest_str: &str) -> HandlerResult {
-    let name = repository(name)?;
-    let subject = digest(digest_str)?;
+pub async fn referrers(
+    request: &Request<'_>,
+    name: &RepositoryName,
+    subject: &Digest,
+) -> HandlerResult {
     let artifact_type = request.query.get("artifactType").filter(|t| !t.is_empty());
     let index = request
         .registry()
-        .referrers(&name, &subject, artifact_type)
+        .referrers(name, subject, artifact_type)
         .await?;
     let mut response = ([(header::CONTENT_TYPE, media_type::OCI_INDEX)], index).into_response();
     if artifact_type.is_some() {

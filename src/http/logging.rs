@@ -1,37 +1,165 @@
-//! One log line per request, and the `Docker-Distribution-API-Version` header on every
-//! response.
+//! The access log, and the `Docker-Distribution-API-Version` header on every response.
+//!
+//! One line per request, written when the response body is finished: when its last byte was
+//! handed to the connection, or when the body was dropped before that (the client went away,
+//! the connection broke). So the line carries the bytes really sent and received and the
+//! full duration, not the `Content-Length` promised at the headers. (tower-http's
+//! `TraceLayer` reports the end of a body only when it completes, not when it is cut, which
+//! is the case an operator looks for in a log; hence this small wrapper.)
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::headers::API_VERSION;
+use crate::registry::context::RequestContext;
 
-fn content_length(headers: &axum::http::HeaderMap) -> u64 {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Middleware: logs method, path, status, bytes in and out, and duration.
+/// Middleware: counts the request's bytes, wraps the response body so the line is written
+/// when it ends, and sets the API version header.
 pub async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let bytes_in = content_length(request.headers());
+    let received = Arc::new(AtomicU64::new(0));
+    let (parts, body) = request.into_parts();
+    let body = Body::new(Counted {
+        inner: body,
+        count: received.clone(),
+        on_end: None,
+    });
+    let mut request = Request::from_parts(parts, body);
+    // The request id is made here so that it names the line even of a request `classify`
+    // refuses; `classify` takes it over.
+    let id = RequestContext::new_id();
+    request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     response
         .headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
-    let status = response.status().as_u16();
-    let bytes_out = content_length(response.headers());
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(target: "ferry::access", %method, %path, status, bytes_in, bytes_out, duration_ms = format_args!("{duration_ms:.1}"), "request");
-    response
+    let line = AccessLine {
+        id,
+        method,
+        path,
+        status: response.status().as_u16(),
+        started,
+        received,
+    };
+    let (parts, body) = response.into_parts();
+    let body = Body::new(Counted {
+        inner: body,
+        count: Arc::new(AtomicU64::new(0)),
+        on_end: Some(line),
+    });
+    Response::from_parts(parts, body)
+}
+
+/// The id of a request, in its extensions (the access log's, reused by its context).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    /// The id of `request`, or a fresh one outside the logging layer (tests).
+    pub fn of(request: &Request) -> String {
+        request
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(RequestContext::new_id)
+    }
+}
+
+/// What the access line says, waiting for the end of the response body.
+struct AccessLine {
+    id: String,
+    method: Method,
+    path: String,
+    status: u16,
+    started: Instant,
+    received: Arc<AtomicU64>,
+}
+
+impl AccessLine {
+    fn write(&self, sent: u64, complete: bool) {
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let bytes_in = self.received.load(Ordering::Relaxed);
+        tracing::info!(
+            target: "ferry::access",
+            request_id = %self.id,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            bytes_in,
+            bytes_out = sent,
+            complete,
+            duration_ms = format_args!("{duration_ms:.1}"),
+            "request"
+        );
+    }
+}
+
+/// A body that counts the data bytes passing through it and, for a response, writes the
+/// access line when it ends or is dropped.
+struct Counted {
+    inner: Body,
+    count: Arc<AtomicU64>,
+    on_end: Option<AccessLine>,
+}
+
+impl Counted {
+    fn finish(&mut self, complete: bool) {
+        if let Some(line) = self.on_end.take() {
+            line.write(self.count.load(Ordering::Relaxed), complete);
+        }
+    }
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                if self.inner.is_end_stream() {
+                    self.finish(true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.finish(false),
+            Poll::Ready(None) => self.finish(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // An empty body may never be polled; anything else dropped early was cut.
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
 }

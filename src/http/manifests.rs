@@ -6,18 +6,19 @@ use axum::response::IntoResponse;
 use futures_util::StreamExt;
 
 use super::headers::{CONTENT_DIGEST, OCI_SUBJECT};
-use super::{HandlerResult, Request, repository};
+use super::{HandlerResult, Request};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
-use crate::oci::{Reference, Tag};
+use crate::oci::{Reference, RepositoryName, Tag};
 use crate::registry::RegistryError;
 
-/// Serves a manifest exactly as pushed (HEAD: headers only). A reference that is neither a
-/// tag nor a digest names no manifest: `404 MANIFEST_UNKNOWN`, the only failure the spec's
-/// endpoint table lists for these reads (and what `registry:2` answers).
-pub async fn get(request: &Request<'_>, name: &str, reference: &str, head: bool) -> HandlerResult {
-    let name = repository(name)?;
-    let reference = Reference::parse(reference).map_err(|_| RegistryError::ManifestUnknown)?;
-    let manifest = request.registry().get_manifest(&name, &reference).await?;
+/// Serves a manifest exactly as pushed (HEAD: headers only).
+pub async fn get(
+    request: &Request<'_>,
+    name: &RepositoryName,
+    reference: &Reference,
+    head: bool,
+) -> HandlerResult {
+    let manifest = request.registry().get_manifest(name, reference).await?;
     let digest = manifest.digest.to_string();
     let headers = [
         (header::CONTENT_TYPE, manifest.media_type),
@@ -34,9 +35,12 @@ pub async fn get(request: &Request<'_>, name: &str, reference: &str, head: bool)
 }
 
 /// Validates and stores a manifest (`201 Created`).
-pub async fn put(request: &Request<'_>, name: &str, reference: &str, body: Body) -> HandlerResult {
-    let name = repository(name)?;
-    let reference = Reference::parse(reference)?;
+pub async fn put(
+    request: &Request<'_>,
+    name: &RepositoryName,
+    reference: &Reference,
+    body: Body,
+) -> HandlerResult {
     let body = read_manifest_body(body).await?;
     let tags = request
         .query
@@ -46,7 +50,7 @@ pub async fn put(request: &Request<'_>, name: &str, reference: &str, body: Body)
     let content_type = request.header(header::CONTENT_TYPE);
     let pushed = request
         .registry()
-        .put_manifest(&name, &reference, &tags, content_type, body)
+        .put_manifest(name, reference, &tags, content_type, body)
         .await?;
     let digest = pushed.digest.to_string();
     let mut response = (
@@ -70,13 +74,12 @@ pub async fn put(request: &Request<'_>, name: &str, reference: &str, body: Body)
 }
 
 /// Deletes a tag or a manifest (`202 Accepted`).
-pub async fn delete(request: &Request<'_>, name: &str, reference: &str) -> HandlerResult {
-    let name = repository(name)?;
-    let reference = Reference::parse(reference)?;
-    request
-        .registry()
-        .delete_manifest(&name, &reference)
-        .await?;
+pub async fn delete(
+    request: &Request<'_>,
+    name: &RepositoryName,
+    reference: &Reference,
+) -> HandlerResult {
+    request.registry().delete_manifest(name, reference).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

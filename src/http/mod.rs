@@ -1,9 +1,12 @@
-//! The HTTP layer: where a request enters. [`router`] sends every `/v2/...` request to
-//! [`dispatch`], which parses the path from its end ([`route`]), validates names and
-//! digests, and calls the handler of the resource: [`blobs`], [`uploads`], [`manifests`]
-//! or [`listing`]. Handlers translate between HTTP and the registry services; they never
-//! touch files or SQL. [`error`] maps service errors onto the spec's error JSON; [`logging`]
-//! writes one line per request and sets the API version header.
+//! The HTTP layer: where a request enters. [`router`] runs every request through
+//! [`classify`], which parses method and path once into a typed [`Endpoint`] (validated
+//! names, digests, references, session ids; [`route`]) and the [`RequestContext`] (caller,
+//! the access the endpoint needs, a request id), both put in the request's extensions for
+//! the layers after it: **authorization is decided there**, between `classify` and
+//! [`dispatch`]. `dispatch` calls the handler of the resource: [`blobs`], [`uploads`],
+//! [`manifests`] or [`listing`]. Handlers translate between HTTP and the registry services;
+//! they never touch files or SQL. [`error`] maps service errors onto the spec's error JSON;
+//! [`logging`] writes one line per request and sets the API version header.
 
 mod blobs;
 pub mod error;
@@ -12,6 +15,8 @@ mod listing;
 mod logging;
 mod manifests;
 pub mod route;
+#[cfg(test)]
+mod tests;
 mod uploads;
 
 use std::io;
@@ -19,15 +24,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
 use self::error::error_response;
 use self::headers::UrlBuilder;
-use self::route::Route;
-use crate::oci::{Digest, RepositoryName};
+use self::route::{Endpoint, EndpointError, InvalidParameter, UploadStep};
+use crate::registry::context::RequestContext;
 use crate::registry::{Registry, RegistryError};
 use crate::storage::ByteStream;
 
@@ -44,6 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state(state)
+        .layer(axum::middleware::from_fn(classify))
         .layer(axum::middleware::from_fn(logging::log_request))
 }
 
@@ -94,81 +101,93 @@ fn has_body(headers: &HeaderMap) -> bool {
     }
 }
 
-fn repository(name: &str) -> Result<RepositoryName, RegistryError> {
-    Ok(RepositoryName::parse(name)?)
+/// Middleware: the request edge. Parses the endpoint and builds the request context (into
+/// the request's extensions), or answers the spec's error for a path that names none.
+async fn classify(mut request: axum::extract::Request, next: Next) -> Response {
+    let endpoint = match Endpoint::parse(request.method(), request.uri().path()) {
+        Ok(endpoint) => endpoint,
+        Err(e) => return endpoint_error(e, request.method(), request.uri()),
+    };
+    let context = RequestContext::anonymous(logging::RequestId::of(&request), endpoint.access());
+    request.extensions_mut().insert(context);
+    request.extensions_mut().insert(endpoint);
+    next.run(request).await
 }
 
-fn digest(s: &str) -> Result<Digest, RegistryError> {
-    Ok(s.parse::<Digest>()?)
-}
-
-/// The one entry point of the API: route, validate, hand over to the resource handler.
-async fn dispatch(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let Some(route) = Route::parse(uri.path()) else {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            "NAME_UNKNOWN",
-            format!("no API endpoint at {}", uri.path()),
-        );
-    };
-    let query = Query::from_uri(&uri);
-    let request = Request {
-        state: &state,
-        headers: &headers,
-        query: &query,
-    };
-    let result = match (route, &method) {
-        (Route::Base, &Method::GET | &Method::HEAD) => Ok(base()),
-        (Route::Catalog, &Method::GET) => listing::catalog(&request).await,
-        (Route::Tags { name }, &Method::GET) => listing::tags(&request, &name).await,
-        (Route::Referrers { name, digest }, &Method::GET) => {
-            listing::referrers(&request, &name, &digest).await
+/// The answer to a request that names no endpoint.
+fn endpoint_error(e: EndpointError, method: &axum::http::Method, uri: &Uri) -> Response {
+    let error = match e {
+        EndpointError::NotFound => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "NAME_UNKNOWN",
+                format!("no API endpoint at {}", uri.path()),
+            );
         }
-        (Route::Manifest { name, reference }, &Method::GET) => {
-            manifests::get(&request, &name, &reference, false).await
-        }
-        (Route::Manifest { name, reference }, &Method::HEAD) => {
-            manifests::get(&request, &name, &reference, true).await
-        }
-        (Route::Manifest { name, reference }, &Method::PUT) => {
-            manifests::put(&request, &name, &reference, body).await
-        }
-        (Route::Manifest { name, reference }, &Method::DELETE) => {
-            manifests::delete(&request, &name, &reference).await
-        }
-        (Route::Blob { name, digest }, &Method::GET) => {
-            blobs::get(&request, &name, &digest, false).await
-        }
-        (Route::Blob { name, digest }, &Method::HEAD) => {
-            blobs::get(&request, &name, &digest, true).await
-        }
-        (Route::Blob { name, digest }, &Method::DELETE) => {
-            blobs::delete(&request, &name, &digest).await
-        }
-        (Route::UploadStart { name }, &Method::POST) => uploads::start(&request, &name, body).await,
-        (Route::Upload { name, id }, &Method::GET) => uploads::status(&request, &name, &id).await,
-        (Route::Upload { name, id }, &Method::PATCH) => {
-            uploads::patch(&request, &name, &id, body).await
-        }
-        (Route::Upload { name, id }, &Method::PUT) => {
-            uploads::put(&request, &name, &id, body).await
-        }
-        (Route::Upload { name, id }, &Method::DELETE) => {
-            uploads::cancel(&request, &name, &id).await
-        }
-        _ => {
+        EndpointError::MethodNotAllowed => {
             return error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "UNSUPPORTED",
                 format!("{method} is not supported on {}", uri.path()),
             );
         }
+        EndpointError::Invalid(InvalidParameter::Name(why)) => RegistryError::NameInvalid(why),
+        EndpointError::Invalid(InvalidParameter::Digest(why)) => RegistryError::DigestInvalid(why),
+        EndpointError::Invalid(InvalidParameter::Reference(why)) => why.into(),
+        EndpointError::Invalid(InvalidParameter::UnknownManifest) => RegistryError::ManifestUnknown,
+        EndpointError::Invalid(InvalidParameter::UnknownUpload) => RegistryError::BlobUploadUnknown,
+    };
+    error.into_response()
+}
+
+/// A digest from a query parameter (`?digest=`, `?mount=`).
+fn digest(s: &str) -> Result<crate::oci::Digest, RegistryError> {
+    Ok(s.parse::<crate::oci::Digest>()?)
+}
+
+/// Calls the handler of the endpoint [`classify`] found.
+async fn dispatch(
+    State(state): State<Arc<AppState>>,
+    Extension(endpoint): Extension<Endpoint>,
+    Extension(context): Extension<RequestContext>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let query = Query::from_uri(&uri);
+    let request = Request {
+        state: &state,
+        headers: &headers,
+        query: &query,
+        context: &context,
+    };
+    let result = match endpoint {
+        Endpoint::Base => Ok(base()),
+        Endpoint::Catalog => listing::catalog(&request).await,
+        Endpoint::Tags { name } => listing::tags(&request, &name).await,
+        Endpoint::Referrers { name, digest } => listing::referrers(&request, &name, &digest).await,
+        Endpoint::GetManifest {
+            name,
+            reference,
+            head,
+        } => manifests::get(&request, &name, &reference, head).await,
+        Endpoint::PutManifest { name, reference } => {
+            manifests::put(&request, &name, &reference, body).await
+        }
+        Endpoint::DeleteManifest { name, reference } => {
+            manifests::delete(&request, &name, &reference).await
+        }
+        Endpoint::GetBlob { name, digest, head } => {
+            blobs::get(&request, &name, &digest, head).await
+        }
+        Endpoint::DeleteBlob { name, digest } => blobs::delete(&request, &name, &digest).await,
+        Endpoint::StartUpload { name } => uploads::start(&request, &name, body).await,
+        Endpoint::Upload { name, id, step } => match step {
+            UploadStep::Status => uploads::status(&request, &name, &id).await,
+            UploadStep::Chunk => uploads::patch(&request, &name, &id, body).await,
+            UploadStep::Finish => uploads::put(&request, &name, &id, body).await,
+            UploadStep::Cancel => uploads::cancel(&request, &name, &id).await,
+        },
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -178,6 +197,10 @@ struct Request<'a> {
     state: &'a AppState,
     headers: &'a HeaderMap,
     query: &'a Query,
+    /// Who asks for what (read by handlers that decide more than the endpoint says, e.g.
+    /// the source repository of a mount).
+    #[allow(dead_code)]
+    context: &'a RequestContext,
 }
 
 impl Request<'_> {

@@ -6,7 +6,12 @@
 //! invalid (`NAME_INVALID`), in an upload id or a reference it is simply part of a value
 //! that then fails its own validation.
 
+use axum::http::Method;
 use percent_encoding::percent_decode_str;
+use uuid::Uuid;
+
+use crate::oci::{Digest, NameError, Reference, RepositoryName};
+use crate::registry::context::{Access, Action};
 
 /// An API resource, with its path parameters still unvalidated.
 #[derive(Debug, PartialEq, Eq)]
@@ -143,6 +148,226 @@ impl Route {
     }
 }
 
+/// One API endpoint (method and resource) with its parameters validated: the request edge
+/// parses the path once, and every later layer (authorization, the handlers) sees this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET`/`HEAD /v2/`.
+    Base,
+    /// `GET /v2/_catalog`.
+    Catalog,
+    /// `GET /v2/<name>/tags/list`.
+    Tags {
+        /// Repository.
+        name: RepositoryName,
+    },
+    /// `GET`/`HEAD /v2/<name>/manifests/<reference>`.
+    GetManifest {
+        /// Repository.
+        name: RepositoryName,
+        /// Tag or digest.
+        reference: Reference,
+        /// Headers only.
+        head: bool,
+    },
+    /// `PUT /v2/<name>/manifests/<reference>`.
+    PutManifest {
+        /// Repository.
+        name: RepositoryName,
+        /// Tag or digest.
+        reference: Reference,
+    },
+    /// `DELETE /v2/<name>/manifests/<reference>`.
+    DeleteManifest {
+        /// Repository.
+        name: RepositoryName,
+        /// Tag or digest.
+        reference: Reference,
+    },
+    /// `GET`/`HEAD /v2/<name>/blobs/<digest>`.
+    GetBlob {
+        /// Repository.
+        name: RepositoryName,
+        /// Digest.
+        digest: Digest,
+        /// Headers only.
+        head: bool,
+    },
+    /// `DELETE /v2/<name>/blobs/<digest>`.
+    DeleteBlob {
+        /// Repository.
+        name: RepositoryName,
+        /// Digest.
+        digest: Digest,
+    },
+    /// `POST /v2/<name>/blobs/uploads/` (new session, monolithic upload or mount).
+    StartUpload {
+        /// Repository.
+        name: RepositoryName,
+    },
+    /// `GET`/`PATCH`/`PUT`/`DELETE /v2/<name>/blobs/uploads/<id>`.
+    Upload {
+        /// Repository.
+        name: RepositoryName,
+        /// Session id.
+        id: Uuid,
+        /// Which of the four.
+        step: UploadStep,
+    },
+    /// `GET /v2/<name>/referrers/<digest>`.
+    Referrers {
+        /// Repository.
+        name: RepositoryName,
+        /// Subject digest.
+        digest: Digest,
+    },
+}
+
+/// What a request does to an upload session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadStep {
+    /// `GET`: progress.
+    Status,
+    /// `PATCH`: a chunk or stream.
+    Chunk,
+    /// `PUT ?digest=`: completion.
+    Finish,
+    /// `DELETE`: cancel.
+    Cancel,
+}
+
+/// Why a request names no endpoint, with the spec's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EndpointError {
+    /// Not an API path (`404 NAME_UNKNOWN`, as Distribution answers unknown paths).
+    NotFound,
+    /// An API path, but not with this method (`405 UNSUPPORTED`).
+    MethodNotAllowed,
+    /// A parameter fails validation: the error the spec gives for this endpoint.
+    Invalid(InvalidParameter),
+}
+
+/// A path parameter that fails validation, with the error code the endpoint answers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InvalidParameter {
+    /// `400 NAME_INVALID`.
+    Name(String),
+    /// `400 DIGEST_INVALID`.
+    Digest(String),
+    /// A reference on `PUT`/`DELETE`: `400` (`MANIFEST_INVALID` for a tag,
+    /// `DIGEST_INVALID` for a digest).
+    Reference(NameError),
+    /// A reference on `GET`/`HEAD`: `404 MANIFEST_UNKNOWN` (the only failure the spec's
+    /// endpoint table lists for manifest reads, and registry:2's answer).
+    UnknownManifest,
+    /// An upload id that is no session's: `404 BLOB_UPLOAD_UNKNOWN`.
+    UnknownUpload,
+}
+
+impl Endpoint {
+    /// The endpoint `method` `path` names.
+    pub fn parse(method: &Method, path: &str) -> Result<Endpoint, EndpointError> {
+        let route = Route::parse(path).ok_or(EndpointError::NotFound)?;
+        let invalid = EndpointError::Invalid;
+        let name = |n: &str| {
+            RepositoryName::parse(n).map_err(|e| invalid(InvalidParameter::Name(e.to_string())))
+        };
+        let digest = |d: &str| {
+            d.parse::<Digest>()
+                .map_err(|e| invalid(InvalidParameter::Digest(e.to_string())))
+        };
+        let head = method == Method::HEAD;
+        let read = method == Method::GET || head;
+        let endpoint = match route {
+            Route::Base if read => Endpoint::Base,
+            Route::Catalog if method == Method::GET => Endpoint::Catalog,
+            Route::Tags { name: n } if method == Method::GET => Endpoint::Tags { name: name(&n)? },
+            Route::Referrers { name: n, digest: d } if method == Method::GET => {
+                Endpoint::Referrers {
+                    name: name(&n)?,
+                    digest: digest(&d)?,
+                }
+            }
+            Route::Manifest { name: n, reference } if read => {
+                let name = name(&n)?;
+                let reference = Reference::parse(&reference)
+                    .map_err(|_| invalid(InvalidParameter::UnknownManifest))?;
+                Endpoint::GetManifest {
+                    name,
+                    reference,
+                    head,
+                }
+            }
+            Route::Manifest { name: n, reference }
+                if method == Method::PUT || method == Method::DELETE =>
+            {
+                let name = name(&n)?;
+                let reference = Reference::parse(&reference)
+                    .map_err(|e| invalid(InvalidParameter::Reference(e)))?;
+                if method == Method::PUT {
+                    Endpoint::PutManifest { name, reference }
+                } else {
+                    Endpoint::DeleteManifest { name, reference }
+                }
+            }
+            Route::Blob { name: n, digest: d } if read => Endpoint::GetBlob {
+                name: name(&n)?,
+                digest: digest(&d)?,
+                head,
+            },
+            Route::Blob { name: n, digest: d } if method == Method::DELETE => {
+                Endpoint::DeleteBlob {
+                    name: name(&n)?,
+                    digest: digest(&d)?,
+                }
+            }
+            Route::UploadStart { name: n } if method == Method::POST => {
+                Endpoint::StartUpload { name: name(&n)? }
+            }
+            Route::Upload { name: n, id } => {
+                let step = match *method {
+                    Method::GET => UploadStep::Status,
+                    Method::PATCH => UploadStep::Chunk,
+                    Method::PUT => UploadStep::Finish,
+                    Method::DELETE => UploadStep::Cancel,
+                    _ => return Err(EndpointError::MethodNotAllowed),
+                };
+                let name = name(&n)?;
+                let id =
+                    Uuid::parse_str(&id).map_err(|_| invalid(InvalidParameter::UnknownUpload))?;
+                Endpoint::Upload { name, id, step }
+            }
+            _ => return Err(EndpointError::MethodNotAllowed),
+        };
+        Ok(endpoint)
+    }
+
+    /// The access this endpoint needs.
+    pub fn access(&self) -> Access {
+        const PULL: &[Action] = &[Action::Pull];
+        const PUSH: &[Action] = &[Action::Pull, Action::Push];
+        const DELETE: &[Action] = &[Action::Delete];
+        let repository = |name: &RepositoryName, actions| Access::Repository {
+            name: name.clone(),
+            actions,
+        };
+        match self {
+            Endpoint::Base => Access::Base,
+            Endpoint::Catalog => Access::Catalog,
+            Endpoint::Tags { name }
+            | Endpoint::GetManifest { name, .. }
+            | Endpoint::GetBlob { name, .. }
+            | Endpoint::Referrers { name, .. } => repository(name, PULL),
+            Endpoint::PutManifest { name, .. }
+            | Endpoint::StartUpload { name }
+            | Endpoint::Upload { name, .. } => repository(name, PUSH),
+            Endpoint::DeleteManifest { name, .. } | Endpoint::DeleteBlob { name, .. } => {
+                repository(name, DELETE)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +426,109 @@ mod tests {
         assert_eq!(Route::parse("/v2/x"), None);
         assert_eq!(Route::parse("/v1/x/tags/list"), None);
         assert_eq!(Route::parse("/v2/x/other/y"), None);
+    }
+
+    fn endpoint(method: Method, path: &str) -> Result<Endpoint, EndpointError> {
+        Endpoint::parse(&method, path)
+    }
+
+    #[test]
+    fn endpoints_carry_validated_parameters_and_their_access() {
+        let name = RepositoryName::parse("team/app").unwrap();
+        let e = endpoint(Method::HEAD, "/v2/team/app/manifests/v1").unwrap();
+        assert_eq!(
+            e,
+            Endpoint::GetManifest {
+                name: name.clone(),
+                reference: Reference::parse("v1").unwrap(),
+                head: true
+            }
+        );
+        assert_eq!(
+            e.access().scope().as_deref(),
+            Some("repository:team/app:pull")
+        );
+        let e = endpoint(
+            Method::PATCH,
+            "/v2/team/app/blobs/uploads/8a9f7d4c-6b1e-4f55-9d8e-1c2b3a4d5e6f",
+        )
+        .unwrap();
+        assert_eq!(
+            e.access().scope().as_deref(),
+            Some("repository:team/app:pull,push")
+        );
+        let e = endpoint(Method::DELETE, "/v2/team/app/manifests/v1").unwrap();
+        assert_eq!(
+            e.access().scope().as_deref(),
+            Some("repository:team/app:delete")
+        );
+        assert_eq!(
+            endpoint(Method::GET, "/v2/_catalog")
+                .unwrap()
+                .access()
+                .scope()
+                .as_deref(),
+            Some("registry:catalog:*")
+        );
+        assert_eq!(
+            endpoint(Method::GET, "/v2/").unwrap().access(),
+            Access::Base
+        );
+    }
+
+    #[test]
+    fn endpoint_errors_follow_the_spec_table() {
+        use InvalidParameter as P;
+        let invalid = |m, p| match endpoint(m, p) {
+            Err(EndpointError::Invalid(why)) => why,
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(
+            invalid(Method::GET, "/v2/x/manifests/-bad"),
+            P::UnknownManifest
+        );
+        assert_eq!(
+            invalid(Method::HEAD, "/v2/x/manifests/sha256:abc"),
+            P::UnknownManifest
+        );
+        assert!(matches!(
+            invalid(Method::PUT, "/v2/x/manifests/-bad"),
+            P::Reference(_)
+        ));
+        assert!(matches!(
+            invalid(Method::GET, "/v2/X/tags/list"),
+            P::Name(_)
+        ));
+        assert!(matches!(
+            invalid(Method::GET, "/v2/a%2Fb/tags/list"),
+            P::Name(_)
+        ));
+        assert!(matches!(
+            invalid(Method::GET, "/v2/x/blobs/sha256:1"),
+            P::Digest(_)
+        ));
+        assert_eq!(
+            invalid(Method::PATCH, "/v2/x/blobs/uploads/..%2F.."),
+            P::UnknownUpload
+        );
+        assert_eq!(
+            invalid(Method::DELETE, "/v2/x/blobs/uploads/../y"),
+            P::UnknownUpload
+        );
+        assert_eq!(
+            endpoint(Method::GET, "/v2/x/other/y"),
+            Err(EndpointError::NotFound)
+        );
+        assert_eq!(
+            endpoint(Method::POST, "/v2/x/manifests/v1"),
+            Err(EndpointError::MethodNotAllowed)
+        );
+        assert_eq!(
+            endpoint(
+                Method::POST,
+                "/v2/x/blobs/uploads/8a9f7d4c-6b1e-4f55-9d8e-1c2b3a4d5e6f"
+            ),
+            Err(EndpointError::MethodNotAllowed)
+        );
     }
 }

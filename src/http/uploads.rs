@@ -7,15 +7,11 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::headers::{CONTENT_DIGEST, UPLOAD_UUID, upload_range};
-use super::{HandlerResult, Request, body_stream, digest, has_body, repository};
+use super::{HandlerResult, Request, body_stream, digest, has_body};
 use crate::metadata::UploadSession;
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::RegistryError;
 use crate::registry::uploads::ChunkRange;
-
-fn session_id(id: &str) -> Result<Uuid, RegistryError> {
-    Uuid::parse_str(id).map_err(|_| RegistryError::BlobUploadUnknown)
-}
 
 /// `202 Accepted` pointing at the session, with its progress.
 fn in_progress(request: &Request<'_>, status: StatusCode, session: &UploadSession) -> Response {
@@ -60,8 +56,8 @@ fn chunk_range(request: &Request<'_>) -> Result<Option<ChunkRange>, RegistryErro
 }
 
 /// `POST`: mount (`?mount=&from=`), single-request upload (`?digest=`), or a new session.
-pub async fn start(request: &Request<'_>, name: &str, body: Body) -> HandlerResult {
-    let name = repository(name)?;
+pub async fn start(request: &Request<'_>, name: &RepositoryName, body: Body) -> HandlerResult {
+    let name = name.clone();
     let registry = request.registry();
     if let Some(mount) = request.query.get("mount") {
         let digest = digest(mount)?;
@@ -92,31 +88,33 @@ pub async fn start(request: &Request<'_>, name: &str, body: Body) -> HandlerResu
 }
 
 /// `GET`: where the upload stands (`204 No Content` with `Range`).
-pub async fn status(request: &Request<'_>, name: &str, id: &str) -> HandlerResult {
-    let name = repository(name)?;
-    let session = request
-        .registry()
-        .upload_status(&name, &session_id(id)?)
-        .await?;
+pub async fn status(request: &Request<'_>, name: &RepositoryName, id: &Uuid) -> HandlerResult {
+    let session = request.registry().upload_status(name, id).await?;
     Ok(in_progress(request, StatusCode::NO_CONTENT, &session))
 }
 
 /// `PATCH`: a chunk (with `Content-Range`) or a stream (without).
-pub async fn patch(request: &Request<'_>, name: &str, id: &str, body: Body) -> HandlerResult {
-    let name = repository(name)?;
-    let id = session_id(id)?;
+pub async fn patch(
+    request: &Request<'_>,
+    name: &RepositoryName,
+    id: &Uuid,
+    body: Body,
+) -> HandlerResult {
     let range = chunk_range(request)?;
     let session = request
         .registry()
-        .upload_chunk(&name, &id, range, body_stream(body))
+        .upload_chunk(name, id, range, body_stream(body))
         .await?;
     Ok(in_progress(request, StatusCode::ACCEPTED, &session))
 }
 
 /// `PUT ?digest=`: completes the upload, with or without a final chunk.
-pub async fn put(request: &Request<'_>, name: &str, id: &str, body: Body) -> HandlerResult {
-    let name = repository(name)?;
-    let id = session_id(id)?;
+pub async fn put(
+    request: &Request<'_>,
+    name: &RepositoryName,
+    id: &Uuid,
+    body: Body,
+) -> HandlerResult {
     let digest = digest(request.query.get("digest").ok_or_else(|| {
         RegistryError::DigestInvalid("the digest query parameter is required".into())
     })?)?;
@@ -127,17 +125,13 @@ pub async fn put(request: &Request<'_>, name: &str, id: &str, body: Body) -> Han
     };
     request
         .registry()
-        .finish_upload(&name, &id, &digest, final_chunk)
+        .finish_upload(name, id, &digest, final_chunk)
         .await?;
-    Ok(created(request, &name, &digest))
+    Ok(created(request, name, &digest))
 }
 
 /// `DELETE`: cancels the upload (`204 No Content`).
-pub async fn cancel(request: &Request<'_>, name: &str, id: &str) -> HandlerResult {
-    let name = repository(name)?;
-    request
-        .registry()
-        .cancel_upload(&name, &session_id(id)?)
-        .await?;
+pub async fn cancel(request: &Request<'_>, name: &RepositoryName, id: &Uuid) -> HandlerResult {
+    request.registry().cancel_upload(name, id).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -60,6 +60,14 @@ impl RangeRequest {
     }
 }
 
+/// How a blob read is answered.
+pub enum BlobAnswer {
+    /// The bytes, streamed through the registry.
+    Bytes(BlobRead),
+    /// A URL the client fetches the bytes from (a presigned object storage URL).
+    Redirect(String),
+}
+
 /// A blob being read.
 pub struct BlobRead {
     /// Size of the whole blob.
@@ -85,25 +93,19 @@ impl Registry {
             .ok_or(RegistryError::BlobUnknown)
     }
 
-    /// Where the client may fetch a blob the repository holds directly from object storage
-    /// (`storage.redirect`), if the store offers that.
-    pub async fn blob_redirect(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Option<String>, RegistryError> {
-        self.stat_blob(repository, digest).await?;
-        Ok(self.storage.redirect_url(digest).await?)
-    }
-
-    /// Opens a blob, or the requested range of it, for streaming.
+    /// Opens a blob, or the requested range of it, for streaming; or, where the store
+    /// offers it (`storage.redirect`), the URL the client may fetch it from directly. One
+    /// metadata lookup either way.
     pub async fn read_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
         range: Option<RangeRequest>,
-    ) -> Result<BlobRead, RegistryError> {
+    ) -> Result<BlobAnswer, RegistryError> {
         let size = self.stat_blob(repository, digest).await?;
+        if let Some(url) = self.storage.redirect_url(digest).await? {
+            return Ok(BlobAnswer::Redirect(url));
+        }
         let (range, partial) = match range {
             Some(request) => (
                 request
@@ -119,12 +121,12 @@ impl Registry {
             Err(StorageError::NotFound) => return Err(RegistryError::BlobUnknown),
             Err(e) => return Err(e.into()),
         };
-        Ok(BlobRead {
+        Ok(BlobAnswer::Bytes(BlobRead {
             size,
             range,
             partial,
             body,
-        })
+        }))
     }
 
     /// Removes a blob from a repository. The bytes stay until the garbage collector finds

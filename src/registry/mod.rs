@@ -6,6 +6,7 @@
 //! describes are durable.
 
 pub mod blobs;
+pub mod context;
 mod error;
 pub mod listing;
 pub mod manifests;

@@ -236,13 +236,24 @@ impl Registry {
     }
 
     /// Discards every session started more than `max_age_secs` ago; returns how many.
+    /// A session that cannot be discarded is logged and left for the next purge; the others
+    /// still go.
     pub async fn purge_uploads(&self, max_age_secs: i64) -> Result<usize, RegistryError> {
         let stale = self.metadata.stale_uploads(now() - max_age_secs).await?;
+        let mut removed = 0;
         for session in &stale {
             let _guard = self.lock_upload(&session.id).await?;
-            self.discard(session).await?;
+            match self.discard(session).await {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!(
+                    upload = %session.id,
+                    repository = %session.repository,
+                    error = %e,
+                    "could not discard an abandoned upload; the next purge retries"
+                ),
+            }
         }
-        Ok(stale.len())
+        Ok(removed)
     }
 
     async fn lock_upload(&self, id: &Uuid) -> Result<LockGuard, RegistryError> {
