@@ -26,6 +26,21 @@ const READ_CHUNK: usize = 1024 * 1024;
 /// Bytes read ahead at most (bounds memory per download).
 const READ_AHEAD: usize = 4 * READ_CHUNK;
 
+/// TEST ONLY, not a setting: `FERRY_TEST_WRITE_DELAY_MS=<n>` makes the upload writer thread
+/// sleep `n` milliseconds before each write, as a slow disk would, so `tests/memory.rs` can
+/// check that memory stays bounded while the writer lags. Unset (the only sane production
+/// value), it costs one cached lookup per upload.
+fn test_write_delay() -> Option<Duration> {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var("FERRY_TEST_WRITE_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis)
+    })
+}
+
 /// Blob store over a local directory.
 #[derive(Clone, Debug)]
 pub struct FilesystemStore {
@@ -317,9 +332,13 @@ impl BlobStore for FilesystemStore {
             .await
             .map_err(io::Error::other)??;
         let (queue, mut pending) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD / WRITE_BUFFER);
+        let delay = test_write_delay();
         let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut file = file;
             while let Some(buffer) = pending.blocking_recv() {
+                if let Some(delay) = delay {
+                    std::thread::sleep(delay);
+                }
                 file.write_all(&buffer)?;
             }
             Ok(())
