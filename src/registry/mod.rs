@@ -1,7 +1,8 @@
 //! The registry services: the rules of the distribution API, independent of HTTP.
 //! Each file owns one resource: [`blobs`] (reads and deletes), [`uploads`] (sessions,
 //! chunks, commit, mounts), [`manifests`] (validation, storage, tags), [`listing`] (tag
-//! lists, catalog, referrers). They work through the two stores: [`crate::metadata`] for
+//! lists, catalog, referrers); [`pieces`] holds an upload's bytes in memory, within a
+//! budget. They work through the two stores: [`crate::metadata`] for
 //! facts and [`crate::storage`] for bytes, and never write metadata before the bytes it
 //! describes are durable.
 
@@ -10,6 +11,7 @@ pub mod context;
 mod error;
 pub mod listing;
 pub mod manifests;
+mod pieces;
 pub mod uploads;
 
 use std::sync::Arc;

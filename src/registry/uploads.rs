@@ -12,10 +12,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::pieces::pieces;
 use super::{Registry, RegistryError};
 use crate::metadata::{LockGuard, LockKey, UploadSession, now};
 use crate::oci::{Algorithm, Digest, Hasher, RepositoryName};
-use crate::storage::{ByteStream, StorageError, UploadKey, coalesce};
+use crate::storage::{ByteStream, StorageError, UploadKey};
 
 /// The algorithm hashed while bytes arrive (what every client uses).
 const STREAMING_ALGORITHM: Algorithm = Algorithm::Sha256;
@@ -51,13 +52,16 @@ impl ChunkRange {
     }
 }
 
-/// Request bodies are regrouped into pieces of at least this size before hashing and
-/// writing, so per-piece costs (queue hand-offs, wake-ups) stay small whatever chunk sizes the
+/// Request bodies are copied into pieces of this size before hashing and writing, so
+/// per-piece costs (queue hand-offs, wake-ups, writes) stay small whatever chunk sizes the
 /// client's transfer encoding produces.
-const COALESCE_SIZE: usize = 1024 * 1024;
+const PIECE_SIZE: u32 = 1024 * 1024;
 
-/// Chunks queued for the hashing thread at most (bounds memory per upload).
-const HASH_QUEUE: usize = 8;
+/// Bytes of a request body held in memory at most: pieces being received, waiting for or
+/// in the hasher, waiting for or in the store's writer. A piece holds its share until it
+/// is both hashed and written, so this bounds an upload's memory whatever the disk or the
+/// CPU does (the store adds its own, bounded, buffers: see [`crate::storage::BlobStore::upload_append`]).
+const UPLOAD_BUDGET: usize = 4 * PIECE_SIZE as usize;
 
 /// A hasher running on a blocking thread, fed chunks through a bounded queue, so hashing
 /// overlaps with receiving and writing.
@@ -68,7 +72,8 @@ struct BackgroundHasher {
 
 impl BackgroundHasher {
     fn start(mut hasher: Hasher) -> Self {
-        let (feed, mut chunks) = mpsc::channel::<Bytes>(HASH_QUEUE);
+        // Every piece of the budget may wait here; the budget, not the queue, bounds memory.
+        let (feed, mut chunks) = mpsc::channel::<Bytes>(UPLOAD_BUDGET / PIECE_SIZE as usize);
         let task = tokio::task::spawn_blocking(move || {
             while let Some(chunk) = chunks.blocking_recv() {
                 hasher.update(&chunk);
@@ -282,7 +287,7 @@ impl Registry {
         // Hash on a thread of its own while the bytes stream on to storage.
         let hasher = BackgroundHasher::start(self.resume_hasher(&session).await?);
         let feed = hasher.feed.clone();
-        let hashing = coalesce(body, COALESCE_SIZE).then(move |chunk| {
+        let hashing = pieces(body, PIECE_SIZE, UPLOAD_BUDGET).then(move |chunk| {
             let feed = feed.clone();
             async move {
                 if let Ok(bytes) = &chunk {

@@ -16,14 +16,30 @@ use tokio::io::AsyncWriteExt;
 use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey, layout};
 use crate::oci::{Digest, RepositoryName};
 
-/// Writes are gathered into buffers of this size before reaching the file.
+/// Writes are gathered into pieces of this size (at most) before reaching the file.
 const WRITE_BUFFER: usize = 1024 * 1024;
-/// Buffers queued for the writer thread at most (bounds memory per upload).
-const WRITE_QUEUE: usize = 2;
-/// Reads are served in chunks of this size.
+/// Bytes queued for the writer thread at most, besides the piece it writes (bounds the
+/// store's memory per upload, with [`WRITE_BUFFER`]).
+const WRITE_AHEAD: usize = 2 * WRITE_BUFFER;
+/// Reads are served in chunks of this size (at most).
 const READ_CHUNK: usize = 1024 * 1024;
-/// Chunks read ahead at most (bounds memory per download).
-const READ_QUEUE: usize = 4;
+/// Bytes read ahead at most (bounds memory per download).
+const READ_AHEAD: usize = 4 * READ_CHUNK;
+
+/// TEST ONLY, not a setting: `FERRY_TEST_WRITE_DELAY_MS=<n>` makes the upload writer thread
+/// sleep `n` milliseconds before each write, as a slow disk would, so `tests/memory.rs` can
+/// check that memory stays bounded while the writer lags. Unset (the only sane production
+/// value), it costs one cached lookup per upload.
+fn test_write_delay() -> Option<Duration> {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var("FERRY_TEST_WRITE_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis)
+    })
+}
 
 /// Blob store over a local directory.
 #[derive(Clone, Debug)]
@@ -123,7 +139,7 @@ fn open_staging_at(path: &Path, offset: u64) -> Result<std::fs::File, StorageErr
 /// [`READ_CHUNK`]s into a small queue, so disk reads overlap with sending.
 fn stream_file(file: std::fs::File, len: u64) -> ByteStream<'static> {
     use std::io::Read;
-    let (queue, chunks) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_QUEUE);
+    let (queue, chunks) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD / READ_CHUNK);
     tokio::task::spawn_blocking(move || {
         let mut file = file;
         let mut remaining = len;
@@ -315,10 +331,14 @@ impl BlobStore for FilesystemStore {
         let file = tokio::task::spawn_blocking(move || open_staging_at(&path, offset))
             .await
             .map_err(io::Error::other)??;
-        let (queue, mut pending) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let (queue, mut pending) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD / WRITE_BUFFER);
+        let delay = test_write_delay();
         let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut file = file;
             while let Some(buffer) = pending.blocking_recv() {
+                if let Some(delay) = delay {
+                    std::thread::sleep(delay);
+                }
                 file.write_all(&buffer)?;
             }
             Ok(())

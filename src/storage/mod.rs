@@ -3,6 +3,7 @@
 //! ([`layout`]), [`s3`] over an S3 bucket with Distribution's S3 keys. Uploads are appended
 //! in order at a known offset and become visible under their digest only on commit.
 
+pub(crate) mod buffers;
 pub mod filesystem;
 pub mod layout;
 pub mod s3;
@@ -124,6 +125,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Appends `body` to the staged upload, whose first `offset` bytes are the ones already
     /// accepted (anything staged beyond them, left by an interrupted request, is discarded).
     /// Returns how many bytes `body` held.
+    ///
+    /// The caller may limit the bytes it has handed over and not yet seen dropped (the
+    /// registry does: `registry::pieces`), so a store must never wait for more of `body`
+    /// while it keeps chunks it was given: it writes them, or copies them into buffers
+    /// of its own, whose size it bounds.
     async fn upload_append(
         &self,
         key: &UploadKey,
@@ -182,50 +188,73 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn prune_empty_directories(&self, min_age: Duration) -> Result<(), StorageError>;
 }
 
-/// Regroups a byte stream into pieces of at least `size` bytes (the last may be smaller).
-/// Pieces already that large pass through without a copy.
+/// The first `n` bytes of `bytes`, leaving the rest; all of it (and an empty `bytes` that
+/// no longer keeps its memory alive) when that is all there is.
+fn split_front(bytes: &mut Bytes, n: usize) -> Bytes {
+    if n >= bytes.len() {
+        std::mem::take(bytes)
+    } else {
+        bytes.split_to(n)
+    }
+}
+
+/// Regroups a byte stream into pieces of exactly `size` bytes (the last may be smaller),
+/// so a piece never occupies more memory than `size`. A chunk's whole pieces are passed on
+/// as slices of it; what is left of it is copied before the next chunk is awaited, so no
+/// chunk is kept while waiting for more (see [`BlobStore::upload_append`]).
 pub fn coalesce(body: ByteStream<'_>, size: usize) -> ByteStream<'_> {
     struct State<'a> {
         body: ByteStream<'a>,
-        buffer: bytes::BytesMut,
+        /// A piece being joined from the ends of chunks: fewer than `size` bytes, in a
+        /// buffer of capacity `size` once used.
+        joined: Vec<u8>,
+        /// What is left of the last chunk.
+        rest: Bytes,
         done: bool,
     }
+    let size = size.max(1);
     let state = State {
         body,
-        buffer: bytes::BytesMut::new(),
+        joined: Vec::new(),
+        rest: Bytes::new(),
         done: false,
     };
     Box::pin(futures_util::stream::unfold(
         state,
         move |mut state| async move {
-            while !state.done {
+            loop {
+                if state.joined.is_empty() && state.rest.len() >= size {
+                    return Some((Ok(split_front(&mut state.rest, size)), state));
+                }
+                if !state.rest.is_empty() {
+                    let n = (size - state.joined.len()).min(state.rest.len());
+                    if state.joined.capacity() == 0 {
+                        state.joined.reserve_exact(size);
+                    }
+                    state
+                        .joined
+                        .extend_from_slice(&split_front(&mut state.rest, n));
+                    if state.joined.len() == size {
+                        let piece = Bytes::from(std::mem::take(&mut state.joined));
+                        return Some((Ok(piece), state));
+                    }
+                }
+                if state.done {
+                    break;
+                }
                 match state.body.next().await {
-                    Some(Ok(chunk)) if state.buffer.is_empty() && chunk.len() >= size => {
-                        return Some((Ok(chunk), state));
-                    }
-                    Some(Ok(chunk)) => {
-                        if state.buffer.capacity() == 0 {
-                            state.buffer.reserve(size);
-                        }
-                        state.buffer.extend_from_slice(&chunk);
-                        if state.buffer.len() >= size {
-                            let piece = state.buffer.split().freeze();
-                            return Some((Ok(piece), state));
-                        }
-                    }
+                    Some(Ok(chunk)) => state.rest = chunk,
                     Some(Err(e)) => {
                         state.done = true;
+                        state.joined = Vec::new();
                         return Some((Err(e), state));
                     }
                     None => state.done = true,
                 }
             }
-            if state.buffer.is_empty() {
-                None
-            } else {
-                let piece = state.buffer.split().freeze();
-                Some((Ok(piece), state))
-            }
+            (!state.joined.is_empty())
+                .then(|| Bytes::from(std::mem::take(&mut state.joined)))
+                .map(|piece| (Ok(piece), state))
         },
     ))
 }
@@ -235,23 +264,33 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
 
-    #[tokio::test]
-    async fn coalesces_small_chunks_and_passes_large_ones() {
-        let parts: Vec<std::io::Result<Bytes>> = vec![
-            Ok(Bytes::from_static(b"ab")),
-            Ok(Bytes::from_static(b"cd")),
-            Ok(Bytes::from_static(b"efghij")),
-            Ok(Bytes::from_static(b"k")),
-        ];
+    async fn coalesced(parts: &[&'static [u8]], size: usize) -> Vec<Bytes> {
+        let parts: Vec<std::io::Result<Bytes>> =
+            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
         let body: ByteStream<'static> = Box::pin(futures_util::stream::iter(parts));
-        let pieces: Vec<Bytes> = coalesce(body, 4).map(|p| p.unwrap()).collect().await;
+        coalesce(body, size).map(|p| p.unwrap()).collect().await
+    }
+
+    #[tokio::test]
+    async fn coalesces_into_pieces_of_one_size() {
         assert_eq!(
-            pieces,
-            vec![
-                Bytes::from_static(b"abcd"),
-                Bytes::from_static(b"efghij"),
-                Bytes::from_static(b"k")
-            ]
+            coalesced(&[b"ab", b"cd", b"efghij", b"", b"k"], 4).await,
+            vec![&b"abcd"[..], b"efgh", b"ijk"]
         );
+        assert_eq!(
+            coalesced(&[b"abcdefghij", b"kl"], 4).await,
+            vec![&b"abcd"[..], b"efgh", b"ijkl"]
+        );
+        assert_eq!(coalesced(&[b"abc"], 4).await, vec![&b"abc"[..]]);
+        assert!(coalesced(&[], 4).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn passes_whole_pieces_without_copying() {
+        static CHUNK: &[u8] = b"abcdefghij";
+        let pieces = coalesced(&[CHUNK], 4).await;
+        assert_eq!(pieces[0].as_ptr(), CHUNK.as_ptr());
+        assert_eq!(pieces[1].as_ptr(), CHUNK[4..].as_ptr());
+        assert_eq!(pieces[2], &b"ij"[..]);
     }
 }

@@ -644,6 +644,27 @@ impl Api {
         assert_eq!(r.must_header("docker-content-digest"), digest);
     }
 
+    /// Like [`Api::push_content`], but the PATCH announces its `Content-Length`, as Go
+    /// clients (docker, skopeo, containerd) do: the server then reads the body in whatever
+    /// pieces the socket holds, not in the 1 MiB chunks of a chunked body.
+    pub async fn push_content_with_length(&self, repo: &str, content: &Content, digest: &str) {
+        let loc = self.start_upload(repo).await;
+        let r = self
+            .send(
+                self.req(Method::PATCH, &loc)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Length", content.len.to_string())
+                    .body(content.body(0, content.chunks(), None)),
+            )
+            .await;
+        r.expect(202);
+        assert_eq!(r.range_len(), content.len, "{r:?}");
+        let loc = self.abs(r.must_header("location"));
+        let r = self.put_upload(&loc, digest, vec![]).await;
+        r.expect(201);
+        assert_eq!(r.must_header("docker-content-digest"), digest);
+    }
+
     /// `GET /v2/<repo>/tags/list` (with an optional query) → the `tags` array.
     pub async fn tags(&self, repo: &str) -> Vec<String> {
         let r = self.get(&format!("/v2/{repo}/tags/list")).await;

@@ -17,7 +17,7 @@
 
 use std::io;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3;
 use object_store::multipart::{MultipartStore, PartId};
@@ -26,9 +26,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
+use crate::storage::buffers::BufferPool;
 use crate::storage::{ByteStream, StorageError};
 
-/// Parts of one request uploaded at the same time (each holds a part in memory).
+/// Parts of one request uploaded at the same time (each holds a part in memory, and one
+/// more is being filled).
 const PARTS_IN_FLIGHT: usize = 2;
 
 /// What was received so far, as stored in `state/<offset>`.
@@ -158,34 +160,48 @@ impl<'a> Staging<'a> {
     }
 
     /// Appends `body` after the first `offset` bytes; returns how many bytes it held.
+    ///
+    /// The body's chunks are copied into the part being filled and let go at once (the
+    /// caller may be waiting for them to be dropped), so the memory held is the parts:
+    /// the one filling and [`PARTS_IN_FLIGHT`] uploading, `chunksize` bytes each.
     pub(super) async fn append(
         &self,
         offset: u64,
         mut body: ByteStream<'_>,
     ) -> Result<u64, StorageError> {
         let mut state = self.load(offset).await?;
-        let mut pending: Vec<Bytes> = Vec::new();
-        let mut pending_len = 0u64;
+        let part_size = usize::try_from(self.part_size)
+            .map_err(|_| StorageError::Io(io::Error::other("chunksize exceeds memory")))?;
+        // Parts are filled in buffers reused for the whole request (see `storage::buffers`).
+        let parts = BufferPool::new(part_size);
+        // The part being filled: the tail first (more than a part only if `chunksize` was
+        // lowered since; then that part is larger).
+        let mut part: Vec<u8> = Vec::new();
         if state.tail > 0 {
             let tail = self.tail(offset, state.tail).await?;
-            pending_len = tail.len() as u64;
-            pending.push(tail);
+            part = parts.take();
+            part.extend_from_slice(&tail);
         }
         let mut received = 0u64;
         let mut uploads = PartUploads::default();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StorageError::Body)?;
+            let mut chunk = chunk.map_err(StorageError::Body)?;
             received += chunk.len() as u64;
-            pending_len += chunk.len() as u64;
-            pending.push(chunk);
-            if pending_len >= self.part_size {
-                let id = self.multipart(&mut state).await?;
-                let payload: PutPayload = std::mem::take(&mut pending).into_iter().collect();
-                let index = state.parts.len() + uploads.started;
-                uploads.start(self.store, self.data_key(), id, index, payload);
-                pending_len = 0;
-                while uploads.set.len() >= PARTS_IN_FLIGHT {
-                    uploads.finish_one().await?;
+            while !chunk.is_empty() {
+                if part.capacity() == 0 {
+                    part = parts.take();
+                }
+                let n = part_size.saturating_sub(part.len()).min(chunk.len());
+                part.extend_from_slice(&chunk[..n]);
+                chunk.advance(n);
+                if part.len() >= part_size {
+                    let id = self.multipart(&mut state).await?;
+                    let payload = PutPayload::from(parts.freeze(std::mem::take(&mut part), ()));
+                    let index = state.parts.len() + uploads.started;
+                    uploads.start(self.store, self.data_key(), id, index, payload);
+                    while uploads.set.len() >= PARTS_IN_FLIGHT {
+                        uploads.finish_one().await?;
+                    }
                 }
             }
         }
@@ -195,9 +211,9 @@ impl<'a> Staging<'a> {
             return Ok(0);
         }
         let new_offset = offset + received;
-        state.tail = pending_len;
-        if pending_len > 0 {
-            let payload: PutPayload = pending.into_iter().collect();
+        state.tail = part.len() as u64;
+        if !part.is_empty() {
+            let payload = PutPayload::from(parts.freeze(part, ()));
             self.store.put(&self.tail_key(new_offset), payload).await?;
         }
         let json = serde_json::to_vec(&state).map_err(|e| StorageError::Io(io::Error::other(e)))?;
