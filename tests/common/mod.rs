@@ -628,34 +628,33 @@ impl Api {
     /// Pushes `content` (whose digest is `digest`) into `repo` completely, with one streamed
     /// PATCH and a PUT; asserts 202 and the whole length acknowledged, then 201 and the digest.
     pub async fn push_content(&self, repo: &str, content: &Content, digest: &str) {
-        let loc = self.start_upload(repo).await;
-        let r = self
-            .send(
-                self.req(Method::PATCH, &loc)
-                    .header("Content-Type", "application/octet-stream")
-                    .body(content.body(0, content.chunks(), None)),
-            )
-            .await;
-        r.expect(202);
-        assert_eq!(r.range_len(), content.len, "{r:?}");
-        let loc = self.abs(r.must_header("location"));
-        let r = self.put_upload(&loc, digest, vec![]).await;
-        r.expect(201);
-        assert_eq!(r.must_header("docker-content-digest"), digest);
+        self.push_content_patched(repo, content, digest, false)
+            .await
     }
 
     /// Like [`Api::push_content`], but the PATCH announces its `Content-Length`, as Go
     /// clients (docker, skopeo, containerd) do: the server then reads the body in whatever
     /// pieces the socket holds, not in the 1 MiB chunks of a chunked body.
     pub async fn push_content_with_length(&self, repo: &str, content: &Content, digest: &str) {
+        self.push_content_patched(repo, content, digest, true).await
+    }
+
+    async fn push_content_patched(
+        &self,
+        repo: &str,
+        content: &Content,
+        digest: &str,
+        with_length: bool,
+    ) {
         let loc = self.start_upload(repo).await;
+        let mut patch = self
+            .req(Method::PATCH, &loc)
+            .header("Content-Type", "application/octet-stream");
+        if with_length {
+            patch = patch.header("Content-Length", content.len.to_string());
+        }
         let r = self
-            .send(
-                self.req(Method::PATCH, &loc)
-                    .header("Content-Type", "application/octet-stream")
-                    .header("Content-Length", content.len.to_string())
-                    .body(content.body(0, content.chunks(), None)),
-            )
+            .send(patch.body(content.body(0, content.chunks(), None)))
             .await;
         r.expect(202);
         assert_eq!(r.range_len(), content.len, "{r:?}");
