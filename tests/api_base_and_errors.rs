@@ -382,3 +382,37 @@ async fn paths_are_split_before_they_are_decoded() {
     // Nothing was created under a decoded name.
     assert_eq!(api.catalog().await, vec!["enc/repo"]);
 }
+
+/// HTTP/2 with prior knowledge (h2c, as containerd and some proxies speak it to a plain-HTTP
+/// registry) is answered on the same port: a push and a pull over it.
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_answered() {
+    let reg = start();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = client.get(format!("{}/v2/", reg.url)).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let data = random_bytes(300_000);
+    let digest = sha256(&data);
+    let r = client
+        .post(format!(
+            "{}/v2/h2/repo/blobs/uploads/?digest={digest}",
+            reg.url
+        ))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .get(format!("{}/v2/h2/repo/blobs/{digest}", reg.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap()[..] == data[..]);
+}
