@@ -51,6 +51,16 @@ pub enum ImportError {
     Storage(#[from] StorageError),
 }
 
+/// Runs a walk of Distribution's directories on a blocking thread (directory reads would
+/// stall the async threads that serve requests).
+async fn blocking<T: Send + 'static>(
+    walk: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(walk)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 /// Key in `registry_info` recording a finished import.
 pub const IMPORT_MARKER: &str = "distribution_import";
 
@@ -70,7 +80,8 @@ pub async fn import(
     progress: &mut dyn FnMut(&str),
 ) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::default();
-    let repositories = walk::repositories(root)?;
+    let tree = root.to_path_buf();
+    let repositories = blocking(move || walk::repositories(&tree)).await?;
     report.repositories = repositories.len();
     progress(&format!("found {} repositories", repositories.len()));
     let started = std::time::Instant::now();
@@ -107,7 +118,8 @@ async fn import_repository(
         return Ok(());
     };
     let mut layers = Vec::new();
-    for digest in walk::link_digests(&repo.dir.join("_layers"))? {
+    let layers_dir = repo.dir.join("_layers");
+    for digest in blocking(move || walk::link_digests(&layers_dir)).await? {
         let Some(size) = storage.stat(&digest).await? else {
             report
                 .skipped
@@ -127,7 +139,8 @@ async fn import_repository(
     // Manifests: children before the indexes that list them, so keep passing over the
     // rest while something lands.
     let mut pending = Vec::new();
-    for digest in walk::link_digests(&repo.dir.join("_manifests").join("revisions"))? {
+    let revisions_dir = repo.dir.join("_manifests").join("revisions");
+    for digest in blocking(move || walk::link_digests(&revisions_dir)).await? {
         match read_manifest(storage, &digest).await? {
             Ok(payload) => pending.push((digest, payload)),
             Err(reason) => report
@@ -165,7 +178,8 @@ async fn import_repository(
         }
     }
 
-    for (tag, digest) in walk::tags(&repo.dir.join("_manifests").join("tags"))? {
+    let tags_dir = repo.dir.join("_manifests").join("tags");
+    for (tag, digest) in blocking(move || walk::tags(&tags_dir)).await? {
         let Ok(tag) = Tag::parse(&tag) else {
             report
                 .skipped
