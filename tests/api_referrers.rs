@@ -1,10 +1,9 @@
 //! The referrers API (OCI Distribution v1.1): `subject`, `OCI-Subject`, listing and filtering.
 
-mod common;
 mod support;
 
-use common::*;
 use serde_json::{Value, json};
+use support::*;
 
 /// Pushes an artifact manifest (empty config, one small layer) referring to `subject`.
 async fn push_artifact(

@@ -2,7 +2,6 @@
 //! `REGISTRY_*` overrides, errors that name the key, warnings for unknown keys, and a
 //! clean exit on SIGTERM.
 
-mod common;
 mod support;
 
 use std::net::{SocketAddr, TcpStream};
@@ -10,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use support::{Flavor, TestRegistry, free_port};
+use support::*;
 
 /// `ferry` with no `REGISTRY_*` variables inherited from the test's environment.
 fn ferry() -> Command {

@@ -9,8 +9,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use support::{DOCKER_MANIFEST, http, try_http};
 
 /// Label on every container these tests start: `<LABEL>=<run id>`.
 const LABEL: &str = "org.ferry.container-test";
@@ -254,6 +253,11 @@ impl Container {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The URL of `path` on the published port.
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.host())
+    }
+
     fn logs(&self) -> String {
         let out = docker(&["logs", &self.id]);
         format!(
@@ -271,7 +275,7 @@ impl Container {
     fn wait_ready(&self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok(r) = http(self.port, "GET", "/v2/", &[])
+            if let Ok(r) = try_http("GET", &self.url("/v2/"), &[], None)
                 && r.status == 200
             {
                 return;
@@ -408,46 +412,7 @@ fn pull_and_check(name: &str, image_id: &str, digest: &str) {
 }
 
 // ---------------------------------------------------------------------------------------
-// HTTP, by hand (the tests need no async runtime)
-
-struct Response {
-    status: u16,
-    body: String,
-}
-
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("Content-Length: 0\r\n\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok(Response { status, body })
-}
-
-fn http_ok(port: u16, method: &str, path: &str) -> Response {
-    http(port, method, path, &[]).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-}
+// Files
 
 /// Files under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -555,24 +520,20 @@ fn push_pull_stop_and_restart_on_the_same_volume() {
     let image_id = import_image(&name, tmp.path());
     let digest = push_remove_pull(&name, &image_id);
 
-    let catalog = http_ok(c.port, "GET", "/v2/_catalog");
+    let catalog = http("GET", &c.url("/v2/_catalog"), &[], None);
     assert_eq!(catalog.status, 200);
     assert!(
-        catalog.body.contains("ferry-test/app"),
-        "catalog: {}",
-        catalog.body
+        catalog.text().contains("ferry-test/app"),
+        "catalog: {catalog:?}"
     );
     // The image's own config does not enable deletes (registry:2's default).
-    let del = http_ok(
-        c.port,
+    let del = http(
         "DELETE",
-        &format!("/v2/ferry-test/app/manifests/{digest}"),
+        &c.url(&format!("/v2/ferry-test/app/manifests/{digest}")),
+        &[],
+        None,
     );
-    assert_eq!(
-        del.status, 405,
-        "DELETE with deletes disabled: {}",
-        del.body
-    );
+    assert_eq!(del.status, 405, "DELETE with deletes disabled: {del:?}");
 
     // Blobs in Distribution's layout on the host, owned by the unprivileged user the
     // entrypoint handed the empty directory to.
@@ -698,29 +659,27 @@ fn distribution_config_and_environment_overrides() {
     import_image(&name, tmp.path());
     let digest = push(&name);
     // Deletes are enabled by the mounted config (the image's own disables them).
-    let del = http_ok(c.port, "DELETE", "/v2/ferry-test/cfg/manifests/1");
-    assert_eq!(del.status, 202, "DELETE of a tag: {}", del.body);
-    let gone = http(
-        c.port,
-        "GET",
-        "/v2/ferry-test/cfg/manifests/1",
-        &[(
-            "Accept",
-            "application/vnd.docker.distribution.manifest.v2+json",
-        )],
-    )
-    .unwrap();
-    assert_eq!(gone.status, 404, "tag still served after DELETE");
-    let by_digest = http_ok(
-        c.port,
+    let del = http(
         "DELETE",
-        &format!("/v2/ferry-test/cfg/manifests/{digest}"),
+        &c.url("/v2/ferry-test/cfg/manifests/1"),
+        &[],
+        None,
     );
-    assert_eq!(
-        by_digest.status, 202,
-        "DELETE of a manifest: {}",
-        by_digest.body
+    assert_eq!(del.status, 202, "DELETE of a tag: {del:?}");
+    let gone = http(
+        "GET",
+        &c.url("/v2/ferry-test/cfg/manifests/1"),
+        &[("Accept", DOCKER_MANIFEST)],
+        None,
     );
+    assert_eq!(gone.status, 404, "tag still served after DELETE");
+    let by_digest = http(
+        "DELETE",
+        &c.url(&format!("/v2/ferry-test/cfg/manifests/{digest}")),
+        &[],
+        None,
+    );
+    assert_eq!(by_digest.status, 202, "DELETE of a manifest: {by_digest:?}");
 
     // registry:2's maintenance scripts run unchanged: `bin/registry garbage-collect CONFIG`
     // (relative to the container's working directory, as registry:2 guides write it).
@@ -773,11 +732,10 @@ fn distribution_config_and_environment_overrides() {
         blob_files() < before,
         "bin/registry garbage-collect freed nothing ({before} blob files before and after):\n{real}"
     );
-    let catalog = http_ok(c.port, "GET", "/v2/_catalog");
+    let catalog = http("GET", &c.url("/v2/_catalog"), &[], None);
     assert!(
-        !catalog.body.contains("ferry-test/cfg"),
-        "the emptied repository is still listed: {}",
-        catalog.body
+        !catalog.text().contains("ferry-test/cfg"),
+        "the emptied repository is still listed: {catalog:?}"
     );
 }
 
@@ -912,11 +870,10 @@ fn existing_root_owned_registry2_volume() {
         logs.contains("WARNING: running as root because"),
         "entrypoint log:\n{logs}"
     );
-    let catalog = http_ok(c.port, "GET", "/v2/_catalog");
+    let catalog = http("GET", &c.url("/v2/_catalog"), &[], None);
     assert!(
-        catalog.body.contains("legacy/app"),
-        "registry:2's repository is not in Ferry's catalog: {}\nlogs:\n{logs}",
-        catalog.body
+        catalog.text().contains("legacy/app"),
+        "registry:2's repository is not in Ferry's catalog: {catalog:?}\nlogs:\n{logs}"
     );
     let name = format!("{}/legacy/app:1", c.host());
     local.0.push(name.clone());

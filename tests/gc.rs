@@ -9,7 +9,6 @@
 //! clock pass a second boundary ([`next_second`]): a bounded wait for time to pass, not a
 //! readiness guess.
 
-mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,9 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{Value, json};
-use support::{Flavor, TestRegistry};
+use support::*;
 
 // ---------------------------------------------------------------------------------------
 // Running the collector

@@ -2,14 +2,12 @@
 //! POST ?digest=, and back out with GET) without the server's peak RSS reaching 128 MiB.
 //! The test generates the content on the fly and never holds it in memory either.
 
-mod common;
 mod support;
 
 use std::time::Duration;
 
-use common::*;
 use reqwest::Method;
-use support::TestRegistry;
+use support::*;
 
 const GIB: u64 = 1 << 30;
 const LIMIT_KIB: u64 = 128 * 1024;
