@@ -141,14 +141,7 @@ fn docker_push_pull(flavor: Flavor) {
         repo_digests.contains(&want),
         "RepoDigests {repo_digests} lack {want}"
     );
-    let head = http(
-        "HEAD",
-        &format!("{}/v2/team/app/manifests/1", reg.url),
-        ACCEPT,
-        None,
-    );
-    assert_eq!(head.status, 200, "HEAD manifests/1: {head:?}");
-    assert_eq!(head.header("docker-content-digest"), Some(pushed.as_str()));
+    let head = head_manifest(&reg, "team/app", "1", &pushed);
     assert_eq!(head.header("content-type"), Some(DOCKER_MANIFEST));
     let manifest = get_manifest(&reg, "team/app", &pushed);
     assert_eq!(
@@ -287,11 +280,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
         .arg(format!("oci:{}:v1", layout.display()))
         .arg(&dest));
 
-    let inspect = json(&sh(Command::new("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        &dest,
-    ])));
+    let inspect = skopeo_inspect(&dest);
     assert_eq!(
         inspect["Digest"].as_str(),
         Some(image.digest.as_str()),
@@ -304,17 +293,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
         &image.manifest[..],
         "manifest bytes as pushed"
     );
-    let head = http(
-        "HEAD",
-        &format!("{}/v2/ns/img/manifests/v1", reg.url),
-        ACCEPT,
-        None,
-    );
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(
-        head.header("docker-content-digest"),
-        Some(image.digest.as_str())
-    );
+    let head = head_manifest(&reg, "ns/img", "v1", &image.digest);
     assert_eq!(head.header("content-type"), Some(OCI_MANIFEST));
     assert_eq!(
         head.header("content-length"),
@@ -341,29 +320,17 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
 
     // Registry to registry: another tag in the same repository, and another repository
     // (which a client may do with a cross-repository mount).
-    sh(Command::new("skopeo")
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            &dest,
-        ])
-        .arg(format!("docker://{}/ns/img:v2", reg.host)));
-    sh(Command::new("skopeo")
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            &dest,
-        ])
-        .arg(format!("docker://{}/other/img:latest", reg.host)));
+    for copy in ["ns/img:v2", "other/img:latest"] {
+        sh(Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+            .arg(&dest)
+            .arg(format!("docker://{}/{copy}", reg.host)));
+    }
     let listed = json(&sh(Command::new("skopeo")
         .args(["list-tags", "--tls-verify=false"])
         .arg(format!("docker://{}/ns/img", reg.host))));
     assert_eq!(string_list(&listed["Tags"]), ["v1", "v2"], "{listed}");
-    let other = json(&sh(Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false"])
-        .arg(format!("docker://{}/other/img:latest", reg.host))));
+    let other = skopeo_inspect(&format!("docker://{}/other/img:latest", reg.host));
     assert_eq!(other["Digest"].as_str(), Some(image.digest.as_str()));
     let cat = catalog(&reg);
     for repo in ["ns/img", "other/img"] {
@@ -459,20 +426,10 @@ fn podman_pull_tag_push(flavor: Flavor) {
         .args(["push", "--tls-verify=false", "--digestfile"])
         .arg(&digestfile)
         .arg(&dst));
-    let pushed = std::fs::read_to_string(&digestfile)
-        .unwrap()
-        .trim()
-        .to_string();
+    let pushed = read_digestfile(&digestfile);
 
     // podman may recompress the layers; the image (config) must be the same one.
-    let head = http(
-        "HEAD",
-        &format!("{}/v2/team/copy/manifests/v2", reg.url),
-        ACCEPT,
-        None,
-    );
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(head.header("docker-content-digest"), Some(pushed.as_str()));
+    head_manifest(&reg, "team/copy", "v2", &pushed);
     let manifest = get_manifest(&reg, "team/copy", &pushed);
     assert_eq!(
         manifest["config"]["digest"].as_str(),
@@ -556,16 +513,9 @@ fn buildah_build_push(flavor: Flavor) {
             ])
             .arg(&digestfile)
             .args(["ferry-built", &dest]));
-        let pushed = std::fs::read_to_string(&digestfile)
-            .unwrap()
-            .trim()
-            .to_string();
+        let pushed = read_digestfile(&digestfile);
 
-        let inspect = json(&sh(Command::new("skopeo").args([
-            "inspect",
-            "--tls-verify=false",
-            &dest,
-        ])));
+        let inspect = skopeo_inspect(&dest);
         assert_eq!(
             inspect["Digest"].as_str(),
             Some(pushed.as_str()),
@@ -576,10 +526,8 @@ fn buildah_build_push(flavor: Flavor) {
             Some("test"),
             "{inspect}"
         );
-        let url = format!("{}/v2/built/img/manifests/{tag}", reg.url);
-        let head = http("HEAD", &url, ACCEPT, None);
+        let head = head_manifest(&reg, "built/img", tag, &pushed);
         assert_eq!(head.header("content-type"), Some(media_type), "{head:?}");
-        assert_eq!(head.header("docker-content-digest"), Some(pushed.as_str()));
         let manifest = get_manifest(&reg, "built/img", &pushed);
         assert_blobs_present(&reg, "built/img", &manifest);
         if format == "oci" {
@@ -665,17 +613,7 @@ fn containerd_pull_push(flavor: Flavor) {
     let dst = format!("{}/ctr/pushed:p1", reg.host);
     sh(ctr().args(["images", "tag", &src, &dst]));
     sh(ctr().args(["images", "push", "--plain-http", &dst]));
-    let head = http(
-        "HEAD",
-        &format!("{}/v2/ctr/pushed/manifests/p1", reg.url),
-        ACCEPT,
-        None,
-    );
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(
-        head.header("docker-content-digest"),
-        Some(image.digest.as_str())
-    );
+    head_manifest(&reg, "ctr/pushed", "p1", &image.digest);
     let manifest = get_manifest(&reg, "ctr/pushed", &image.digest);
     assert_blobs_present(&reg, "ctr/pushed", &manifest);
     assert_eq!(tags(&reg, "ctr/pushed"), Some(vec!["p1".to_string()]));
@@ -938,14 +876,8 @@ fn multi_arch_round_trip(flavor: Flavor) {
         .trim()
         .to_string();
     let list = get_manifest(&reg, "ns/multi", &list_digest);
-    let url = format!("{}/v2/ns/multi/manifests/docker", reg.url);
-    let head = http("HEAD", &url, ACCEPT, None);
-    assert_eq!(head.status, 200, "{head:?}");
+    let head = head_manifest(&reg, "ns/multi", "docker", &list_digest);
     assert_eq!(head.header("content-type"), Some(DOCKER_LIST), "{head:?}");
-    assert_eq!(
-        head.header("docker-content-digest"),
-        Some(list_digest.as_str())
-    );
     let entries = list["manifests"].as_array().cloned().unwrap_or_default();
     assert_eq!(entries.len(), 2, "{list}");
     for ((arch, image), entry) in children.iter().zip(&entries) {
@@ -1086,15 +1018,8 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
         ("mig/docker", "v1", &docker_digest, DOCKER_MANIFEST),
         ("mig/multi", "1", &index_digest, OCI_INDEX),
     ] {
-        let url = format!("{}/v2/{repo}/manifests/{tag}", reg.url);
-        let head = http("HEAD", &url, ACCEPT, None);
-        assert_eq!(head.status, 200, "HEAD {url}: {head:?}");
-        assert_eq!(
-            head.header("docker-content-digest"),
-            Some(digest.as_str()),
-            "{url}"
-        );
-        assert_eq!(head.header("content-type"), Some(media_type), "{url}");
+        let head = head_manifest(&reg, repo, tag, digest);
+        assert_eq!(head.header("content-type"), Some(media_type), "{head:?}");
         let manifest = get_manifest(&reg, repo, digest);
         if media_type != OCI_INDEX {
             assert_blobs_present(&reg, repo, &manifest);
@@ -1167,11 +1092,7 @@ fn restart_keeps_data(flavor: Flavor) {
 
     reg.restart();
     let dest = format!("docker://{}/keep/img:v1", reg.host);
-    let inspect = json(&sh(Command::new("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        &dest,
-    ])));
+    let inspect = skopeo_inspect(&dest);
     assert_eq!(
         inspect["Digest"].as_str(),
         Some(image.digest.as_str()),
@@ -1240,6 +1161,37 @@ fn get_manifest(reg: &TestRegistry, repo: &str, digest: &str) -> Value {
     assert_eq!(got.status, 200, "GET {url}: {got:?}");
     assert_eq!(sha256(&got.body), digest, "GET {url} bytes");
     got.json()
+}
+
+/// `HEAD` of `repo:reference` as a modern client sends it: asserts 200 and the digest
+/// header; returns the response for more checks.
+fn head_manifest(reg: &TestRegistry, repo: &str, reference: &str, digest: &str) -> Resp {
+    let url = format!("{}/v2/{repo}/manifests/{reference}", reg.url);
+    let head = http("HEAD", &url, ACCEPT, None);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(digest),
+        "{head:?}"
+    );
+    head
+}
+
+/// `skopeo inspect` of an image reference (`docker://...`) over plain HTTP, parsed.
+fn skopeo_inspect(reference: &str) -> Value {
+    json(&sh(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        reference,
+    ])))
+}
+
+/// The digest podman or buildah wrote with `--digestfile`.
+fn read_digestfile(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
 }
 
 /// Every blob an image manifest references is in `repo` with the size the manifest says.

@@ -403,6 +403,12 @@ impl Api {
             .await
     }
 
+    /// Pushes an OCI image of `layers` (and a random config) tagged `reference`.
+    pub async fn push_layers(&self, repo: &str, reference: &str, layers: Vec<Blob>) -> Image {
+        self.push_image_of(repo, reference, random_config(), layers, json!({}))
+            .await
+    }
+
     /// Pushes `config` and `layers` into `repo`, then an OCI manifest over them (with the
     /// `extra` fields) under `reference` (a tag, or empty for by-digest).
     pub async fn push_image_of(
