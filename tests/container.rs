@@ -2,10 +2,10 @@
 //! (built offline by `deploy/build-local-image.sh`), the compose file, and static checks of
 //! the systemd units and Kubernetes manifests.
 //!
-//! The image is built once per test run (shared by the tests of this file) under a unique
-//! tag; a watcher process removes it, and any container these tests labelled, when the test
-//! process exits. Tests that need the engine print `SKIP: ...` and pass when `docker info`
-//! finds none.
+//! The image is built once per test run (shared by the tests of this file, see [`image`])
+//! under a tag naming the run; watcher processes remove it when the run ends, and any
+//! container these tests labelled when their test process exits. Tests that need the engine
+//! print `SKIP: ...` and pass when `docker info` finds none.
 
 mod support;
 
@@ -80,51 +80,81 @@ fn nonce() -> String {
     format!("{}-{}", std::process::id(), nanos % 1_000_000_000_000)
 }
 
-/// A process-wide id naming this run's image and labelling its containers.
+/// A process-wide id labelling this process's containers.
 fn run_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(nonce)
 }
 
 // ---------------------------------------------------------------------------------------
-// The image, built once
+// The image, built once per test run
 
 /// The test image's tag, or `None` (after a `SKIP:` line) without a Docker engine.
+///
+/// One image serves the whole test run: the first test to get here builds it, under a file
+/// lock; under `cargo test` once per test process, under `cargo nextest` (a process per
+/// test) once per nextest run, whose id names the image.
 fn image(test: &str) -> Option<&'static str> {
     if !engine_available() {
         eprintln!("SKIP: {test}: no Docker engine (docker info failed)");
         return None;
     }
     static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
-    match IMAGE.get_or_init(build_image) {
+    let image = IMAGE.get_or_init(|| {
+        // Whatever happens to this process, its containers go with it.
+        spawn_reaper(std::process::id(), None);
+        build_image_once()
+    });
+    match image {
         Ok(tag) => Some(tag),
         Err(e) => panic!("{e}"),
     }
 }
 
-/// Where cargo puts this build's outputs (`.../target`), from the test executable's path
-/// (`target/debug/deps/container-*`).
+/// Where cargo puts this build's outputs (`.../target`, marked by cargo's `CACHEDIR.TAG`),
+/// from the test executable's path (`target/[<triple>/]<profile>/deps/container-*`).
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     exe.ancestors()
-        .nth(3)
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| repo().join("target"))
 }
 
-fn build_image() -> Result<String, String> {
-    let tag = format!("ferry-container-test:{}", run_id());
-    spawn_reaper(&tag);
+/// Bound on building the image (a cold static build on a busy 2-core machine).
+const IMAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(1500);
+
+/// Builds the image unless another process of this test run already has: the tag names
+/// the run, and a file lock in the target directory lets one process build while the
+/// others wait. It is removed when the test runner (nextest, or this process) exits.
+fn build_image_once() -> Result<String, String> {
+    let (run, runner) = match std::env::var("NEXTEST_RUN_ID") {
+        Ok(id) => (id, std::os::unix::process::parent_id()),
+        Err(_) => (run_id().to_string(), std::process::id()),
+    };
+    let tag = format!("ferry-container-test:{run}");
+    let lock = std::fs::File::create(target_dir().join("ferry-container-test.lock"))
+        .map_err(|e| format!("image lock file: {e}"))?;
+    lock.lock().map_err(|e| format!("image lock: {e}"))?;
+    if docker(&["image", "inspect", &tag]).status.success() {
+        return Ok(tag);
+    }
+    spawn_reaper(runner, Some(&tag));
     let started = Instant::now();
-    // A target dir of its own: the release build of the static binaries stays warm between
-    // runs and never waits for the lock of the `cargo test` that runs us.
-    let out = Command::new("timeout")
-        .arg("1500")
+    let mut script = Command::new("timeout");
+    script
+        .arg(IMAGE_BUILD_TIMEOUT.as_secs().to_string())
         .arg(repo().join("deploy/build-local-image.sh"))
         .arg(&tag)
-        .env("CARGO_TARGET_DIR", target_dir().join("container-image"))
+        .env("CARGO_TARGET_DIR", target_dir())
         .current_dir(repo())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    // Built by deploy/static-cargo (as tests/run.sh builds the suite), the `ferry` under test
+    // is the image's binary already: the script takes it instead of building its own.
+    if cfg!(target_feature = "crt-static") {
+        script.env("FERRY_BINARY", env!("CARGO_BIN_EXE_ferry"));
+    }
+    let out = script
         .output()
         .map_err(|e| format!("cannot run deploy/build-local-image.sh: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -145,17 +175,18 @@ fn build_image() -> Result<String, String> {
     Ok(tag)
 }
 
-/// A detached process that waits for this test process to exit, then removes the image and
-/// every container labelled with this run's id (the tests remove theirs too; this covers
-/// panics and interrupted runs).
+/// A detached process that waits for process `pid` to exit, then removes every container
+/// labelled with this process's id (the tests remove theirs too; this covers panics and
+/// interrupted runs) and the image `tag`, if given.
 #[allow(clippy::zombie_processes)] // it must outlive us: never waited for
-fn spawn_reaper(tag: &str) {
+fn spawn_reaper(pid: u32, tag: Option<&str>) {
+    let remove_image = tag
+        .map(|t| format!("; docker rmi -f {t}"))
+        .unwrap_or_default();
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
          ids=$(docker ps -aq --filter label={LABEL}={run}); \
-         [ -z \"$ids\" ] || docker rm -f -v $ids; \
-         docker rmi -f {tag}",
-        pid = std::process::id(),
+         [ -z \"$ids\" ] || docker rm -f -v $ids{remove_image}",
         run = run_id(),
     );
     Command::new("setsid")
@@ -1262,7 +1293,7 @@ fn entrypoint_unit_tests() {
         .args(["test", "--quiet", "--locked", "--manifest-path"])
         .arg(repo().join("deploy/entrypoint/Cargo.toml"))
         .arg("--target-dir")
-        .arg(target_dir().join("container-image"))
+        .arg(target_dir())
         .env_remove("RUSTFLAGS")
         .stdin(Stdio::null())
         .output()
