@@ -111,12 +111,13 @@ fn image(test: &str) -> Option<&'static str> {
     }
 }
 
-/// Where cargo puts this build's outputs (`.../target`, marked by cargo's `CACHEDIR.TAG`),
-/// from the test executable's path (`target/[<triple>/]<profile>/deps/container-*`).
+/// Where cargo puts this build's outputs (`.../target`), from the test executable's path
+/// (`target/[<triple>/]<profile>/deps/container-*`): the directory holding cargo's
+/// `.rustc_info.json`.
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     exe.ancestors()
-        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .find(|dir| dir.join(".rustc_info.json").is_file())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| repo().join("target"))
 }
