@@ -8,15 +8,17 @@
 #                  then `docker import`), instead of rust:1-bookworm pulled from Docker Hub.
 #                  It is kept as ferry-builder-base:<codename> and reused by later runs.
 #   PREBUILT=1     the binaries are compiled here on the host with cargo (statically linked,
-#                  exactly the flags the Dockerfile uses) and handed to the build stage
-#                  through the build context, instead of compiling inside the image.
+#                  exactly the flags the Dockerfile uses: deploy/static-cargo) and handed to
+#                  the build stage through the build context, instead of compiling inside
+#                  the image.
 # The runtime stage (`FROM scratch`) is the one users get; it needs no base image at all.
 #
 # Needs: docker, cargo; installs debootstrap with apt-get when missing.
 # Environment: CARGO_TARGET_DIR (default <repo>/target), DEBIAN_MIRROR (default: the Debian
 # mirror of this machine's apt sources), FERRY_BUILDER_BASE (use this image as the builder
-# instead of making one), DOCKER_BUILDKIT (default 0: the classic builder works offline with
-# local base images everywhere).
+# instead of making one), FERRY_BINARY (a static `ferry` built by deploy/static-cargo to use
+# instead of building it: the test command's own build), DOCKER_BUILDKIT (default 0: the
+# classic builder works offline with local base images everywhere).
 set -eu
 
 TAG=${1:-ferry:local}
@@ -24,7 +26,6 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 CARGO=${CARGO:-cargo}
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-TRIPLE=x86_64-unknown-linux-gnu
 export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
 
 log() { printf 'build-local-image: %s\n' "$*" >&2; }
@@ -99,19 +100,25 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
 fi
 
 # --- 2. The binaries, built on the host as the Dockerfile builds them ----------------------
-export RUSTFLAGS='-C target-feature=+crt-static -C strip=symbols'
 CTX=$(mktemp -d "${TMPDIR:-/tmp}/ferry-context.XXXXXX")
 trap 'rm -rf "$CTX"' EXIT
 mkdir -p "$CTX/deploy/prebuilt"
 
 # Prints the executables cargo produced, one per line.
 cargo_bins() {
-    "$CARGO" build --release --locked --target "$TRIPLE" --target-dir "$TARGET_DIR" \
+    CARGO=$CARGO "$REPO/deploy/static-cargo" build --locked --target-dir "$TARGET_DIR" \
         --message-format=json-render-diagnostics "$@" \
         | grep -o '"executable":"[^"]*"' | cut -d'"' -f4
 }
-log "cargo build --release --bin ferry --target $TRIPLE (static) in $TARGET_DIR"
-bins=$(cd "$REPO" && cargo_bins --bin ferry) || die "cargo build failed"
+if [ -n "${FERRY_BINARY:-}" ]; then
+    [ -x "$FERRY_BINARY" ] || die "FERRY_BINARY=$FERRY_BINARY is not an executable"
+    log "using $FERRY_BINARY (FERRY_BINARY)"
+    cp "$FERRY_BINARY" "$CTX/deploy/prebuilt/ferry"
+    bins=
+else
+    log "deploy/static-cargo build --bin ferry in $TARGET_DIR"
+    bins=$(cd "$REPO" && cargo_bins --bin ferry) || die "cargo build failed"
+fi
 entry=$(cd "$REPO" && cargo_bins --manifest-path deploy/entrypoint/Cargo.toml) || die "cargo build of the entrypoint failed"
 for b in $bins $entry; do
     case $(basename "$b") in

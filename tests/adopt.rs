@@ -24,9 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use support::cli::*;
-use support::{Flavor, TestRegistry};
+use support::*;
 
-const ACCEPT_ALL: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------
@@ -111,7 +110,7 @@ fn distribution_data_adopted() {
     // its former manifest stays, untagged, as on Distribution).
     for method in ["GET", "HEAD"] {
         let url = format!("{}/v2/doomed/img/manifests/{}", ferry.url, data.deleted);
-        let got = http(method, &url, &[("Accept", ACCEPT_ALL)], None);
+        let got = http(method, &url, &[("Accept", ACCEPT_MANIFESTS)], None);
         assert_eq!(
             got.status, 404,
             "{method} {url} (deleted on Distribution): {got:?}"
@@ -155,7 +154,7 @@ fn distribution_data_adopted() {
     bytes[last] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let report = ferry_import(&root, true);
-    let corrupt: BTreeSet<String> = strings(&report["corrupt_blobs"]).into_iter().collect();
+    let corrupt: BTreeSet<String> = string_list(&report["corrupt_blobs"]).into_iter().collect();
     assert_eq!(
         corrupt,
         BTreeSet::from([victim.clone()]),
@@ -273,12 +272,12 @@ fn interrupted_import_resumes() {
             );
         }
         let url = format!("{}/v2/{repo}/manifests/{digest}", a.url);
-        let got_a = http("GET", &url, &[("Accept", ACCEPT_ALL)], None);
+        let got_a = http("GET", &url, &[("Accept", ACCEPT_MANIFESTS)], None);
         let url_b = format!("{}/v2/{repo}/manifests/{digest}", b.url);
-        let got_b = http("GET", &url_b, &[("Accept", ACCEPT_ALL)], None);
+        let got_b = http("GET", &url_b, &[("Accept", ACCEPT_MANIFESTS)], None);
         assert_eq!(got_a.status, 200, "{url}: {got_a:?}");
         assert_eq!(got_a.body, got_b.body, "{repo}@{digest}");
-        assert_eq!(sha256_digest(&got_a.body), *digest);
+        assert_eq!(sha256(&got_a.body), *digest);
     }
 }
 
@@ -349,7 +348,7 @@ fn gc_after_adoption_matches_distribution_gc() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report = json(&stdout);
-    let ferry_set: BTreeSet<String> = strings(&report["blobs"]).into_iter().collect();
+    let ferry_set: BTreeSet<String> = string_list(&report["blobs"]).into_iter().collect();
     eprintln!(
         "Distribution's GC: {} blobs eligible; ferry-gc --dry-run: {} blobs ({} orphan files)",
         distribution.len(),
@@ -471,13 +470,13 @@ impl DistributionData {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "artifactType": SBOM_TYPE,
-            "config": {"mediaType": EMPTY_CONFIG, "digest": sha256_digest(&empty), "size": empty.len()},
-            "layers": [{"mediaType": SBOM_TYPE, "digest": sha256_digest(&sbom), "size": sbom.len()}],
+            "config": {"mediaType": OCI_EMPTY, "digest": sha256(&empty), "size": empty.len()},
+            "layers": [{"mediaType": SBOM_TYPE, "digest": sha256(&sbom), "size": sbom.len()}],
             "subject": {"mediaType": OCI_MANIFEST, "digest": app1.digest, "size": app1.manifest.len()},
             "annotations": {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"},
         }))
         .unwrap();
-        let artifact_digest = sha256_digest(&artifact);
+        let artifact_digest = sha256(&artifact);
         let url = format!("{}/v2/a/b/c/manifests/{artifact_digest}", registry.url);
         let put = http(
             "PUT",
@@ -495,7 +494,7 @@ impl DistributionData {
         let url = format!("{}/v2/doomed/img/manifests/{}", registry.url, doomed.digest);
         let del = http("DELETE", &url, &[], None);
         assert_eq!(del.status, 202, "DELETE {url} on Distribution: {del:?}");
-        let got = http("GET", &url, &[("Accept", ACCEPT_ALL)], None);
+        let got = http("GET", &url, &[("Accept", ACCEPT_MANIFESTS)], None);
         assert_eq!(got.status, 404, "Distribution after the delete: {got:?}");
 
         // Abandoned uploads: some bytes, never committed.
@@ -503,7 +502,7 @@ impl DistributionData {
             let url = format!("{}/v2/{repo}/blobs/uploads/", registry.url);
             let post = http("POST", &url, &[], None);
             assert_eq!(post.status, 202, "POST {url}: {post:?}");
-            let location = absolute(&registry, &post.header("location").unwrap());
+            let location = absolute(&registry, post.must_header("location"));
             let patch = http(
                 "PATCH",
                 &location,
@@ -555,7 +554,7 @@ impl DistributionData {
             deleted: doomed.digest,
             deleted_config: doomed.config,
             deleted_layer: doomed.layers[1].clone(),
-            stray: sha256_digest(&stray),
+            stray: sha256(&stray),
         }
     }
 
@@ -628,7 +627,7 @@ impl Listing {
             let mut list = if got.status == 200 {
                 let body = got.json();
                 assert_eq!(body["name"].as_str(), Some(repo.as_str()), "{body}");
-                strings(&body["tags"])
+                string_list(&body["tags"])
             } else {
                 Vec::new()
             };
@@ -669,30 +668,27 @@ impl Listing {
 fn http_catalog(reg: &TestRegistry) -> Vec<String> {
     let got = http("GET", &format!("{}/v2/_catalog?n=1000", reg.url), &[], None);
     assert_eq!(got.status, 200, "GET /v2/_catalog: {got:?}");
-    strings(&got.json()["repositories"])
+    string_list(&got.json()["repositories"])
 }
 
 /// The digest `repo:tag` resolves to (`HEAD`), `None` on 404.
 fn listed_digest(reg: &TestRegistry, repo: &str, tag: &str) -> Option<String> {
     let url = format!("{}/v2/{repo}/manifests/{tag}", reg.url);
-    let got = http("HEAD", &url, &[("Accept", ACCEPT_ALL)], None);
+    let got = http("HEAD", &url, &[("Accept", ACCEPT_MANIFESTS)], None);
     if got.status == 404 {
         return None;
     }
     assert_eq!(got.status, 200, "HEAD {url}: {got:?}");
-    Some(
-        got.header("docker-content-digest")
-            .expect("Docker-Content-Digest"),
-    )
+    Some(got.must_header("docker-content-digest").to_string())
 }
 
 /// `GET repo@digest` returns bytes hashing to the digest; every blob it references (config,
 /// layers) returns bytes hashing to theirs with the declared size; index children likewise.
 fn assert_pulls(reg: &TestRegistry, repo: &str, digest: &str) {
     let url = format!("{}/v2/{repo}/manifests/{digest}", reg.url);
-    let got = http("GET", &url, &[("Accept", ACCEPT_ALL)], None);
+    let got = http("GET", &url, &[("Accept", ACCEPT_MANIFESTS)], None);
     assert_eq!(got.status, 200, "{:?} GET {url}: {got:?}", reg.flavor);
-    assert_eq!(sha256_digest(&got.body), digest, "GET {url} bytes");
+    assert_eq!(sha256(&got.body), digest, "GET {url} bytes");
     let manifest = got.json();
     for child in manifest["manifests"]
         .as_array()
@@ -709,7 +705,7 @@ fn assert_pulls(reg: &TestRegistry, repo: &str, digest: &str) {
         let got = http("GET", &url, &[], None);
         assert_eq!(got.status, 200, "{:?} GET {url}: {got:?}", reg.flavor);
         assert_eq!(Some(got.body.len() as u64), desc["size"].as_u64(), "{url}");
-        assert_eq!(sha256_digest(&got.body), blob, "{url} content");
+        assert_eq!(sha256(&got.body), blob, "{url} content");
     }
 }
 
@@ -718,9 +714,9 @@ fn upload_blob(reg: &TestRegistry, repo: &str, bytes: &[u8]) {
     let url = format!("{}/v2/{repo}/blobs/uploads/", reg.url);
     let post = http("POST", &url, &[], None);
     assert_eq!(post.status, 202, "POST {url}: {post:?}");
-    let location = absolute(reg, &post.header("location").unwrap());
+    let location = absolute(reg, post.must_header("location"));
     let sep = if location.contains('?') { '&' } else { '?' };
-    let put_url = format!("{location}{sep}digest={}", sha256_digest(bytes));
+    let put_url = format!("{location}{sep}digest={}", sha256(bytes));
     let put = http(
         "PUT",
         &put_url,
@@ -753,7 +749,7 @@ fn write_distribution_tree(
 ) -> BTreeMap<String, String> {
     let v2 = root.join("docker/registry/v2");
     let blob = |bytes: &[u8]| -> (String, usize) {
-        let digest = sha256_digest(bytes);
+        let digest = sha256(bytes);
         let hex = &digest[7..];
         let dir = v2.join("blobs/sha256").join(&hex[..2]).join(hex);
         std::fs::create_dir_all(&dir).unwrap();

@@ -1,11 +1,10 @@
 //! The base endpoint, headers every response carries, the error body format, and the
 //! validation of repository names, tags and digests.
 
-mod common;
 mod support;
 
-use common::*;
 use reqwest::Method;
+use support::*;
 
 #[tokio::test]
 async fn base_endpoint_answers_empty_json_object() {

@@ -1,10 +1,9 @@
 //! Blob GET, HEAD, ranged GET and DELETE.
 
-mod common;
 mod support;
 
-use common::*;
 use reqwest::Method;
+use support::*;
 
 #[tokio::test]
 async fn get_and_head_return_content_and_headers() {

@@ -1,10 +1,9 @@
 //! Manifest PUT, GET, HEAD and DELETE: every accepted kind, byte-exact storage, validation.
 
-mod common;
 mod support;
 
-use common::*;
 use serde_json::{Value, json};
+use support::*;
 
 /// Pushes `body` under `reference`, then checks that GET and HEAD by tag and by digest
 /// return exactly those bytes with the stored media type.

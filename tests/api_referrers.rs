@@ -1,43 +1,51 @@
 //! The referrers API (OCI Distribution v1.1): `subject`, `OCI-Subject`, listing and filtering.
 
-mod common;
 mod support;
 
-use common::*;
 use serde_json::{Value, json};
+use support::*;
 
-/// Pushes an artifact manifest (empty config, one small layer) referring to `subject`.
-async fn push_artifact(
-    api: &Api,
-    repo: &str,
-    subject: &Value,
-    artifact_type: &str,
-    annotations: Value,
-) -> Image {
-    let empty = Blob::new(OCI_EMPTY, b"{}".to_vec());
-    let payload = Blob::new("application/octet-stream", random_bytes(300));
-    api.push_blobs(repo, &[&empty, &payload]).await;
-    let manifest = oci_manifest(
-        &empty,
-        std::slice::from_ref(&payload),
-        json!({"artifactType": artifact_type, "subject": subject, "annotations": annotations}),
-    );
-    let digest = sha256(&manifest);
-    let r = api
-        .put_manifest(repo, &digest, OCI_MANIFEST, &manifest)
-        .await;
-    r.expect(201);
-    assert_eq!(
-        r.must_header("oci-subject"),
-        subject["digest"].as_str().unwrap(),
-        "a manifest with a subject answers OCI-Subject:\n{r:?}"
-    );
-    Image {
-        media_type: OCI_MANIFEST.into(),
-        manifest,
-        digest,
-        config: empty,
-        layers: vec![payload],
+/// Pushes artifacts referring to one subject (a descriptor) into one repository.
+struct Referrer<'a> {
+    api: &'a Api,
+    repo: &'a str,
+    subject: Value,
+}
+
+impl<'a> Referrer<'a> {
+    fn new(api: &'a Api, repo: &'a str, subject: Value) -> Self {
+        Referrer { api, repo, subject }
+    }
+
+    /// Pushes an artifact manifest (empty config, one small layer) of `artifact_type` with
+    /// `annotations`, referring to the subject; asserts the `OCI-Subject` answer.
+    async fn push(&self, artifact_type: &str, annotations: Value) -> Image {
+        let Referrer { api, repo, subject } = self;
+        let empty = Blob::new(OCI_EMPTY, b"{}".to_vec());
+        let payload = Blob::new("application/octet-stream", random_bytes(300));
+        api.push_blobs(repo, &[&empty, &payload]).await;
+        let manifest = oci_manifest(
+            &empty,
+            std::slice::from_ref(&payload),
+            json!({"artifactType": artifact_type, "subject": subject, "annotations": annotations}),
+        );
+        let digest = sha256(&manifest);
+        let r = api
+            .put_manifest(repo, &digest, OCI_MANIFEST, &manifest)
+            .await;
+        r.expect(201);
+        assert_eq!(
+            r.must_header("oci-subject"),
+            subject["digest"].as_str().unwrap(),
+            "a manifest with a subject answers OCI-Subject:\n{r:?}"
+        );
+        Image {
+            media_type: OCI_MANIFEST.into(),
+            manifest,
+            digest,
+            config: empty,
+            layers: vec![payload],
+        }
     }
 }
 
@@ -73,22 +81,16 @@ async fn referrers_are_listed_with_full_descriptors() {
     let (_, empty) = referrers(&api, repo, &subject.digest, "").await;
     assert!(empty.is_empty());
 
-    let sig = push_artifact(
-        &api,
-        repo,
-        &subject.descriptor(),
-        "application/vnd.example.signature",
-        json!({"org.opencontainers.image.created": "2024-01-01T00:00:00Z", "k": "v"}),
-    )
-    .await;
-    let sbom = push_artifact(
-        &api,
-        repo,
-        &subject.descriptor(),
-        "application/vnd.example.sbom",
-        json!({"kind": "sbom"}),
-    )
-    .await;
+    let referrer = Referrer::new(&api, repo, subject.descriptor());
+    let sig = referrer
+        .push(
+            "application/vnd.example.signature",
+            json!({"org.opencontainers.image.created": "2024-01-01T00:00:00Z", "k": "v"}),
+        )
+        .await;
+    let sbom = referrer
+        .push("application/vnd.example.sbom", json!({"kind": "sbom"}))
+        .await;
 
     let (_, list) = referrers(&api, repo, &subject.digest, "").await;
     assert_eq!(list.len(), 2, "{list:#?}");
@@ -125,30 +127,10 @@ async fn artifact_type_filter() {
     let api = Api::new(&reg);
     let repo = "ref/filter";
     let subject = api.push_image(repo, "v1", 0).await;
-    let a = push_artifact(
-        &api,
-        repo,
-        &subject.descriptor(),
-        "application/vnd.a",
-        json!({}),
-    )
-    .await;
-    let b1 = push_artifact(
-        &api,
-        repo,
-        &subject.descriptor(),
-        "application/vnd.b",
-        json!({"n": "1"}),
-    )
-    .await;
-    let b2 = push_artifact(
-        &api,
-        repo,
-        &subject.descriptor(),
-        "application/vnd.b",
-        json!({"n": "2"}),
-    )
-    .await;
+    let referrer = Referrer::new(&api, repo, subject.descriptor());
+    let a = referrer.push("application/vnd.a", json!({})).await;
+    let b1 = referrer.push("application/vnd.b", json!({"n": "1"})).await;
+    let b2 = referrer.push("application/vnd.b", json!({"n": "2"})).await;
 
     let (r, list) = referrers(
         &api,
@@ -239,14 +221,8 @@ async fn referrer_may_be_pushed_before_its_subject() {
     let subject_digest = sha256(&subject_manifest);
     let subject_desc = json!({"mediaType": OCI_MANIFEST, "digest": subject_digest, "size": subject_manifest.len()});
 
-    let art = push_artifact(
-        &api,
-        repo,
-        &subject_desc,
-        "application/vnd.early",
-        json!({}),
-    )
-    .await;
+    let referrer = Referrer::new(&api, repo, subject_desc);
+    let art = referrer.push("application/vnd.early", json!({})).await;
     // Listed while the subject does not exist...
     let (_, list) = referrers(&api, repo, &subject_digest, "").await;
     assert_eq!(list.len(), 1);
@@ -280,14 +256,8 @@ async fn referrers_are_per_repository() {
     api.push_blobs("ref/two", &[&subject.config]).await;
     api.push_manifest("ref/two", "v1", OCI_MANIFEST, &subject.manifest)
         .await;
-    let art = push_artifact(
-        &api,
-        "ref/two",
-        &subject.descriptor(),
-        "application/vnd.x",
-        json!({}),
-    )
-    .await;
+    let referrer = Referrer::new(&api, "ref/two", subject.descriptor());
+    let art = referrer.push("application/vnd.x", json!({})).await;
     let (_, list) = referrers(&api, "ref/one", &subject.digest, "").await;
     assert!(list.is_empty(), "{list:#?}");
     let (_, list) = referrers(&api, "ref/two", &subject.digest, "").await;
@@ -331,22 +301,9 @@ async fn deleted_referrers_leave_the_list() {
     let api = Api::new(&reg);
     let repo = "ref/del";
     let subject = api.push_image(repo, "v1", 0).await;
-    let a = push_artifact(
-        &api,
-        repo,
-        &subject.descriptor(),
-        "application/vnd.a",
-        json!({}),
-    )
-    .await;
-    let b = push_artifact(
-        &api,
-        repo,
-        &subject.descriptor(),
-        "application/vnd.b",
-        json!({}),
-    )
-    .await;
+    let referrer = Referrer::new(&api, repo, subject.descriptor());
+    let a = referrer.push("application/vnd.a", json!({})).await;
+    let b = referrer.push("application/vnd.b", json!({})).await;
     api.delete(&format!("/v2/{repo}/manifests/{}", a.digest))
         .await
         .expect(202);

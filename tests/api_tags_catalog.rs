@@ -1,10 +1,9 @@
 //! Tag listing and the catalog: byte-wise order, `n`/`last` pagination and `Link` headers.
 
-mod common;
 mod support;
 
-use common::*;
 use reqwest::Method;
+use support::*;
 
 /// The target of a `Link: <url>; rel="next"` header, if any.
 fn next_link(r: &Resp) -> Option<String> {

@@ -1,10 +1,9 @@
 //! Blob upload sessions: monolithic, streamed, chunked, status, cancel, cross-repository mounts.
 
-mod common;
 mod support;
 
-use common::*;
 use reqwest::Method;
+use support::*;
 
 #[tokio::test]
 async fn post_starts_a_session() {

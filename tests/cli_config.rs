@@ -3,7 +3,6 @@
 //! without safely, warnings for other unknown keys, loading without side effects, and a
 //! clean exit on SIGTERM.
 
-mod common;
 mod support;
 
 use std::net::{SocketAddr, TcpStream};
@@ -11,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use support::{Flavor, TestRegistry, free_port};
+use support::*;
 
 /// `ferry` with no `REGISTRY_*` variables inherited from the test's environment.
 fn ferry() -> Command {

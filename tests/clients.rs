@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::cli::*;
-use support::{Flavor, TestRegistry};
+use support::*;
 
 // ---------------------------------------------------------------------------------------------
 // The tests
@@ -89,15 +89,6 @@ fn restart() {
     restart_keeps_data(flavor());
 }
 
-/// Which registry the tests run against: Ferry unless `FERRY_TEST_FLAVOR=distribution`.
-fn flavor() -> Flavor {
-    match std::env::var("FERRY_TEST_FLAVOR").as_deref() {
-        Ok("distribution") => Flavor::Distribution,
-        Ok("ferry") | Ok("") | Err(_) => Flavor::Ferry,
-        Ok(other) => panic!("FERRY_TEST_FLAVOR={other}: expected `ferry` or `distribution`"),
-    }
-}
-
 /// docker: import a tiny image, push, remove it locally, pull it back; the image ID and the
 /// digest survive, and the registry lists the repository and tags.
 fn docker_push_pull(flavor: Flavor) {
@@ -150,21 +141,8 @@ fn docker_push_pull(flavor: Flavor) {
         repo_digests.contains(&want),
         "RepoDigests {repo_digests} lack {want}"
     );
-    let head = http(
-        "HEAD",
-        &format!("{}/v2/team/app/manifests/1", reg.url),
-        ACCEPT_MANIFESTS,
-        None,
-    );
-    assert_eq!(head.status, 200, "HEAD manifests/1: {head:?}");
-    assert_eq!(
-        head.header("docker-content-digest").as_deref(),
-        Some(pushed.as_str())
-    );
-    assert_eq!(
-        head.header("content-type").as_deref(),
-        Some(DOCKER_MANIFEST)
-    );
+    let head = head_manifest(&reg, "team/app", "1", &pushed);
+    assert_eq!(head.header("content-type"), Some(DOCKER_MANIFEST));
     let manifest = get_manifest(&reg, "team/app", &pushed);
     assert_eq!(
         manifest["config"]["digest"].as_str(),
@@ -302,38 +280,24 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
         .arg(format!("oci:{}:v1", layout.display()))
         .arg(&dest));
 
-    let inspect = json(&sh(Command::new("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        &dest,
-    ])));
+    let inspect = skopeo_inspect(&dest);
     assert_eq!(
         inspect["Digest"].as_str(),
         Some(image.digest.as_str()),
         "{inspect}"
     );
-    assert_eq!(strings(&inspect["Layers"]), image.layers, "{inspect}");
+    assert_eq!(string_list(&inspect["Layers"]), image.layers, "{inspect}");
     let raw = sh(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest]));
     assert_eq!(
         raw.as_bytes(),
         &image.manifest[..],
         "manifest bytes as pushed"
     );
-    let head = http(
-        "HEAD",
-        &format!("{}/v2/ns/img/manifests/v1", reg.url),
-        ACCEPT_MANIFESTS,
-        None,
-    );
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(
-        head.header("docker-content-digest"),
-        Some(image.digest.clone())
-    );
-    assert_eq!(head.header("content-type").as_deref(), Some(OCI_MANIFEST));
+    let head = head_manifest(&reg, "ns/img", "v1", &image.digest);
+    assert_eq!(head.header("content-type"), Some(OCI_MANIFEST));
     assert_eq!(
         head.header("content-length"),
-        Some(image.manifest.len().to_string())
+        Some(image.manifest.len().to_string().as_str())
     );
 
     // Back into a fresh OCI layout: same manifest bytes, same blobs.
@@ -348,7 +312,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
     assert_eq!(copy.layers, image.layers);
     for blob in copy.layers.iter().chain([&copy.config]) {
         assert_eq!(
-            &sha256_digest(&read(&layout_blob(&back, blob))),
+            &sha256(&read(&layout_blob(&back, blob))),
             blob,
             "blob in copied layout"
         );
@@ -356,29 +320,17 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
 
     // Registry to registry: another tag in the same repository, and another repository
     // (which a client may do with a cross-repository mount).
-    sh(Command::new("skopeo")
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            &dest,
-        ])
-        .arg(format!("docker://{}/ns/img:v2", reg.host)));
-    sh(Command::new("skopeo")
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            &dest,
-        ])
-        .arg(format!("docker://{}/other/img:latest", reg.host)));
+    for copy in ["ns/img:v2", "other/img:latest"] {
+        sh(Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+            .arg(&dest)
+            .arg(format!("docker://{}/{copy}", reg.host)));
+    }
     let listed = json(&sh(Command::new("skopeo")
         .args(["list-tags", "--tls-verify=false"])
         .arg(format!("docker://{}/ns/img", reg.host))));
-    assert_eq!(strings(&listed["Tags"]), ["v1", "v2"], "{listed}");
-    let other = json(&sh(Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false"])
-        .arg(format!("docker://{}/other/img:latest", reg.host))));
+    assert_eq!(string_list(&listed["Tags"]), ["v1", "v2"], "{listed}");
+    let other = skopeo_inspect(&format!("docker://{}/other/img:latest", reg.host));
     assert_eq!(other["Digest"].as_str(), Some(image.digest.as_str()));
     let cat = catalog(&reg);
     for repo in ["ns/img", "other/img"] {
@@ -393,7 +345,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
     sh(Command::new("skopeo").args(["delete", "--tls-verify=false", &dest]));
     for reference in ["v1", "v2", image.digest.as_str()] {
         let url = format!("{}/v2/ns/img/manifests/{reference}", reg.url);
-        let got = http("GET", &url, ACCEPT_MANIFESTS, None);
+        let got = http("GET", &url, ACCEPT, None);
         assert_eq!(got.status, 404, "GET {url} after skopeo delete: {got:?}");
     }
     let left = tags(&reg, "ns/img").unwrap_or_default();
@@ -403,7 +355,7 @@ fn skopeo_copy_both_ways(flavor: Flavor) {
     );
     let url = format!("{}/v2/other/img/manifests/latest", reg.url);
     assert_eq!(
-        http("HEAD", &url, ACCEPT_MANIFESTS, None).status,
+        http("HEAD", &url, ACCEPT, None).status,
         200,
         "other/img lost its copy"
     );
@@ -474,20 +426,10 @@ fn podman_pull_tag_push(flavor: Flavor) {
         .args(["push", "--tls-verify=false", "--digestfile"])
         .arg(&digestfile)
         .arg(&dst));
-    let pushed = std::fs::read_to_string(&digestfile)
-        .unwrap()
-        .trim()
-        .to_string();
+    let pushed = read_digestfile(&digestfile);
 
     // podman may recompress the layers; the image (config) must be the same one.
-    let head = http(
-        "HEAD",
-        &format!("{}/v2/team/copy/manifests/v2", reg.url),
-        ACCEPT_MANIFESTS,
-        None,
-    );
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(head.header("docker-content-digest"), Some(pushed.clone()));
+    head_manifest(&reg, "team/copy", "v2", &pushed);
     let manifest = get_manifest(&reg, "team/copy", &pushed);
     assert_eq!(
         manifest["config"]["digest"].as_str(),
@@ -571,16 +513,9 @@ fn buildah_build_push(flavor: Flavor) {
             ])
             .arg(&digestfile)
             .args(["ferry-built", &dest]));
-        let pushed = std::fs::read_to_string(&digestfile)
-            .unwrap()
-            .trim()
-            .to_string();
+        let pushed = read_digestfile(&digestfile);
 
-        let inspect = json(&sh(Command::new("skopeo").args([
-            "inspect",
-            "--tls-verify=false",
-            &dest,
-        ])));
+        let inspect = skopeo_inspect(&dest);
         assert_eq!(
             inspect["Digest"].as_str(),
             Some(pushed.as_str()),
@@ -591,14 +526,8 @@ fn buildah_build_push(flavor: Flavor) {
             Some("test"),
             "{inspect}"
         );
-        let url = format!("{}/v2/built/img/manifests/{tag}", reg.url);
-        let head = http("HEAD", &url, ACCEPT_MANIFESTS, None);
-        assert_eq!(
-            head.header("content-type").as_deref(),
-            Some(media_type),
-            "{head:?}"
-        );
-        assert_eq!(head.header("docker-content-digest"), Some(pushed.clone()));
+        let head = head_manifest(&reg, "built/img", tag, &pushed);
+        assert_eq!(head.header("content-type"), Some(media_type), "{head:?}");
         let manifest = get_manifest(&reg, "built/img", &pushed);
         assert_blobs_present(&reg, "built/img", &manifest);
         if format == "oci" {
@@ -676,7 +605,7 @@ fn containerd_pull_push(flavor: Flavor) {
         .find(|l| l.starts_with(&format!("{multi} ")))
         .unwrap_or_default();
     assert!(
-        line.contains(&sha256_digest(&index_bytes)),
+        line.contains(&sha256(&index_bytes)),
         "ctr images ls:\n{listed}"
     );
     daemon.assert_unpacked(&[("/arch.txt".into(), format!("arm64 {nonce}\n"))]);
@@ -684,17 +613,7 @@ fn containerd_pull_push(flavor: Flavor) {
     let dst = format!("{}/ctr/pushed:p1", reg.host);
     sh(ctr().args(["images", "tag", &src, &dst]));
     sh(ctr().args(["images", "push", "--plain-http", &dst]));
-    let head = http(
-        "HEAD",
-        &format!("{}/v2/ctr/pushed/manifests/p1", reg.url),
-        ACCEPT_MANIFESTS,
-        None,
-    );
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(
-        head.header("docker-content-digest"),
-        Some(image.digest.clone())
-    );
+    head_manifest(&reg, "ctr/pushed", "p1", &image.digest);
     let manifest = get_manifest(&reg, "ctr/pushed", &image.digest);
     assert_blobs_present(&reg, "ctr/pushed", &manifest);
     assert_eq!(tags(&reg, "ctr/pushed"), Some(vec!["p1".to_string()]));
@@ -747,7 +666,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
         json(out.lines().last().unwrap_or_default())
     };
     // An artifact with an explicit artifactType and the empty config...
-    let sbom = push("sbom", "sbom.json", EMPTY_CONFIG, SBOM_TYPE, "-");
+    let sbom = push("sbom", "sbom.json", OCI_EMPTY, SBOM_TYPE, "-");
     // ... and one without: its artifactType is its config's media type.
     let sig = push("sig", "sig.txt", SIG_CONFIG_TYPE, "-", "1048576");
     let mut pushed = Vec::new();
@@ -767,11 +686,11 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
         let got = http(
             "GET",
             &format!("{}/v2/ns/app/manifests/{digest}", reg.url),
-            ACCEPT_MANIFESTS,
+            ACCEPT,
             None,
         );
         assert_eq!(got.status, 200, "{got:?}");
-        assert_eq!(sha256_digest(&got.body), digest);
+        assert_eq!(sha256(&got.body), digest);
         pushed.push((digest.to_string(), got.body.len(), got.json()));
     }
     let (sbom_digest, sbom_size, sbom_manifest) = &pushed[0];
@@ -790,7 +709,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
             .arg(&script)
             .args(["pull", &reg.host, &format!("ns/app:{tag}")])
             .arg(&out)));
-        assert_eq!(strings(&files), [out.join(file).display().to_string()]);
+        assert_eq!(string_list(&files), [out.join(file).display().to_string()]);
         assert!(
             read(&out.join(file)) == text.as_bytes(),
             "{tag}: pulled file differs"
@@ -805,11 +724,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
     let url = format!("{}/v2/ns/app/referrers/{}", reg.url, image.digest);
     let all = http("GET", &url, &[], None);
     assert_eq!(all.status, 200, "GET {url}: {all:?}");
-    assert_eq!(
-        all.header("content-type").as_deref(),
-        Some(OCI_INDEX),
-        "{all:?}"
-    );
+    assert_eq!(all.header("content-type"), Some(OCI_INDEX), "{all:?}");
     let index = all.json();
     assert_eq!(index["schemaVersion"], 2, "{index}");
     assert_eq!(index["mediaType"].as_str(), Some(OCI_INDEX), "{index}");
@@ -835,10 +750,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
 
     let filtered = http("GET", &format!("{url}?artifactType={SBOM_TYPE}"), &[], None);
     assert_eq!(filtered.status, 200, "{filtered:?}");
-    assert_eq!(
-        filtered.header("oci-filters-applied").as_deref(),
-        Some("artifactType")
-    );
+    assert_eq!(filtered.header("oci-filters-applied"), Some("artifactType"));
     let only = filtered.json();
     let only = only["manifests"].as_array().cloned().unwrap_or_default();
     assert_eq!(only.len(), 1, "filtered referrers: {only:?}");
@@ -865,7 +777,7 @@ fn multi_arch_round_trip(flavor: Flavor) {
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
     let (children, index_bytes) = two_platform_index(&layout, "multi", &nonce(), tmp.path());
-    let index_digest = sha256_digest(&index_bytes);
+    let index_digest = sha256(&index_bytes);
 
     let dest = format!("docker://{}/ns/multi:1", reg.host);
     sh(Command::new("skopeo")
@@ -880,18 +792,18 @@ fn multi_arch_round_trip(flavor: Flavor) {
         None,
     );
     assert_eq!(got.status, 200, "{got:?}");
-    assert_eq!(got.header("content-type").as_deref(), Some(OCI_INDEX));
+    assert_eq!(got.header("content-type"), Some(OCI_INDEX));
     assert_eq!(
         got.header("docker-content-digest"),
-        Some(index_digest.clone())
+        Some(index_digest.as_str())
     );
     assert_eq!(got.body, index_bytes, "the index comes back byte for byte");
     for (arch, image) in &children {
         let url = format!("{}/v2/ns/multi/manifests/{}", reg.url, image.digest);
-        let child = http("GET", &url, ACCEPT_MANIFESTS, None);
+        let child = http("GET", &url, ACCEPT, None);
         assert_eq!(child.status, 200, "{arch} child {url}: {child:?}");
         assert_eq!(child.body, image.manifest, "{arch} child bytes");
-        assert_eq!(child.header("content-type").as_deref(), Some(OCI_MANIFEST));
+        assert_eq!(child.header("content-type"), Some(OCI_MANIFEST));
         assert_blobs_present(&reg, "ns/multi", &child.json());
 
         // A client on that platform resolves the index to that child (skopeo reports the
@@ -906,7 +818,7 @@ fn multi_arch_round_trip(flavor: Flavor) {
         );
         assert_eq!(inspect["Architecture"].as_str(), Some(*arch), "{inspect}");
         assert_eq!(
-            strings(&inspect["Layers"]),
+            string_list(&inspect["Layers"]),
             image.layers,
             "{arch}: {inspect}"
         );
@@ -929,7 +841,7 @@ fn multi_arch_round_trip(flavor: Flavor) {
     for (_, image) in &children {
         assert_eq!(read(&layout_blob(&back, &image.digest)), image.manifest);
         for blob in image.layers.iter().chain([&image.config]) {
-            assert_eq!(&sha256_digest(&read(&layout_blob(&back, blob))), blob);
+            assert_eq!(&sha256(&read(&layout_blob(&back, blob))), blob);
         }
     }
 
@@ -964,18 +876,8 @@ fn multi_arch_round_trip(flavor: Flavor) {
         .trim()
         .to_string();
     let list = get_manifest(&reg, "ns/multi", &list_digest);
-    let url = format!("{}/v2/ns/multi/manifests/docker", reg.url);
-    let head = http("HEAD", &url, ACCEPT_MANIFESTS, None);
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(
-        head.header("content-type").as_deref(),
-        Some(DOCKER_LIST),
-        "{head:?}"
-    );
-    assert_eq!(
-        head.header("docker-content-digest"),
-        Some(list_digest.clone())
-    );
+    let head = head_manifest(&reg, "ns/multi", "docker", &list_digest);
+    assert_eq!(head.header("content-type"), Some(DOCKER_LIST), "{head:?}");
     let entries = list["manifests"].as_array().cloned().unwrap_or_default();
     assert_eq!(entries.len(), 2, "{list}");
     for ((arch, image), entry) in children.iter().zip(&entries) {
@@ -1050,7 +952,7 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
     let nonce = nonce();
     let image = new_image(&layout, "v1", &three_files(&nonce), tmp.path());
     let (children, index_bytes) = two_platform_index(&layout, "multi", &nonce, tmp.path());
-    let index_digest = sha256_digest(&index_bytes);
+    let index_digest = sha256(&index_bytes);
 
     skopeo_push(&layout, "v1", &format!("{}/mig/oci:v1", before.host));
     sh(Command::new("skopeo")
@@ -1081,13 +983,7 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
     let sbom = json(
         sh(Command::new("python3")
             .arg(&script)
-            .args([
-                "push",
-                &before.host,
-                "mig/oci:sbom",
-                "sbom.json",
-                EMPTY_CONFIG,
-            ])
+            .args(["push", &before.host, "mig/oci:sbom", "sbom.json", OCI_EMPTY])
             .args([SBOM_TYPE, OCI_MANIFEST, &image.digest])
             .arg(image.manifest.len().to_string())
             .arg("-")
@@ -1122,19 +1018,8 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
         ("mig/docker", "v1", &docker_digest, DOCKER_MANIFEST),
         ("mig/multi", "1", &index_digest, OCI_INDEX),
     ] {
-        let url = format!("{}/v2/{repo}/manifests/{tag}", reg.url);
-        let head = http("HEAD", &url, ACCEPT_MANIFESTS, None);
-        assert_eq!(head.status, 200, "HEAD {url}: {head:?}");
-        assert_eq!(
-            head.header("docker-content-digest").as_ref(),
-            Some(digest),
-            "{url}"
-        );
-        assert_eq!(
-            head.header("content-type").as_deref(),
-            Some(media_type),
-            "{url}"
-        );
+        let head = head_manifest(&reg, repo, tag, digest);
+        assert_eq!(head.header("content-type"), Some(media_type), "{head:?}");
         let manifest = get_manifest(&reg, repo, digest);
         if media_type != OCI_INDEX {
             assert_blobs_present(&reg, repo, &manifest);
@@ -1207,11 +1092,7 @@ fn restart_keeps_data(flavor: Flavor) {
 
     reg.restart();
     let dest = format!("docker://{}/keep/img:v1", reg.host);
-    let inspect = json(&sh(Command::new("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        &dest,
-    ])));
+    let inspect = skopeo_inspect(&dest);
     assert_eq!(
         inspect["Digest"].as_str(),
         Some(image.digest.as_str()),
@@ -1230,7 +1111,7 @@ fn restart_keeps_data(flavor: Flavor) {
     reg.restart();
     let url = format!("{}/v2/keep/img/manifests/v1", reg.url);
     assert_eq!(
-        http("HEAD", &url, ACCEPT_MANIFESTS, None).status,
+        http("HEAD", &url, ACCEPT, None).status,
         404,
         "data survived a wipe?"
     );
@@ -1245,15 +1126,8 @@ fn restart_keeps_data(flavor: Flavor) {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const SIG_CONFIG_TYPE: &str = "application/vnd.ferry.test.signature.config";
-const ACCEPT_MANIFESTS: &[(&str, &str)] = &[
-    ("Accept", OCI_MANIFEST),
-    ("Accept", OCI_INDEX),
-    ("Accept", DOCKER_MANIFEST),
-    ("Accept", DOCKER_LIST),
-];
+/// The `Accept` header of a modern client's manifest pull.
+const ACCEPT: &[(&str, &str)] = &[("Accept", ACCEPT_MANIFESTS)];
 
 /// How long one client command may take before the test kills it and fails.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -1283,10 +1157,41 @@ fn three_files(nonce: &str) -> Vec<(String, String)> {
 /// GET a manifest by digest; check its bytes hash to the digest; return it parsed.
 fn get_manifest(reg: &TestRegistry, repo: &str, digest: &str) -> Value {
     let url = format!("{}/v2/{repo}/manifests/{digest}", reg.url);
-    let got = http("GET", &url, ACCEPT_MANIFESTS, None);
+    let got = http("GET", &url, ACCEPT, None);
     assert_eq!(got.status, 200, "GET {url}: {got:?}");
-    assert_eq!(sha256_digest(&got.body), digest, "GET {url} bytes");
+    assert_eq!(sha256(&got.body), digest, "GET {url} bytes");
     got.json()
+}
+
+/// `HEAD` of `repo:reference` as a modern client sends it: asserts 200 and the digest
+/// header; returns the response for more checks.
+fn head_manifest(reg: &TestRegistry, repo: &str, reference: &str, digest: &str) -> Resp {
+    let url = format!("{}/v2/{repo}/manifests/{reference}", reg.url);
+    let head = http("HEAD", &url, ACCEPT, None);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(digest),
+        "{head:?}"
+    );
+    head
+}
+
+/// `skopeo inspect` of an image reference (`docker://...`) over plain HTTP, parsed.
+fn skopeo_inspect(reference: &str) -> Value {
+    json(&sh(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        reference,
+    ])))
+}
+
+/// The digest podman or buildah wrote with `--digestfile`.
+fn read_digestfile(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
 }
 
 /// Every blob an image manifest references is in `repo` with the size the manifest says.
@@ -1302,7 +1207,7 @@ fn assert_blobs_present(reg: &TestRegistry, repo: &str, manifest: &Value) {
             desc["size"].as_u64(),
             "{url} size"
         );
-        assert_eq!(sha256_digest(&got.body), digest, "{url} content");
+        assert_eq!(sha256(&got.body), digest, "{url} content");
     }
 }
 
@@ -1310,7 +1215,7 @@ fn assert_blobs_present(reg: &TestRegistry, repo: &str, manifest: &Value) {
 fn catalog(reg: &TestRegistry) -> Vec<String> {
     let got = http("GET", &format!("{}/v2/_catalog", reg.url), &[], None);
     assert_eq!(got.status, 200, "GET /v2/_catalog: {got:?}");
-    strings(&got.json()["repositories"])
+    string_list(&got.json()["repositories"])
 }
 
 /// The tags `tags/list` lists, sorted; `None` when the repository is unknown (404).
@@ -1327,7 +1232,7 @@ fn tags(reg: &TestRegistry, repo: &str) -> Option<Vec<String>> {
     assert_eq!(got.status, 200, "GET /v2/{repo}/tags/list: {got:?}");
     let body = got.json();
     assert_eq!(body["name"].as_str(), Some(repo), "{body}");
-    let mut tags = strings(&body["tags"]);
+    let mut tags = string_list(&body["tags"]);
     tags.sort();
     Some(tags)
 }

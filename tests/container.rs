@@ -2,15 +2,13 @@
 //! (built offline by `deploy/build-local-image.sh`), the compose file, and static checks of
 //! the systemd units and Kubernetes manifests.
 //!
-//! The image is built once per test run (shared by the tests of this file) under a unique
-//! tag; a watcher process removes it, and any container these tests labelled, when the test
-//! process exits. Tests that need the engine print `SKIP: ...` and pass when `docker info`
-//! finds none.
+//! The image is built once per test run (shared by the tests of this file, see [`image`])
+//! under a tag naming the run; watcher processes remove it when the run ends, and any
+//! container these tests labelled when their test process exits. Tests that need the engine
+//! print `SKIP: ...` and pass when `docker info` finds none.
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use support::{DOCKER_MANIFEST, http, try_http};
 
 /// Label on every container these tests start: `<LABEL>=<run id>`.
 const LABEL: &str = "org.ferry.container-test";
@@ -81,51 +80,82 @@ fn nonce() -> String {
     format!("{}-{}", std::process::id(), nanos % 1_000_000_000_000)
 }
 
-/// A process-wide id naming this run's image and labelling its containers.
+/// A process-wide id labelling this process's containers.
 fn run_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(nonce)
 }
 
 // ---------------------------------------------------------------------------------------
-// The image, built once
+// The image, built once per test run
 
 /// The test image's tag, or `None` (after a `SKIP:` line) without a Docker engine.
+///
+/// One image serves the whole test run: the first test to get here builds it, under a file
+/// lock; under `cargo test` once per test process, under `cargo nextest` (a process per
+/// test) once per nextest run, whose id names the image.
 fn image(test: &str) -> Option<&'static str> {
     if !engine_available() {
         eprintln!("SKIP: {test}: no Docker engine (docker info failed)");
         return None;
     }
     static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
-    match IMAGE.get_or_init(build_image) {
+    let image = IMAGE.get_or_init(|| {
+        // Whatever happens to this process, its containers go with it.
+        spawn_reaper(std::process::id(), None);
+        build_image_once()
+    });
+    match image {
         Ok(tag) => Some(tag),
         Err(e) => panic!("{e}"),
     }
 }
 
 /// Where cargo puts this build's outputs (`.../target`), from the test executable's path
-/// (`target/debug/deps/container-*`).
+/// (`target/[<triple>/]<profile>/deps/container-*`): the directory holding cargo's
+/// `.rustc_info.json`.
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     exe.ancestors()
-        .nth(3)
+        .find(|dir| dir.join(".rustc_info.json").is_file())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| repo().join("target"))
 }
 
-fn build_image() -> Result<String, String> {
-    let tag = format!("ferry-container-test:{}", run_id());
-    spawn_reaper(&tag);
+/// Bound on building the image (a cold static build on a busy 2-core machine).
+const IMAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(1500);
+
+/// Builds the image unless another process of this test run already has: the tag names
+/// the run, and a file lock in the target directory lets one process build while the
+/// others wait. It is removed when the test runner (nextest, or this process) exits.
+fn build_image_once() -> Result<String, String> {
+    let (run, runner) = match std::env::var("NEXTEST_RUN_ID") {
+        Ok(id) => (id, std::os::unix::process::parent_id()),
+        Err(_) => (run_id().to_string(), std::process::id()),
+    };
+    let tag = format!("ferry-container-test:{run}");
+    let lock = std::fs::File::create(target_dir().join("ferry-container-test.lock"))
+        .map_err(|e| format!("image lock file: {e}"))?;
+    lock.lock().map_err(|e| format!("image lock: {e}"))?;
+    if docker(&["image", "inspect", &tag]).status.success() {
+        return Ok(tag);
+    }
+    spawn_reaper(runner, Some(&tag));
     let started = Instant::now();
-    // A target dir of its own: the release build of the static binaries stays warm between
-    // runs and never waits for the lock of the `cargo test` that runs us.
-    let out = Command::new("timeout")
-        .arg("1500")
+    let mut script = Command::new("timeout");
+    script
+        .arg(IMAGE_BUILD_TIMEOUT.as_secs().to_string())
         .arg(repo().join("deploy/build-local-image.sh"))
         .arg(&tag)
-        .env("CARGO_TARGET_DIR", target_dir().join("container-image"))
+        .env("CARGO_TARGET_DIR", target_dir())
         .current_dir(repo())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    // Built by deploy/static-cargo (as tests/run.sh builds the suite), the `ferry` under test
+    // is the image's binary already: the script takes it instead of building its own.
+    if cfg!(target_feature = "crt-static") {
+        script.env("FERRY_BINARY", env!("CARGO_BIN_EXE_ferry"));
+    }
+    let out = script
         .output()
         .map_err(|e| format!("cannot run deploy/build-local-image.sh: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -146,17 +176,18 @@ fn build_image() -> Result<String, String> {
     Ok(tag)
 }
 
-/// A detached process that waits for this test process to exit, then removes the image and
-/// every container labelled with this run's id (the tests remove theirs too; this covers
-/// panics and interrupted runs).
+/// A detached process that waits for process `pid` to exit, then removes every container
+/// labelled with this process's id (the tests remove theirs too; this covers panics and
+/// interrupted runs) and the image `tag`, if given.
 #[allow(clippy::zombie_processes)] // it must outlive us: never waited for
-fn spawn_reaper(tag: &str) {
+fn spawn_reaper(pid: u32, tag: Option<&str>) {
+    let remove_image = tag
+        .map(|t| format!("; docker rmi -f {t}"))
+        .unwrap_or_default();
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
          ids=$(docker ps -aq --filter label={LABEL}={run}); \
-         [ -z \"$ids\" ] || docker rm -f -v $ids; \
-         docker rmi -f {tag}",
-        pid = std::process::id(),
+         [ -z \"$ids\" ] || docker rm -f -v $ids{remove_image}",
         run = run_id(),
     );
     Command::new("setsid")
@@ -254,6 +285,11 @@ impl Container {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The URL of `path` on the published port.
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.host())
+    }
+
     fn logs(&self) -> String {
         let out = docker(&["logs", &self.id]);
         format!(
@@ -271,7 +307,7 @@ impl Container {
     fn wait_ready(&self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok(r) = http(self.port, "GET", "/v2/", &[])
+            if let Ok(r) = try_http("GET", &self.url("/v2/"), &[], None)
                 && r.status == 200
             {
                 return;
@@ -408,46 +444,7 @@ fn pull_and_check(name: &str, image_id: &str, digest: &str) {
 }
 
 // ---------------------------------------------------------------------------------------
-// HTTP, by hand (the tests need no async runtime)
-
-struct Response {
-    status: u16,
-    body: String,
-}
-
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("Content-Length: 0\r\n\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok(Response { status, body })
-}
-
-fn http_ok(port: u16, method: &str, path: &str) -> Response {
-    http(port, method, path, &[]).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-}
+// Files
 
 /// Files under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -555,24 +552,20 @@ fn push_pull_stop_and_restart_on_the_same_volume() {
     let image_id = import_image(&name, tmp.path());
     let digest = push_remove_pull(&name, &image_id);
 
-    let catalog = http_ok(c.port, "GET", "/v2/_catalog");
+    let catalog = http("GET", &c.url("/v2/_catalog"), &[], None);
     assert_eq!(catalog.status, 200);
     assert!(
-        catalog.body.contains("ferry-test/app"),
-        "catalog: {}",
-        catalog.body
+        catalog.text().contains("ferry-test/app"),
+        "catalog: {catalog:?}"
     );
     // The image's own config does not enable deletes (registry:2's default).
-    let del = http_ok(
-        c.port,
+    let del = http(
         "DELETE",
-        &format!("/v2/ferry-test/app/manifests/{digest}"),
+        &c.url(&format!("/v2/ferry-test/app/manifests/{digest}")),
+        &[],
+        None,
     );
-    assert_eq!(
-        del.status, 405,
-        "DELETE with deletes disabled: {}",
-        del.body
-    );
+    assert_eq!(del.status, 405, "DELETE with deletes disabled: {del:?}");
 
     // Blobs in Distribution's layout on the host, owned by the unprivileged user the
     // entrypoint handed the empty directory to.
@@ -698,29 +691,27 @@ fn distribution_config_and_environment_overrides() {
     import_image(&name, tmp.path());
     let digest = push(&name);
     // Deletes are enabled by the mounted config (the image's own disables them).
-    let del = http_ok(c.port, "DELETE", "/v2/ferry-test/cfg/manifests/1");
-    assert_eq!(del.status, 202, "DELETE of a tag: {}", del.body);
-    let gone = http(
-        c.port,
-        "GET",
-        "/v2/ferry-test/cfg/manifests/1",
-        &[(
-            "Accept",
-            "application/vnd.docker.distribution.manifest.v2+json",
-        )],
-    )
-    .unwrap();
-    assert_eq!(gone.status, 404, "tag still served after DELETE");
-    let by_digest = http_ok(
-        c.port,
+    let del = http(
         "DELETE",
-        &format!("/v2/ferry-test/cfg/manifests/{digest}"),
+        &c.url("/v2/ferry-test/cfg/manifests/1"),
+        &[],
+        None,
     );
-    assert_eq!(
-        by_digest.status, 202,
-        "DELETE of a manifest: {}",
-        by_digest.body
+    assert_eq!(del.status, 202, "DELETE of a tag: {del:?}");
+    let gone = http(
+        "GET",
+        &c.url("/v2/ferry-test/cfg/manifests/1"),
+        &[("Accept", DOCKER_MANIFEST)],
+        None,
     );
+    assert_eq!(gone.status, 404, "tag still served after DELETE");
+    let by_digest = http(
+        "DELETE",
+        &c.url(&format!("/v2/ferry-test/cfg/manifests/{digest}")),
+        &[],
+        None,
+    );
+    assert_eq!(by_digest.status, 202, "DELETE of a manifest: {by_digest:?}");
 
     // registry:2's maintenance scripts run unchanged: `bin/registry garbage-collect CONFIG`
     // (relative to the container's working directory, as registry:2 guides write it).
@@ -773,11 +764,10 @@ fn distribution_config_and_environment_overrides() {
         blob_files() < before,
         "bin/registry garbage-collect freed nothing ({before} blob files before and after):\n{real}"
     );
-    let catalog = http_ok(c.port, "GET", "/v2/_catalog");
+    let catalog = http("GET", &c.url("/v2/_catalog"), &[], None);
     assert!(
-        !catalog.body.contains("ferry-test/cfg"),
-        "the emptied repository is still listed: {}",
-        catalog.body
+        !catalog.text().contains("ferry-test/cfg"),
+        "the emptied repository is still listed: {catalog:?}"
     );
 }
 
@@ -912,11 +902,10 @@ fn existing_root_owned_registry2_volume() {
         logs.contains("WARNING: running as root because"),
         "entrypoint log:\n{logs}"
     );
-    let catalog = http_ok(c.port, "GET", "/v2/_catalog");
+    let catalog = http("GET", &c.url("/v2/_catalog"), &[], None);
     assert!(
-        catalog.body.contains("legacy/app"),
-        "registry:2's repository is not in Ferry's catalog: {}\nlogs:\n{logs}",
-        catalog.body
+        catalog.text().contains("legacy/app"),
+        "registry:2's repository is not in Ferry's catalog: {catalog:?}\nlogs:\n{logs}"
     );
     let name = format!("{}/legacy/app:1", c.host());
     local.0.push(name.clone());
@@ -1305,7 +1294,7 @@ fn entrypoint_unit_tests() {
         .args(["test", "--quiet", "--locked", "--manifest-path"])
         .arg(repo().join("deploy/entrypoint/Cargo.toml"))
         .arg("--target-dir")
-        .arg(target_dir().join("container-image"))
+        .arg(target_dir())
         .env_remove("RUSTFLAGS")
         .stdin(Stdio::null())
         .output()

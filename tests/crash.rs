@@ -2,14 +2,12 @@
 //! half-written blob, never damages what was pushed before, and an upload session
 //! interrupted between chunks continues after a restart.
 
-mod common;
 mod support;
 
 use std::time::Duration;
 
-use common::*;
 use reqwest::Method;
-use support::TestRegistry;
+use support::*;
 use tokio::sync::oneshot;
 
 const BIG: u64 = 256 << 20;

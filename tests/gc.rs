@@ -9,7 +9,6 @@
 //! clock pass a second boundary ([`next_second`]): a bounded wait for time to pass, not a
 //! readiness guess.
 
-mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,9 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{Value, json};
-use support::{Flavor, TestRegistry};
+use support::*;
 
 // ---------------------------------------------------------------------------------------
 // Running the collector
@@ -231,21 +229,17 @@ async fn gc_removes_exactly_the_unique_blobs_of_a_deleted_image() {
     let a_only = layer(250 * 1024 + 3);
     let b_only = layer(280 * 1024 + 4);
     let a = api
-        .push_image_of(
+        .push_layers(
             repo,
             "a",
-            random_config(),
             vec![base1.clone(), base2.clone(), a_only.clone()],
-            json!({}),
         )
         .await;
     let b = api
-        .push_image_of(
+        .push_layers(
             repo,
             "b",
-            random_config(),
             vec![base1.clone(), base2.clone(), b_only.clone()],
-            json!({}),
         )
         .await;
     api.delete(&format!("/v2/{repo}/manifests/{}", a.digest))
@@ -1188,22 +1182,10 @@ async fn a_second_run_removes_nothing() {
     let repo = "twice/app";
     let shared = layer(100 * 1024);
     let a = api
-        .push_image_of(
-            repo,
-            "a",
-            random_config(),
-            vec![shared.clone(), layer(50 * 1024)],
-            json!({}),
-        )
+        .push_layers(repo, "a", vec![shared.clone(), layer(50 * 1024)])
         .await;
     let b = api
-        .push_image_of(
-            repo,
-            "b",
-            random_config(),
-            vec![shared.clone(), layer(60 * 1024)],
-            json!({}),
-        )
+        .push_layers(repo, "b", vec![shared.clone(), layer(60 * 1024)])
         .await;
     let untagged = api.push_image(repo, "", 1).await;
     api.delete(&format!("/v2/{repo}/manifests/{}", a.digest))

@@ -3,14 +3,12 @@
 //! and six 160 MiB pushes at once to a disk slower than the network stay under 64 MiB.
 //! The test generates the content on the fly and never holds it in memory either.
 
-mod common;
 mod support;
 
 use std::time::Duration;
 
-use common::*;
 use reqwest::Method;
-use support::TestRegistry;
+use support::*;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;

@@ -17,7 +17,6 @@
 //! - [`ferry_gc_removes_the_objects_of_a_deleted_image`] and
 //!   [`abandoned_uploads_are_purged_with_their_multipart_parts`].
 
-mod common;
 mod support;
 
 use std::collections::BTreeSet;
@@ -25,9 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
-use support::{S3Server, TestRegistry};
+use support::*;
 
 const MIB: usize = 1 << 20;
 /// The smallest S3 part size (all parts but the last), as `storage.s3.chunksize`.

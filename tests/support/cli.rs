@@ -1,7 +1,6 @@
 //! Helpers for the tests that drive real command-line tools (`clients.rs`, `adopt.rs`):
-//! tool checks, bounded commands, unique content, one-shot HTTP requests, and OCI layouts
-//! built with umoci.
-#![allow(dead_code)]
+//! tool checks, bounded commands, unique content, and OCI layouts built with umoci. (HTTP
+//! requests: [`super::http`].)
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,10 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
-pub const SBOM_TYPE: &str = "application/vnd.ferry.test.sbom";
+use super::oci::{OCI_INDEX, OCI_MANIFEST, sha256};
 
 /// Panic unless every tool is on PATH: the test command installs them.
 pub fn require(tools: &[&str]) {
@@ -64,21 +60,6 @@ pub fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// The strings of a JSON array (empty when `v` is not an array).
-pub fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 /// Run a command with no stdin, kill it (by its PID) after `timeout`; return its output.
 pub fn run_within(cmd: &mut Command, timeout: Duration) -> Output {
     let mut child = cmd
@@ -121,83 +102,6 @@ pub fn sh_within(cmd: &mut Command, timeout: Duration) -> String {
     super::stdout_of_success(cmd, out)
 }
 
-/// An HTTP answer, read whole.
-pub struct Resp {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap_or_default().to_string())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
-    }
-}
-
-impl std::fmt::Debug for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {:?} {}",
-            self.status,
-            self.headers,
-            String::from_utf8_lossy(&self.body)
-        )
-    }
-}
-
-/// One HTTP request (a fresh connection each time: servers come and go).
-pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Resp {
-    thread_local! {
-        static CLIENT: (tokio::runtime::Runtime, reqwest::Client) = (
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
-        );
-    }
-    CLIENT.with(|(rt, client)| {
-        rt.block_on(async {
-            let mut req =
-                client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            if let Some(body) = body {
-                req = req.body(body);
-            }
-            let resp = req
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let body = resp
-                .bytes()
-                .await
-                .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
-                .to_vec();
-            Resp {
-                status,
-                headers,
-                body,
-            }
-        })
-    })
-}
-
 // ---------------------------------------------------------------------------------------
 // OCI layouts built with umoci
 // ---------------------------------------------------------------------------------------
@@ -231,7 +135,7 @@ pub fn read_layout(layout: &Path, tag: &str) -> LayoutImage {
     let digest = desc["digest"].as_str().unwrap().to_string();
     let manifest = read(&layout_blob(layout, &digest));
     assert_eq!(
-        sha256_digest(&manifest),
+        sha256(&manifest),
         digest,
         "manifest blob in {}",
         layout.display()
@@ -332,7 +236,7 @@ pub fn platform_index(children: &[(&str, LayoutImage)]) -> Value {
 
 /// Add a blob to an OCI layout and tag it in `index.json`; return its digest.
 pub fn add_to_layout(layout: &Path, tag: &str, media_type: &str, bytes: &[u8]) -> String {
-    let digest = sha256_digest(bytes);
+    let digest = sha256(bytes);
     std::fs::write(layout_blob(layout, &digest), bytes).unwrap();
     let path = layout.join("index.json");
     let mut index: Value = serde_json::from_slice(&read(&path)).unwrap();

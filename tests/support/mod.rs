@@ -1,5 +1,8 @@
 //! Shared test harness: start a Ferry (or a reference Distribution) on a random loopback
-//! port with its own temporary data directory, and stop it when the handle drops.
+//! port with its own temporary data directory, and stop it when the handle drops. The
+//! helpers live in submodules: [`oci`] (media types, digests, manifests), [`http`] (the one
+//! HTTP client and its [`Resp`]), [`cli`] (driving command-line tools); `oci` and `http`
+//! are re-exported here, so a test file needs only `use support::*;`.
 //!
 //! Storage: by default Ferry stores blobs in the filesystem under its data directory. With
 //! `FERRY_TEST_STORAGE=s3`, every Ferry-flavored [`TestRegistry`] gets its own S3 server
@@ -10,12 +13,22 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod http;
+pub mod oci;
 
+// Each test binary compiles this module and uses a different part of it (hence also the
+// `dead_code` allowance above).
+#[allow(unused_imports)]
+pub use http::*;
+#[allow(unused_imports)]
+pub use oci::*;
+
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a server may take to accept connections after it was spawned.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,6 +40,26 @@ pub enum Flavor {
     Ferry,
     /// Debian's `docker-registry` (CNCF Distribution 2.8), the reference.
     Distribution,
+}
+
+/// The registry under test: Ferry, or the reference Distribution when
+/// `FERRY_TEST_FLAVOR=distribution` (to check the tests themselves against the reference).
+pub fn flavor() -> Flavor {
+    match std::env::var("FERRY_TEST_FLAVOR").as_deref() {
+        Ok("distribution") => Flavor::Distribution,
+        Ok("ferry") | Ok("") | Err(_) => Flavor::Ferry,
+        Ok(other) => panic!("FERRY_TEST_FLAVOR={other}: expected `ferry` or `distribution`"),
+    }
+}
+
+/// Starts the registry under test with deletes enabled.
+pub fn start() -> TestRegistry {
+    TestRegistry::start_with(flavor(), &[])
+}
+
+/// Starts the registry under test with extra `REGISTRY_*` overrides.
+pub fn start_env(env: &[(&str, &str)]) -> TestRegistry {
+    TestRegistry::start_with(flavor(), env)
 }
 
 /// A registry process on `127.0.0.1:<random port>` over a temporary data directory.
@@ -394,6 +427,65 @@ pub fn stdout_of_success(cmd: &Command, out: std::process::Output) -> String {
         );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where a blob's bytes live in Distribution's layout: under the data directory on the
+/// filesystem; on S3 the file s3s-fs keeps for the object
+/// `<rootdirectory>/docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data` of the bucket.
+pub fn blob_data_path(reg: &TestRegistry, digest: &str) -> PathBuf {
+    let (alg, hex) = digest.split_once(':').expect("digest has an algorithm");
+    reg.storage_root()
+        .join("docker/registry/v2/blobs")
+        .join(alg)
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+}
+
+/// Every regular file below `dir` (relative path → size); none if `dir` does not exist.
+pub fn files_under(dir: &Path) -> BTreeMap<PathBuf, u64> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, u64>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in rd {
+            let entry = entry.unwrap();
+            let ty = entry.file_type().unwrap();
+            if ty.is_dir() {
+                walk(base, &entry.path(), out);
+            } else if ty.is_file() {
+                let size = entry.metadata().unwrap().len();
+                out.insert(entry.path().strip_prefix(base).unwrap().to_path_buf(), size);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+pub fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
+}
+
+/// Waits until the Unix second has changed since the call: everything done before the call
+/// is then strictly older than a `--grace 0s` collector's cutoff. At most one second.
+pub async fn next_second() {
+    let start = unix_now().as_secs();
+    while unix_now().as_secs() <= start {
+        let left = Duration::from_secs(1) - Duration::from_nanos(unix_now().subsec_nanos() as u64);
+        tokio::time::sleep(left + Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the Unix second is at least `second`.
+pub async fn until_second(second: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unix_now().as_secs() < second {
+        assert!(Instant::now() < deadline, "clock did not reach {second}");
+        let left = Duration::from_secs(1) - Duration::from_nanos(unix_now().subsec_nanos() as u64);
+        tokio::time::sleep(left + Duration::from_millis(5)).await;
+    }
 }
 
 /// Lines of a reader, for following a process's output.

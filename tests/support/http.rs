@@ -1,189 +1,22 @@
-//! HTTP helpers shared by the API, crash and memory tests: a thin client over reqwest that
-//! records every response in full (so a failed assertion shows the exact exchange), digests,
-//! random content, and pushes of blobs, manifests and whole images.
-#![allow(dead_code)]
+//! The tests' HTTP client, over reqwest: every response is read whole into a [`Resp`] that
+//! records the request too, so a failed assertion shows the exact exchange. [`Api`] is the
+//! async client of one registry (requests, uploads, pushes of blobs, manifests and images);
+//! [`http`] sends one request from a test without an async runtime; [`raw_request`] writes
+//! to a plain socket for what reqwest cannot send.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, Method, RequestBuilder};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256};
 
-use crate::support::{Flavor, TestRegistry};
+use super::TestRegistry;
+use super::oci::*;
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
-pub const OCI_FOREIGN_LAYER: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
-
-/// The `Accept` header a modern client sends when it pulls a manifest.
-pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
-     application/vnd.oci.image.index.v1+json, \
-     application/vnd.docker.distribution.manifest.v2+json, \
-     application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// The digest of `{}`, the OCI empty descriptor's content.
-pub const EMPTY_JSON_DIGEST: &str =
-    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
-/// The sha256 digest of zero bytes.
-pub const EMPTY_BLOB_DIGEST: &str =
-    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-/// The registry under test: Ferry, or the reference Distribution when
-/// `FERRY_TEST_FLAVOR=distribution` (to sanity-check a test against the reference).
-pub fn flavor() -> Flavor {
-    match std::env::var("FERRY_TEST_FLAVOR").as_deref() {
-        Ok("distribution") => Flavor::Distribution,
-        _ => Flavor::Ferry,
-    }
-}
-
-/// Starts the registry under test with deletes enabled.
-pub fn start() -> TestRegistry {
-    TestRegistry::start_with(flavor(), &[])
-}
-
-/// Starts the registry under test with extra `REGISTRY_*` overrides.
-pub fn start_env(env: &[(&str, &str)]) -> TestRegistry {
-    TestRegistry::start_with(flavor(), env)
-}
-
-/// `sha256:<hex>` of `data`.
-pub fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-/// `sha512:<hex>` of `data`.
-pub fn sha512(data: &[u8]) -> String {
-    format!("sha512:{}", hex::encode(Sha512::digest(data)))
-}
-
-/// Fast deterministic pseudo-random generator (SplitMix64), seeded per call site.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    /// Seeded from a fresh v4 UUID: different content on every run and in every test.
-    pub fn random() -> Self {
-        let u = uuid::Uuid::new_v4().as_u128();
-        Rng((u as u64) ^ ((u >> 64) as u64))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
-/// `n` random bytes, different on every call.
-pub fn random_bytes(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    Rng::random().fill(&mut v);
-    v
-}
-
-/// Where a blob's bytes live in Distribution's layout: under the data directory on the
-/// filesystem; on S3 the file s3s-fs keeps for the object
-/// `<rootdirectory>/docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data` of the bucket.
-pub fn blob_data_path(reg: &TestRegistry, digest: &str) -> std::path::PathBuf {
-    let (alg, hex) = digest.split_once(':').expect("digest has an algorithm");
-    reg.storage_root()
-        .join("docker/registry/v2/blobs")
-        .join(alg)
-        .join(&hex[..2])
-        .join(hex)
-        .join("data")
-}
-
-/// The upload id at the end of a session `Location`.
-pub fn upload_id(location: &str) -> String {
-    let path = location.split('?').next().unwrap();
-    path.rsplit('/').next().unwrap().to_string()
-}
-
-/// Every regular file below `dir` (relative path → size); none if `dir` does not exist.
-pub fn files_under(dir: &std::path::Path) -> BTreeMap<PathBuf, u64> {
-    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut BTreeMap<PathBuf, u64>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in rd {
-            let entry = entry.unwrap();
-            let ty = entry.file_type().unwrap();
-            if ty.is_dir() {
-                walk(base, &entry.path(), out);
-            } else if ty.is_file() {
-                let size = entry.metadata().unwrap().len();
-                out.insert(entry.path().strip_prefix(base).unwrap().to_path_buf(), size);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-pub fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-}
-
-/// Waits until the Unix second has changed since the call: everything done before the call
-/// is then strictly older than a `--grace 0s` collector's cutoff. At most one second.
-pub async fn next_second() {
-    let start = unix_now().as_secs();
-    while unix_now().as_secs() <= start {
-        let left = Duration::from_secs(1) - Duration::from_nanos(unix_now().subsec_nanos() as u64);
-        tokio::time::sleep(left + Duration::from_millis(5)).await;
-    }
-}
-
-/// Waits until the Unix second is at least `second`.
-pub async fn until_second(second: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while unix_now().as_secs() < second {
-        assert!(Instant::now() < deadline, "clock did not reach {second}");
-        let left = Duration::from_secs(1) - Duration::from_nanos(unix_now().subsec_nanos() as u64);
-        tokio::time::sleep(left + Duration::from_millis(5)).await;
-    }
-}
-
-/// Appends `param` to a URL that may already carry a query (Distribution's `_state`).
-pub fn with_query(url: &str, param: &str) -> String {
-    if url.contains('?') {
-        format!("{url}&{param}")
-    } else {
-        format!("{url}?{param}")
-    }
-}
-
-/// A complete response: status, headers and body, plus the request line that produced it.
+/// A complete response: status, headers and body, plus the request that produced it.
 pub struct Resp {
     pub request: String,
     pub status: u16,
@@ -285,86 +118,105 @@ impl Resp {
     }
 }
 
-/// A descriptor's worth of content.
-#[derive(Clone, Debug)]
-pub struct Blob {
-    pub media_type: String,
-    pub digest: String,
-    pub data: Vec<u8>,
+/// An HTTP client that follows no redirects and opens a fresh connection for every request
+/// (tests restart servers on the same port: never reuse a connection to a dead one); its
+/// requests fail after `timeout` (a guard against a hung server, not a performance check).
+pub fn client(timeout: Duration) -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .timeout(timeout)
+        .build()
+        .expect("http client")
 }
 
-impl Blob {
-    pub fn new(media_type: &str, data: Vec<u8>) -> Self {
-        Blob {
-            media_type: media_type.to_string(),
-            digest: sha256(&data),
-            data,
+/// Sends a request and reads the whole response; the error names the request.
+pub async fn try_send(rb: RequestBuilder) -> Result<Resp, String> {
+    let (client, req) = rb.build_split();
+    let req = req.expect("request");
+    let line = format!("{} {}", req.method(), req.url());
+    let mut request = line.clone();
+    for (k, v) in req.headers() {
+        request.push_str(&format!("\n{k}: {}", v.to_str().unwrap_or("<binary>")));
+    }
+    if let Some(b) = req.body().and_then(|b| b.as_bytes()) {
+        let shown = &b[..b.len().min(1000)];
+        request.push_str(&format!("\n\n{}", String::from_utf8_lossy(shown)));
+        if b.len() > shown.len() {
+            request.push_str(&format!("... ({} bytes in all)", b.len()));
         }
     }
+    let resp = client
+        .execute(req)
+        .await
+        .map_err(|e| format!("{line} failed: {e:?}"))?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("{line}: reading the body failed: {e:?}"))?;
+    Ok(Resp {
+        request,
+        status,
+        headers,
+        body,
+    })
+}
 
-    /// `{"mediaType","digest","size"}`.
-    pub fn descriptor(&self) -> Value {
-        json!({"mediaType": self.media_type, "digest": self.digest, "size": self.data.len()})
+/// [`try_send`], panicking when the request fails.
+pub async fn send(rb: RequestBuilder) -> Resp {
+    try_send(rb).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One request to `url` from a test without an async runtime (on a runtime of this thread's
+/// own); `Err` when no response came (e.g. nothing listens yet).
+pub fn try_http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<Resp, String> {
+    thread_local! {
+        static BLOCKING: (tokio::runtime::Runtime, Client) = (
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime"),
+            client(Duration::from_secs(60)),
+        );
     }
-}
-
-/// A pushed image: its manifest bytes, digest and the blobs it references.
-#[derive(Clone, Debug)]
-pub struct Image {
-    pub media_type: String,
-    pub manifest: Vec<u8>,
-    pub digest: String,
-    pub config: Blob,
-    pub layers: Vec<Blob>,
-}
-
-impl Image {
-    /// A descriptor of this image's manifest, for an index or a `subject`.
-    pub fn descriptor(&self) -> Value {
-        json!({"mediaType": self.media_type, "digest": self.digest, "size": self.manifest.len()})
-    }
-}
-
-/// A random OCI config blob (valid JSON, unique content).
-pub fn random_config() -> Blob {
-    let body = json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": []},
-        "config": {"Labels": {"nonce": hex::encode(random_bytes(16))}}
-    });
-    Blob::new(OCI_CONFIG, serde_json::to_vec(&body).unwrap())
-}
-
-/// An OCI image manifest's bytes over `config` and `layers`, with `extra` fields merged in.
-pub fn oci_manifest(config: &Blob, layers: &[Blob], extra: Value) -> Vec<u8> {
-    let mut m = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config.descriptor(),
-        "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
-    });
-    merge(&mut m, extra);
-    serde_json::to_vec_pretty(&m).unwrap()
-}
-
-/// An OCI index's bytes over `manifests` descriptors, with `extra` fields merged in.
-pub fn oci_index(manifests: &[Value], extra: Value) -> Vec<u8> {
-    let mut m = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": manifests,
-    });
-    merge(&mut m, extra);
-    serde_json::to_vec_pretty(&m).unwrap()
-}
-
-fn merge(target: &mut Value, extra: Value) {
-    if let (Some(t), Value::Object(e)) = (target.as_object_mut(), extra) {
-        for (k, v) in e {
-            t.insert(k, v);
+    BLOCKING.with(|(rt, client)| {
+        let method = Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut rb = client.request(method, url);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
         }
+        if let Some(body) = body {
+            rb = rb.body(body);
+        }
+        rt.block_on(try_send(rb))
+    })
+}
+
+/// [`try_http`], panicking when no response came.
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Resp {
+    try_http(method, url, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Appends `param` to a URL that may already carry a query (Distribution's `_state`).
+pub fn with_query(url: &str, param: &str) -> String {
+    if url.contains('?') {
+        format!("{url}&{param}")
+    } else {
+        format!("{url}?{param}")
     }
+}
+
+/// The upload id at the end of a session `Location`.
+pub fn upload_id(location: &str) -> String {
+    let path = location.split('?').next().unwrap();
+    path.rsplit('/').next().unwrap().to_string()
 }
 
 /// A client for one registry.
@@ -380,18 +232,10 @@ impl Api {
         Self::with_timeout(reg, Duration::from_secs(120))
     }
 
-    /// A client whose requests fail after `timeout` (a guard against a hung server, not a
-    /// performance assertion).
+    /// A client whose requests fail after `timeout`.
     pub fn with_timeout(reg: &TestRegistry, timeout: Duration) -> Self {
-        let client = Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // Tests restart servers on the same port: never reuse a connection to a dead one.
-            .pool_max_idle_per_host(0)
-            .timeout(timeout)
-            .build()
-            .expect("http client");
         Api {
-            client,
+            client: client(timeout),
             url: reg.url.clone(),
         }
     }
@@ -411,41 +255,7 @@ impl Api {
 
     /// Sends a request and reads the whole response.
     pub async fn send(&self, rb: RequestBuilder) -> Resp {
-        let req = rb.build().expect("request");
-        let line = format!("{} {}", req.method(), req.url());
-        let mut request = line.clone();
-        for (k, v) in req.headers() {
-            request.push_str(&format!("\n{k}: {}", v.to_str().unwrap_or("<binary>")));
-        }
-        if let Some(b) = req.body().and_then(|b| b.as_bytes()) {
-            let shown = &b[..b.len().min(1000)];
-            request.push_str(&format!(
-                "\n\n{}{}",
-                String::from_utf8_lossy(shown),
-                if b.len() > shown.len() {
-                    format!("... ({} bytes in all)", b.len())
-                } else {
-                    String::new()
-                }
-            ));
-        }
-        let resp = self
-            .client
-            .execute(req)
-            .await
-            .unwrap_or_else(|e| panic!("{line} failed: {e:?}"));
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{line}: reading the body failed: {e:?}"));
-        Resp {
-            request,
-            status,
-            headers,
-            body,
-        }
+        send(rb).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -593,6 +403,12 @@ impl Api {
             .await
     }
 
+    /// Pushes an OCI image of `layers` (and a random config) tagged `reference`.
+    pub async fn push_layers(&self, repo: &str, reference: &str, layers: Vec<Blob>) -> Image {
+        self.push_image_of(repo, reference, random_config(), layers, json!({}))
+            .await
+    }
+
     /// Pushes `config` and `layers` into `repo`, then an OCI manifest over them (with the
     /// `extra` fields) under `reference` (a tag, or empty for by-digest).
     pub async fn push_image_of(
@@ -677,17 +493,44 @@ impl Api {
         r.expect(200);
         string_list(&r.json()["repositories"])
     }
-}
 
-/// A JSON array of strings (`null` counts as empty).
-pub fn string_list(v: &Value) -> Vec<String> {
-    match v {
-        Value::Null => vec![],
-        Value::Array(a) => a
-            .iter()
-            .map(|s| s.as_str().expect("string").to_string())
-            .collect(),
-        other => panic!("expected an array of strings, got {other}"),
+    /// GETs a blob as a stream, hashing it on the way: `(status, sha256 digest, length)`.
+    pub async fn get_blob_digest(&self, repo: &str, digest: &str) -> (u16, String, u64) {
+        use futures_util::StreamExt;
+        let url = self.abs(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
+        let status = resp.status().as_u16();
+        let mut h = Sha256::new();
+        let mut len = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(piece) = body.next().await {
+            let piece = piece.unwrap_or_else(|e| panic!("GET {url}: body: {e:?}"));
+            len += piece.len() as u64;
+            h.update(&piece);
+        }
+        (status, format!("sha256:{}", hex::encode(h.finalize())), len)
+    }
+
+    /// Checks that an image pushed earlier still pulls: manifest bytes and every blob.
+    pub async fn assert_image_intact(&self, repo: &str, reference: &str, img: &Image) {
+        let r = self.get_manifest(repo, reference).await;
+        r.expect(200);
+        assert!(
+            r.body[..] == img.manifest[..],
+            "manifest bytes changed:\n{r:?}"
+        );
+        assert_eq!(r.must_header("docker-content-digest"), img.digest);
+        for b in std::iter::once(&img.config).chain(&img.layers) {
+            let (status, digest, len) = self.get_blob_digest(repo, &b.digest).await;
+            assert_eq!(status, 200, "blob {} of {repo}:{reference}", b.digest);
+            assert_eq!(digest, b.digest);
+            assert_eq!(len, b.data.len() as u64);
+        }
     }
 }
 
@@ -772,47 +615,6 @@ impl Content {
             }
         });
         reqwest::Body::wrap_stream(stream)
-    }
-}
-
-impl Api {
-    /// GETs a blob as a stream, hashing it on the way: `(status, sha256 digest, length)`.
-    pub async fn get_blob_digest(&self, repo: &str, digest: &str) -> (u16, String, u64) {
-        use futures_util::StreamExt;
-        let url = self.abs(&format!("/v2/{repo}/blobs/{digest}"));
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
-        let status = resp.status().as_u16();
-        let mut h = Sha256::new();
-        let mut len = 0u64;
-        let mut body = resp.bytes_stream();
-        while let Some(piece) = body.next().await {
-            let piece = piece.unwrap_or_else(|e| panic!("GET {url}: body: {e:?}"));
-            len += piece.len() as u64;
-            h.update(&piece);
-        }
-        (status, format!("sha256:{}", hex::encode(h.finalize())), len)
-    }
-
-    /// Checks that an image pushed earlier still pulls: manifest bytes and every blob.
-    pub async fn assert_image_intact(&self, repo: &str, reference: &str, img: &Image) {
-        let r = self.get_manifest(repo, reference).await;
-        r.expect(200);
-        assert!(
-            r.body[..] == img.manifest[..],
-            "manifest bytes changed:\n{r:?}"
-        );
-        assert_eq!(r.must_header("docker-content-digest"), img.digest);
-        for b in std::iter::once(&img.config).chain(&img.layers) {
-            let (status, digest, len) = self.get_blob_digest(repo, &b.digest).await;
-            assert_eq!(status, 200, "blob {} of {repo}:{reference}", b.digest);
-            assert_eq!(digest, b.digest);
-            assert_eq!(len, b.data.len() as u64);
-        }
     }
 }
 
