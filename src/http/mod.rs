@@ -149,7 +149,6 @@ fn digest(s: &str) -> Result<crate::oci::Digest, RegistryError> {
 async fn dispatch(
     State(state): State<Arc<AppState>>,
     Extension(endpoint): Extension<Endpoint>,
-    Extension(context): Extension<RequestContext>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -159,7 +158,6 @@ async fn dispatch(
         state: &state,
         headers: &headers,
         query: &query,
-        context: &context,
     };
     let result = match endpoint {
         Endpoint::Base => Ok(base()),
@@ -197,10 +195,6 @@ struct Request<'a> {
     state: &'a AppState,
     headers: &'a HeaderMap,
     query: &'a Query,
-    /// Who asks for what (read by handlers that decide more than the endpoint says, e.g.
-    /// the source repository of a mount).
-    #[allow(dead_code)]
-    context: &'a RequestContext,
 }
 
 impl Request<'_> {

@@ -146,27 +146,36 @@ impl FileLocks {
         wait: bool,
     ) -> Result<Option<FlockGuard>, MetadataError> {
         let path = self.dir.join(key.shard_name(SHARDS));
-        tokio::task::spawn_blocking(move || -> std::io::Result<Option<FlockGuard>> {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)?;
-            if wait {
-                file.lock()?;
-            } else {
-                match file.try_lock() {
-                    Ok(()) => {}
-                    Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-                    Err(std::fs::TryLockError::Error(e)) => return Err(e),
-                }
-            }
-            Ok(Some(FlockGuard(file)))
-        })
-        .await
-        .map_err(|e| lock_error(std::io::Error::other(e)))?
-        .map_err(lock_error)
+        Ok(flock(&path, wait).await?.map(FlockGuard))
     }
+}
+
+/// An exclusive `flock` on the file `path` (created when missing), taken on a blocking
+/// thread: waiting for it (`wait`), or `None` when another holder has it. Released when the
+/// returned file is closed, also by the kernel when the process dies.
+pub async fn flock(path: &Path, wait: bool) -> Result<Option<std::fs::File>, MetadataError> {
+    let path = path.to_path_buf();
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || -> std::io::Result<Option<std::fs::File>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        if wait {
+            file.lock()?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        Ok(Some(file))
+    })
+    .await
+    .map_err(|e| lock_error(std::io::Error::other(e)))?
+    .map_err(|e| MetadataError::Lock(format!("{shown}: {e}")))
 }
 
 /// An exclusive `flock`, released when the file is closed.

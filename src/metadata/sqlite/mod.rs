@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 mod collector;
 
-use super::locks::FileLocks;
+use super::locks::{FileLocks, flock};
 use super::{
     LockGuard, LockKey, MetadataBackend, MetadataError, MetadataLocks, MetadataStore, NewManifest,
     Referrer, StoredManifest, UploadSession, now,
@@ -94,7 +94,7 @@ impl SqliteStore {
         // missing and both create it; the second fails. Migrations run under an exclusive
         // lock on a file beside the database, so the second waits and then finds them done.
         // (sqlx takes PostgreSQL's advisory lock for the same purpose; SQLite has none.)
-        let lock = migration_lock(&beside(path, "lock")).await?;
+        let lock = flock(&beside(path, "lock"), true).await?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -146,26 +146,6 @@ impl SqliteStore {
         self.writer.close().await;
         self.reader.close().await;
     }
-}
-
-/// Takes the exclusive migration lock `lock_path`, waiting on a blocking thread while
-/// another process holds it. Released when the file is dropped.
-async fn migration_lock(lock_path: &Path) -> Result<std::fs::File, MetadataError> {
-    let lock_path = lock_path.to_path_buf();
-    let shown = lock_path.clone();
-    let io = move |e: std::io::Error| MetadataError::Lock(format!("{}: {e}", shown.display()));
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)?;
-        file.lock()?;
-        Ok(file)
-    })
-    .await
-    .map_err(|e| io(std::io::Error::other(e)))?
-    .map_err(io)
 }
 
 async fn repository_id(
