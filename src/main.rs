@@ -105,8 +105,8 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 let mut progress = |line: &str| eprintln!("[ferry import] {line}");
                 let report = ferry::import::import(
                     &config.root,
-                    registry.metadata.as_ref(),
-                    registry.storage.as_ref(),
+                    registry.metadata().as_ref(),
+                    registry.storage().as_ref(),
                     verify,
                     &mut progress,
                 )

@@ -128,8 +128,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if config.auto_import && config.storage == StorageSettings::Filesystem {
         adopt_distribution_data(&config, &registry).await?;
     }
-    let storage = registry.storage.describe();
-    if let Err(e) = registry.storage.probe().await {
+    let storage = registry.storage().describe();
+    if let Err(e) = registry.storage().probe().await {
         tracing::warn!(
             storage = %storage,
             error = %e,
@@ -149,7 +149,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     background.close();
     let state = Arc::new(AppState {
-        registry,
+        registry: Arc::new(registry),
         urls: UrlBuilder {
             host: config.http.host.clone(),
             relative: config.http.relative_urls,
@@ -203,7 +203,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 async fn adopt_distribution_data(config: &Config, registry: &Registry) -> Result<(), ServeError> {
     let root = config.root.clone();
     if registry
-        .metadata
+        .metadata()
         .info(import::IMPORT_MARKER)
         .await?
         .is_some()
@@ -220,8 +220,8 @@ async fn adopt_distribution_data(config: &Config, registry: &Registry) -> Result
     let mut progress = |line: &str| tracing::info!("import: {line}");
     let report = import::import(
         &config.root,
-        registry.metadata.as_ref(),
-        registry.storage.as_ref(),
+        registry.metadata().as_ref(),
+        registry.storage().as_ref(),
         false,
         &mut progress,
     )
@@ -252,7 +252,7 @@ async fn purge_uploads(
     while !cancel.is_cancelled() {
         if settings.dry_run {
             match registry
-                .metadata
+                .metadata()
                 .stale_uploads(crate::metadata::now() - age)
                 .await
             {

@@ -66,7 +66,7 @@ pub async fn collect(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Report, GcError> {
     let started = Instant::now();
-    let storage: &dyn BlobStore = registry.storage.as_ref();
+    let storage: &dyn BlobStore = registry.storage().as_ref();
     let cutoff = now().saturating_sub(seconds(options.grace));
     let mut report = Report {
         dry_run: options.dry_run,

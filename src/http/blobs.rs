@@ -20,7 +20,7 @@ pub async fn get(
     let registry = request.registry();
     let digest_header = digest.to_string();
     if head {
-        let size = registry.stat_blob(&name, &digest).await?;
+        let size = registry.stat_blob(request.cx, &name, &digest).await?;
         return Ok((
             [
                 (header::CONTENT_LENGTH, size.to_string()),
@@ -37,7 +37,10 @@ pub async fn get(
             .into_response());
     }
     let range = request.header(header::RANGE).and_then(RangeRequest::parse);
-    let read = match registry.read_blob(&name, &digest, range).await? {
+    let read = match registry
+        .read_blob(request.cx, &name, &digest, range)
+        .await?
+    {
         BlobAnswer::Bytes(read) => read,
         BlobAnswer::Redirect(url) => {
             return Ok((
@@ -91,6 +94,9 @@ pub async fn delete(
     name: &RepositoryName,
     digest: &Digest,
 ) -> HandlerResult {
-    request.registry().delete_blob(name, digest).await?;
+    request
+        .registry()
+        .delete_blob(request.cx, name, digest)
+        .await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

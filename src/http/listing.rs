@@ -9,7 +9,8 @@ use super::headers::OCI_FILTERS_APPLIED;
 use super::{HandlerResult, Request};
 use crate::oci::manifest::media_type;
 use crate::oci::{Digest, RepositoryName};
-use crate::registry::listing::{Page, page_size};
+use crate::registry::RegistryError;
+use crate::registry::listing::{Page, PageRequest};
 
 /// A JSON listing with a `Link` header to the next page when there is one.
 fn paged(path: &str, page: Page, body: serde_json::Value) -> HandlerResult {
@@ -31,12 +32,16 @@ fn paged(path: &str, page: Page, body: serde_json::Value) -> HandlerResult {
     Ok(response)
 }
 
+/// The page asked for with `n` and `last`.
+fn page_request<'a>(request: &'a Request<'_>) -> Result<PageRequest<'a>, RegistryError> {
+    PageRequest::parse(request.query.get("n"), request.query.get("last"))
+}
+
 /// The repository's tags, paginated with `n` and `last`.
 pub async fn tags(request: &Request<'_>, name: &RepositoryName) -> HandlerResult {
-    let registry = request.registry();
-    let limit = page_size(request.query.get("n"), registry.settings.tags_max)?;
-    let page = registry
-        .list_tags(name, request.query.get("last"), limit)
+    let page = request
+        .registry()
+        .list_tags(request.cx, name, page_request(request)?)
         .await?;
     let body = json!({ "name": name.as_str(), "tags": page.entries });
     paged(&format!("/v2/{name}/tags/list"), page, body)
@@ -44,13 +49,9 @@ pub async fn tags(request: &Request<'_>, name: &RepositoryName) -> HandlerResult
 
 /// The repositories, paginated with `n` and `last`.
 pub async fn catalog(request: &Request<'_>) -> HandlerResult {
-    let registry = request.registry();
-    let limit = page_size(
-        request.query.get("n"),
-        registry.settings.catalog_max_entries,
-    )?;
-    let page = registry
-        .list_repositories(request.query.get("last"), limit)
+    let page = request
+        .registry()
+        .list_repositories(request.cx, page_request(request)?)
         .await?;
     let body = json!({ "repositories": page.entries });
     paged("/v2/_catalog", page, body)
@@ -65,7 +66,7 @@ pub async fn referrers(
     let artifact_type = request.query.get("artifactType").filter(|t| !t.is_empty());
     let index = request
         .registry()
-        .referrers(name, subject, artifact_type)
+        .referrers(request.cx, name, subject, artifact_type)
         .await?;
     let mut response = ([(header::CONTENT_TYPE, media_type::OCI_INDEX)], index).into_response();
     if artifact_type.is_some() {

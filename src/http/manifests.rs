@@ -18,7 +18,10 @@ pub async fn get(
     reference: &Reference,
     head: bool,
 ) -> HandlerResult {
-    let manifest = request.registry().get_manifest(name, reference).await?;
+    let manifest = request
+        .registry()
+        .get_manifest(request.cx, name, reference)
+        .await?;
     let digest = manifest.digest.to_string();
     let headers = [
         (header::CONTENT_TYPE, manifest.media_type),
@@ -50,7 +53,7 @@ pub async fn put(
     let content_type = request.header(header::CONTENT_TYPE);
     let pushed = request
         .registry()
-        .put_manifest(name, reference, &tags, content_type, body)
+        .put_manifest(request.cx, name, reference, &tags, content_type, body)
         .await?;
     let digest = pushed.digest.to_string();
     let mut response = (
@@ -79,7 +82,10 @@ pub async fn delete(
     name: &RepositoryName,
     reference: &Reference,
 ) -> HandlerResult {
-    request.registry().delete_manifest(name, reference).await?;
+    request
+        .registry()
+        .delete_manifest(request.cx, name, reference)
+        .await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

@@ -34,13 +34,13 @@ use self::error::error_response;
 use self::headers::UrlBuilder;
 use self::route::{Endpoint, EndpointError, InvalidParameter, UploadStep};
 use crate::registry::context::RequestContext;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{RegistryApi, RegistryError, SharedRegistry};
 use crate::storage::ByteStream;
 
 /// What every handler gets: the registry and how to write URLs.
 pub struct AppState {
-    /// The registry services.
-    pub registry: Registry,
+    /// The registry services (the local registry, or a layer wrapping it).
+    pub registry: SharedRegistry,
     /// `Location` URL policy.
     pub urls: UrlBuilder,
 }
@@ -149,6 +149,7 @@ fn digest(s: &str) -> Result<crate::oci::Digest, RegistryError> {
 async fn dispatch(
     State(state): State<Arc<AppState>>,
     Extension(endpoint): Extension<Endpoint>,
+    Extension(context): Extension<RequestContext>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -156,6 +157,7 @@ async fn dispatch(
     let query = Query::from_uri(&uri);
     let request = Request {
         state: &state,
+        cx: &context,
         headers: &headers,
         query: &query,
     };
@@ -193,13 +195,14 @@ async fn dispatch(
 /// The parts of a request every handler reads.
 struct Request<'a> {
     state: &'a AppState,
+    cx: &'a RequestContext,
     headers: &'a HeaderMap,
     query: &'a Query,
 }
 
 impl Request<'_> {
-    fn registry(&self) -> &Registry {
-        &self.state.registry
+    fn registry(&self) -> &dyn RegistryApi {
+        self.state.registry.as_ref()
     }
 
     fn url(&self, path: &str) -> String {

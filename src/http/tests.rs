@@ -25,7 +25,7 @@ async fn edge() -> Edge {
     let storage = FilesystemStore::new(dir.path().join("data"));
     let registry = Registry::new(Arc::new(metadata), Arc::new(storage), Settings::default());
     let state = Arc::new(AppState {
-        registry,
+        registry: Arc::new(registry),
         urls: Default::default(),
     });
     Edge {

@@ -70,7 +70,7 @@ pub async fn start(request: &Request<'_>, name: &RepositoryName, body: Body) -> 
         let usable = !from_given || from.is_some();
         if usable
             && registry
-                .mount_blob(&name, &digest, from.as_ref())
+                .mount_blob(request.cx, &name, &digest, from.as_ref())
                 .await?
                 .is_some()
         {
@@ -79,17 +79,20 @@ pub async fn start(request: &Request<'_>, name: &RepositoryName, body: Body) -> 
     } else if let Some(d) = request.query.get("digest") {
         let digest = digest(d)?;
         registry
-            .upload_whole(&name, &digest, body_stream(body))
+            .upload_whole(request.cx, &name, &digest, body_stream(body))
             .await?;
         return Ok(created(request, &name, &digest));
     }
-    let session = registry.start_upload(&name).await?;
+    let session = registry.start_upload(request.cx, &name).await?;
     Ok(in_progress(request, StatusCode::ACCEPTED, &session))
 }
 
 /// `GET`: where the upload stands (`204 No Content` with `Range`).
 pub async fn status(request: &Request<'_>, name: &RepositoryName, id: &Uuid) -> HandlerResult {
-    let session = request.registry().upload_status(name, id).await?;
+    let session = request
+        .registry()
+        .upload_status(request.cx, name, id)
+        .await?;
     Ok(in_progress(request, StatusCode::NO_CONTENT, &session))
 }
 
@@ -103,7 +106,7 @@ pub async fn patch(
     let range = chunk_range(request)?;
     let session = request
         .registry()
-        .upload_chunk(name, id, range, body_stream(body))
+        .upload_chunk(request.cx, name, id, range, body_stream(body))
         .await?;
     Ok(in_progress(request, StatusCode::ACCEPTED, &session))
 }
@@ -125,13 +128,16 @@ pub async fn put(
     };
     request
         .registry()
-        .finish_upload(name, id, &digest, final_chunk)
+        .finish_upload(request.cx, name, id, &digest, final_chunk)
         .await?;
     Ok(created(request, name, &digest))
 }
 
 /// `DELETE`: cancels the upload (`204 No Content`).
 pub async fn cancel(request: &Request<'_>, name: &RepositoryName, id: &Uuid) -> HandlerResult {
-    request.registry().cancel_upload(name, id).await?;
+    request
+        .registry()
+        .cancel_upload(request.cx, name, id)
+        .await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -2,6 +2,10 @@
 
 use std::ops::Range;
 
+use async_trait::async_trait;
+
+use super::api::Blobs;
+use super::context::RequestContext;
 use super::{Registry, RegistryError};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{ByteStream, StorageError};
@@ -80,10 +84,11 @@ pub struct BlobRead {
     pub body: ByteStream<'static>,
 }
 
-impl Registry {
-    /// Size of a blob the repository may serve.
-    pub async fn stat_blob(
+#[async_trait]
+impl Blobs for Registry {
+    async fn stat_blob(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<u64, RegistryError> {
@@ -96,13 +101,14 @@ impl Registry {
     /// Opens a blob, or the requested range of it, for streaming; or, where the store
     /// offers it (`storage.redirect`), the URL the client may fetch it from directly. One
     /// metadata lookup either way.
-    pub async fn read_blob(
+    async fn read_blob(
         &self,
+        cx: &RequestContext,
         repository: &RepositoryName,
         digest: &Digest,
         range: Option<RangeRequest>,
     ) -> Result<BlobAnswer, RegistryError> {
-        let size = self.stat_blob(repository, digest).await?;
+        let size = self.stat_blob(cx, repository, digest).await?;
         if let Some(url) = self.storage.redirect_url(digest).await? {
             return Ok(BlobAnswer::Redirect(url));
         }
@@ -129,10 +135,9 @@ impl Registry {
         }))
     }
 
-    /// Removes a blob from a repository. The bytes stay until the garbage collector finds
-    /// nothing else uses them.
-    pub async fn delete_blob(
+    async fn delete_blob(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {

@@ -3,6 +3,10 @@
 
 use serde_json::{Map, Value, json};
 
+use async_trait::async_trait;
+
+use super::api::Listings;
+use super::context::RequestContext;
 use super::{Registry, RegistryError};
 use crate::oci::manifest::media_type;
 use crate::oci::{Digest, RepositoryName};
@@ -18,15 +22,30 @@ pub struct Page {
     pub limit: u32,
 }
 
-/// Parses the `n` query parameter against a maximum page size: absent means the maximum,
-/// larger values are capped.
-pub fn page_size(n: Option<&str>, max: u32) -> Result<u32, RegistryError> {
-    match n {
-        None | Some("") => Ok(max),
-        Some(n) => n
-            .parse::<u64>()
-            .map(|n| n.min(u64::from(max)) as u32)
-            .map_err(|_| RegistryError::PaginationNumberInvalid(n.chars().take(50).collect())),
+/// Which page a client asks for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageRequest<'a> {
+    /// The last entry of the previous page (`last`).
+    pub last: Option<&'a str>,
+    /// The page size asked for (`n`); absent means the registry's maximum.
+    pub n: Option<u64>,
+}
+
+impl<'a> PageRequest<'a> {
+    /// From the `n` and `last` query parameters.
+    pub fn parse(n: Option<&str>, last: Option<&'a str>) -> Result<Self, RegistryError> {
+        let n = match n {
+            None | Some("") => None,
+            Some(n) => Some(n.parse::<u64>().map_err(|_| {
+                RegistryError::PaginationNumberInvalid(n.chars().take(50).collect())
+            })?),
+        };
+        Ok(PageRequest { last, n })
+    }
+
+    /// The page size: as asked, capped at `max`.
+    fn limit(&self, max: u32) -> u32 {
+        self.n.map_or(max, |n| n.min(u64::from(max)) as u32)
     }
 }
 
@@ -41,14 +60,15 @@ fn page(mut entries: Vec<String>, limit: u32) -> Page {
     }
 }
 
-impl Registry {
-    /// A page of the repository's tags.
-    pub async fn list_tags(
+#[async_trait]
+impl Listings for Registry {
+    async fn list_tags(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
-        last: Option<&str>,
-        limit: u32,
+        request: PageRequest<'_>,
     ) -> Result<Page, RegistryError> {
+        let limit = request.limit(self.settings.tags_max);
         if !self.metadata.repository_exists(repository).await? {
             return Err(RegistryError::NameUnknown);
         }
@@ -59,16 +79,19 @@ impl Registry {
                 limit,
             });
         }
-        let entries = self.metadata.list_tags(repository, last, limit + 1).await?;
+        let entries = self
+            .metadata
+            .list_tags(repository, request.last, limit + 1)
+            .await?;
         Ok(page(entries, limit))
     }
 
-    /// A page of the catalog: repositories holding at least one manifest.
-    pub async fn list_repositories(
+    async fn list_repositories(
         &self,
-        last: Option<&str>,
-        limit: u32,
+        _cx: &RequestContext,
+        request: PageRequest<'_>,
     ) -> Result<Page, RegistryError> {
+        let limit = request.limit(self.settings.catalog_max_entries);
         if limit == 0 {
             return Ok(Page {
                 entries: Vec::new(),
@@ -76,13 +99,16 @@ impl Registry {
                 limit,
             });
         }
-        let entries = self.metadata.list_repositories(last, limit + 1).await?;
+        let entries = self
+            .metadata
+            .list_repositories(request.last, limit + 1)
+            .await?;
         Ok(page(entries, limit))
     }
 
-    /// The referrers of `subject` as an OCI image index (JSON bytes).
-    pub async fn referrers(
+    async fn referrers(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
@@ -125,12 +151,14 @@ mod tests {
 
     #[test]
     fn page_sizes() {
-        assert_eq!(page_size(None, 100).unwrap(), 100);
-        assert_eq!(page_size(Some("5"), 100).unwrap(), 5);
-        assert_eq!(page_size(Some("5000"), 100).unwrap(), 100);
-        assert_eq!(page_size(Some("0"), 100).unwrap(), 0);
-        assert!(page_size(Some("-1"), 100).is_err());
-        assert!(page_size(Some("x"), 100).is_err());
+        let size = |n| PageRequest::parse(n, None).map(|p| p.limit(100));
+        assert_eq!(size(None).unwrap(), 100);
+        assert_eq!(size(Some("")).unwrap(), 100);
+        assert_eq!(size(Some("5")).unwrap(), 5);
+        assert_eq!(size(Some("5000")).unwrap(), 100);
+        assert_eq!(size(Some("0")).unwrap(), 0);
+        assert!(size(Some("-1")).is_err());
+        assert!(size(Some("x")).is_err());
     }
 
     #[test]

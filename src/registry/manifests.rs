@@ -1,7 +1,10 @@
 //! Manifests: validation on push, storage of the exact bytes, tags, deletes.
 
+use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::api::Manifests;
+use super::context::RequestContext;
 use super::{Registry, RegistryError};
 use crate::metadata::{LockKey, NewManifest, StoredManifest};
 use crate::oci::manifest::{self, MAX_MANIFEST_SIZE};
@@ -16,11 +19,11 @@ pub struct PushedManifest {
     pub subject: Option<Digest>,
 }
 
-impl Registry {
-    /// Validates and stores a manifest pushed to `reference`, and tags it with the
-    /// reference (when a tag) and `extra_tags` (`?tag=` parameters).
-    pub async fn put_manifest(
+#[async_trait]
+impl Manifests for Registry {
+    async fn put_manifest(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
         reference: &Reference,
         extra_tags: &[Tag],
@@ -73,9 +76,9 @@ impl Registry {
         })
     }
 
-    /// A manifest by tag or digest, exactly as pushed.
-    pub async fn get_manifest(
+    async fn get_manifest(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<StoredManifest, RegistryError> {
@@ -88,9 +91,9 @@ impl Registry {
         found.ok_or(RegistryError::ManifestUnknown)
     }
 
-    /// Deletes a tag (only the tag) or a manifest by digest (with the tags on it).
-    pub async fn delete_manifest(
+    async fn delete_manifest(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<(), RegistryError> {

@@ -1,11 +1,15 @@
 //! The registry services: the rules of the distribution API, independent of HTTP.
-//! Each file owns one resource: [`blobs`] (reads and deletes), [`uploads`] (sessions,
+//! [`api`] is the interface the HTTP layer calls (one trait per resource, each operation
+//! given the [`context::RequestContext`]); [`Registry`] implements it over the local stores,
+//! and a caching layer can implement it by wrapping a `Registry`. Each file owns one
+//! resource: [`blobs`] (reads and deletes), [`uploads`] (sessions,
 //! chunks, commit, mounts), [`manifests`] (validation, storage, tags), [`listing`] (tag
 //! lists, catalog, referrers); [`pieces`] holds an upload's bytes in memory, within a
 //! budget. They work through the two stores: [`crate::metadata`] for
 //! facts and [`crate::storage`] for bytes, and never write metadata before the bytes it
 //! describes are durable.
 
+pub mod api;
 pub mod blobs;
 pub mod context;
 mod error;
@@ -16,6 +20,7 @@ pub mod uploads;
 
 use std::sync::Arc;
 
+pub use api::{RegistryApi, SharedRegistry};
 pub use error::RegistryError;
 
 use crate::metadata::MetadataStore;
@@ -45,15 +50,15 @@ impl Default for Settings {
     }
 }
 
-/// The registry: stores plus settings. Cheap to clone (shared state is behind `Arc`s).
+/// The registry over the local stores. Cheap to clone (shared state is behind `Arc`s).
 #[derive(Clone)]
 pub struct Registry {
     /// Facts: repositories, blobs, manifests, tags, uploads.
-    pub metadata: Arc<dyn MetadataStore>,
+    metadata: Arc<dyn MetadataStore>,
     /// Bytes: committed blobs and staged uploads.
-    pub storage: Arc<dyn BlobStore>,
+    storage: Arc<dyn BlobStore>,
     /// Behaviour switches.
-    pub settings: Settings,
+    settings: Settings,
 }
 
 impl Registry {
@@ -68,6 +73,17 @@ impl Registry {
             storage,
             settings,
         }
+    }
+
+    /// The metadata store, for maintenance that works below the API (the collector, the
+    /// importer, start-up checks).
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    /// The blob store, for maintenance that works below the API.
+    pub fn storage(&self) -> &Arc<dyn BlobStore> {
+        &self.storage
     }
 
     fn check_writable(&self) -> Result<(), RegistryError> {

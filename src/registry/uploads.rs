@@ -6,12 +6,15 @@
 //! a match makes the blob visible. Requests on one session are serialised by the metadata
 //! store's [`LockKey::Upload`] lock; a commit holds [`LockKey::Blob`] of the digest.
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::api::Uploads;
+use super::context::RequestContext;
 use super::pieces::pieces;
 use super::{Registry, RegistryError};
 use crate::metadata::{LockGuard, LockKey, UploadSession, now};
@@ -99,10 +102,11 @@ fn key(session: &UploadSession) -> UploadKey {
     }
 }
 
-impl Registry {
-    /// Opens a new upload session in `repository`.
-    pub async fn start_upload(
+#[async_trait]
+impl Uploads for Registry {
+    async fn start_upload(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
     ) -> Result<UploadSession, RegistryError> {
         self.check_writable()?;
@@ -123,10 +127,9 @@ impl Registry {
         Ok(session)
     }
 
-    /// Links a blob the registry already has into `repository`: from `from` if given, else
-    /// from anywhere. `None` when there is nothing to mount (the caller opens a session).
-    pub async fn mount_blob(
+    async fn mount_blob(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
         digest: &Digest,
         from: Option<&RepositoryName>,
@@ -135,9 +138,9 @@ impl Registry {
         Ok(self.metadata.mount_blob(repository, digest, from).await?)
     }
 
-    /// The session `id`, which must belong to `repository`.
-    pub async fn upload_status(
+    async fn upload_status(
         &self,
+        _cx: &RequestContext,
         repository: &RepositoryName,
         id: &Uuid,
     ) -> Result<UploadSession, RegistryError> {
@@ -147,9 +150,9 @@ impl Registry {
         }
     }
 
-    /// Appends a chunk (`range` given) or a stream (`range` absent) to a session.
-    pub async fn upload_chunk(
+    async fn upload_chunk(
         &self,
+        cx: &RequestContext,
         repository: &RepositoryName,
         id: &Uuid,
         range: Option<ChunkRange>,
@@ -157,15 +160,16 @@ impl Registry {
     ) -> Result<UploadSession, RegistryError> {
         self.check_writable()?;
         let _guard = self.lock_upload(id).await?;
-        let session = self.upload_status(repository, id).await?;
+        let session = self.upload_status(cx, repository, id).await?;
         let (session, _) = self.append(session, range, body).await?;
         Ok(session)
     }
 
     /// Completes a session: appends the optional final chunk, verifies `digest` and makes
     /// the blob visible in the repository. On a digest mismatch the session is discarded.
-    pub async fn finish_upload(
+    async fn finish_upload(
         &self,
+        cx: &RequestContext,
         repository: &RepositoryName,
         id: &Uuid,
         digest: &Digest,
@@ -173,7 +177,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         self.check_writable()?;
         let _guard = self.lock_upload(id).await?;
-        let session = self.upload_status(repository, id).await?;
+        let session = self.upload_status(cx, repository, id).await?;
         let (session, hasher) = match final_chunk {
             Some((range, body)) => self.append(session, range, body).await?,
             None => {
@@ -216,30 +220,32 @@ impl Registry {
         Ok(())
     }
 
-    /// Single-request upload (`POST ?digest=` with the body).
-    pub async fn upload_whole(
+    async fn upload_whole(
         &self,
+        cx: &RequestContext,
         repository: &RepositoryName,
         digest: &Digest,
         body: ByteStream<'_>,
     ) -> Result<(), RegistryError> {
-        let session = self.start_upload(repository).await?;
-        self.finish_upload(repository, &session.id, digest, Some((None, body)))
+        let session = self.start_upload(cx, repository).await?;
+        self.finish_upload(cx, repository, &session.id, digest, Some((None, body)))
             .await
     }
 
-    /// Cancels a session and discards its bytes.
-    pub async fn cancel_upload(
+    async fn cancel_upload(
         &self,
+        cx: &RequestContext,
         repository: &RepositoryName,
         id: &Uuid,
     ) -> Result<(), RegistryError> {
         self.check_writable()?;
         let _guard = self.lock_upload(id).await?;
-        let session = self.upload_status(repository, id).await?;
+        let session = self.upload_status(cx, repository, id).await?;
         self.discard(&session).await
     }
+}
 
+impl Registry {
     /// Discards every session started more than `max_age_secs` ago; returns how many.
     /// A session that cannot be discarded is logged and left for the next purge; the others
     /// still go.
