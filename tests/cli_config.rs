@@ -121,7 +121,7 @@ impl Served {
     }
 
     fn api(&self) -> Api {
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
