@@ -134,8 +134,14 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     ),
     warn("http.debug", "no debug or metrics listener is started"),
     warn("http.headers", "no extra response headers are sent"),
-    warn("http.http2", "Ferry speaks HTTP/1.1"),
-    warn("http.h2c", "Ferry speaks HTTP/1.1"),
+    warn(
+        "http.http2",
+        "Ferry always offers HTTP/2 besides HTTP/1.1 (by ALPN over TLS)",
+    ),
+    warn(
+        "http.h2c",
+        "Ferry always answers HTTP/2 with prior knowledge on plain HTTP",
+    ),
     warn("storage.cache", "Ferry's metadata database needs no cache"),
     warn("storage.tag", "tuning only"),
     warn("storage.filesystem.maxthreads", "tuning only"),
