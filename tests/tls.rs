@@ -1,8 +1,8 @@
-//! HTTPS (`http.tls`) and the connection limits (`connections`): the API over TLS with
-//! HTTP/2 by ALPN, skopeo pushing over TLS, mutual TLS, certificates replaced while serving,
-//! `minimumtls`, configurations that refuse to start, and clients that are slow on purpose
-//! (a TLS handshake or headers never finished, a request body that stops) or send too many
-//! headers. Certificates are made with `openssl` in a temporary directory
+//! HTTPS (`http.tls`) and the connection loop's limits (`connections`): the API over TLS
+//! with HTTP/2 by ALPN, skopeo pushing over TLS, mutual TLS, certificates replaced while
+//! serving, `minimumtls`, configurations that refuse to start, clients that are slow on
+//! purpose (a TLS handshake or headers never finished, a request body that stops) or send
+//! too many headers, and draining on SIGTERM. Certificates are made with `openssl` in a temporary directory
 //! (`support::tls`). Every server uses timeouts of a second or two, so each test takes
 //! seconds.
 
@@ -489,6 +489,98 @@ async fn oversized_headers_are_answered_431() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// SIGTERM lets a request in flight finish within `http.draintimeout`, then the server
+/// exits 0; a request that outlasts the drain timeout does not hold the exit up.
+#[test]
+fn sigterm_drains_requests_in_flight_within_the_drain_timeout() {
+    let mut reg = start_env(&[("REGISTRY_HTTP_DRAINTIMEOUT", "30s")]);
+    let mut stream = patch_in_flight(&reg, 1000);
+    sigterm(&reg);
+    stream.write_all(&random_bytes(1000)).unwrap();
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("the answer, then the end");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let status = reg.terminate();
+    assert!(status.success(), "{status}");
+    assert!(!reg.log().contains("drain timeout"), "{}", reg.log());
+
+    let mut reg = start_env(&[("REGISTRY_HTTP_DRAINTIMEOUT", "1s")]);
+    let _stream = patch_in_flight(&reg, 1000);
+    let signalled = Instant::now();
+    sigterm(&reg);
+    let status = reg.terminate();
+    assert!(status.success(), "{status}");
+    let waited = signalled.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < BOUND,
+        "exited {waited:?} after SIGTERM"
+    );
+    assert!(
+        reg.log()
+            .contains("requests still running after the drain timeout"),
+        "{}",
+        reg.log()
+    );
+}
+
+/// A PATCH of `len` bytes to a new upload session whose handler is waiting for the body
+/// (hyper has answered its `Expect: 100-continue`); nothing of the body is sent yet.
+fn patch_in_flight(reg: &TestRegistry, len: usize) -> TcpStream {
+    let started = http(
+        "POST",
+        &format!("{}/v2/drain/repo/blobs/uploads/", reg.url),
+        &[],
+        None,
+    );
+    started.expect(202);
+    let location = started.must_header("location");
+    let path = location
+        .split_once(&reg.host)
+        .map_or(location, |(_, path)| path);
+    let mut stream = TcpStream::connect(reg.addr).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    stream
+        .write_all(
+            format!(
+                "PATCH {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n",
+                reg.host
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("100 Continue");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 100"), "{head}");
+    stream
+}
+
+/// Sends SIGTERM to the server and waits (bounded) until it has logged it.
+fn sigterm(reg: &TestRegistry) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(reg.pid().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + BOUND;
+    while !reg.log().contains("SIGTERM received") {
+        assert!(
+            Instant::now() < deadline,
+            "no SIGTERM in the log:\n{}",
+            reg.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
