@@ -81,7 +81,11 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 .map_err(|e| {
                     tracing::error!("{e}");
                     eprintln!("ferry: {e}");
-                    ExitCode::FAILURE
+                    match e {
+                        // Certificate files that do not load: a configuration problem.
+                        ferry::server::ServeError::Tls(_) => ExitCode::from(2),
+                        _ => ExitCode::FAILURE,
+                    }
                 })
         }
         Command::Gc(args) => ferry::gc::cli::run(args, "ferry gc"),
@@ -150,6 +154,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
             runtime()?
                 .block_on(ferry::healthcheck::check(
                     &addr,
+                    config.http.tls.is_some(),
                     Duration::from_secs(timeout),
                 ))
                 .map_err(|e| {

@@ -1,11 +1,16 @@
-//! `ferry serve`: opens the stores, starts the background maintenance, serves HTTP until
-//! a shutdown signal, then drains in-flight requests within `http.draintimeout`.
+//! `ferry serve`: opens the stores, starts the background maintenance, serves HTTP (or
+//! HTTPS) until a shutdown signal, then drains in-flight requests within
+//! `http.draintimeout`. The connections themselves (TLS, HTTP/1.1 and HTTP/2, limits,
+//! draining) are [`connections`]'s; the TLS settings and certificate reloading [`tls`]'s.
+
+mod connections;
+mod idle_body;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -58,6 +63,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// HTTPS cannot be set up (`http.tls`).
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// Adopting a Distribution data directory failed.
     #[error("importing the registry:2 data failed: {0}")]
     Import(String),
@@ -124,6 +132,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // Before anything is opened: bad certificate files stop the start at once.
+    let tls = config.http.tls.as_ref().map(tls::acceptor).transpose()?;
     let (registry, sqlite) = open_registry(&config).await?;
     if config.auto_import && config.storage == StorageSettings::Filesystem {
         adopt_distribution_data(&config, &registry).await?;
@@ -153,6 +163,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         urls: UrlBuilder {
             host: config.http.host.clone(),
             relative: config.http.relative_urls,
+            https: config.http.tls.is_some(),
         },
     });
     let listener = TcpListener::bind(&config.http.addr)
@@ -175,23 +186,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         database = %config.database_path.display(),
         config = %config.source.as_ref().map_or("embedded defaults".to_string(), |p| p.display().to_string()),
         deletes = config.registry.delete_enabled,
-        "Ferry listening on {local}, blobs in {storage}, data directory {} ({why})",
+        tls = tls.is_some(),
+        "Ferry listening on {local} ({}), blobs in {storage}, data directory {} ({why})",
+        if tls.is_some() { "HTTPS" } else { "HTTP" },
         config.root.display(),
     );
 
-    let stopping = Arc::new(Notify::new());
-    let notify = stopping.clone();
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
-        shutdown::signal().await;
-        notify.notify_one();
-    });
-    let drain = config.http.drain_timeout;
-    tokio::select! {
-        result = server => result?,
-        () = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
-            tracing::warn!(timeout = ?drain, "requests still running after the drain timeout; exiting");
-        }
-    }
+    let serving = connections::Serving {
+        router: http::router(state),
+        tls,
+        limits: config.http.connections,
+        drain: config.http.drain_timeout,
+    };
+    connections::serve(listener, serving, shutdown::signal()).await?;
     cancel.cancel();
     background.wait().await;
     sqlite.close().await;

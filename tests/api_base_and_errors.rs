@@ -387,10 +387,7 @@ async fn paths_are_split_before_they_are_decoded() {
 #[tokio::test]
 async fn http2_with_prior_knowledge_is_answered() {
     let reg = start();
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let client = client_builder().http2_prior_knowledge().build().unwrap();
     let r = client.get(format!("{}/v2/", reg.url)).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);

@@ -121,7 +121,7 @@ impl Served {
     }
 
     fn api(&self) -> Api {
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
@@ -292,9 +292,9 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
             "auth.htpasswd",
         ),
         (
-            format!("{fs}  tls:\n    certificate: /c.pem\n    key: /k.pem\n"),
+            format!("{fs}  tls:\n    letsencrypt:\n      email: admin@example.com\n"),
             &[],
-            "http.tls.certificate",
+            "http.tls.letsencrypt.email",
         ),
         (
             format!("{fs}proxy:\n  remoteurl: https://registry-1.docker.io\n"),
@@ -314,8 +314,8 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
         ),
         (
             fs.clone(),
-            &[("REGISTRY_HTTP_TLS_CERTIFICATE", "/c.pem")],
-            "http.tls.certificate",
+            &[("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", "/c")],
+            "http.tls.letsencrypt.cachefile",
         ),
         (
             fs.clone(),

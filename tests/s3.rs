@@ -540,7 +540,7 @@ async fn blob_get_redirects_to_a_presigned_url_when_redirects_are_enabled() {
         "Location should be on the S3 endpoint {}:\n{r:?}",
         s3.endpoint
     );
-    let followed = reqwest::Client::builder()
+    let followed = client_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()

@@ -31,6 +31,9 @@ pub(super) struct File {
     /// Ferry's own section (no Distribution key uses the name).
     #[serde(deserialize_with = "section")]
     pub database: Database,
+    /// Ferry's own section (no Distribution key uses the name).
+    #[serde(deserialize_with = "section")]
+    pub connections: Connections,
 }
 
 /// `log`.
@@ -124,6 +127,18 @@ pub(super) struct Http {
     pub host: Option<Text>,
     pub relativeurls: Option<Flag>,
     pub draintimeout: Option<GoDuration>,
+    #[serde(deserialize_with = "section")]
+    pub tls: Tls,
+}
+
+/// `http.tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Tls {
+    pub certificate: Option<Text>,
+    pub key: Option<Text>,
+    pub clientcas: Option<TextList>,
+    pub minimumtls: Option<Text>,
 }
 
 /// `catalog`.
@@ -148,6 +163,14 @@ pub(super) struct Database {
     pub autoimport: Option<Flag>,
 }
 
+/// `connections`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Connections {
+    pub headertimeout: Option<GoDuration>,
+    pub bodytimeout: Option<GoDuration>,
+}
+
 /// A section written as `key:` with nothing under it is the same as an absent one.
 fn section<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -168,6 +191,50 @@ impl<'de> Deserialize<'de> for Text {
             Value::Number(n) => Ok(Text(n.to_string())),
             _ => Err(D::Error::custom("expected a string")),
         }
+    }
+}
+
+/// A list of strings, written as Distribution accepts one: a YAML list; from the
+/// environment one string, a YAML list in one string (`[/a.pem, /b.pem]`), or entries by
+/// index (`REGISTRY_HTTP_TLS_CLIENTCAS_0`, which arrive as a mapping `0: ...`). Empty entries
+/// are dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct TextList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for TextList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let expected = || D::Error::custom("expected a list of strings");
+        let items: Vec<Value> = match Value::deserialize(deserializer)? {
+            Value::Null => Vec::new(),
+            Value::Sequence(items) => items,
+            Value::String(s) if s.trim_start().starts_with('[') => {
+                serde_norway::from_str(&s).map_err(|_| expected())?
+            }
+            one @ Value::String(_) => vec![one],
+            Value::Mapping(entries) => {
+                let mut indexed = entries
+                    .into_iter()
+                    .map(|(k, v)| match k {
+                        Value::Number(n) => n.as_u64().map(|i| (i, v)),
+                        Value::String(s) => s.parse::<u64>().ok().map(|i| (i, v)),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(expected)?;
+                indexed.sort_by_key(|(i, _)| *i);
+                indexed.into_iter().map(|(_, v)| v).collect()
+            }
+            _ => return Err(expected()),
+        };
+        let mut list = Vec::new();
+        for item in items {
+            match item {
+                Value::String(s) if s.trim().is_empty() => {}
+                Value::String(s) => list.push(s),
+                _ => return Err(expected()),
+            }
+        }
+        Ok(TextList(list))
     }
 }
 

@@ -1,13 +1,14 @@
 //! Configuration, compatible with Distribution's `config.yml` and its `REGISTRY_*`
 //! environment overrides (`REGISTRY_STORAGE_DELETE_ENABLED=true` sets
-//! `storage.delete.enabled`). Ferry's own settings live under `database` (no Distribution
-//! key uses that name).
+//! `storage.delete.enabled`). Ferry's own settings live under `database` and `connections`
+//! (no Distribution key uses those names).
 //!
 //! Loading reads the file, writes the overrides into its tree ([`tree`]), reads the tree
 //! into typed sections ([`file`]; a value of the wrong type stops the start with a message
 //! naming the key), and judges every key those sections do not have ([`unsupported`]): a
 //! key whose absence would weaken security or change what the registry is (`auth`,
-//! `http.tls`, `proxy`, ...) stops the start; any other one is ignored with a warning.
+//! `http.tls.letsencrypt`, `proxy`, ...) stops the start; any other one is ignored with a
+//! warning.
 //! Loading has no side effects: directories are created when the stores are opened.
 
 mod file;
@@ -21,7 +22,7 @@ use serde_norway::{Mapping, Value};
 
 use crate::registry::Settings;
 use crate::storage::s3::{MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
-use file::{Bytes, Count, File, Flag, GoDuration, Text};
+use file::{Bytes, Count, File, Flag, GoDuration, Text, TextList};
 use tree::Tree;
 use unsupported::Verdict;
 pub use unsupported::{Refusal, Refuse, UNSUPPORTED, Unsupported};
@@ -135,6 +136,27 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
         "how long in-flight requests may run after SIGTERM (default 10s)",
     ),
     (
+        "http.tls.certificate",
+        "PEM certificate chain, server certificate first: with http.tls.key Ferry serves HTTPS (re-read when the file changes)",
+    ),
+    (
+        "http.tls.key",
+        "PEM private key of http.tls.certificate (re-read when the file changes)",
+    ),
+    (
+        "http.tls.clientcas",
+        "PEM files of CAs: a client without a certificate signed by one of them is refused at the TLS handshake (mutual TLS)",
+    ),
+    ("http.tls.minimumtls", "tls1.2 (default) or tls1.3"),
+    (
+        "connections.headertimeout",
+        "Ferry's own: most time for a client's TLS handshake, for a request's headers, and between requests on an open connection (default 30s; 0: no limit)",
+    ),
+    (
+        "connections.bodytimeout",
+        "Ferry's own: a request body that sends nothing for this long fails and its connection closes; the upload can be resumed (default 60s; 0: no limit)",
+    ),
+    (
         "catalog.maxentries",
         "most repositories per _catalog page (default 1000)",
     ),
@@ -191,8 +213,8 @@ pub struct Refusals(pub Vec<Refusal>);
 
 impl std::fmt::Display for Refusals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Keys refused for the same reason (`http.tls.certificate` and `http.tls.key`) are
-        // named together.
+        // Keys refused for the same reason (`http.tls.letsencrypt.email` and
+        // `http.tls.letsencrypt.hosts`) are named together.
         let mut groups: Vec<(Vec<String>, &str)> = Vec::new();
         for refusal in &self.0 {
             let mut key = refusal.key.clone();
@@ -259,6 +281,43 @@ pub struct HttpSettings {
     pub relative_urls: bool,
     /// `http.draintimeout`.
     pub drain_timeout: Duration,
+    /// `http.tls`: HTTPS when set.
+    pub tls: Option<TlsSettings>,
+    /// `connections`: how long a client may keep a connection without sending.
+    pub connections: ConnectionSettings,
+}
+
+/// `http.tls`: the files are read when the server starts (and the certificate and key again
+/// whenever they change), not when the configuration is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `http.tls.certificate`: PEM certificate chain.
+    pub certificate: PathBuf,
+    /// `http.tls.key`: PEM private key.
+    pub key: PathBuf,
+    /// `http.tls.clientcas`: PEM CA files; not empty: clients must present a certificate
+    /// signed by one of them.
+    pub client_cas: Vec<PathBuf>,
+    /// `http.tls.minimumtls`.
+    pub minimum_version: TlsVersion,
+}
+
+/// The oldest TLS version accepted (rustls implements 1.2 and 1.3 only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// `tls1.2`: TLS 1.2 and 1.3.
+    Tls12,
+    /// `tls1.3`: TLS 1.3 only.
+    Tls13,
+}
+
+/// `connections` (Ferry's own): how long a client may hold a connection without sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// TLS handshake, a request's headers, the wait for the next request (`None`: no limit).
+    pub header_timeout: Option<Duration>,
+    /// Silence in the middle of a request body (`None`: no limit).
+    pub body_timeout: Option<Duration>,
 }
 
 /// `storage.maintenance.uploadpurging`.
@@ -517,11 +576,19 @@ impl Config {
                 format!("expected an absolute URL such as https://registry.example.com, got {h:?}"),
             ));
         }
+        let tls = Self::tls(&file.http.tls, &mut warnings)?;
+        // Go's convention: a zero duration is no limit.
+        let limit = |value, default| Some(duration(value, default)).filter(|d| !d.is_zero());
         let http = HttpSettings {
             addr,
             host,
             relative_urls: flag(file.http.relativeurls, false),
             drain_timeout: duration(file.http.draintimeout, Duration::from_secs(10)),
+            tls,
+            connections: ConnectionSettings {
+                header_timeout: limit(file.connections.headertimeout, Duration::from_secs(30)),
+                body_timeout: limit(file.connections.bodytimeout, Duration::from_secs(60)),
+            },
         };
         let registry = Settings {
             delete_enabled: flag(file.storage.delete.enabled, false),
@@ -555,6 +622,84 @@ impl Config {
             upload_purging,
             warnings,
         })
+    }
+
+    /// `http.tls`: HTTPS when a certificate and its key are named. Whether the files hold
+    /// what they should is checked when the server starts.
+    fn tls(
+        section: &file::Tls,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<TlsSettings>, ConfigError> {
+        let path = |t: &Option<Text>| {
+            t.as_ref()
+                .map(|Text(s)| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        };
+        let client_cas: Vec<PathBuf> = section
+            .clientcas
+            .as_ref()
+            .map(|TextList(list)| list.iter().map(PathBuf::from).collect())
+            .unwrap_or_default();
+        let minimum = section
+            .minimumtls
+            .as_ref()
+            .map(|Text(v)| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty());
+        let (certificate, key) = match (path(&section.certificate), path(&section.key)) {
+            (Some(certificate), Some(key)) => (certificate, key),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "http.tls.key",
+                    "http.tls.certificate is set but not its private key: name the PEM key file in http.tls.key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "http.tls.certificate",
+                    "http.tls.key is set but not its certificate: name the PEM certificate file in http.tls.certificate",
+                ));
+            }
+            (None, None) => {
+                if !client_cas.is_empty() {
+                    // Distribution would serve plain HTTP without checking any client.
+                    return Err(invalid(
+                        "http.tls.clientcas",
+                        "client certificates are checked only over TLS: set http.tls.certificate and http.tls.key too",
+                    ));
+                }
+                if minimum.is_some() {
+                    warnings.push(
+                        "configuration key http.tls.minimumtls is ignored: without http.tls.certificate and http.tls.key Ferry serves plain HTTP".to_string(),
+                    );
+                }
+                return Ok(None);
+            }
+        };
+        let minimum_version = match minimum.as_deref() {
+            None | Some("tls1.2") => TlsVersion::Tls12,
+            Some("tls1.3") => TlsVersion::Tls13,
+            Some(old @ ("tls1.0" | "tls1.1")) => {
+                return Err(invalid(
+                    "http.tls.minimumtls",
+                    format!(
+                        "{old} is not supported: Ferry's TLS (rustls) speaks TLS 1.2 and 1.3 only; use tls1.2 or tls1.3"
+                    ),
+                ));
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "http.tls.minimumtls",
+                    format!("expected tls1.2 or tls1.3, got {other:?}"),
+                ));
+            }
+        };
+        Ok(Some(TlsSettings {
+            certificate,
+            key,
+            client_cas,
+            minimum_version,
+        }))
     }
 
     /// `storage.s3` when a bucket is named, else the filesystem.
@@ -904,16 +1049,8 @@ mod tests {
             ("auth:\n  htpasswd:\n", "auth.htpasswd"),
             ("auth: htpasswd\n", "auth"),
             (
-                "http:\n  tls:\n    certificate: /c.pem\n",
-                "http.tls.certificate",
-            ),
-            (
                 "http:\n  tls:\n    letsencrypt:\n      cachefile: /c\n",
                 "http.tls.letsencrypt.cachefile",
-            ),
-            (
-                "http:\n  tls:\n    clientcas: [/ca.pem]\n",
-                "http.tls.clientcas",
             ),
             ("http:\n  prefix: /registry/\n", "http.prefix"),
             ("http:\n  net: unix\n", "http.net"),
@@ -951,19 +1088,166 @@ mod tests {
         // Several at once are all named.
         let all = refused(
             &format!(
-                "{BASE}auth:\n  htpasswd: {{realm: x, path: /p}}\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n"
+                "{BASE}auth:\n  htpasswd: {{realm: x, path: /p}}\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    letsencrypt:\n      email: a@example.com\n      hosts: [r.example.com]\n"
             ),
             &[],
         );
         let keys: Vec<&str> = all.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["auth.htpasswd", "http.tls.certificate", "http.tls.key"]
+            [
+                "auth.htpasswd",
+                "http.tls.letsencrypt.email",
+                "http.tls.letsencrypt.hosts"
+            ]
         );
         let message = ConfigError::Unsupported(Refusals(all)).to_string();
         assert!(
-            message.contains("http.tls.key: Ferry would serve plain HTTP"),
+            message.contains(
+                "http.tls.letsencrypt.email, http.tls.letsencrypt.hosts: Ferry does not obtain certificates from Let's Encrypt itself; have certbot or cert-manager write them and name the files in http.tls.certificate and http.tls.key"
+            ),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn tls_settings() {
+        let tls = "http:\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n";
+        let c = load(&format!("{BASE}{tls}"), &[]).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(
+            c.http.tls,
+            Some(TlsSettings {
+                certificate: PathBuf::from("/c.pem"),
+                key: PathBuf::from("/k.pem"),
+                client_cas: vec![],
+                minimum_version: TlsVersion::Tls12,
+            })
+        );
+        let c = load(
+            &format!("{BASE}{tls}    clientcas: [/a.pem, /b.pem]\n    minimumtls: tls1.3\n    ciphersuites: [TLS_AES_128_GCM_SHA256]\n"),
+            &[],
+        )
+        .unwrap();
+        let settings = c.http.tls.unwrap();
+        assert_eq!(
+            settings.client_cas,
+            [PathBuf::from("/a.pem"), PathBuf::from("/b.pem")]
+        );
+        assert_eq!(settings.minimum_version, TlsVersion::Tls13);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("http.tls.ciphersuites") && c.warnings[0].contains("rustls"),
+            "{:?}",
+            c.warnings
+        );
+        // From the environment, as Distribution spells it (a list: one path, a YAML list, or
+        // entries by index).
+        for (vars, cas) in [
+            (
+                vec![("REGISTRY_HTTP_TLS_CLIENTCAS", "/a.pem")],
+                vec!["/a.pem"],
+            ),
+            (
+                vec![("REGISTRY_HTTP_TLS_CLIENTCAS", "[/a.pem, /b.pem]")],
+                vec!["/a.pem", "/b.pem"],
+            ),
+            (
+                vec![
+                    ("REGISTRY_HTTP_TLS_CLIENTCAS_1", "/b.pem"),
+                    ("REGISTRY_HTTP_TLS_CLIENTCAS_0", "/a.pem"),
+                ],
+                vec!["/a.pem", "/b.pem"],
+            ),
+        ] {
+            let mut env = vec![
+                ("REGISTRY_HTTP_TLS_CERTIFICATE", "/c.pem"),
+                ("REGISTRY_HTTP_TLS_KEY", "/k.pem"),
+            ];
+            env.extend(vars.iter().copied());
+            let settings = load(BASE, &env).unwrap().http.tls.unwrap();
+            let cas: Vec<PathBuf> = cas.into_iter().map(PathBuf::from).collect();
+            assert_eq!(settings.client_cas, cas, "{vars:?}");
+        }
+        assert_eq!(load(BASE, &[]).unwrap().http.tls, None);
+    }
+
+    #[test]
+    fn incomplete_tls_settings_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("    certificate: /c.pem\n", "http.tls.key", "private key"),
+            ("    key: /k.pem\n", "http.tls.certificate", "certificate"),
+            (
+                "    clientcas: [/ca.pem]\n",
+                "http.tls.clientcas",
+                "only over TLS",
+            ),
+            (
+                "    certificate: /c.pem\n    key: /k.pem\n    minimumtls: tls1.0\n",
+                "http.tls.minimumtls",
+                "tls1.0 is not supported",
+            ),
+            (
+                "    certificate: /c.pem\n    key: /k.pem\n    minimumtls: tls1.1\n",
+                "http.tls.minimumtls",
+                "rustls",
+            ),
+            (
+                "    certificate: /c.pem\n    key: /k.pem\n    minimumtls: ssl3\n",
+                "http.tls.minimumtls",
+                "expected tls1.2 or tls1.3",
+            ),
+        ];
+        for (tls, key, why) in cases {
+            let err = load(&format!("{BASE}http:\n  tls:\n{tls}"), &[]).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                matches!(err, ConfigError::Invalid { key: ref k, .. } if k == key)
+                    && message.contains(why),
+                "{tls}: {message}"
+            );
+        }
+        let err = load(BASE, &[("REGISTRY_HTTP_TLS_CERTIFICATE", "/c.pem")]).unwrap_err();
+        assert!(err.to_string().contains("http.tls.key"), "{err}");
+        // minimumtls alone asks for nothing Ferry could leave out: a warning.
+        let c = load(
+            &format!("{BASE}http:\n  tls:\n    minimumtls: tls1.2\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(c.http.tls.is_none());
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn connection_limits() {
+        let c = load(BASE, &[]).unwrap();
+        assert_eq!(
+            c.http.connections,
+            ConnectionSettings {
+                header_timeout: Some(Duration::from_secs(30)),
+                body_timeout: Some(Duration::from_secs(60)),
+            }
+        );
+        let c = load(
+            &format!("{BASE}connections:\n  headertimeout: 5s\n  bodytimeout: 0\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.http.connections.header_timeout,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(c.http.connections.body_timeout, None);
+        let c = load(BASE, &[("REGISTRY_CONNECTIONS_BODYTIMEOUT", "2m")]).unwrap();
+        assert_eq!(
+            c.http.connections.body_timeout,
+            Some(Duration::from_secs(120))
+        );
+        let err = load(BASE, &[("REGISTRY_CONNECTIONS_HEADERTIMEOUT", "soon")]).unwrap_err();
+        assert!(
+            err.to_string().contains("connections.headertimeout"),
+            "{err}"
         );
     }
 
@@ -977,9 +1261,9 @@ mod tests {
             ),
             ("REGISTRY_AUTH", "htpasswd", "auth"),
             (
-                "REGISTRY_HTTP_TLS_CERTIFICATE",
-                "/c.pem",
-                "http.tls.certificate",
+                "REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE",
+                "/c",
+                "http.tls.letsencrypt.cachefile",
             ),
             (
                 "REGISTRY_PROXY_REMOTEURL",
@@ -1018,7 +1302,7 @@ mod tests {
             "auth: {}\n",
             "auth: ~\n",
             "http:\n  tls: {}\n  prefix: ''\n  net: tcp\n",
-            "http:\n  tls:\n    certificate: ''\n",
+            "http:\n  tls:\n    certificate: ''\n    letsencrypt: {}\n",
             "proxy:\n  remoteurl: ''\n",
             "middleware:\n  storage: []\n  registry:\n    - name: x\n      disabled: true\n",
             "notifications:\n  endpoints:\n    - name: audit\n      disabled: true\n      url: https://x\n",

@@ -69,9 +69,9 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "without it anyone could pull and push",
     ),
     refuse(
-        "http.tls",
+        "http.tls.letsencrypt",
         Refuse::Set,
-        "Ferry would serve plain HTTP (terminate TLS in a reverse proxy in front of Ferry)",
+        "Ferry does not obtain certificates from Let's Encrypt itself; have certbot or cert-manager write them and name the files in http.tls.certificate and http.tls.key (Ferry re-reads them when they are renewed)",
     ),
     refuse(
         "http.prefix",
@@ -128,10 +128,20 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "http.secret",
         "Ferry keeps upload state on the server: there is nothing to sign",
     ),
+    warn(
+        "http.tls.ciphersuites",
+        "rustls chooses the cipher suites (modern AEAD suites only)",
+    ),
     warn("http.debug", "no debug or metrics listener is started"),
     warn("http.headers", "no extra response headers are sent"),
-    warn("http.http2", "Ferry speaks HTTP/1.1"),
-    warn("http.h2c", "Ferry speaks HTTP/1.1"),
+    warn(
+        "http.http2",
+        "Ferry always offers HTTP/2 besides HTTP/1.1 (by ALPN over TLS)",
+    ),
+    warn(
+        "http.h2c",
+        "Ferry always answers HTTP/2 with prior knowledge on plain HTTP",
+    ),
     warn("storage.cache", "Ferry's metadata database needs no cache"),
     warn("storage.tag", "tuning only"),
     warn("storage.filesystem.maxthreads", "tuning only"),

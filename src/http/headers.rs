@@ -26,6 +26,9 @@ pub struct UrlBuilder {
     pub host: Option<String>,
     /// `http.relativeurls`: answer with paths only.
     pub relative: bool,
+    /// The server speaks HTTPS (`http.tls`): URLs built from the request are `https://`
+    /// unless `X-Forwarded-Proto` says otherwise.
+    pub https: bool,
 }
 
 impl UrlBuilder {
@@ -45,7 +48,7 @@ impl UrlBuilder {
         };
         let proto = header("x-forwarded-proto")
             .filter(|p| *p == "http" || *p == "https")
-            .unwrap_or("http");
+            .unwrap_or(if self.https { "https" } else { "http" });
         let host = header("x-forwarded-host")
             .or_else(|| header(HOST.as_str()))
             .filter(|h| !h.is_empty() && !h.contains(['/', ' ']));
@@ -76,9 +79,18 @@ mod tests {
         assert_eq!(relative.url(&h, "/v2/x"), "/v2/x");
         let fixed = UrlBuilder {
             host: Some("https://r.example/".into()),
-            relative: false,
+            ..Default::default()
         };
         assert_eq!(fixed.url(&h, "/v2/x"), "https://r.example/v2/x");
+        let mut direct = HeaderMap::new();
+        direct.insert(HOST, "reg:5000".parse().unwrap());
+        let tls = UrlBuilder {
+            https: true,
+            ..Default::default()
+        };
+        assert_eq!(tls.url(&direct, "/v2/x"), "https://reg:5000/v2/x");
+        direct.insert("x-forwarded-proto", "http".parse().unwrap());
+        assert_eq!(tls.url(&direct, "/v2/x"), "http://reg:5000/v2/x");
         assert_eq!(upload_range(0), "0-0");
         assert_eq!(upload_range(10), "0-9");
     }

@@ -122,12 +122,19 @@ impl Resp {
 /// (tests restart servers on the same port: never reuse a connection to a dead one); its
 /// requests fail after `timeout` (a guard against a hung server, not a performance check).
 pub fn client(timeout: Duration) -> Client {
-    Client::builder()
+    client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
         .timeout(timeout)
         .build()
         .expect("http client")
+}
+
+/// A reqwest client builder. reqwest's TLS is rustls without a bundled crypto provider (the
+/// build carries ring only, no aws-lc): ring is installed as the process's provider first.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
 }
 
 /// Sends a request and reads the whole response; the error names the request.

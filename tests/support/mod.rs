@@ -1,8 +1,9 @@
 //! Shared test harness: start a Ferry (or a reference Distribution) on a random loopback
 //! port with its own temporary data directory, and stop it when the handle drops. The
 //! helpers live in submodules: [`oci`] (media types, digests, manifests), [`http`] (the one
-//! HTTP client and its [`Resp`]), [`cli`] (driving command-line tools); `oci` and `http`
-//! are re-exported here, so a test file needs only `use support::*;`.
+//! HTTP client and its [`Resp`]), [`cli`] (driving command-line tools), [`tls`]
+//! (certificates made with `openssl`, TLS clients); `oci` and `http` are re-exported here,
+//! so a test file needs only `use support::*;`.
 //!
 //! Storage: by default Ferry stores blobs in the filesystem under its data directory. With
 //! `FERRY_TEST_STORAGE=s3`, every Ferry-flavored [`TestRegistry`] gets its own S3 server
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod http;
 pub mod oci;
+pub mod tls;
 
 // Each test binary compiles this module and uses a different part of it (hence also the
 // `dead_code` allowance above).

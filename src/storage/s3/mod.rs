@@ -62,6 +62,10 @@ pub struct S3Store {
 impl S3Store {
     /// Connects to the bucket named in `settings` (no request is made yet).
     pub fn new(settings: S3Settings) -> Result<Self, StorageError> {
+        // object_store's HTTP client is rustls without a bundled crypto provider (the build
+        // carries ring only, no aws-lc): make ring the process's provider before building it.
+        // Err means one is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut client = ClientOptions::new()
             .with_allow_http(!settings.secure || settings.endpoint_is_http())
             .with_connect_timeout(Duration::from_secs(5))
