@@ -1,7 +1,8 @@
 //! Shared test harness: start a Ferry (or a reference Distribution) on a random loopback
 //! port with its own temporary data directory, and stop it when the handle drops. The
 //! helpers live in submodules: [`oci`] (media types, digests, manifests), [`http`] (the one
-//! HTTP client and its [`Resp`]), [`cli`] (driving command-line tools); `oci` and `http`
+//! HTTP client and its [`Resp`]), [`cli`] (driving command-line tools), [`token`] (Docker
+//! token auth: test keys and certificates, minted tokens, a token server); `oci` and `http`
 //! are re-exported here, so a test file needs only `use support::*;`.
 //!
 //! Storage: by default Ferry stores blobs in the filesystem under its data directory. With
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod http;
 pub mod oci;
+pub mod token;
 
 // Each test binary compiles this module and uses a different part of it (hence also the
 // `dead_code` allowance above).
