@@ -42,6 +42,7 @@ tools=(
     "ctr containerd"
     "docker-registry docker-registry"
     "jq jq"
+    "openssl openssl"
     "python3 python3"
 )
 missing=()
