@@ -173,19 +173,7 @@ impl TokenVerifier {
             .filter(|alg| self.algorithms.contains(alg))
             .ok_or_else(|| TokenError::AlgorithmNotAllowed(jws::shorten(&jws.header.alg)))?;
 
-        let header = &jws.header;
-        let signer = if let Some(x5c) = &header.x5c {
-            trust::TrustedKey {
-                key: self.trust.verify_chain(x5c, trust::unix_time(now))?,
-                alg: None,
-            }
-        } else if let Some(jwk) = &header.jwk {
-            self.trust.by_jwk(jwk, trust::unix_time(now))?
-        } else if let Some(kid) = &header.kid {
-            self.trust.by_kid(kid)?
-        } else {
-            return Err(TokenError::NoKeyNamed);
-        };
+        let signer = self.trust.signer(&jws.header, now)?;
         if let Some(key_alg) = signer.alg.filter(|&only| only != alg) {
             return Err(TokenError::KeyAlgorithmMismatch { alg, key_alg });
         }

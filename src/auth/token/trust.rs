@@ -14,7 +14,7 @@ use serde::Deserialize;
 use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeIdIter};
 
 use super::error::{TokenError, TokenSetupError};
-use super::jws::{Algorithm, shorten};
+use super::jws::{Algorithm, Header, shorten};
 use super::keys::{Jwk, PublicKey};
 
 /// Most certificates in an `x5c` header (leaf and intermediates).
@@ -186,8 +186,26 @@ impl TrustStore {
         self.keys.push(key);
     }
 
+    /// The key a token's header names, as Distribution 3 looks for it: by `x5c` if present,
+    /// else by `jwk`, else by `kid`. `now` (Unix seconds) is when certificates must be valid.
+    pub fn signer(&self, header: &Header, now: i64) -> Result<TrustedKey, TokenError> {
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(now.max(0).unsigned_abs()));
+        if let Some(x5c) = &header.x5c {
+            Ok(TrustedKey {
+                key: self.verify_chain(x5c, now)?,
+                alg: None,
+            })
+        } else if let Some(jwk) = &header.jwk {
+            self.by_jwk(jwk, now)
+        } else if let Some(kid) = &header.kid {
+            self.by_kid(kid)
+        } else {
+            Err(TokenError::NoKeyNamed)
+        }
+    }
+
     /// The key a `kid` header names.
-    pub fn by_kid(&self, kid: &str) -> Result<TrustedKey, TokenError> {
+    fn by_kid(&self, kid: &str) -> Result<TrustedKey, TokenError> {
         self.by_id
             .get(kid)
             .map(|&i| self.keys[i].clone())
@@ -196,7 +214,7 @@ impl TrustStore {
 
     /// The trusted key a `jwk` header holds (the same key material), or the leaf key of the
     /// chain it carries.
-    pub fn by_jwk(&self, jwk: &Jwk, now: UnixTime) -> Result<TrustedKey, TokenError> {
+    fn by_jwk(&self, jwk: &Jwk, now: UnixTime) -> Result<TrustedKey, TokenError> {
         let key = PublicKey::from_jwk(jwk)
             .map_err(|_| TokenError::Malformed("jwk header is not a supported public key"))?;
         if let Some(chain) = &jwk.x5c {
@@ -220,7 +238,7 @@ impl TrustStore {
 
     /// Verifies an `x5c` chain (leaf first) up to a certificate of the root bundle at `now`;
     /// returns the leaf's key. Extended key usage is not required (Distribution accepts any).
-    pub fn verify_chain(&self, x5c: &[String], now: UnixTime) -> Result<PublicKey, TokenError> {
+    fn verify_chain(&self, x5c: &[String], now: UnixTime) -> Result<PublicKey, TokenError> {
         if x5c.is_empty() {
             return Err(TokenError::Malformed("empty x5c header"));
         }
@@ -276,9 +294,4 @@ fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TokenSetupError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// `now` as webpki takes it.
-pub fn unix_time(seconds: i64) -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(seconds.max(0) as u64))
 }
