@@ -743,27 +743,15 @@ fn server_verifier(server: &TokenServer) -> TokenVerifier {
     .expect("verifier for the token server")
 }
 
-async fn fetch(server: &TokenServer, user: Option<(&str, &str)>, scopes: &[&str]) -> (u16, Value) {
-    let mut query = vec![("service", server.service.as_str())];
-    query.extend(scopes.iter().map(|s| ("scope", *s)));
-    let url = format!(
-        "{}?{}",
-        server.realm,
-        serde_urlencoded::to_string(&query).unwrap()
-    );
-    let mut request = reqwest::Client::new().get(url);
-    if let Some((user, password)) = user {
-        request = request.basic_auth(user, Some(password));
-    }
-    let response = request.send().await.expect("token request");
-    let status = response.status().as_u16();
-    let body = response.bytes().await.expect("token response body");
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (status, body)
+/// A token request as a client sends it: `(status, JSON body)`.
+fn fetch(server: &TokenServer, user: Option<(&str, &str)>, scopes: &[&str]) -> (u16, Value) {
+    let response = server.request(user, scopes);
+    let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    (response.status, body)
 }
 
-#[tokio::test]
-async fn the_token_server_grants_what_users_may_do() {
+#[test]
+fn the_token_server_grants_what_users_may_do() {
     let server = TokenServer::start_with(TokenServerConfig {
         anonymous: vec![Grant::repository("public/*", &["pull"])],
         ..TokenServerConfig::default()
@@ -774,8 +762,7 @@ async fn the_token_server_grants_what_users_may_do() {
         &server,
         Some(("reader", "reader-secret")),
         &["repository:team/app:pull,push", "registry:catalog:*"],
-    )
-    .await;
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token"], body["access_token"]);
     assert_eq!(body["expires_in"], 300);
@@ -790,8 +777,7 @@ async fn the_token_server_grants_what_users_may_do() {
         &server,
         Some(("ci", "ci-secret")),
         &["repository:team/app:pull,push registry:catalog:*"],
-    )
-    .await;
+    );
     assert_eq!(status, 200);
     let verified = v.verify(body["token"].as_str().unwrap()).unwrap();
     assert_eq!(verified.subject, "ci");
@@ -806,8 +792,7 @@ async fn the_token_server_grants_what_users_may_do() {
             "repository:public/base:pull,push",
             "repository:team/app:pull",
         ],
-    )
-    .await;
+    );
     assert_eq!(status, 200);
     let verified = v.verify(body["token"].as_str().unwrap()).unwrap();
     assert_eq!(verified.subject, "");
@@ -815,9 +800,9 @@ async fn the_token_server_grants_what_users_may_do() {
     assert_eq!(verified.access[0].name, "public/base");
     assert_eq!(verified.access[0].actions, ["pull"]);
 
-    let (status, _) = fetch(&server, Some(("ci", "wrong")), &[]).await;
+    let (status, _) = fetch(&server, Some(("ci", "wrong")), &[]);
     assert_eq!(status, 401);
-    let (status, _) = fetch(&server, Some(("nobody", "x")), &[]).await;
+    let (status, _) = fetch(&server, Some(("nobody", "x")), &[]);
     assert_eq!(status, 401);
 
     let requests = server.requests();
@@ -827,8 +812,8 @@ async fn the_token_server_grants_what_users_may_do() {
     assert_eq!(requests[2].user, None);
 }
 
-#[tokio::test]
-async fn the_token_server_signs_with_every_key_kind_and_naming() {
+#[test]
+fn the_token_server_signs_with_every_key_kind_and_naming() {
     for key in KeyKind::ALL {
         for naming in [
             Naming::X5c,
@@ -843,7 +828,7 @@ async fn the_token_server_signs_with_every_key_kind_and_naming() {
             });
             let v = server_verifier(&server);
             let (status, body) =
-                fetch(&server, Some(("ci", "ci-secret")), &["repository:x/y:pull"]).await;
+                fetch(&server, Some(("ci", "ci-secret")), &["repository:x/y:pull"]);
             assert_eq!(status, 200, "{key:?} {naming:?}: {body}");
             let verified = v.verify(body["token"].as_str().unwrap()).unwrap();
             assert_eq!(verified.access[0].actions, ["pull"], "{key:?} {naming:?}");
@@ -854,22 +839,22 @@ async fn the_token_server_signs_with_every_key_kind_and_naming() {
     }
 }
 
-#[tokio::test]
-async fn the_token_server_answers_the_oauth2_form() {
+#[test]
+fn the_token_server_answers_the_oauth2_form() {
     let server = TokenServer::start();
     let v = server_verifier(&server);
-    let response = reqwest::Client::new()
-        .post(&server.realm)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=password&username=reader&password=reader-secret&service={}&scope=repository%3Aa%2Fb%3Apull%2Cpush&client_id=test",
-            server.service
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let form = format!(
+        "grant_type=password&username=reader&password=reader-secret&service={}&scope=repository%3Aa%2Fb%3Apull%2Cpush&client_id=test",
+        server.service
+    );
+    let response = support::http(
+        "POST",
+        &server.realm,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(form.into_bytes()),
+    );
+    response.expect(200);
+    let body = response.json();
     let verified = v.verify(body["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(verified.subject, "reader");
     assert_eq!(verified.access[0].actions, ["pull"]);
@@ -879,4 +864,56 @@ async fn the_token_server_answers_the_oauth2_form() {
             .iter()
             .any(|(k, v)| k == "REGISTRY_AUTH_TOKEN_REALM" && v == &server.realm)
     );
+}
+
+/// The reference, Distribution 2.8 (Debian's `docker-registry`), accepts what the test token
+/// server issues: its challenge names the server, its tokens open the registry, and a
+/// pull-only token cannot push. RSA and EC keys, named by x5c, libtrust kid or jwk (2.8 knows
+/// neither Ed25519 nor thumbprint kids).
+#[test]
+fn the_reference_registry_accepts_the_test_servers_tokens() {
+    support::cli::require(&["docker-registry"]);
+    for (key, naming) in [
+        (KeyKind::Rsa, Naming::X5c),
+        (KeyKind::P256, Naming::X5c),
+        (KeyKind::Rsa, Naming::KidLibtrust),
+        (KeyKind::P384, Naming::KidLibtrust),
+        (KeyKind::P256, Naming::Jwk),
+    ] {
+        let server = TokenServer::start_with(TokenServerConfig {
+            key,
+            naming,
+            ..TokenServerConfig::default()
+        });
+        let env = server.registry_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let reg = support::TestRegistry::start_with(support::Flavor::Distribution, &env);
+        let base = format!("{}/v2/", reg.url);
+        let challenge = support::http("GET", &base, &[], None);
+        challenge.expect(401);
+        assert_eq!(
+            challenge.must_header("www-authenticate"),
+            format!(
+                r#"Bearer realm="{}",service="{}""#,
+                server.realm, server.service
+            )
+        );
+        let bearer = |token: String| format!("Bearer {token}");
+        let ci = bearer(server.fetch(Some(("ci", "ci-secret")), &[]));
+        support::http("GET", &base, &[("authorization", &ci)], None).expect(200);
+
+        let uploads = format!("{}/v2/team/app/blobs/uploads/", reg.url);
+        let scope = "repository:team/app:pull,push";
+        let reader = bearer(server.fetch(Some(("reader", "reader-secret")), &[scope]));
+        let refused = support::http("POST", &uploads, &[("authorization", &reader)], None);
+        refused.expect(401);
+        assert!(
+            refused
+                .must_header("www-authenticate")
+                .contains(r#"error="insufficient_scope""#),
+            "{key:?} {naming:?}: {refused:?}"
+        );
+        let writer = bearer(server.fetch(Some(("ci", "ci-secret")), &[scope]));
+        support::http("POST", &uploads, &[("authorization", &writer)], None).expect(202);
+    }
 }

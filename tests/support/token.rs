@@ -716,6 +716,37 @@ impl TokenServer {
         self.sign(&self.mint().grant(subject, access))
     }
 
+    /// Asks the server over HTTP, as a client would, for a token with `scopes`, as `user`
+    /// (`(name, password)`) or anonymously.
+    pub fn request(&self, user: Option<(&str, &str)>, scopes: &[&str]) -> super::Resp {
+        let mut query = vec![("service", self.service.as_str())];
+        query.extend(scopes.iter().map(|s| ("scope", *s)));
+        let url = format!(
+            "{}?{}",
+            self.realm,
+            serde_urlencoded::to_string(&query).expect("query")
+        );
+        let basic = user.map(|(name, password)| {
+            format!("Basic {}", STANDARD.encode(format!("{name}:{password}")))
+        });
+        let headers: Vec<(&str, &str)> = basic
+            .as_deref()
+            .map(|b| ("authorization", b))
+            .into_iter()
+            .collect();
+        super::http("GET", &url, &headers, None)
+    }
+
+    /// [`TokenServer::request`]'s token; panics unless the server answers 200.
+    pub fn fetch(&self, user: Option<(&str, &str)>, scopes: &[&str]) -> String {
+        let response = self.request(user, scopes);
+        response.expect(200);
+        response.json()["token"]
+            .as_str()
+            .expect("token in the answer")
+            .to_string()
+    }
+
     /// Every request answered so far.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.state.requests.lock().expect("requests").clone()
