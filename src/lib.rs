@@ -28,6 +28,7 @@
 //!    metadata store and its bytes in storage, so it survives a restart.
 //! 5. Content under a digest never changes; a tag move is one row update.
 
+pub mod auth;
 pub mod config;
 pub mod gc;
 pub mod healthcheck;

@@ -2,7 +2,8 @@
 //! port with its own temporary data directory, and stop it when the handle drops. The
 //! helpers live in submodules: [`oci`] (media types, digests, manifests), [`http`] (the one
 //! HTTP client and its [`Resp`]), [`cli`] (driving command-line tools), [`tls`]
-//! (certificates made with `openssl`, TLS clients); `oci` and `http` are re-exported here,
+//! (certificates made with `openssl`, TLS clients), [`token`] (Docker token auth: test keys
+//! and certificates, minted tokens, a token server); `oci` and `http` are re-exported here,
 //! so a test file needs only `use support::*;`.
 //!
 //! Storage: by default Ferry stores blobs in the filesystem under its data directory. With
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod http;
 pub mod oci;
 pub mod tls;
+pub mod token;
 
 // Each test binary compiles this module and uses a different part of it (hence also the
 // `dead_code` allowance above).
