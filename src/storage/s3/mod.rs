@@ -202,7 +202,7 @@ fn build(
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(&settings.bucket)
         .with_region(&settings.region)
-        .with_virtual_hosted_style_request(!settings.force_path_style)
+        .with_virtual_hosted_style_request(!settings.path_style())
         .with_client_options(client.clone())
         .with_retry(retry.clone());
     if let Some(endpoint) = settings.endpoint_url() {

@@ -66,6 +66,26 @@ impl S3Settings {
         format!("s3://{}/{}", self.bucket, self.root_directory)
     }
 
+    /// Whether requests name the bucket in the path (`endpoint/bucket/key`): when
+    /// `forcepathstyle` says so, and always for an endpoint that is an IP address, where a
+    /// bucket subdomain cannot exist.
+    pub fn path_style(&self) -> bool {
+        self.force_path_style || self.endpoint_is_ip()
+    }
+
+    fn endpoint_is_ip(&self) -> bool {
+        let Some(endpoint) = self.region_endpoint.as_deref() else {
+            return false;
+        };
+        let authority = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+        let authority = authority.split('/').next().unwrap_or_default();
+        if authority.starts_with('[') {
+            return true;
+        }
+        let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+        host.parse::<std::net::Ipv4Addr>().is_ok()
+    }
+
     /// The endpoint URL to give `object_store`, if not AWS's default one.
     pub fn endpoint_url(&self) -> Option<String> {
         let scheme = if self.secure { "https" } else { "http" };
@@ -84,7 +104,7 @@ impl S3Settings {
             Some((scheme, host)) => (scheme, host),
             None => (scheme, endpoint),
         };
-        Some(if self.force_path_style {
+        Some(if self.path_style() {
             format!("{scheme}://{host}")
         } else {
             // object_store takes a virtual-hosted endpoint as the bucket's own URL.
@@ -144,6 +164,24 @@ mod tests {
             s.endpoint_url().as_deref(),
             Some("http://images.minio.lan:9000")
         );
+    }
+
+    #[test]
+    fn an_ip_endpoint_is_always_path_style() {
+        // A bucket subdomain of an IP address does not exist (object_store panicked on it).
+        let mut s = S3Settings::new("images");
+        for endpoint in [
+            "http://127.0.0.1:9000",
+            "10.0.0.5",
+            "https://[::1]:9000/",
+            "192.168.1.10:9000/base",
+        ] {
+            s.region_endpoint = Some(endpoint.into());
+            assert!(s.path_style(), "{endpoint}");
+            assert!(!s.endpoint_url().unwrap().contains("images."), "{endpoint}");
+        }
+        s.region_endpoint = Some("http://minio.lan:9000".into());
+        assert!(!s.path_style());
     }
 
     #[test]
