@@ -82,8 +82,11 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     tracing::error!("{e}");
                     eprintln!("ferry: {e}");
                     match e {
-                        // Certificate files that do not load: a configuration problem.
-                        ferry::server::ServeError::Tls(_) => ExitCode::from(2),
+                        // Certificate, htpasswd or token key files that do not load: a
+                        // configuration problem.
+                        ferry::server::ServeError::Tls(_) | ferry::server::ServeError::Auth(_) => {
+                            ExitCode::from(2)
+                        }
                         _ => ExitCode::FAILURE,
                     }
                 })

@@ -66,6 +66,9 @@ pub enum ServeError {
     /// HTTPS cannot be set up (`http.tls`).
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// Access control cannot be set up (`auth`).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
     /// Adopting a Distribution data directory failed.
     #[error("importing the registry:2 data failed: {0}")]
     Import(String),
@@ -134,6 +137,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     // Before anything is opened: bad certificate files stop the start at once.
     let tls = config.http.tls.as_ref().map(tls::acceptor).transpose()?;
+    let auth = crate::auth::Authenticator::new(&config.auth)?;
     let (registry, sqlite) = open_registry(&config).await?;
     if config.auto_import && config.storage == StorageSettings::Filesystem {
         adopt_distribution_data(&config, &registry).await?;
@@ -165,6 +169,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             relative: config.http.relative_urls,
             https: config.http.tls.is_some(),
         },
+        auth,
     });
     let listener = TcpListener::bind(&config.http.addr)
         .await

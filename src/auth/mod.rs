@@ -1,1 +1,470 @@
+//! Access control: who the caller is ([`Authenticator::authorize`] reads the
+//! `Authorization` header) and whether it may do what the request needs (the request
+//! context's [`Access`]). The HTTP layer calls it between `classify` and `dispatch`
+//! (`src/http/authorize.rs`) and renders a refusal; everything here is independent of HTTP
+//! status codes.
+//!
+//! - **No `auth:`**: the registry is open; every caller may do everything.
+//! - **`auth.htpasswd`**: HTTP Basic credentials checked against an htpasswd file
+//!   ([`htpasswd`]); what a caller may do is decided by the access rules ([`rules`],
+//!   `auth.access`), or, without rules, Distribution's way: authenticated users everything,
+//!   anonymous callers nothing. Missing or bad credentials: [`Refusal::Unauthorized`]; valid
+//!   credentials without the right: [`Refusal::Denied`].
+//! - **`auth.token`**: bearer JWTs ([`token`]); the token's `access` claims decide. When
+//!   `auth.access` is configured too, a right needs both the token and the rules (the rules
+//!   see the token's subject as the user, an empty subject as anonymous). A missing, bad or
+//!   insufficient token is always [`Refusal::Unauthorized`] with a challenge naming the exact
+//!   scope the request needs, as Distribution answers: clients fetch a new token from it.
+//!
+//! `GET /v2/` needs an authenticated caller whenever access control is on, even when rules
+//! let anonymous callers pull (as in Distribution): `docker login` sends its credentials only
+//! after that `401`, and `docker pull` of an anonymously readable repository goes on without
+//! credentials after it.
+
+pub mod htpasswd;
+pub mod rules;
 pub mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use self::htpasswd::{Htpasswd, HtpasswdError};
+use self::rules::{RuleError, RuleSpec, Rules};
+use self::token::{TokenAccess, TokenSettings, TokenSetupError, TokenVerifier};
+use crate::registry::context::{Access, Action, Caller, Rights};
+
+/// The longest `Authorization` header read (bytes); longer ones are refused unread.
+pub const MAX_AUTHORIZATION_LEN: usize = token::MAX_TOKEN_LEN + 64;
+
+/// The access controller, as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Controller {
+    /// `auth.htpasswd`.
+    Htpasswd {
+        /// `auth.htpasswd.realm`, for the `Basic` challenge.
+        realm: String,
+        /// `auth.htpasswd.path`.
+        path: PathBuf,
+    },
+    /// `auth.token`.
+    Token(TokenSettings),
+}
+
+/// `auth` as configured.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// `None`: the registry is open.
+    pub controller: Option<Controller>,
+    /// `auth.access`, if given.
+    pub rules: Option<Vec<RuleSpec>>,
+}
+
+/// Why access control cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// The htpasswd file.
+    #[error(transparent)]
+    Htpasswd(#[from] HtpasswdError),
+    /// The token verifier's files or settings.
+    #[error("auth.token: {0}")]
+    Token(#[from] TokenSetupError),
+    /// The access rules.
+    #[error("auth.access: {0}")]
+    Rules(#[from] RuleError),
+}
+
+/// The configured access controller, ready to decide.
+#[derive(Debug)]
+pub struct Authenticator {
+    kind: Kind,
+    rules: Option<Arc<Rules>>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Open,
+    Htpasswd { realm: String, file: Htpasswd },
+    Token(TokenVerifier),
+}
+
+/// A request the caller may not make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Missing, bad or (with tokens) insufficient credentials: `401` with `challenge` as
+    /// `WWW-Authenticate`.
+    Unauthorized {
+        /// The `WWW-Authenticate` value.
+        challenge: String,
+        /// For the error body.
+        message: &'static str,
+    },
+    /// Valid credentials without the right: `403 DENIED`.
+    Denied {
+        /// Who.
+        caller: Caller,
+    },
+}
+
+/// What was decided for an allowed request.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// Who is calling.
+    pub caller: Caller,
+    /// What it may do (`None`: everything).
+    pub rights: Option<Arc<dyn Rights>>,
+}
+
+/// What the `Authorization` header holds.
+enum Credentials {
+    None,
+    Basic { user: String, password: String },
+    Bearer(String),
+    Malformed,
+}
+
+impl Authenticator {
+    /// An open registry.
+    pub fn open() -> Authenticator {
+        Authenticator {
+            kind: Kind::Open,
+            rules: None,
+        }
+    }
+
+    /// Builds the controller: reads the htpasswd file or the token keys, checks the rules.
+    pub fn new(settings: &AuthSettings) -> Result<Authenticator, AuthSetupError> {
+        let rules = settings
+            .rules
+            .as_deref()
+            .map(Rules::new)
+            .transpose()?
+            .map(Arc::new);
+        let kind = match &settings.controller {
+            None => {
+                if rules.is_some() {
+                    tracing::warn!(
+                        "auth.access is ignored: without auth.htpasswd or auth.token the registry is open"
+                    );
+                }
+                return Ok(Authenticator::open());
+            }
+            Some(Controller::Htpasswd { realm, path }) => {
+                let file = Htpasswd::open(path)?;
+                tracing::info!(path = %path.display(), users = file.user_count(), "htpasswd authentication");
+                Kind::Htpasswd {
+                    realm: realm.clone(),
+                    file,
+                }
+            }
+            Some(Controller::Token(settings)) => Kind::Token(TokenVerifier::new(settings.clone())?),
+        };
+        Ok(Authenticator { kind, rules })
+    }
+
+    /// Whether access control is on.
+    pub fn is_open(&self) -> bool {
+        matches!(self.kind, Kind::Open)
+    }
+
+    /// Authenticates the caller from `authorization` (the header's raw bytes) and decides
+    /// whether it may make a request that needs `access`. `peer` is only for the log line of
+    /// a failed login.
+    pub async fn authorize(
+        &self,
+        authorization: Option<&[u8]>,
+        access: &Access,
+        peer: Option<SocketAddr>,
+    ) -> Result<Grant, Refusal> {
+        match &self.kind {
+            Kind::Open => Ok(Grant {
+                caller: Caller::Anonymous,
+                rights: None,
+            }),
+            Kind::Htpasswd { realm, file } => {
+                let challenge = || format!("Basic realm=\"{}\"", quoted(realm));
+                let caller = match parse_credentials(authorization) {
+                    Credentials::None => Caller::Anonymous,
+                    Credentials::Basic { user, password } => {
+                        if file.verify(&user, &password).await {
+                            Caller::User(user)
+                        } else {
+                            tracing::warn!(
+                                user = %printable(&user),
+                                client = %peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string()),
+                                "failed login: wrong user name or password"
+                            );
+                            return Err(Refusal::Unauthorized {
+                                challenge: challenge(),
+                                message: "invalid user name or password",
+                            });
+                        }
+                    }
+                    Credentials::Bearer(_) | Credentials::Malformed => {
+                        tracing::warn!(
+                            client = %peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string()),
+                            "failed login: Authorization header is not Basic credentials"
+                        );
+                        return Err(Refusal::Unauthorized {
+                            challenge: challenge(),
+                            message: "malformed or unsupported Authorization header",
+                        });
+                    }
+                };
+                let rights = RuleRights {
+                    rules: self.rules.clone(),
+                    caller: caller.clone(),
+                };
+                let allowed = match access {
+                    Access::Base => caller != Caller::Anonymous,
+                    Access::Catalog => {
+                        caller != Caller::Anonymous
+                            || self.rules.as_ref().is_some_and(|r| r.has_any_for(&caller))
+                    }
+                    Access::Repository { name, actions } => {
+                        actions.iter().all(|&a| rights.may(name.as_str(), a))
+                    }
+                };
+                match (allowed, &caller) {
+                    (true, _) => Ok(Grant {
+                        caller,
+                        rights: Some(Arc::new(rights)),
+                    }),
+                    (false, Caller::Anonymous) => Err(Refusal::Unauthorized {
+                        challenge: challenge(),
+                        message: "authentication required",
+                    }),
+                    (false, Caller::User(_)) => Err(Refusal::Denied { caller }),
+                }
+            }
+            Kind::Token(verifier) => {
+                let settings = verifier.settings();
+                let challenge = |error: Option<&str>| {
+                    let mut c = format!(
+                        "Bearer realm=\"{}\",service=\"{}\"",
+                        quoted(&settings.realm),
+                        quoted(&settings.service)
+                    );
+                    if let Some(scope) = access.scope() {
+                        c.push_str(&format!(",scope=\"{}\"", quoted(&scope)));
+                    }
+                    if let Some(error) = error {
+                        c.push_str(&format!(",error=\"{error}\""));
+                    }
+                    c
+                };
+                let token = match parse_credentials(authorization) {
+                    Credentials::None => None,
+                    Credentials::Bearer(token) => Some(token),
+                    Credentials::Basic { .. } | Credentials::Malformed => {
+                        return Err(Refusal::Unauthorized {
+                            challenge: challenge(Some("invalid_token")),
+                            message: "malformed or unsupported Authorization header",
+                        });
+                    }
+                };
+                let Some(token) = token else {
+                    return Err(Refusal::Unauthorized {
+                        challenge: challenge(None),
+                        message: "authentication required",
+                    });
+                };
+                let verified = match verifier.verify(&token) {
+                    Ok(verified) => verified,
+                    Err(e) => {
+                        tracing::warn!(
+                            client = %peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string()),
+                            error = %e,
+                            "bearer token refused"
+                        );
+                        return Err(Refusal::Unauthorized {
+                            challenge: challenge(Some("invalid_token")),
+                            message: "invalid token",
+                        });
+                    }
+                };
+                let caller = if verified.subject.is_empty() {
+                    Caller::Anonymous
+                } else {
+                    Caller::User(verified.subject.clone())
+                };
+                let rights = TokenRights {
+                    access: verified.access,
+                    rules: self.rules.clone(),
+                    caller: caller.clone(),
+                };
+                let (allowed, rights): (bool, Option<Arc<dyn Rights>>) = match access {
+                    Access::Base => (true, Some(Arc::new(rights))),
+                    // A catalog token lists every repository, or with rules those the
+                    // rules let the caller pull.
+                    Access::Catalog => (
+                        rights.grants("registry", "catalog", "*"),
+                        self.rules.clone().map(|rules| {
+                            Arc::new(RuleRights {
+                                rules: Some(rules),
+                                caller: caller.clone(),
+                            }) as Arc<dyn Rights>
+                        }),
+                    ),
+                    Access::Repository { name, actions } => (
+                        actions.iter().all(|&a| rights.may(name.as_str(), a)),
+                        Some(Arc::new(rights)),
+                    ),
+                };
+                if allowed {
+                    Ok(Grant { caller, rights })
+                } else {
+                    Err(Refusal::Unauthorized {
+                        challenge: challenge(Some("insufficient_scope")),
+                        message: "the token does not grant the access the request needs",
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Rights from the access rules (none configured: users everything, anonymous nothing).
+#[derive(Debug)]
+struct RuleRights {
+    rules: Option<Arc<Rules>>,
+    caller: Caller,
+}
+
+impl Rights for RuleRights {
+    fn may(&self, repository: &str, action: Action) -> bool {
+        match &self.rules {
+            Some(rules) => rules.may(&self.caller, repository, action),
+            None => self.caller != Caller::Anonymous,
+        }
+    }
+}
+
+/// Rights a token grants (and, if configured, the rules allow).
+#[derive(Debug)]
+struct TokenRights {
+    access: Vec<TokenAccess>,
+    rules: Option<Arc<Rules>>,
+    caller: Caller,
+}
+
+impl TokenRights {
+    fn grants(&self, kind: &str, name: &str, action: &str) -> bool {
+        self.access.iter().any(|a| {
+            a.kind == kind
+                && a.name == name
+                && a.actions
+                    .iter()
+                    .any(|granted| granted == action || granted == "*")
+        })
+    }
+}
+
+impl Rights for TokenRights {
+    fn may(&self, repository: &str, action: Action) -> bool {
+        self.grants("repository", repository, action.as_str())
+            && self
+                .rules
+                .as_ref()
+                .is_none_or(|rules| rules.may(&self.caller, repository, action))
+    }
+}
+
+/// Reads an `Authorization` header. Anything unusable (not ASCII, too long, an unknown
+/// scheme, bad base64, no colon, not UTF-8) is [`Credentials::Malformed`].
+fn parse_credentials(header: Option<&[u8]>) -> Credentials {
+    let Some(raw) = header else {
+        return Credentials::None;
+    };
+    if raw.len() > MAX_AUTHORIZATION_LEN {
+        return Credentials::Malformed;
+    }
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Credentials::Malformed;
+    };
+    let text = text.trim();
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let Ok(decoded) = STANDARD.decode(rest) else {
+            return Credentials::Malformed;
+        };
+        let Ok(decoded) = String::from_utf8(decoded) else {
+            return Credentials::Malformed;
+        };
+        match decoded.split_once(':') {
+            Some((user, password)) if !user.is_empty() => Credentials::Basic {
+                user: user.to_string(),
+                password: password.to_string(),
+            },
+            _ => Credentials::Malformed,
+        }
+    } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        Credentials::Bearer(rest.to_string())
+    } else {
+        Credentials::Malformed
+    }
+}
+
+/// A value for a quoted-string of a challenge (quotes and backslashes escaped).
+fn quoted(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// A user name as it may appear in a log line (control characters escaped, length capped).
+fn printable(user: &str) -> String {
+    let mut s: String = user.chars().take(64).flat_map(char::escape_debug).collect();
+    if user.chars().count() > 64 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_headers_parse_or_are_malformed() {
+        let basic = |s: &str| format!("Basic {}", STANDARD.encode(s));
+        assert!(matches!(
+            parse_credentials(Some(basic("u:p:q").as_bytes())),
+            Credentials::Basic { user, password } if user == "u" && password == "p:q"
+        ));
+        assert!(matches!(
+            parse_credentials(Some(b"bearer abc")),
+            Credentials::Bearer(t) if t == "abc"
+        ));
+        for bad in [
+            basic("nocolon"),
+            basic(":p"),
+            "Basic !!!".to_string(),
+            "Basic".to_string(),
+            "Bearer".to_string(),
+            "Digest x".to_string(),
+            format!("Basic {}", "A".repeat(MAX_AUTHORIZATION_LEN)),
+        ] {
+            assert!(
+                matches!(
+                    parse_credentials(Some(bad.as_bytes())),
+                    Credentials::Malformed
+                ),
+                "{bad:.40}"
+            );
+        }
+        assert!(matches!(
+            parse_credentials(Some(b"Basic \xff\xfe")),
+            Credentials::Malformed
+        ));
+        assert!(matches!(
+            parse_credentials(Some(
+                format!("Basic {}", STANDARD.encode(b"u:\xff")).as_bytes()
+            )),
+            Credentials::Malformed
+        ));
+        assert!(matches!(parse_credentials(None), Credentials::None));
+    }
+}

@@ -25,6 +25,8 @@ pub(super) struct File {
     #[serde(deserialize_with = "section")]
     pub http: Http,
     #[serde(deserialize_with = "section")]
+    pub auth: Auth,
+    #[serde(deserialize_with = "section")]
     pub catalog: Catalog,
     #[serde(deserialize_with = "section")]
     pub tags: Tags,
@@ -139,6 +141,66 @@ pub(super) struct Tls {
     pub key: Option<Text>,
     pub clientcas: Option<TextList>,
     pub minimumtls: Option<Text>,
+}
+
+/// `auth`. An access controller written with nothing under it (`htpasswd:`) is present,
+/// not absent: it then lacks its required keys, which is an error, never an open registry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Auth {
+    #[serde(deserialize_with = "present")]
+    pub htpasswd: Option<Htpasswd>,
+    #[serde(deserialize_with = "present")]
+    pub token: Option<Token>,
+    /// Ferry's extension: access rules.
+    pub access: Option<Vec<AccessRule>>,
+}
+
+/// `auth.htpasswd`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Htpasswd {
+    pub realm: Option<Text>,
+    pub path: Option<Text>,
+}
+
+/// `auth.token`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Token {
+    pub realm: Option<Text>,
+    pub service: Option<Text>,
+    pub issuer: Option<Text>,
+    pub rootcertbundle: Option<Text>,
+    pub jwks: Option<Text>,
+    pub autoredirect: Option<Flag>,
+    pub signingalgorithms: Option<TextList>,
+}
+
+/// One entry of `auth.access`; a misspelt key is an error (a rule that silently grants
+/// less, or more, than written is worse than a refusal to start).
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a rule: repositories, users, anonymous, actions"
+)]
+pub(super) struct AccessRule {
+    pub repositories: Option<TextList>,
+    pub users: Option<TextList>,
+    pub anonymous: Option<Flag>,
+    pub actions: Option<TextList>,
+}
+
+/// A section that is there, even when written with nothing under it.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(
+        Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
 }
 
 /// `catalog`.

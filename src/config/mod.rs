@@ -20,6 +20,9 @@ use std::time::Duration;
 
 use serde_norway::{Mapping, Value};
 
+use crate::auth::rules::RuleSpec;
+use crate::auth::token::TokenSettings;
+use crate::auth::{AuthSettings, Controller};
 use crate::registry::Settings;
 use crate::storage::s3::{MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
 use file::{Bytes, Count, File, Flag, GoDuration, Text, TextList};
@@ -148,6 +151,43 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
         "PEM files of CAs: a client without a certificate signed by one of them is refused at the TLS handshake (mutual TLS)",
     ),
     ("http.tls.minimumtls", "tls1.2 (default) or tls1.3"),
+    (
+        "auth.htpasswd.realm",
+        "realm of the Basic challenge (WWW-Authenticate), e.g. the registry's name",
+    ),
+    (
+        "auth.htpasswd.path",
+        "htpasswd file of bcrypt entries (htpasswd -B); must exist; re-read when it changes",
+    ),
+    (
+        "auth.token.realm",
+        "URL of the token server, for the Bearer challenge",
+    ),
+    (
+        "auth.token.service",
+        "this registry's name: the audience tokens must carry, and the challenge's service",
+    ),
+    ("auth.token.issuer", "the issuer (iss) tokens must name"),
+    (
+        "auth.token.rootcertbundle",
+        "PEM certificates of the token signers (roots of x5c chains; their keys are trusted for kid and jwk)",
+    ),
+    (
+        "auth.token.jwks",
+        "JSON Web Key Set file of more trusted keys",
+    ),
+    (
+        "auth.token.autoredirect",
+        "accepted and ignored: the realm is always auth.token.realm",
+    ),
+    (
+        "auth.token.signingalgorithms",
+        "allowed token algorithms (default: RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)",
+    ),
+    (
+        "auth.access",
+        "Ferry's own: access rules (repositories, users, anonymous, actions); see \"Secure it\"",
+    ),
     (
         "connections.headertimeout",
         "Ferry's own: most time for a client's TLS handshake, for a request's headers, and between requests on an open connection (default 30s; 0: no limit)",
@@ -366,6 +406,8 @@ pub struct Config {
     pub registry: Settings,
     /// Upload purging.
     pub upload_purging: UploadPurging,
+    /// Access control (`auth`).
+    pub auth: AuthSettings,
     /// Warnings to log once logging is set up (unknown keys and the like).
     pub warnings: Vec<String>,
 }
@@ -577,6 +619,7 @@ impl Config {
             ));
         }
         let tls = Self::tls(&file.http.tls, &mut warnings)?;
+        let auth = Self::auth(&file.auth)?;
         // Go's convention: a zero duration is no limit.
         let limit = |value, default| Some(duration(value, default)).filter(|d| !d.is_zero());
         let http = HttpSettings {
@@ -620,8 +663,77 @@ impl Config {
             http,
             registry,
             upload_purging,
+            auth,
             warnings,
         })
+    }
+
+    /// `auth`: one access controller (or none: an open registry) and the access rules.
+    fn auth(section: &file::Auth) -> Result<AuthSettings, ConfigError> {
+        let text = |t: &Option<Text>| {
+            t.as_ref()
+                .map(|Text(s)| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let required = |t: &Option<Text>, key: &str, what: &str| {
+            text(t).ok_or_else(|| invalid(key, format!("must be set: {what}")))
+        };
+        let controller = match (&section.htpasswd, &section.token) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "auth",
+                    "both auth.htpasswd and auth.token are configured; choose one access controller",
+                ));
+            }
+            (Some(h), None) => Some(Controller::Htpasswd {
+                realm: text(&h.realm).unwrap_or_else(|| "Registry Realm".to_string()),
+                path: PathBuf::from(required(
+                    &h.path,
+                    "auth.htpasswd.path",
+                    "the htpasswd file (make one with htpasswd -Bbc <file> <user> <password>)",
+                )?),
+            }),
+            (None, Some(t)) => Some(Controller::Token(TokenSettings {
+                realm: required(&t.realm, "auth.token.realm", "the token server's URL")?,
+                service: required(&t.service, "auth.token.service", "this registry's name")?,
+                issuer: required(&t.issuer, "auth.token.issuer", "the token issuer's name")?,
+                rootcertbundle: text(&t.rootcertbundle).map(PathBuf::from),
+                jwks: text(&t.jwks).map(PathBuf::from),
+                autoredirect: flag(t.autoredirect, false),
+                signing_algorithms: t
+                    .signingalgorithms
+                    .clone()
+                    .map(|TextList(l)| l)
+                    .unwrap_or_default(),
+            })),
+            (None, None) => None,
+        };
+        if let Some(Controller::Token(t)) = &controller
+            && t.rootcertbundle.is_none()
+            && t.jwks.is_none()
+        {
+            return Err(invalid(
+                "auth.token.rootcertbundle",
+                "must be set (or auth.token.jwks): the keys tokens are signed with",
+            ));
+        }
+        let list = |l: &Option<TextList>| l.clone().map(|TextList(l)| l).unwrap_or_default();
+        let rules = section.access.as_ref().map(|rules| {
+            rules
+                .iter()
+                .map(|r| RuleSpec {
+                    repositories: list(&r.repositories),
+                    users: list(&r.users),
+                    anonymous: flag(r.anonymous, false),
+                    actions: list(&r.actions),
+                })
+                .collect::<Vec<_>>()
+        });
+        if let Some(specs) = &rules {
+            crate::auth::rules::Rules::new(specs)
+                .map_err(|e| invalid("auth.access", e.to_string()))?;
+        }
+        Ok(AuthSettings { controller, rules })
     }
 
     /// `http.tls`: HTTPS when a certificate and its key are named. Whether the files hold
@@ -1037,17 +1149,10 @@ mod tests {
         let s3 = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n";
         let cases: &[(&str, &str)] = &[
             (
-                "auth:\n  htpasswd:\n    realm: x\n    path: /p\n",
-                "auth.htpasswd",
-            ),
-            ("auth:\n  token:\n    realm: https://auth\n", "auth.token"),
-            (
                 "auth:\n  silly:\n    realm: x\n    service: y\n",
                 "auth.silly",
             ),
-            // Distribution fails on an access controller without options; so does Ferry.
-            ("auth:\n  htpasswd:\n", "auth.htpasswd"),
-            ("auth: htpasswd\n", "auth"),
+            ("auth:\n  keystone:\n    realm: x\n", "auth.keystone"),
             (
                 "http:\n  tls:\n    letsencrypt:\n      cachefile: /c\n",
                 "http.tls.letsencrypt.cachefile",
@@ -1088,7 +1193,7 @@ mod tests {
         // Several at once are all named.
         let all = refused(
             &format!(
-                "{BASE}auth:\n  htpasswd: {{realm: x, path: /p}}\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    letsencrypt:\n      email: a@example.com\n      hosts: [r.example.com]\n"
+                "{BASE}auth:\n  silly: {{realm: x, service: y}}\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    letsencrypt:\n      email: a@example.com\n      hosts: [r.example.com]\n"
             ),
             &[],
         );
@@ -1096,7 +1201,7 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "auth.htpasswd",
+                "auth.silly",
                 "http.tls.letsencrypt.email",
                 "http.tls.letsencrypt.hosts"
             ]
@@ -1254,12 +1359,7 @@ mod tests {
     #[test]
     fn environment_overrides_can_name_refused_keys() {
         let cases: &[(&str, &str, &str)] = &[
-            (
-                "REGISTRY_AUTH_HTPASSWD_PATH",
-                "/auth/htpasswd",
-                "auth.htpasswd",
-            ),
-            ("REGISTRY_AUTH", "htpasswd", "auth"),
+            ("REGISTRY_AUTH_SILLY_REALM", "x", "auth.silly"),
             (
                 "REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE",
                 "/c",
@@ -1290,6 +1390,66 @@ mod tests {
             "storage.s3.encrypt"
         );
         assert!(load(s3, &[("REGISTRY_STORAGE_S3_ENCRYPT", "false")]).is_ok());
+    }
+
+    #[test]
+    fn auth_sections() {
+        let c = load(
+            &format!("{BASE}auth:\n  htpasswd:\n    realm: r\n    path: /p\n  access:\n    - repositories: ['**']\n      anonymous: true\n      actions: [pull]\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.controller,
+            Some(Controller::Htpasswd {
+                realm: "r".into(),
+                path: "/p".into()
+            })
+        );
+        assert_eq!(c.auth.rules.as_ref().map(Vec::len), Some(1));
+        // From the environment alone.
+        let c = load(
+            BASE,
+            &[
+                ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+                ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry"),
+            ],
+        )
+        .unwrap();
+        assert!(
+            matches!(c.auth.controller, Some(Controller::Htpasswd { ref path, .. }) if path == Path::new("/auth/htpasswd"))
+        );
+        let c = load(
+            &format!("{BASE}auth:\n  token:\n    realm: https://a/t\n    service: s\n    issuer: i\n    rootcertbundle: /b.pem\n    signingalgorithms: [ES256]\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(
+            matches!(c.auth.controller, Some(Controller::Token(ref t)) if t.service == "s" && t.signing_algorithms == ["ES256"])
+        );
+        assert!(load(BASE, &[]).unwrap().auth.controller.is_none());
+
+        let error = |yaml: &str| load(&format!("{BASE}{yaml}"), &[]).unwrap_err().to_string();
+        let e = error(
+            "auth:\n  htpasswd: {path: /p}\n  token: {realm: r, service: s, issuer: i, rootcertbundle: /b}\n",
+        );
+        assert!(e.contains("choose one access controller"), "{e}");
+        // Named without its options: an error, never an open registry.
+        let e = error("auth:\n  htpasswd:\n");
+        assert!(e.contains("auth.htpasswd.path"), "{e}");
+        let e = error("auth:\n  token:\n    realm: r\n");
+        assert!(e.contains("auth.token.service"), "{e}");
+        let e = error(
+            "auth:\n  htpasswd: {path: /p}\n  access:\n    - repositories: [a]\n      users: [x]\n      actions: [write]\n",
+        );
+        assert!(e.contains("auth.access") && e.contains("write"), "{e}");
+        let e = error("auth:\n  htpasswd: {path: /p}\n  access:\n    - repository: [a]\n");
+        assert!(e.contains("auth.access"), "{e}");
+        let e = error("auth:\n  silly:\n    realm: x\n");
+        assert!(
+            e.contains("auth.silly") && e.contains("silly access controller"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -64,9 +64,14 @@ pub const STORAGE_DRIVER: &str =
 pub const UNSUPPORTED: &[Unsupported] = &[
     // Refused: without them the registry would be open, unencrypted, or something else.
     refuse(
+        "auth.silly",
+        Refuse::Named,
+        "Distribution's silly access controller is for its own tests (it lets in any caller that sends any Authorization header); use auth.htpasswd or auth.token",
+    ),
+    refuse(
         "auth.*",
         Refuse::Named,
-        "without it anyone could pull and push",
+        "Ferry's access controllers are auth.htpasswd and auth.token; without this one anyone could pull and push",
     ),
     refuse(
         "http.tls.letsencrypt",

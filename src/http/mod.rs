@@ -3,11 +3,12 @@
 //! names, digests, references, session ids; [`route`]) and the [`RequestContext`] (caller,
 //! the access the endpoint needs, a request id), both put in the request's extensions for
 //! the layers after it: **authorization is decided there**, between `classify` and
-//! [`dispatch`]. `dispatch` calls the handler of the resource: [`blobs`], [`uploads`],
+//! [`dispatch`], by [`authorize`] (which asks [`crate::auth`]). `dispatch` calls the handler of the resource: [`blobs`], [`uploads`],
 //! [`manifests`] or [`listing`]. Handlers translate between HTTP and the registry services;
 //! they never touch files or SQL. [`error`] maps service errors onto the spec's error JSON;
 //! [`logging`] writes one line per request and sets the API version header.
 
+mod authorize;
 mod blobs;
 pub mod error;
 pub mod headers;
@@ -43,12 +44,18 @@ pub struct AppState {
     pub registry: SharedRegistry,
     /// `Location` URL policy.
     pub urls: UrlBuilder,
+    /// Access control (open when no `auth` is configured).
+    pub auth: crate::auth::Authenticator,
 }
 
 /// The whole HTTP API as an axum router.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize::authorize,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(classify))
         .layer(axum::middleware::from_fn(logging::log_request))

@@ -27,6 +27,7 @@ async fn edge() -> Edge {
     let state = Arc::new(AppState {
         registry: Arc::new(registry),
         urls: Default::default(),
+        auth: crate::auth::Authenticator::open(),
     });
     Edge {
         app: router(state),

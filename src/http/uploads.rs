@@ -11,6 +11,7 @@ use super::{HandlerResult, Request, body_stream, digest, has_body};
 use crate::metadata::UploadSession;
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::RegistryError;
+use crate::registry::context::Action;
 use crate::registry::uploads::ChunkRange;
 
 /// `202 Accepted` pointing at the session, with its progress.
@@ -67,7 +68,13 @@ pub async fn start(request: &Request<'_>, name: &RepositoryName, body: Body) -> 
             .get("from")
             .and_then(|f| RepositoryName::parse(f).ok());
         let from_given = request.query.get("from").is_some();
-        let usable = !from_given || from.is_some();
+        // Under access control a mount needs `pull` on its source (a caller that lacks it
+        // gets a session, as in Distribution), and a mount from anywhere is not offered.
+        let allowed = match &from {
+            Some(from) => request.cx.may(from, Action::Pull),
+            None => !request.cx.is_restricted(),
+        };
+        let usable = allowed && (!from_given || from.is_some());
         if usable
             && registry
                 .mount_blob(request.cx, &name, &digest, from.as_ref())

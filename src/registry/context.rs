@@ -26,8 +26,8 @@ impl Action {
     }
 }
 
-/// The access a request needs: where authorization is decided (nothing is refused yet; the
-/// access-control issue checks it against the caller).
+/// The access a request needs: the access layer (`crate::auth`) checks it against the
+/// caller between `classify` and `dispatch`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
     /// `GET /v2/`: only that the caller may use the registry at all.
@@ -65,8 +65,27 @@ impl Access {
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
-    /// No credentials (the only caller until access control lands).
+    /// No credentials (or an anonymous token).
     Anonymous,
+    /// An authenticated user: the htpasswd user, or the token's subject.
+    User(String),
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Anonymous => f.write_str("(anonymous)"),
+            Caller::User(name) => f.write_str(name),
+        }
+    }
+}
+
+/// What the caller of one request may do, as the access layer decided it (the access rules
+/// for this caller, or what its token grants). Services ask it through
+/// [`RequestContext::may`], e.g. to filter the catalog.
+pub trait Rights: Send + Sync + std::fmt::Debug {
+    /// Whether the caller may do `action` to `repository`.
+    fn may(&self, repository: &str, action: Action) -> bool;
 }
 
 /// One request as the registry services see it.
@@ -78,6 +97,8 @@ pub struct RequestContext {
     pub caller: Caller,
     /// What the request does.
     pub access: Access,
+    /// What the caller may do; `None`: everything (no access control configured).
+    pub rights: Option<std::sync::Arc<dyn Rights>>,
 }
 
 impl RequestContext {
@@ -87,7 +108,20 @@ impl RequestContext {
             id,
             caller: Caller::Anonymous,
             access,
+            rights: None,
         }
+    }
+
+    /// Whether the caller may do `action` to `repository` (always, without access control).
+    pub fn may(&self, repository: &RepositoryName, action: Action) -> bool {
+        self.rights
+            .as_ref()
+            .is_none_or(|rights| rights.may(repository.as_str(), action))
+    }
+
+    /// Whether access control restricts this caller at all.
+    pub fn is_restricted(&self) -> bool {
+        self.rights.is_some()
     }
 
     /// A fresh request id.

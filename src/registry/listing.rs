@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use async_trait::async_trait;
 
 use super::api::Listings;
-use super::context::RequestContext;
+use super::context::{Action, RequestContext};
 use super::{Registry, RegistryError};
 use crate::oci::manifest::media_type;
 use crate::oci::{Digest, RepositoryName};
@@ -49,6 +49,9 @@ impl<'a> PageRequest<'a> {
     }
 }
 
+/// Repositories read at a time while filtering the catalog for a restricted caller.
+const CATALOG_BATCH: u32 = 500;
+
 fn page(mut entries: Vec<String>, limit: u32) -> Page {
     let more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
@@ -88,7 +91,7 @@ impl Listings for Registry {
 
     async fn list_repositories(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         request: PageRequest<'_>,
     ) -> Result<Page, RegistryError> {
         let limit = request.limit(self.settings.catalog_max_entries);
@@ -99,10 +102,33 @@ impl Listings for Registry {
                 limit,
             });
         }
-        let entries = self
-            .metadata
-            .list_repositories(request.last, limit + 1)
-            .await?;
+        if !cx.is_restricted() {
+            let entries = self
+                .metadata
+                .list_repositories(request.last, limit + 1)
+                .await?;
+            return Ok(page(entries, limit));
+        }
+        // Only what the caller may pull: read batches of the catalog until the page (plus
+        // one entry, to know whether there is a next page) is full or the catalog ends.
+        let want = limit as usize + 1;
+        let mut entries = Vec::new();
+        let mut last = request.last.map(str::to_string);
+        loop {
+            let batch = self
+                .metadata
+                .list_repositories(last.as_deref(), CATALOG_BATCH)
+                .await?;
+            let ended = batch.len() < CATALOG_BATCH as usize;
+            last = batch.last().cloned();
+            entries.extend(batch.into_iter().filter(|name| {
+                RepositoryName::parse(name).is_ok_and(|name| cx.may(&name, Action::Pull))
+            }));
+            if entries.len() >= want || ended {
+                break;
+            }
+        }
+        entries.truncate(want);
         Ok(page(entries, limit))
     }
 
