@@ -247,6 +247,25 @@ impl Api {
         }
     }
 
+    /// A client sending `authorization` as the `Authorization` header of every request.
+    pub fn with_authorization(reg: &TestRegistry, authorization: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            authorization.parse().expect("header value"),
+        );
+        Api {
+            client: client_builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(120))
+                .default_headers(headers)
+                .build()
+                .expect("http client"),
+            url: reg.url.clone(),
+        }
+    }
+
     /// An absolute URL for a path (`/v2/...`) or a `Location` (relative or absolute).
     pub fn abs(&self, path_or_url: &str) -> String {
         if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {

@@ -66,6 +66,9 @@ pub fn start_env(env: &[(&str, &str)]) -> TestRegistry {
     TestRegistry::start_with(flavor(), env)
 }
 
+/// The config file [`TestRegistry::start_with_config`] writes into the registry's directory.
+const FERRY_CONFIG: &str = "ferry.yml";
+
 /// A registry process on `127.0.0.1:<random port>` over a temporary data directory.
 pub struct TestRegistry {
     pub flavor: Flavor,
@@ -114,6 +117,18 @@ impl TestRegistry {
                 (None, None)
             };
         Self::start_full(flavor, dir, root, env, s3, s3_target)
+    }
+
+    /// A Ferry (filesystem storage) reading `yaml` as its config file, with `env` on top.
+    pub fn start_with_config(yaml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(&root).expect("data dir");
+        std::fs::write(dir.path().join(FERRY_CONFIG), yaml).expect("config");
+        let root_env = root.display().to_string();
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.push(("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &root_env));
+        Self::start_full(Flavor::Ferry, dir, root, &env, None, None)
     }
 
     /// A Ferry storing its blobs in `bucket` of `s3` (a server the caller owns and keeps
@@ -291,6 +306,11 @@ impl TestRegistry {
             Flavor::Ferry => {
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
                 cmd.arg("serve");
+                // A config file written by `start_with_config`.
+                let config = self.dir.path().join(FERRY_CONFIG);
+                if config.exists() {
+                    cmd.arg(config);
+                }
                 cmd
             }
             Flavor::Distribution => {

@@ -1,0 +1,467 @@
+//! Access control over HTTP: htpasswd logins (`auth.htpasswd`), the access rules
+//! (`auth.access`), bearer tokens from the test token server (`auth.token`), malformed
+//! `Authorization` headers, and the configurations that refuse to start.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::Method;
+use serde_json::json;
+use support::token::{TokenServer, TokenServerConfig};
+use support::*;
+
+/// An htpasswd line as `htpasswd -Bbn` writes it (`$2y$`, a low cost to keep tests fast).
+fn htpasswd_line(user: &str, password: &str) -> String {
+    let hash = bcrypt::hash(password, 4).expect("bcrypt");
+    format!("{user}:{}\n", hash.replacen("$2b$", "$2y$", 1))
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// The users of every htpasswd test.
+fn users() -> String {
+    [("ci", "ci-pw"), ("admin", "admin-pw"), ("bob", "bob-pw")]
+        .iter()
+        .map(|(u, p)| htpasswd_line(u, p))
+        .collect()
+}
+
+/// A registry with htpasswd logins and `rules` (YAML of `auth.access`, empty for none).
+fn htpasswd_registry(rules: &str) -> (TestRegistry, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join("htpasswd");
+    std::fs::write(&path, users()).unwrap();
+    let yaml = format!(
+        "version: 0.1\nauth:\n  htpasswd:\n    realm: Test Realm\n    path: {}\n{rules}",
+        path.display()
+    );
+    (TestRegistry::start_with_config(&yaml, &[]), path)
+}
+
+const RULES: &str = "  access:
+    - repositories: [\"**\"]
+      anonymous: true
+      actions: [pull]
+    - repositories: [\"**\"]
+      users: [ci]
+      actions: [push]
+    - repositories: [\"**\"]
+      users: [admin]
+      actions: [pull, push, delete]
+    - repositories: [\"team/*\"]
+      users: [bob]
+      actions: [push]
+";
+
+fn expect_basic_challenge(r: &Resp) {
+    r.expect_error(401, &["UNAUTHORIZED"]);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"Test Realm\""),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn htpasswd_without_rules_is_distributions_behaviour() {
+    let (reg, _) = htpasswd_registry("");
+    let anonymous = Api::new(&reg);
+    expect_basic_challenge(&anonymous.get("/v2/").await);
+    expect_basic_challenge(&anonymous.get("/v2/_catalog").await);
+    expect_basic_challenge(&anonymous.get("/v2/a/tags/list").await);
+
+    let wrong = Api::with_authorization(&reg, &basic("ci", "nope"));
+    expect_basic_challenge(&wrong.get("/v2/").await);
+    let unknown = Api::with_authorization(&reg, &basic("mallory", "ci-pw"));
+    expect_basic_challenge(&unknown.get("/v2/").await);
+    let log = reg.log();
+    assert!(
+        log.contains("failed login") && log.contains("mallory"),
+        "{log}"
+    );
+    assert!(!log.contains("ci-pw") && !log.contains("nope"), "{log}");
+
+    let ci = Api::with_authorization(&reg, &basic("ci", "ci-pw"));
+    ci.get("/v2/").await.expect(200);
+    let image = ci.push_image("a/b", "v1", 2).await;
+    ci.assert_image_intact("a/b", "v1", &image).await;
+    assert_eq!(ci.catalog().await, ["a/b"]);
+    // Anonymous callers may not even pull.
+    expect_basic_challenge(&anonymous.get_manifest("a/b", "v1").await);
+}
+
+#[tokio::test]
+async fn access_rules_anonymous_pull_ci_push_admin_delete() {
+    let (reg, _) = htpasswd_registry(RULES);
+    let anonymous = Api::new(&reg);
+    let ci = Api::with_authorization(&reg, &basic("ci", "ci-pw"));
+    let admin = Api::with_authorization(&reg, &basic("admin", "admin-pw"));
+    let bob = Api::with_authorization(&reg, &basic("bob", "bob-pw"));
+
+    // /v2/ asks anonymous callers to log in even when they may pull (docker login).
+    expect_basic_challenge(&anonymous.get("/v2/").await);
+    let image = ci.push_image("lib/app", "v1", 1).await;
+    anonymous.assert_image_intact("lib/app", "v1", &image).await;
+    bob.assert_image_intact("lib/app", "v1", &image).await;
+
+    // Anonymous push: asked to log in; bob (logged in, no right): 403 DENIED.
+    let r = anonymous
+        .send(anonymous.req(Method::POST, "/v2/lib/app/blobs/uploads/"))
+        .await;
+    expect_basic_challenge(&r);
+    bob.send(bob.req(Method::POST, "/v2/lib/app/blobs/uploads/"))
+        .await
+        .expect_error(403, &["DENIED"]);
+
+    // `team/*` is one component: bob pushes team/x but not team/x/y.
+    bob.push_image("team/x", "v1", 1).await;
+    bob.send(bob.req(Method::POST, "/v2/team/x/y/blobs/uploads/"))
+        .await
+        .expect_error(403, &["DENIED"]);
+    // `**` crosses components: ci pushes deep names.
+    ci.push_image("team/x/y", "v1", 1).await;
+
+    // Delete: admin only.
+    let path = format!("/v2/lib/app/manifests/{}", image.digest);
+    ci.delete(&path).await.expect_error(403, &["DENIED"]);
+    expect_basic_challenge(&anonymous.delete(&path).await);
+    admin.delete(&path).await.expect(202);
+}
+
+#[tokio::test]
+async fn catalog_lists_only_what_the_caller_may_pull_across_pages() {
+    let rules = "  access:
+    - repositories: [\"pub/*\"]
+      anonymous: true
+      actions: [pull]
+    - repositories: [\"**\"]
+      users: [admin]
+      actions: [pull, push]
+";
+    let (reg, _) = htpasswd_registry(rules);
+    let admin = Api::with_authorization(&reg, &basic("admin", "admin-pw"));
+    let mut public = Vec::new();
+    // Interleaved names, so that pages of the unfiltered catalog hold few public ones.
+    for i in 0..12 {
+        admin.push_image(&format!("priv/r{i:02}"), "v1", 0).await;
+        if i % 3 == 0 {
+            let name = format!("pub/r{i:02}");
+            admin.push_image(&name, "v1", 0).await;
+            public.push(name);
+        }
+    }
+    assert_eq!(admin.catalog().await.len(), 16);
+    let anonymous = Api::new(&reg);
+    assert_eq!(anonymous.catalog().await, public);
+    // Pages of 2: full pages, a Link while more remain, and nothing private.
+    let mut seen = Vec::new();
+    let mut url = "/v2/_catalog?n=2".to_string();
+    for _ in 0..10 {
+        let r = anonymous.get(&url).await;
+        r.expect(200);
+        let page = string_list(&r.json()["repositories"]);
+        seen.extend(page.clone());
+        match r.header("link") {
+            Some(link) => {
+                assert_eq!(page.len(), 2, "{r:?}");
+                let start = link.find('<').unwrap() + 1;
+                url = link[start..link.find('>').unwrap()].to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, public);
+    // bob has no rule but the anonymous one: the same list.
+    let bob = Api::with_authorization(&reg, &basic("bob", "bob-pw"));
+    assert_eq!(bob.catalog().await, public);
+}
+
+#[tokio::test]
+async fn mount_needs_pull_on_the_source() {
+    let rules = "  access:
+    - repositories: [\"secret/*\"]
+      users: [admin]
+      actions: [pull, push]
+    - repositories: [\"bob/*\"]
+      users: [bob]
+      actions: [pull, push]
+";
+    let (reg, _) = htpasswd_registry(rules);
+    let admin = Api::with_authorization(&reg, &basic("admin", "admin-pw"));
+    let digest = admin.push_blob("secret/a", b"classified").await;
+    let bob = Api::with_authorization(&reg, &basic("bob", "bob-pw"));
+    let r = bob
+        .send(bob.req(
+            Method::POST,
+            &format!("/v2/bob/x/blobs/uploads/?mount={digest}&from=secret/a"),
+        ))
+        .await;
+    r.expect(202); // a session, not a mount
+    bob.head(&format!("/v2/bob/x/blobs/{digest}"))
+        .await
+        .expect(404);
+    // Without `from`, no mount from anywhere either.
+    bob.send(bob.req(
+        Method::POST,
+        &format!("/v2/bob/x/blobs/uploads/?mount={digest}"),
+    ))
+    .await
+    .expect(202);
+    // The admin may pull the source: mounted.
+    admin
+        .send(admin.req(
+            Method::POST,
+            &format!("/v2/secret/b/blobs/uploads/?mount={digest}&from=secret/a"),
+        ))
+        .await
+        .expect(201);
+}
+
+#[tokio::test]
+async fn malformed_authorization_headers_are_401_never_500() {
+    let (reg, _) = htpasswd_registry(RULES);
+    let client = http::client(Duration::from_secs(30));
+    let huge = format!("Basic {}", "QUFB".repeat(20_000));
+    let cases: Vec<Vec<u8>> = vec![
+        b"Basic !!!not-base64!!!".to_vec(),
+        format!("Basic {}", STANDARD.encode("no-colon")).into_bytes(),
+        format!("Basic {}", STANDARD.encode(":empty-user")).into_bytes(),
+        b"Basic".to_vec(),
+        b"Bearer some.jwt.token".to_vec(),
+        b"Digest username=x".to_vec(),
+        huge.into_bytes(),
+        b"Basic \xff\xfe\xfd".to_vec(),
+        format!("Basic {}", STANDARD.encode(b"ci:\xff\xfe")).into_bytes(),
+    ];
+    for value in cases {
+        let header = reqwest::header::HeaderValue::from_bytes(&value).unwrap();
+        for path in ["/v2/", "/v2/lib/app/tags/list"] {
+            let r = send(
+                client
+                    .get(format!("{}{path}", reg.url))
+                    .header("authorization", header.clone()),
+            )
+            .await;
+            // A header beyond the server's limits may be refused before auth (431).
+            assert!(
+                r.status == 401 || r.status == 431,
+                "{:.60}: {r:?}",
+                String::from_utf8_lossy(&value)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn htpasswd_changes_apply_without_restart() {
+    let (reg, path) = htpasswd_registry("");
+    let carol = Api::with_authorization(&reg, &basic("carol", "carol-pw"));
+    expect_basic_challenge(&carol.get("/v2/").await);
+    let mut text = users();
+    text.push_str(&htpasswd_line("carol", "carol-pw"));
+    std::fs::write(&path, text).unwrap();
+    // Re-read within about a second: poll until it answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = carol.get("/v2/").await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "carol never got in: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And removed again.
+    std::fs::write(&path, users()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = carol.get("/v2/").await;
+        if r.status == 401 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "carol still gets in: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `ferry serve <config>`: its exit status and what it said.
+fn serve_fails(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    let yaml = yaml.replace("DIR", &dir.path().display().to_string());
+    std::fs::write(&config, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("serve")
+        .arg(&config)
+        .env("REGISTRY_HTTP_ADDR", free_port().to_string())
+        .env(
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+            dir.path().join("data"),
+        )
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn configurations_that_refuse_to_start() {
+    let (code, err) = serve_fails("version: 0.1\nauth:\n  silly:\n    realm: r\n    service: s\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("auth.silly"), "{err}");
+    let (code, err) = serve_fails(
+        "version: 0.1\nauth:\n  htpasswd: {path: /x}\n  token: {realm: r, service: s, issuer: i, rootcertbundle: /b}\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("choose one access controller"), "{err}");
+    let (code, err) = serve_fails("version: 0.1\nauth:\n  htpasswd:\n    path: DIR/missing\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("missing") && err.contains("htpasswd"), "{err}");
+}
+
+#[test]
+fn the_shipped_auth_example_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/auth-example.yml");
+    let config = ferry::config::Config::load(Some(&path), []).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert!(matches!(
+        config.auth.controller,
+        Some(ferry::auth::Controller::Htpasswd { .. })
+    ));
+    assert_eq!(config.auth.rules.map(|r| r.len()), Some(3));
+}
+
+// ---- Token auth ----
+
+fn token_registry(server: &TokenServer) -> TestRegistry {
+    let env = server.registry_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    TestRegistry::start_with_config("version: 0.1\n", &env)
+}
+
+fn bearer_challenge(r: &Resp) -> String {
+    r.expect_error(401, &["UNAUTHORIZED"]);
+    r.must_header("www-authenticate").to_string()
+}
+
+/// A token from the server (a blocking request) inside an async test.
+fn fetch(server: &TokenServer, user: (&str, &str), scopes: &[&str]) -> String {
+    tokio::task::block_in_place(|| server.fetch(Some(user), scopes))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_challenges_name_the_exact_scope() {
+    let server = TokenServer::start();
+    let reg = token_registry(&server);
+    let anonymous = Api::new(&reg);
+    let base = format!(
+        "Bearer realm=\"{}\",service=\"{}\"",
+        server.realm, server.service
+    );
+    assert_eq!(bearer_challenge(&anonymous.get("/v2/").await), base);
+    assert_eq!(
+        bearer_challenge(&anonymous.get("/v2/team/app/tags/list").await),
+        format!("{base},scope=\"repository:team/app:pull\"")
+    );
+    let r = anonymous
+        .send(anonymous.req(Method::POST, "/v2/team/app/blobs/uploads/"))
+        .await;
+    assert_eq!(
+        bearer_challenge(&r),
+        format!("{base},scope=\"repository:team/app:pull,push\"")
+    );
+    assert_eq!(
+        bearer_challenge(&anonymous.get("/v2/_catalog").await),
+        format!("{base},scope=\"registry:catalog:*\"")
+    );
+
+    // The ci user pushes with a token for exactly that scope.
+    let token = fetch(
+        &server,
+        ("ci", "ci-secret"),
+        &["repository:team/app:pull,push"],
+    );
+    let ci = Api::with_authorization(&reg, &format!("Bearer {token}"));
+    ci.get("/v2/").await.expect(200);
+    let image = ci.push_image("team/app", "v1", 1).await;
+    // A token for another repository does not reach this one.
+    let r = ci.get("/v2/other/tags/list").await;
+    assert_eq!(
+        bearer_challenge(&r),
+        format!("{base},scope=\"repository:other:pull\",error=\"insufficient_scope\"")
+    );
+
+    // A pull-only token pulls but cannot push: 401 naming the push scope.
+    let token = fetch(
+        &server,
+        ("reader", "reader-secret"),
+        &["repository:team/app:pull,push"],
+    );
+    let reader = Api::with_authorization(&reg, &format!("Bearer {token}"));
+    reader.assert_image_intact("team/app", "v1", &image).await;
+    let r = reader
+        .send(reader.req(Method::POST, "/v2/team/app/blobs/uploads/"))
+        .await;
+    assert_eq!(
+        bearer_challenge(&r),
+        format!("{base},scope=\"repository:team/app:pull,push\",error=\"insufficient_scope\"")
+    );
+
+    // Catalog: with registry:catalog:* only.
+    let r = reader.get("/v2/_catalog").await;
+    assert!(bearer_challenge(&r).contains("insufficient_scope"));
+    let token = fetch(&server, ("ci", "ci-secret"), &["registry:catalog:*"]);
+    let lister = Api::with_authorization(&reg, &format!("Bearer {token}"));
+    assert_eq!(lister.catalog().await, ["team/app"]);
+}
+
+#[tokio::test]
+async fn bad_tokens_are_invalid_token() {
+    let server = TokenServer::start_with(TokenServerConfig::default());
+    let reg = token_registry(&server);
+    let access = json!([{"type": "repository", "name": "a", "actions": ["pull"]}]);
+    let good = server.issue("ci", access.clone());
+    Api::with_authorization(&reg, &format!("Bearer {good}"))
+        .get("/v2/a/tags/list")
+        .await
+        .expect_error(404, &["NAME_UNKNOWN"]);
+
+    let now = support::token::now_secs();
+    let mut expired = server.mint().grant("ci", access.clone());
+    expired.claims["exp"] = json!(now - 3600);
+    let expired = server.sign(&expired);
+    let mut wrong_aud = server.mint().grant("ci", access.clone());
+    wrong_aud.claims["aud"] = json!("another-registry");
+    let wrong_aud = server.sign(&wrong_aud);
+    let payload = STANDARD
+        .encode(json!({"sub": "ci", "access": access}).to_string())
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_");
+    let alg_none = format!("eyJhbGciOiJub25lIn0.{payload}.");
+    for token in [expired, wrong_aud, alg_none, "garbage".to_string()] {
+        let r = Api::with_authorization(&reg, &format!("Bearer {token}"))
+            .get("/v2/a/tags/list")
+            .await;
+        let challenge = bearer_challenge(&r);
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+    // Basic credentials where tokens are expected: 401 too.
+    let r = Api::with_authorization(&reg, &basic("ci", "ci-secret"))
+        .get("/v2/")
+        .await;
+    bearer_challenge(&r);
+}
