@@ -465,3 +465,158 @@ async fn bad_tokens_are_invalid_token() {
         .await;
     bearer_challenge(&r);
 }
+
+// ---- Real clients ----
+
+fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// docker with its own client config directory (the host's ~/.docker is untouched).
+fn docker(config: &Path) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_CONFIG", config);
+    cmd
+}
+
+/// Docker images this test made, removed by name at the end.
+struct DockerImages(Vec<String>);
+
+impl Drop for DockerImages {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("docker")
+                .args(["rmi", name])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// `docker login` then push and pull; `docker logout` then push is refused.
+#[test]
+fn docker_login_push_pull_logout() {
+    if !docker_available() {
+        eprintln!("SKIP: docker engine not available");
+        return;
+    }
+    let (reg, _) = htpasswd_registry(RULES);
+    let tmp = cli::tempdir();
+    let config = tmp.path().join("docker-config");
+    std::fs::create_dir_all(&config).unwrap();
+    let nonce = cli::nonce();
+    let rootfs = tmp.path().join("rootfs");
+    cli::write(&rootfs.join("hello.txt"), &format!("hello {nonce}\n"));
+    let tarball = tmp.path().join("rootfs.tar");
+    cli::sh_within(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."),
+        TOOL_TIMEOUT,
+    );
+    let name = format!("{}/lib/auth-{nonce}:1", reg.host);
+    let _images = DockerImages(vec![name.clone()]);
+    cli::sh_within(
+        docker(&config).arg("import").arg(&tarball).arg(&name),
+        TOOL_TIMEOUT,
+    );
+
+    // Not logged in: push refused.
+    let out = cli::run_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
+    assert!(!out.status.success(), "anonymous push succeeded");
+
+    // A wrong password: login refused.
+    let mut login = docker(&config);
+    login.args(["login", &reg.host, "-u", "ci", "-p", "wrong"]);
+    assert!(!cli::run_within(&mut login, TOOL_TIMEOUT).status.success());
+
+    let mut login = docker(&config);
+    login.args(["login", &reg.host, "-u", "ci", "-p", "ci-pw"]);
+    let out = cli::sh_within(&mut login, TOOL_TIMEOUT);
+    assert!(out.contains("Login Succeeded"), "{out}");
+    cli::sh_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(&config).args(["rmi", &name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(&config).args(["pull", &name]), TOOL_TIMEOUT);
+
+    cli::sh_within(docker(&config).args(["logout", &reg.host]), TOOL_TIMEOUT);
+    let out = cli::run_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
+    assert!(!out.status.success(), "push after logout succeeded");
+    // (An anonymous `docker pull` is not tried: after the Basic challenge of /v2/ the engine
+    // refuses to go on without credentials; see src/auth/mod.rs.)
+    let log = reg.log();
+    assert!(!log.contains("ci-pw"), "the password is in the log");
+}
+
+/// skopeo with `--dest-creds` and `--creds` against htpasswd, and an anonymous inspect
+/// where the rules allow anonymous pulls.
+#[test]
+fn skopeo_with_credentials() {
+    cli::require(&["skopeo", "umoci"]);
+    let (reg, _) = htpasswd_registry(RULES);
+    let tmp = cli::tempdir();
+    let layout = tmp.path().join("layout");
+    let nonce = cli::nonce();
+    let files = vec![("/app/a.txt".to_string(), format!("a {nonce}\n"))];
+    let image = cli::umoci_image(&layout, "v1", None, &files, tmp.path(), TOOL_TIMEOUT);
+    let dest = format!("docker://{}/ns/img:v1", reg.host);
+    let source = format!("oci:{}:v1", layout.display());
+    // Without credentials: refused.
+    let out = cli::run_within(
+        Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(&source)
+            .arg(&dest),
+        TOOL_TIMEOUT,
+    );
+    assert!(!out.status.success());
+    cli::sh_within(
+        Command::new("skopeo")
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                "ci:ci-pw",
+            ])
+            .arg(&source)
+            .arg(&dest),
+        TOOL_TIMEOUT,
+    );
+    let inspect = cli::sh_within(
+        Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "bob:bob-pw",
+            &dest,
+        ]),
+        TOOL_TIMEOUT,
+    );
+    assert!(inspect.contains(&image.digest), "{inspect}");
+    let inspect = cli::sh_within(
+        Command::new("skopeo").args(["inspect", "--tls-verify=false", "--no-creds", &dest]),
+        TOOL_TIMEOUT,
+    );
+    assert!(inspect.contains(&image.digest), "{inspect}");
+    let out = cli::run_within(
+        Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "bob:wrong",
+            &dest,
+        ]),
+        TOOL_TIMEOUT,
+    );
+    assert!(!out.status.success());
+}

@@ -17,9 +17,13 @@
 //!   scope the request needs, as Distribution answers: clients fetch a new token from it.
 //!
 //! `GET /v2/` needs an authenticated caller whenever access control is on, even when rules
-//! let anonymous callers pull (as in Distribution): `docker login` sends its credentials only
-//! after that `401`, and `docker pull` of an anonymously readable repository goes on without
-//! credentials after it.
+//! let anonymous callers pull (as in Distribution): `docker login` and `docker push` send
+//! credentials only to a registry whose `/v2/` answered `401` with a challenge (a `200`
+//! would make `docker login` succeed with any password and pushes go out without
+//! credentials). The cost: after a `Basic` challenge the Docker engine refuses to go on
+//! without credentials, so `docker pull` of an anonymously readable repository needs a
+//! login (any user); skopeo, podman, containerd and plain HTTP clients pull anonymously
+//! (an empty `Basic` credential, `:`, counts as anonymous).
 
 pub mod htpasswd;
 pub mod rules;
@@ -396,6 +400,9 @@ fn parse_credentials(header: Option<&[u8]>) -> Credentials {
             return Credentials::Malformed;
         };
         match decoded.split_once(':') {
+            // What clients without credentials send after a Basic challenge (skopeo,
+            // podman: `Basic Og==`): anonymous.
+            Some(("", "")) => Credentials::None,
             Some((user, password)) if !user.is_empty() => Credentials::Basic {
                 user: user.to_string(),
                 password: password.to_string(),
@@ -441,6 +448,7 @@ mod tests {
         for bad in [
             basic("nocolon"),
             basic(":p"),
+            basic("u"),
             "Basic !!!".to_string(),
             "Basic".to_string(),
             "Bearer".to_string(),
@@ -466,5 +474,9 @@ mod tests {
             Credentials::Malformed
         ));
         assert!(matches!(parse_credentials(None), Credentials::None));
+        assert!(matches!(
+            parse_credentials(Some(basic(":").as_bytes())),
+            Credentials::None
+        ));
     }
 }
