@@ -620,3 +620,67 @@ fn skopeo_with_credentials() {
     );
     assert!(!out.status.success());
 }
+
+/// The Docker engine against the test token server: `docker login` fetches a token, push and
+/// pull with it; a pull-only user cannot push.
+#[test]
+fn docker_with_the_token_server() {
+    if !docker_available() {
+        eprintln!("SKIP: docker engine not available");
+        return;
+    }
+    let server = TokenServer::start();
+    let reg = token_registry(&server);
+    let tmp = cli::tempdir();
+    let config = tmp.path().join("docker-config");
+    std::fs::create_dir_all(&config).unwrap();
+    let nonce = cli::nonce();
+    let rootfs = tmp.path().join("rootfs");
+    cli::write(&rootfs.join("hello.txt"), &format!("token {nonce}\n"));
+    let tarball = tmp.path().join("rootfs.tar");
+    cli::sh_within(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."),
+        TOOL_TIMEOUT,
+    );
+    let name = format!("{}/team/tok-{nonce}:1", reg.host);
+    let _images = DockerImages(vec![name.clone()]);
+    cli::sh_within(
+        docker(&config).arg("import").arg(&tarball).arg(&name),
+        TOOL_TIMEOUT,
+    );
+    let login = |user: &str, password: &str| {
+        let out = cli::sh_within(
+            docker(&config).args(["login", &reg.host, "-u", user, "-p", password]),
+            TOOL_TIMEOUT,
+        );
+        assert!(out.contains("Login Succeeded"), "{out}");
+    };
+    login("ci", "ci-secret");
+    cli::sh_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(&config).args(["rmi", &name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(&config).args(["pull", &name]), TOOL_TIMEOUT);
+    // The token server was asked for exactly the scopes the challenges named.
+    let scopes: Vec<String> = server
+        .requests()
+        .into_iter()
+        .flat_map(|r| r.scopes)
+        .collect();
+    let repo = name
+        .trim_start_matches(&format!("{}/", reg.host))
+        .trim_end_matches(":1");
+    assert!(
+        scopes.contains(&format!("repository:{repo}:pull,push"))
+            || scopes.contains(&format!("repository:{repo}:push,pull")),
+        "{scopes:?}"
+    );
+
+    login("reader", "reader-secret");
+    cli::sh_within(docker(&config).args(["pull", &name]), TOOL_TIMEOUT);
+    let out = cli::run_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
+    assert!(!out.status.success(), "a pull-only user pushed");
+}
