@@ -287,9 +287,9 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
     type Case<'a> = (String, &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         (
-            format!("{fs}auth:\n  htpasswd: {{realm: x, path: /p}}\n"),
+            format!("{fs}auth:\n  silly: {{realm: x, service: y}}\n"),
             &[],
-            "auth.htpasswd",
+            "auth.silly",
         ),
         (
             format!("{fs}  tls:\n    letsencrypt:\n      email: admin@example.com\n"),
@@ -309,8 +309,8 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
         (format!("{fs}  prefix: /registry/\n"), &[], "http.prefix"),
         (
             fs.clone(),
-            &[("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd")],
-            "auth.htpasswd",
+            &[("REGISTRY_AUTH_SILLY_REALM", "x")],
+            "auth.silly",
         ),
         (
             fs.clone(),
