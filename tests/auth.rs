@@ -98,6 +98,8 @@ async fn htpasswd_without_rules_is_distributions_behaviour() {
     let image = ci.push_image("a/b", "v1", 2).await;
     ci.assert_image_intact("a/b", "v1", &image).await;
     assert_eq!(ci.catalog().await, ["a/b"]);
+    // The access log names the user.
+    assert!(reg.log().contains("user=\"ci\""), "{}", reg.log());
     // Anonymous callers may not even pull.
     expect_basic_challenge(&anonymous.get_manifest("a/b", "v1").await);
 }

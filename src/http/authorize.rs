@@ -49,11 +49,15 @@ pub async fn authorize(
         .await;
     match decision {
         Ok(grant) => {
+            let caller = grant.caller.clone();
             if let Some(context) = request.extensions_mut().get_mut::<RequestContext>() {
                 context.caller = grant.caller;
                 context.rights = grant.rights;
             }
-            next.run(request).await
+            let mut response = next.run(request).await;
+            // For the access log, which sits outside and sees only the response.
+            response.extensions_mut().insert(caller);
+            response
         }
         Err(Refusal::Unauthorized { challenge, message }) => {
             let mut response = error_response(

@@ -21,7 +21,7 @@ use axum::response::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::headers::API_VERSION;
-use crate::registry::context::RequestContext;
+use crate::registry::context::{Caller, RequestContext};
 
 /// Middleware: counts the request's bytes, wraps the response body so the line is written
 /// when it ends, and sets the API version header.
@@ -45,8 +45,13 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     response
         .headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    let user = match response.extensions().get::<Caller>() {
+        Some(Caller::User(name)) => Some(name.clone()),
+        _ => None,
+    };
     let line = AccessLine {
         id,
+        user,
         method,
         path,
         status: response.status().as_u16(),
@@ -80,6 +85,8 @@ impl RequestId {
 /// What the access line says, waiting for the end of the response body.
 struct AccessLine {
     id: String,
+    /// The authenticated user, if any (never a credential).
+    user: Option<String>,
     method: Method,
     path: String,
     status: u16,
@@ -94,6 +101,7 @@ impl AccessLine {
         tracing::info!(
             target: "ferry::access",
             request_id = %self.id,
+            user = self.user.as_deref().unwrap_or(""),
             method = %self.method,
             path = %self.path,
             status = self.status,

@@ -77,12 +77,16 @@ impl S3Settings {
         let Some(endpoint) = self.region_endpoint.as_deref() else {
             return false;
         };
-        let authority = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+        let authority = endpoint
+            .split_once("://")
+            .map_or(endpoint, |(_, rest)| rest);
         let authority = authority.split('/').next().unwrap_or_default();
         if authority.starts_with('[') {
             return true;
         }
-        let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host);
         host.parse::<std::net::Ipv4Addr>().is_ok()
     }
 
