@@ -30,7 +30,13 @@ pub async fn authorize(
         .get::<RequestContext>()
         .map(|c| c.access.clone())
     else {
-        return next.run(request).await;
+        // `classify` always runs first; should a request ever arrive here without its
+        // context, it is refused, never let through.
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "the request could not be authorized".to_string(),
+        );
     };
     let peer = request
         .extensions()
