@@ -503,20 +503,21 @@ impl Drop for DockerImages {
     }
 }
 
-/// `docker login` then push and pull; `docker logout` then push is refused.
-#[test]
-fn docker_login_push_pull_logout() {
-    if !docker_available() {
-        eprintln!("SKIP: docker engine not available");
-        return;
-    }
-    let (reg, _) = htpasswd_registry(RULES);
+/// A one-file image imported into docker as `<host>/<repository>:1`, with a client config
+/// directory of its own; the image is removed when the fixture drops.
+struct DockerFixture {
+    config: std::path::PathBuf,
+    name: String,
+    _images: DockerImages,
+    _tmp: tempfile::TempDir,
+}
+
+fn docker_fixture(host: &str, repository: &str, text: &str) -> DockerFixture {
     let tmp = cli::tempdir();
     let config = tmp.path().join("docker-config");
     std::fs::create_dir_all(&config).unwrap();
-    let nonce = cli::nonce();
     let rootfs = tmp.path().join("rootfs");
-    cli::write(&rootfs.join("hello.txt"), &format!("hello {nonce}\n"));
+    cli::write(&rootfs.join("hello.txt"), &format!("{text}\n"));
     let tarball = tmp.path().join("rootfs.tar");
     cli::sh_within(
         Command::new("tar")
@@ -527,32 +528,55 @@ fn docker_login_push_pull_logout() {
             .arg("."),
         TOOL_TIMEOUT,
     );
-    let name = format!("{}/lib/auth-{nonce}:1", reg.host);
-    let _images = DockerImages(vec![name.clone()]);
+    let name = format!("{host}/{repository}:1");
+    let images = DockerImages(vec![name.clone()]);
     cli::sh_within(
         docker(&config).arg("import").arg(&tarball).arg(&name),
         TOOL_TIMEOUT,
     );
+    DockerFixture {
+        config,
+        name,
+        _images: images,
+        _tmp: tmp,
+    }
+}
+
+/// `docker login` then push and pull; `docker logout` then push is refused.
+#[test]
+fn docker_login_push_pull_logout() {
+    if !docker_available() {
+        eprintln!("SKIP: docker engine not available");
+        return;
+    }
+    let (reg, _) = htpasswd_registry(RULES);
+    let nonce = cli::nonce();
+    let image = docker_fixture(
+        &reg.host,
+        &format!("lib/auth-{nonce}"),
+        &format!("hello {nonce}"),
+    );
+    let (config, name) = (image.config.as_path(), image.name.as_str());
 
     // Not logged in: push refused.
-    let out = cli::run_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
+    let out = cli::run_within(docker(config).args(["push", name]), TOOL_TIMEOUT);
     assert!(!out.status.success(), "anonymous push succeeded");
 
     // A wrong password: login refused.
-    let mut login = docker(&config);
+    let mut login = docker(config);
     login.args(["login", &reg.host, "-u", "ci", "-p", "wrong"]);
     assert!(!cli::run_within(&mut login, TOOL_TIMEOUT).status.success());
 
-    let mut login = docker(&config);
+    let mut login = docker(config);
     login.args(["login", &reg.host, "-u", "ci", "-p", "ci-pw"]);
     let out = cli::sh_within(&mut login, TOOL_TIMEOUT);
     assert!(out.contains("Login Succeeded"), "{out}");
-    cli::sh_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
-    cli::sh_within(docker(&config).args(["rmi", &name]), TOOL_TIMEOUT);
-    cli::sh_within(docker(&config).args(["pull", &name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(config).args(["push", name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(config).args(["rmi", name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(config).args(["pull", name]), TOOL_TIMEOUT);
 
-    cli::sh_within(docker(&config).args(["logout", &reg.host]), TOOL_TIMEOUT);
-    let out = cli::run_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(config).args(["logout", &reg.host]), TOOL_TIMEOUT);
+    let out = cli::run_within(docker(config).args(["push", name]), TOOL_TIMEOUT);
     assert!(!out.status.success(), "push after logout succeeded");
     // (An anonymous `docker pull` is not tried: after the Basic challenge of /v2/ the engine
     // refuses to go on without credentials; see src/auth/mod.rs.)
@@ -633,39 +657,24 @@ fn docker_with_the_token_server() {
     }
     let server = TokenServer::start();
     let reg = token_registry(&server);
-    let tmp = cli::tempdir();
-    let config = tmp.path().join("docker-config");
-    std::fs::create_dir_all(&config).unwrap();
     let nonce = cli::nonce();
-    let rootfs = tmp.path().join("rootfs");
-    cli::write(&rootfs.join("hello.txt"), &format!("token {nonce}\n"));
-    let tarball = tmp.path().join("rootfs.tar");
-    cli::sh_within(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tarball)
-            .arg("."),
-        TOOL_TIMEOUT,
+    let image = docker_fixture(
+        &reg.host,
+        &format!("team/tok-{nonce}"),
+        &format!("token {nonce}"),
     );
-    let name = format!("{}/team/tok-{nonce}:1", reg.host);
-    let _images = DockerImages(vec![name.clone()]);
-    cli::sh_within(
-        docker(&config).arg("import").arg(&tarball).arg(&name),
-        TOOL_TIMEOUT,
-    );
+    let (config, name) = (image.config.as_path(), image.name.as_str());
     let login = |user: &str, password: &str| {
         let out = cli::sh_within(
-            docker(&config).args(["login", &reg.host, "-u", user, "-p", password]),
+            docker(config).args(["login", &reg.host, "-u", user, "-p", password]),
             TOOL_TIMEOUT,
         );
         assert!(out.contains("Login Succeeded"), "{out}");
     };
     login("ci", "ci-secret");
-    cli::sh_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
-    cli::sh_within(docker(&config).args(["rmi", &name]), TOOL_TIMEOUT);
-    cli::sh_within(docker(&config).args(["pull", &name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(config).args(["push", name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(config).args(["rmi", name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(config).args(["pull", name]), TOOL_TIMEOUT);
     // The token server was asked for exactly the scopes the challenges named.
     let scopes: Vec<String> = server
         .requests()
@@ -682,7 +691,7 @@ fn docker_with_the_token_server() {
     );
 
     login("reader", "reader-secret");
-    cli::sh_within(docker(&config).args(["pull", &name]), TOOL_TIMEOUT);
-    let out = cli::run_within(docker(&config).args(["push", &name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(config).args(["pull", name]), TOOL_TIMEOUT);
+    let out = cli::run_within(docker(config).args(["push", name]), TOOL_TIMEOUT);
     assert!(!out.status.success(), "a pull-only user pushed");
 }
