@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::json;
+use support::cli::{DockerImages, docker_available};
 use support::token::{TokenServer, TokenServerConfig};
 use support::*;
 
@@ -470,15 +471,6 @@ async fn bad_tokens_are_invalid_token() {
 
 // ---- Real clients ----
 
-fn docker_available() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// docker with its own client config directory (the host's ~/.docker is untouched).
@@ -486,21 +478,6 @@ fn docker(config: &Path) -> Command {
     let mut cmd = Command::new("docker");
     cmd.env("DOCKER_CONFIG", config);
     cmd
-}
-
-/// Docker images this test made, removed by name at the end.
-struct DockerImages(Vec<String>);
-
-impl Drop for DockerImages {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Command::new("docker")
-                .args(["rmi", name])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
 }
 
 /// A one-file image imported into docker as `<host>/<repository>:1`, with a client config

@@ -1237,16 +1237,6 @@ fn tags(reg: &TestRegistry, repo: &str) -> Option<Vec<String>> {
     Some(tags)
 }
 
-/// Whether a Docker engine answers (`docker info` succeeds).
-fn docker_available() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The `digest: sha256:... size: N` line `docker push` ends with.
 fn docker_push_digest(out: &str) -> String {
     out.lines()
@@ -1260,21 +1250,6 @@ fn docker_inspect(name: &str, format: &str) -> String {
     sh(Command::new("docker").args(["image", "inspect", "--format", format, name]))
         .trim()
         .to_string()
-}
-
-/// Docker image names this test created; removed (by those exact names) when dropped.
-struct DockerImages(Vec<String>);
-
-impl Drop for DockerImages {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Command::new("docker")
-                .args(["rmi", name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
 }
 
 /// podman or buildah on private vfs storage in a temp dir.

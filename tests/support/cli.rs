@@ -249,3 +249,28 @@ pub fn add_to_layout(layout: &Path, tag: &str, media_type: &str, bytes: &[u8]) -
     std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
     digest
 }
+
+/// Whether a Docker engine answers (`docker info` succeeds).
+pub fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Docker image names a test created; removed (by those exact names) when dropped.
+pub struct DockerImages(pub Vec<String>);
+
+impl Drop for DockerImages {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("docker")
+                .args(["rmi", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
