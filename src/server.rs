@@ -72,6 +72,9 @@ pub enum ServeError {
     /// Adopting a Distribution data directory failed.
     #[error("importing the registry:2 data failed: {0}")]
     Import(String),
+    /// The system's random source failed (making the token secret).
+    #[error("the system's random number source failed")]
+    Random,
     /// The server loop failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -88,7 +91,7 @@ pub async fn open_registry(
     let root = usable_data_dir(&config.root)?;
     let storage: Arc<dyn BlobStore> = match &config.storage {
         StorageSettings::Filesystem => Arc::new(FilesystemStore::new(&root)),
-        StorageSettings::S3(settings) => Arc::new(S3Store::new(settings.clone())?),
+        StorageSettings::S3(settings) => Arc::new(S3Store::new((**settings).clone())?),
     };
     let sqlite = metadata::open(&DatabaseSettings::Sqlite {
         path: config.database_path.clone(),
@@ -108,6 +111,21 @@ pub async fn open_registry(
     }
     let registry = Registry::new(sqlite.clone(), storage, config.registry.clone());
     Ok((registry, sqlite))
+}
+
+/// Key in `registry_info` of the secret that signs Ferry's own tokens.
+const ISSUER_SECRET: &str = "token_secret";
+
+/// The secret Ferry's own tokens are signed with: made once and kept with the metadata, so
+/// every replica of one database shares it and tokens survive a restart.
+async fn issuer_secret(metadata: &dyn MetadataBackend) -> Result<String, ServeError> {
+    if let Some(secret) = metadata.info(ISSUER_SECRET).await? {
+        return Ok(secret);
+    }
+    let secret =
+        crate::auth::token::issuer::Issuer::new_secret().map_err(|_| ServeError::Random)?;
+    metadata.set_info(ISSUER_SECRET, &secret).await?;
+    Ok(secret)
 }
 
 /// Creates the local data directory if needed and checks it is writable; returns its
@@ -137,8 +155,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     // Before anything is opened: bad certificate files stop the start at once.
     let tls = config.http.tls.as_ref().map(tls::acceptor).transpose()?;
-    let auth = crate::auth::Authenticator::new(&config.auth)?;
+    let mut auth = crate::auth::Authenticator::new(&config.auth)?;
     let (registry, sqlite) = open_registry(&config).await?;
+    if auth.needs_issuer_secret() {
+        let secret = issuer_secret(sqlite.as_ref()).await?;
+        auth.set_issuer_secret(secret.as_bytes());
+        tracing::info!(
+            "anonymous callers have rights: challenges name Ferry's own token endpoint, so the Docker engine pulls without a login"
+        );
+    }
     if config.auto_import && config.storage == StorageSettings::Filesystem {
         adopt_distribution_data(&config, &registry).await?;
     }

@@ -75,6 +75,24 @@ fn expect_basic_challenge(r: &Resp) {
     );
 }
 
+/// The challenge of an htpasswd registry whose rules let anonymous callers in: `Bearer`,
+/// naming Ferry's own token endpoint (so the Docker engine pulls without a login).
+fn expect_own_token_challenge(reg: &TestRegistry, r: &Resp, scope: Option<&str>) {
+    r.expect_error(401, &["UNAUTHORIZED"]);
+    let mut expected = format!(
+        "Bearer realm=\"http://{}/auth/token\",service=\"Test Realm\"",
+        reg.host
+    );
+    if let Some(scope) = scope {
+        expected.push_str(&format!(",scope=\"{scope}\""));
+    }
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(expected.as_str()),
+        "{r:?}"
+    );
+}
+
 #[tokio::test]
 async fn htpasswd_without_rules_is_distributions_behaviour() {
     let (reg, _) = htpasswd_registry("");
@@ -113,8 +131,9 @@ async fn access_rules_anonymous_pull_ci_push_admin_delete() {
     let admin = Api::with_authorization(&reg, &basic("admin", "admin-pw"));
     let bob = Api::with_authorization(&reg, &basic("bob", "bob-pw"));
 
-    // /v2/ asks anonymous callers to log in even when they may pull (docker login).
-    expect_basic_challenge(&anonymous.get("/v2/").await);
+    // /v2/ asks anonymous callers to log in even when they may pull (docker login), with
+    // a Bearer challenge naming Ferry's token endpoint; Basic credentials work directly.
+    expect_own_token_challenge(&reg, &anonymous.get("/v2/").await, None);
     let image = ci.push_image("lib/app", "v1", 1).await;
     anonymous.assert_image_intact("lib/app", "v1", &image).await;
     bob.assert_image_intact("lib/app", "v1", &image).await;
@@ -123,7 +142,7 @@ async fn access_rules_anonymous_pull_ci_push_admin_delete() {
     let r = anonymous
         .send(anonymous.req(Method::POST, "/v2/lib/app/blobs/uploads/"))
         .await;
-    expect_basic_challenge(&r);
+    expect_own_token_challenge(&reg, &r, Some("repository:lib/app:pull,push"));
     bob.send(bob.req(Method::POST, "/v2/lib/app/blobs/uploads/"))
         .await
         .expect_error(403, &["DENIED"]);
@@ -139,8 +158,144 @@ async fn access_rules_anonymous_pull_ci_push_admin_delete() {
     // Delete: admin only.
     let path = format!("/v2/lib/app/manifests/{}", image.digest);
     ci.delete(&path).await.expect_error(403, &["DENIED"]);
-    expect_basic_challenge(&anonymous.delete(&path).await);
+    expect_own_token_challenge(
+        &reg,
+        &anonymous.delete(&path).await,
+        Some("repository:lib/app:delete"),
+    );
     admin.delete(&path).await.expect(202);
+}
+
+/// A token from the registry's own endpoint (`GET /auth/token`) as `authorization` asks.
+async fn own_token(reg: &TestRegistry, authorization: Option<&str>, scopes: &[&str]) -> String {
+    let api = match authorization {
+        Some(a) => Api::with_authorization(reg, a),
+        None => Api::new(reg),
+    };
+    let query: String = scopes.iter().map(|s| format!("&scope={s}")).collect();
+    let r = api
+        .get(&format!("/auth/token?service=Test%20Realm{query}"))
+        .await;
+    r.expect(200);
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
+    let body = r.json();
+    assert_eq!(body["expires_in"], 300, "{body}");
+    assert!(
+        body["issued_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{body}"
+    );
+    assert_eq!(body["token"], body["access_token"], "{body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// Ferry's own tokens: anonymous tokens pull only, a user's token carries what the rules
+/// give them, scopes are cut down rather than refused, tokens survive a restart.
+#[tokio::test]
+async fn own_token_endpoint_grants_what_the_rules_allow() {
+    let (mut reg, _) = htpasswd_registry(RULES);
+    let ci_basic = basic("ci", "ci-pw");
+    let image = Api::with_authorization(&reg, &ci_basic)
+        .push_image("lib/app", "v1", 1)
+        .await;
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    // Anonymous: pull yes, push no (401 naming the scope: a logged-in client asks again).
+    let token = own_token(&reg, None, &["repository:lib/app:pull,push"]).await;
+    let anonymous = Api::with_authorization(&reg, &bearer(&token));
+    anonymous.get("/v2/").await.expect(200);
+    anonymous.assert_image_intact("lib/app", "v1", &image).await;
+    let r = anonymous
+        .send(anonymous.req(Method::POST, "/v2/lib/app/blobs/uploads/"))
+        .await;
+    r.expect_error(401, &["UNAUTHORIZED"]);
+    assert!(
+        r.must_header("www-authenticate")
+            .ends_with(",scope=\"repository:lib/app:pull,push\",error=\"insufficient_scope\""),
+        "{r:?}"
+    );
+
+    // ci: push with a token. The same token does not reach another repository.
+    let token = own_token(&reg, Some(&ci_basic), &["repository:lib/other:pull,push"]).await;
+    let ci = Api::with_authorization(&reg, &bearer(&token));
+    ci.push_image("lib/other", "v1", 1).await;
+    let r = ci
+        .send(ci.req(Method::POST, "/v2/lib/app/blobs/uploads/"))
+        .await;
+    assert!(
+        r.must_header("www-authenticate")
+            .contains("insufficient_scope"),
+        "{r:?}"
+    );
+
+    // bob asks for push where the rules refuse it: the token leaves it out and the
+    // registry says 403 (no token would do), not 401.
+    let token = own_token(
+        &reg,
+        Some(&basic("bob", "bob-pw")),
+        &["repository:lib/app:pull,push repository:team/x:pull,push"],
+    )
+    .await;
+    let bob = Api::with_authorization(&reg, &bearer(&token));
+    bob.send(bob.req(Method::POST, "/v2/lib/app/blobs/uploads/"))
+        .await
+        .expect_error(403, &["DENIED"]);
+    bob.push_image("team/x", "v1", 1).await;
+
+    // Catalog: anonymous callers may list here (they have rules), filtered by pull rights.
+    let token = own_token(&reg, None, &["registry:catalog:*"]).await;
+    let lister = Api::with_authorization(&reg, &bearer(&token));
+    assert_eq!(lister.catalog().await, ["lib/app", "lib/other", "team/x"]);
+
+    // Wrong password, unusable credentials, too many scopes.
+    let r = Api::with_authorization(&reg, &basic("ci", "wrong"))
+        .get("/auth/token?scope=repository:lib/app:pull")
+        .await;
+    r.expect_error(401, &["UNAUTHORIZED"]);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"Test Realm\"")
+    );
+    Api::with_authorization(&reg, "Digest x")
+        .get("/auth/token")
+        .await
+        .expect_error(401, &["UNAUTHORIZED"]);
+    let many: String = (0..40)
+        .map(|i| format!("&scope=repository:r{i}:pull"))
+        .collect();
+    Api::new(&reg)
+        .get(&format!("/auth/token?service=x{many}"))
+        .await
+        .expect_error(400, &["UNSUPPORTED"]);
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let r = Api::with_authorization(&reg, &bearer(&forged))
+        .get("/v2/")
+        .await;
+    assert!(
+        r.must_header("www-authenticate").contains("invalid_token"),
+        "{r:?}"
+    );
+    assert!(
+        !reg.log().contains(&token[token.len() - 20..]),
+        "a token is in the log"
+    );
+
+    // The secret is kept with the metadata: a token outlives a restart.
+    let token = own_token(&reg, None, &["repository:lib/app:pull"]).await;
+    reg.restart();
+    Api::with_authorization(&reg, &bearer(&token))
+        .assert_image_intact("lib/app", "v1", &image)
+        .await;
+}
+
+/// Without anonymous rights there is no token endpoint: Basic, as in Distribution.
+#[tokio::test]
+async fn no_token_endpoint_without_anonymous_rights() {
+    let (reg, _) = htpasswd_registry("");
+    Api::new(&reg)
+        .get("/auth/token?scope=repository:a:pull")
+        .await
+        .expect_error(404, &["UNSUPPORTED"]);
+    expect_basic_challenge(&Api::new(&reg).get("/v2/").await);
 }
 
 #[tokio::test]
@@ -519,7 +674,8 @@ fn docker_fixture(host: &str, repository: &str, text: &str) -> DockerFixture {
     }
 }
 
-/// `docker login` then push and pull; `docker logout` then push is refused.
+/// `docker login` then push and pull; `docker logout` then push is refused, pull works
+/// (anonymous pulls are allowed by the rules).
 #[test]
 fn docker_login_push_pull_logout() {
     if !docker_available() {
@@ -555,8 +711,10 @@ fn docker_login_push_pull_logout() {
     cli::sh_within(docker(config).args(["logout", &reg.host]), TOOL_TIMEOUT);
     let out = cli::run_within(docker(config).args(["push", name]), TOOL_TIMEOUT);
     assert!(!out.status.success(), "push after logout succeeded");
-    // (An anonymous `docker pull` is not tried: after the Basic challenge of /v2/ the engine
-    // refuses to go on without credentials; see src/auth/mod.rs.)
+    // Logged out, the engine still pulls what anonymous callers may pull (an anonymous
+    // token from Ferry's token endpoint).
+    cli::sh_within(docker(config).args(["rmi", name]), TOOL_TIMEOUT);
+    cli::sh_within(docker(config).args(["pull", name]), TOOL_TIMEOUT);
     let log = reg.log();
     assert!(!log.contains("ci-pw"), "the password is in the log");
 }

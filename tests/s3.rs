@@ -723,3 +723,104 @@ async fn abandoned_uploads_are_purged_with_their_multipart_parts() {
         "objects of the completed upload are still in the bucket"
     );
 }
+
+/// A TCP relay in front of the S3 server that keeps every byte the registry sends, to see
+/// the headers of its requests.
+struct RecordingRelay {
+    endpoint: String,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl RecordingRelay {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let answers = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_write.shutdown().await;
+                    let _ = answers.await;
+                });
+            }
+        });
+        RecordingRelay { endpoint, sent }
+    }
+
+    /// How many requests carried `header: value` (case-insensitive name).
+    fn count(&self, header: &str, value: &str) -> usize {
+        let sent = self.sent.lock().unwrap();
+        let text = String::from_utf8_lossy(&sent).to_ascii_lowercase();
+        text.matches(&format!(
+            "\r\n{}: {}\r\n",
+            header,
+            value.to_ascii_lowercase()
+        ))
+        .count()
+    }
+}
+
+/// `storage.s3.encrypt` (and `keyid`): every object Ferry writes is sent with the
+/// server-side encryption headers (SSE-S3, or SSE-KMS with the key), and images still
+/// push and pull.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_encryption_headers_go_with_every_write() {
+    let s3 = S3Server::new();
+    for (settings, header_value, key_id) in [
+        (
+            vec![("REGISTRY_STORAGE_S3_ENCRYPT", "true")],
+            "AES256",
+            None,
+        ),
+        (
+            vec![
+                ("REGISTRY_STORAGE_S3_ENCRYPT", "true"),
+                (
+                    "REGISTRY_STORAGE_S3_KEYID",
+                    "arn:aws:kms:us-east-1:1:key/ferry-test",
+                ),
+            ],
+            "aws:kms",
+            Some("arn:aws:kms:us-east-1:1:key/ferry-test"),
+        ),
+    ] {
+        let relay = RecordingRelay::start(s3.addr).await;
+        let bucket = format!("sse-{}", header_value.replace(':', "-").to_lowercase());
+        let mut env = settings.clone();
+        env.push((
+            "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+            relay.endpoint.as_str(),
+        ));
+        let reg = TestRegistry::start_on_s3(&s3, &bucket, &env);
+        let api = Api::new(&reg);
+        let image = api.push_image("sse/app", "v1", 2).await;
+        api.assert_image_intact("sse/app", "v1", &image).await;
+        // Two layers, the config and the manifest: each written at least once.
+        let encrypted = relay.count("x-amz-server-side-encryption", header_value);
+        assert!(
+            encrypted >= 4,
+            "{header_value}: {encrypted} requests encrypted"
+        );
+        if let Some(key) = key_id {
+            assert!(relay.count("x-amz-server-side-encryption-aws-kms-key-id", key) >= 4);
+        }
+    }
+}

@@ -20,10 +20,13 @@
 //! let anonymous callers pull (as in Distribution): `docker login` and `docker push` send
 //! credentials only to a registry whose `/v2/` answered `401` with a challenge (a `200`
 //! would make `docker login` succeed with any password and pushes go out without
-//! credentials). The cost: after a `Basic` challenge the Docker engine refuses to go on
-//! without credentials, so `docker pull` of an anonymously readable repository needs a
-//! login (any user); skopeo, podman, containerd and plain HTTP clients pull anonymously
-//! (an empty `Basic` credential, `:`, counts as anonymous).
+//! credentials). After a `Basic` challenge, though, the Docker engine refuses to go on
+//! without a login, so when the rules give anonymous callers any right, an htpasswd
+//! registry challenges with `Bearer` instead, naming Ferry's own token endpoint
+//! ([`token::issuer`], `GET /auth/token`): Docker fetches a token there, anonymously or with
+//! its login, and pulls. htpasswd credentials sent directly (`curl -u`, scripts) keep
+//! working; skopeo, podman and containerd follow either challenge (an empty `Basic`
+//! credential, `:`, counts as anonymous).
 
 pub mod htpasswd;
 pub mod rules;
@@ -38,6 +41,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use self::htpasswd::{Htpasswd, HtpasswdError};
 use self::rules::{RuleError, RuleSpec, Rules};
+use self::token::issuer::{IssuedToken, Issuer};
 use self::token::{TokenAccess, TokenSettings, TokenSetupError, TokenVerifier};
 use crate::registry::context::{Access, Action, Caller, Rights};
 
@@ -91,7 +95,12 @@ pub struct Authenticator {
 #[derive(Debug)]
 enum Kind {
     Open,
-    Htpasswd { realm: String, file: Htpasswd },
+    Htpasswd {
+        realm: String,
+        file: Htpasswd,
+        /// Ferry's own tokens, when anonymous callers have rights (see [`token::issuer`]).
+        issuer: Option<Issuer>,
+    },
     Token(TokenVerifier),
 }
 
@@ -162,6 +171,7 @@ impl Authenticator {
                 Kind::Htpasswd {
                     realm: realm.clone(),
                     file,
+                    issuer: None,
                 }
             }
             Some(Controller::Token(settings)) => Kind::Token(TokenVerifier::new(settings.clone())?),
@@ -182,25 +192,32 @@ impl Authenticator {
         authorization: Option<&[u8]>,
         access: &Access,
         peer: Option<SocketAddr>,
+        realm_url: &(dyn Fn() -> String + Sync),
     ) -> Result<Grant, Refusal> {
         match &self.kind {
             Kind::Open => Ok(Grant {
                 caller: Caller::Anonymous,
                 rights: None,
             }),
-            Kind::Htpasswd { realm, file } => {
+            Kind::Htpasswd {
+                realm,
+                file,
+                issuer,
+            } => {
+                let credentials = parse_credentials(authorization);
+                if let Some(issuer) = issuer {
+                    return self
+                        .authorize_issued(issuer, credentials, file, access, peer, realm_url)
+                        .await;
+                }
                 let challenge = || format!("Basic realm=\"{}\"", quoted(realm));
-                let caller = match parse_credentials(authorization) {
+                let caller = match credentials {
                     Credentials::None => Caller::Anonymous,
                     Credentials::Basic { user, password } => {
                         if file.verify(&user, &password).await {
                             Caller::User(user)
                         } else {
-                            tracing::warn!(
-                                user = %printable(&user),
-                                client = %peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string()),
-                                "failed login: wrong user name or password"
-                            );
+                            log_failed_login(&user, peer);
                             return Err(Refusal::Unauthorized {
                                 challenge: challenge(),
                                 message: "invalid user name or password",
@@ -209,7 +226,7 @@ impl Authenticator {
                     }
                     Credentials::Bearer(_) | Credentials::Malformed => {
                         tracing::warn!(
-                            client = %peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string()),
+                            client = %client(peer),
                             "failed login: Authorization header is not Basic credentials"
                         );
                         return Err(Refusal::Unauthorized {
@@ -218,21 +235,8 @@ impl Authenticator {
                         });
                     }
                 };
-                let rights = RuleRights {
-                    rules: self.rules.clone(),
-                    caller: caller.clone(),
-                };
-                let allowed = match access {
-                    Access::Base => caller != Caller::Anonymous,
-                    Access::Catalog => {
-                        caller != Caller::Anonymous
-                            || self.rules.as_ref().is_some_and(|r| r.has_any_for(&caller))
-                    }
-                    Access::Repository { name, actions } => {
-                        actions.iter().all(|&a| rights.may(name.as_str(), a))
-                    }
-                };
-                match (allowed, &caller) {
+                let rights = self.rule_rights(&caller);
+                match (self.rules_allow(&rights, access), &caller) {
                     (true, _) => Ok(Grant {
                         caller,
                         rights: Some(Arc::new(rights)),
@@ -279,11 +283,7 @@ impl Authenticator {
                 let verified = match verifier.verify(&token) {
                     Ok(verified) => verified,
                     Err(e) => {
-                        tracing::warn!(
-                            client = %peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string()),
-                            error = %e,
-                            "bearer token refused"
-                        );
+                        tracing::warn!(client = %client(peer), error = %e, "bearer token refused");
                         return Err(Refusal::Unauthorized {
                             challenge: challenge(Some("invalid_token")),
                             message: "invalid token",
@@ -329,6 +329,297 @@ impl Authenticator {
             }
         }
     }
+}
+
+impl Authenticator {
+    /// Whether this controller hands out its own tokens and so needs their secret
+    /// ([`Authenticator::set_issuer_secret`]): htpasswd with rules that give anonymous
+    /// callers a right.
+    pub fn needs_issuer_secret(&self) -> bool {
+        matches!(self.kind, Kind::Htpasswd { .. })
+            && self
+                .rules
+                .as_ref()
+                .is_some_and(|r| r.has_any_for(&Caller::Anonymous))
+    }
+
+    /// Turns on Ferry's own tokens (when [`Authenticator::needs_issuer_secret`]) with the
+    /// registry's secret.
+    pub fn set_issuer_secret(&mut self, secret: &[u8]) {
+        let wanted = self.needs_issuer_secret();
+        if let Kind::Htpasswd { realm, issuer, .. } = &mut self.kind
+            && wanted
+        {
+            *issuer = Some(Issuer::new(secret, realm));
+        }
+    }
+
+    /// Whether `GET /auth/token` is served.
+    pub fn issues_tokens(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Htpasswd {
+                issuer: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// `GET /auth/token`: authenticates the caller (htpasswd credentials, or none for an
+    /// anonymous token) and issues a token for the requested `scopes` (Docker's
+    /// `type:name:actions`, several per value when space-separated), each cut down to what the
+    /// rules allow the caller. Scopes the caller has no right in, or that name nothing
+    /// Ferry knows, are left out rather than refused, as Docker's token servers do.
+    pub async fn issue_token(
+        &self,
+        authorization: Option<&[u8]>,
+        scopes: &[&str],
+        peer: Option<SocketAddr>,
+    ) -> Result<IssuedToken, TokenRefusal> {
+        let Kind::Htpasswd {
+            realm,
+            file,
+            issuer: Some(issuer),
+        } = &self.kind
+        else {
+            return Err(TokenRefusal::NotServed);
+        };
+        let caller = match parse_credentials(authorization) {
+            Credentials::None => Caller::Anonymous,
+            Credentials::Basic { user, password } => {
+                if file.verify(&user, &password).await {
+                    Caller::User(user)
+                } else {
+                    log_failed_login(&user, peer);
+                    return Err(TokenRefusal::BadCredentials {
+                        challenge: format!("Basic realm=\"{}\"", quoted(realm)),
+                    });
+                }
+            }
+            Credentials::Bearer(_) | Credentials::Malformed => {
+                return Err(TokenRefusal::BadCredentials {
+                    challenge: format!("Basic realm=\"{}\"", quoted(realm)),
+                });
+            }
+        };
+        let requested: Vec<&str> = scopes
+            .iter()
+            .flat_map(|s| s.split(' '))
+            .filter(|s| !s.is_empty())
+            .collect();
+        if requested.len() > MAX_SCOPES {
+            return Err(TokenRefusal::TooManyScopes);
+        }
+        let rights = self.rule_rights(&caller);
+        let may_list = self.rules_allow(&rights, &Access::Catalog);
+        let granted: Vec<TokenAccess> = requested
+            .into_iter()
+            .filter_map(|scope| grant_scope(scope, &rights, may_list))
+            .collect();
+        let subject = match &caller {
+            Caller::Anonymous => "",
+            Caller::User(name) => name.as_str(),
+        };
+        Ok(issuer.issue(subject, &granted, std::time::SystemTime::now()))
+    }
+
+    /// Rights from the rules for `caller`.
+    fn rule_rights(&self, caller: &Caller) -> RuleRights {
+        RuleRights {
+            rules: self.rules.clone(),
+            caller: caller.clone(),
+        }
+    }
+
+    /// Whether the rules (htpasswd mode) let the caller of `rights` make a request that
+    /// needs `access`.
+    fn rules_allow(&self, rights: &RuleRights, access: &Access) -> bool {
+        let caller = &rights.caller;
+        match access {
+            Access::Base => *caller != Caller::Anonymous,
+            Access::Catalog => {
+                *caller != Caller::Anonymous
+                    || self.rules.as_ref().is_some_and(|r| r.has_any_for(caller))
+            }
+            Access::Repository { name, actions } => {
+                actions.iter().all(|&a| rights.may(name.as_str(), a))
+            }
+        }
+    }
+
+    /// htpasswd with Ferry's own tokens: a bearer token of this registry, htpasswd
+    /// credentials (curl, scripts) or nothing; refusals challenge with `Bearer` and the
+    /// token endpoint as realm, so the Docker engine fetches a token, anonymously if it has
+    /// no login.
+    async fn authorize_issued(
+        &self,
+        issuer: &Issuer,
+        credentials: Credentials,
+        file: &Htpasswd,
+        access: &Access,
+        peer: Option<SocketAddr>,
+        realm_url: &(dyn Fn() -> String + Sync),
+    ) -> Result<Grant, Refusal> {
+        let challenge = |error: Option<&str>| {
+            let mut c = format!(
+                "Bearer realm=\"{}\",service=\"{}\"",
+                quoted(&realm_url()),
+                quoted(issuer.service())
+            );
+            if let Some(scope) = access.scope() {
+                c.push_str(&format!(",scope=\"{}\"", quoted(&scope)));
+            }
+            if let Some(error) = error {
+                c.push_str(&format!(",error=\"{error}\""));
+            }
+            c
+        };
+        let token = match credentials {
+            Credentials::Bearer(token) => token,
+            Credentials::Malformed => {
+                return Err(Refusal::Unauthorized {
+                    challenge: challenge(Some("invalid_request")),
+                    message: "malformed or unsupported Authorization header",
+                });
+            }
+            Credentials::None | Credentials::Basic { .. } => {
+                let caller = match credentials {
+                    Credentials::Basic { user, password } => {
+                        if !file.verify(&user, &password).await {
+                            log_failed_login(&user, peer);
+                            return Err(Refusal::Unauthorized {
+                                challenge: challenge(None),
+                                message: "invalid user name or password",
+                            });
+                        }
+                        Caller::User(user)
+                    }
+                    _ => Caller::Anonymous,
+                };
+                let rights = self.rule_rights(&caller);
+                return match (self.rules_allow(&rights, access), &caller) {
+                    (true, _) => Ok(Grant {
+                        caller,
+                        rights: Some(Arc::new(rights)),
+                    }),
+                    (false, Caller::Anonymous) => Err(Refusal::Unauthorized {
+                        challenge: challenge(None),
+                        message: "authentication required",
+                    }),
+                    (false, Caller::User(_)) => Err(Refusal::Denied { caller }),
+                };
+            }
+        };
+        let verified = issuer
+            .verify(&token, std::time::SystemTime::now())
+            .map_err(|e| {
+                tracing::warn!(client = %client(peer), error = %e, "bearer token refused");
+                Refusal::Unauthorized {
+                    challenge: challenge(Some("invalid_token")),
+                    message: "invalid token",
+                }
+            })?;
+        let caller = if verified.subject.is_empty() {
+            Caller::Anonymous
+        } else {
+            Caller::User(verified.subject)
+        };
+        let rights = TokenRights {
+            access: verified.access,
+            rules: self.rules.clone(),
+            caller: caller.clone(),
+        };
+        let (allowed, grant_rights): (bool, Arc<dyn Rights>) = match access {
+            Access::Base => (true, Arc::new(rights)),
+            Access::Catalog => (
+                rights.grants("registry", "catalog", "*"),
+                Arc::new(self.rule_rights(&caller)),
+            ),
+            Access::Repository { name, actions } => (
+                actions.iter().all(|&a| rights.may(name.as_str(), a)),
+                Arc::new(rights),
+            ),
+        };
+        if allowed {
+            return Ok(Grant {
+                caller,
+                rights: Some(grant_rights),
+            });
+        }
+        // A token that lacks a right the rules give: fetch another (401); a user the rules
+        // refuse: no token will do (403).
+        if matches!(caller, Caller::User(_))
+            && !self.rules_allow(&self.rule_rights(&caller), access)
+        {
+            return Err(Refusal::Denied { caller });
+        }
+        Err(Refusal::Unauthorized {
+            challenge: challenge(Some("insufficient_scope")),
+            message: "the token does not grant the access the request needs",
+        })
+    }
+}
+
+/// Why `GET /auth/token` issued no token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// This registry issues no tokens (`404`).
+    NotServed,
+    /// Wrong or unusable credentials (`401` with `challenge`).
+    BadCredentials {
+        /// The `WWW-Authenticate` value.
+        challenge: String,
+    },
+    /// More than [`MAX_SCOPES`] scopes (`400`).
+    TooManyScopes,
+}
+
+/// The most scopes one token request may ask for.
+pub const MAX_SCOPES: usize = 32;
+
+/// One requested scope (`repository:team/app:pull,push`, `registry:catalog:*`) cut down to
+/// what `rights` allow; `None` when nothing is left or the scope names nothing Ferry knows.
+fn grant_scope(scope: &str, rights: &RuleRights, may_list: bool) -> Option<TokenAccess> {
+    let (kind, rest) = scope.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    let actions: Vec<String> = match kind {
+        "repository" => {
+            crate::oci::RepositoryName::parse(name).ok()?;
+            [Action::Pull, Action::Push, Action::Delete]
+                .into_iter()
+                .filter(|a| {
+                    actions
+                        .split(',')
+                        .any(|asked| asked == a.as_str() || asked == "*")
+                })
+                .filter(|&a| rights.may(name, a))
+                .map(|a| a.as_str().to_string())
+                .collect()
+        }
+        "registry" if name == "catalog" && may_list && actions.split(',').any(|a| a == "*") => {
+            vec!["*".to_string()]
+        }
+        _ => Vec::new(),
+    };
+    (!actions.is_empty()).then(|| TokenAccess {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        actions,
+    })
+}
+
+/// The client's address for a log line.
+fn client(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string())
+}
+
+/// The log line of a failed htpasswd login (never the password).
+fn log_failed_login(user: &str, peer: Option<SocketAddr>) {
+    tracing::warn!(
+        user = %printable(user),
+        client = %client(peer),
+        "failed login: wrong user name or password"
+    );
 }
 
 /// Rights from the access rules (none configured: users everything, anonymous nothing).

@@ -85,6 +85,8 @@ pub(super) struct S3 {
     pub multipartcopychunksize: Option<Bytes>,
     pub multipartcopymaxconcurrency: Option<Count>,
     pub multipartcopythresholdsize: Option<Bytes>,
+    pub encrypt: Option<Flag>,
+    pub keyid: Option<Text>,
 }
 
 /// A section whose only key is `enabled` (`storage.delete`, `storage.maintenance.readonly`).

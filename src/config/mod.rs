@@ -24,7 +24,7 @@ use crate::auth::rules::RuleSpec;
 use crate::auth::token::TokenSettings;
 use crate::auth::{AuthSettings, Controller};
 use crate::registry::Settings;
-use crate::storage::s3::{MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
+use crate::storage::s3::{Encryption, MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
 use file::{Bytes, Count, File, Flag, GoDuration, Text, TextList};
 use tree::Tree;
 use unsupported::Verdict;
@@ -93,6 +93,14 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "storage.s3.multipartcopythresholdsize",
         "blobs larger than this are copied in parts (default 33554432)",
+    ),
+    (
+        "storage.s3.encrypt",
+        "server-side encryption of every object Ferry writes: SSE-S3 (AES256), or SSE-KMS with storage.s3.keyid (default false)",
+    ),
+    (
+        "storage.s3.keyid",
+        "the KMS key for storage.s3.encrypt (ignored without it, as in Distribution)",
     ),
     (
         "storage.redirect.disable",
@@ -378,8 +386,8 @@ pub struct UploadPurging {
 pub enum StorageSettings {
     /// `storage.filesystem`: blobs under [`Config::root`].
     Filesystem,
-    /// `storage.s3`.
-    S3(S3Settings),
+    /// `storage.s3` (boxed: the settings are large, and configs are built once).
+    S3(Box<S3Settings>),
 }
 
 /// The whole, validated configuration.
@@ -553,7 +561,7 @@ impl Config {
             }
         };
 
-        let storage = Self::storage(&file.storage, tree)?;
+        let storage = Self::storage(&file.storage, tree, &mut warnings)?;
         let rootdirectory = file.storage.filesystem.rootdirectory.map(|Text(d)| d);
         if storage != StorageSettings::Filesystem && rootdirectory.is_some() {
             return Err(invalid(
@@ -815,7 +823,11 @@ impl Config {
     }
 
     /// `storage.s3` when a bucket is named, else the filesystem.
-    fn storage(section: &file::Storage, tree: &Tree) -> Result<StorageSettings, ConfigError> {
+    fn storage(
+        section: &file::Storage,
+        tree: &Tree,
+        warnings: &mut Vec<String>,
+    ) -> Result<StorageSettings, ConfigError> {
         let s3 = &section.s3;
         let text = |t: &Option<Text>| t.as_ref().map(|Text(s)| s.clone());
         let Some(bucket) = text(&s3.bucket) else {
@@ -892,7 +904,20 @@ impl Config {
             ));
         }
         settings.redirect = !flag(section.redirect.disable, true);
-        Ok(StorageSettings::S3(settings))
+        let key_id = text(&s3.keyid).filter(|k| !k.is_empty());
+        settings.encryption = match (flag(s3.encrypt, false), key_id) {
+            (false, None) => Encryption::None,
+            (false, Some(_)) => {
+                warnings.push(
+                    "storage.s3.keyid is ignored without storage.s3.encrypt: true (as in Distribution)"
+                        .to_string(),
+                );
+                Encryption::None
+            }
+            (true, None) => Encryption::S3Managed,
+            (true, Some(key)) => Encryption::Kms(key),
+        };
+        Ok(StorageSettings::S3(Box::new(settings)))
     }
 }
 
@@ -1026,6 +1051,36 @@ mod tests {
         assert!(gcs.to_string().contains("not supported yet"), "{gcs}");
         let fs = load(BASE, &[]).unwrap();
         assert_eq!(fs.storage, StorageSettings::Filesystem);
+    }
+
+    #[test]
+    fn s3_server_side_encryption_follows_distribution() {
+        let s3 = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n";
+        let encryption = |env: &[(&str, &str)]| {
+            let c = load(s3, env).unwrap();
+            let StorageSettings::S3(settings) = c.storage else {
+                panic!("not S3")
+            };
+            (settings.encryption, c.warnings)
+        };
+        assert_eq!(encryption(&[]), (Encryption::None, vec![]));
+        assert_eq!(
+            encryption(&[("REGISTRY_STORAGE_S3_ENCRYPT", "true")]),
+            (Encryption::S3Managed, vec![])
+        );
+        assert_eq!(
+            encryption(&[
+                ("REGISTRY_STORAGE_S3_ENCRYPT", "true"),
+                ("REGISTRY_STORAGE_S3_KEYID", "arn:aws:kms:k")
+            ]),
+            (Encryption::Kms("arn:aws:kms:k".into()), vec![])
+        );
+        let (none, warnings) = encryption(&[("REGISTRY_STORAGE_S3_KEYID", "arn:aws:kms:k")]);
+        assert_eq!(none, Encryption::None);
+        assert!(
+            warnings[0].contains("storage.s3.keyid is ignored"),
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -1179,13 +1234,10 @@ mod tests {
         for (extra, key) in cases {
             assert_eq!(refused_key(&format!("{BASE}{extra}"), &[]), *key, "{extra}");
         }
-        for (extra, key) in [
-            ("    encrypt: true\n", "storage.s3.encrypt"),
-            ("    keyid: arn:aws:kms:key\n", "storage.s3.keyid"),
-            ("    usefipsendpoint: true\n", "storage.s3.usefipsendpoint"),
-        ] {
-            assert_eq!(refused_key(&format!("{s3}{extra}"), &[]), key, "{extra}");
-        }
+        assert_eq!(
+            refused_key(&format!("{s3}    usefipsendpoint: true\n"), &[]),
+            "storage.s3.usefipsendpoint"
+        );
         for driver in ["gcs", "azure", "inmemory", "swift", "oss"] {
             let yaml = format!("version: 0.1\nstorage:\n  {driver}:\n    bucket: b\n");
             assert_eq!(refused_key(&yaml, &[]), format!("storage.{driver}"));
@@ -1386,10 +1438,10 @@ mod tests {
         }
         let s3 = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n";
         assert_eq!(
-            refused_key(s3, &[("REGISTRY_STORAGE_S3_ENCRYPT", "true")]),
-            "storage.s3.encrypt"
+            refused_key(s3, &[("REGISTRY_STORAGE_S3_USEFIPSENDPOINT", "true")]),
+            "storage.s3.usefipsendpoint"
         );
-        assert!(load(s3, &[("REGISTRY_STORAGE_S3_ENCRYPT", "false")]).is_ok());
+        assert!(load(s3, &[("REGISTRY_STORAGE_S3_USEFIPSENDPOINT", "false")]).is_ok());
     }
 
     #[test]

@@ -94,16 +94,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "Ferry would run as an ordinary registry that accepts pushes, not as a pull-through cache",
     ),
     refuse(
-        "storage.s3.encrypt",
-        Refuse::True,
-        "objects would be written without server-side encryption (unless the bucket encrypts by default)",
-    ),
-    refuse(
-        "storage.s3.keyid",
-        Refuse::Set,
-        "objects would be written without the KMS key",
-    ),
-    refuse(
         "storage.s3.usefipsendpoint",
         Refuse::True,
         "requests would go to the standard endpoint (name the FIPS endpoint in storage.s3.regionendpoint instead)",

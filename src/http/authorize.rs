@@ -14,6 +14,7 @@ use axum::response::Response;
 use super::AppState;
 use super::error::error_response;
 use crate::auth::Refusal;
+use crate::auth::token::issuer::TOKEN_PATH;
 use crate::registry::context::RequestContext;
 
 /// Decides on the request [`super::classify`] described.
@@ -42,15 +43,16 @@ pub async fn authorize(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
+    let (urls, headers) = (&state.urls, request.headers());
     let decision = state
         .auth
         .authorize(
-            request
-                .headers()
+            headers
                 .get(header::AUTHORIZATION)
                 .map(HeaderValue::as_bytes),
             &access,
             peer,
+            &|| urls.absolute(headers, TOKEN_PATH),
         )
         .await;
     match decision {

@@ -37,6 +37,12 @@ impl UrlBuilder {
         if self.relative {
             return path.to_string();
         }
+        self.absolute(request, path)
+    }
+
+    /// The absolute URL of `path` even with `http.relativeurls` (a token realm must be
+    /// absolute); only the path when the request names no host.
+    pub fn absolute(&self, request: &HeaderMap, path: &str) -> String {
         if let Some(host) = &self.host {
             return format!("{}{path}", host.trim_end_matches('/'));
         }

@@ -18,6 +18,7 @@ mod manifests;
 pub mod route;
 #[cfg(test)]
 mod tests;
+mod token;
 mod uploads;
 
 use std::io;
@@ -34,6 +35,7 @@ use futures_util::TryStreamExt;
 use self::error::error_response;
 use self::headers::UrlBuilder;
 use self::route::{Endpoint, EndpointError, InvalidParameter, UploadStep};
+use crate::auth::token::issuer::TOKEN_PATH;
 use crate::registry::context::RequestContext;
 use crate::registry::{RegistryApi, RegistryError, SharedRegistry};
 use crate::storage::ByteStream;
@@ -50,14 +52,20 @@ pub struct AppState {
 
 /// The whole HTTP API as an axum router.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let api = Router::new()
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize::authorize,
         ))
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn(classify));
+    // The token endpoint is outside the API (no endpoint to classify, nothing to authorize:
+    // it authenticates the caller itself).
+    Router::new()
+        .route(TOKEN_PATH, axum::routing::get(token::issue))
         .with_state(state)
-        .layer(axum::middleware::from_fn(classify))
+        .fallback_service(api)
         .layer(axum::middleware::from_fn(logging::log_request))
 }
 

@@ -59,6 +59,7 @@
 mod claims;
 mod der;
 mod error;
+pub mod issuer;
 mod jws;
 mod keys;
 mod trust;

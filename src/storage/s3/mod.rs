@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
@@ -34,7 +34,7 @@ use object_store::{
 };
 use uuid::Uuid;
 
-pub use settings::{MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
+pub use settings::{Encryption, MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
 
 use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey};
 use crate::oci::{Digest, RepositoryName};
@@ -207,6 +207,16 @@ fn build(
         .with_retry(retry.clone());
     if let Some(endpoint) = settings.endpoint_url() {
         builder = builder.with_endpoint(endpoint);
+    }
+    match &settings.encryption {
+        Encryption::None => {}
+        Encryption::S3Managed => {
+            // object_store names SSE-S3 only through its string config key (the key type
+            // behind `AmazonS3ConfigKey::Encryption` is not exported).
+            let key: AmazonS3ConfigKey = "aws_server_side_encryption".parse()?;
+            builder = builder.with_config(key, "AES256");
+        }
+        Encryption::Kms(key) => builder = builder.with_sse_kms_encryption(key),
     }
     if let (Some(key), Some(secret)) = (&settings.access_key, &settings.secret_key) {
         builder = builder

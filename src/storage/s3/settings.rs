@@ -38,6 +38,20 @@ pub struct S3Settings {
     pub copy_threshold: u64,
     /// `storage.redirect.disable: false`: answer blob GETs with a presigned URL.
     pub redirect: bool,
+    /// `encrypt` and `keyid`: server-side encryption of every object Ferry writes.
+    pub encryption: Encryption,
+}
+
+/// Server-side encryption, as Distribution's `encrypt` and `keyid` ask for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Encryption {
+    /// `encrypt: false` (the bucket's default encryption, if any, still applies).
+    #[default]
+    None,
+    /// `encrypt: true`: SSE-S3 (`AES256`).
+    S3Managed,
+    /// `encrypt: true` with `keyid`: SSE-KMS with that key.
+    Kms(String),
 }
 
 impl S3Settings {
@@ -57,6 +71,7 @@ impl S3Settings {
             copy_max_concurrency: 100,
             copy_threshold: 32 * 1024 * 1024,
             redirect: false,
+            encryption: Encryption::None,
         }
     }
 
