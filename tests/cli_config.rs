@@ -302,9 +302,9 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
             "proxy.remoteurl",
         ),
         (
-            format!("{s3}    encrypt: true\n"),
+            format!("{s3}    usefipsendpoint: true\n"),
             &[],
-            "storage.s3.encrypt",
+            "storage.s3.usefipsendpoint",
         ),
         (format!("{fs}  prefix: /registry/\n"), &[], "http.prefix"),
         (
@@ -324,8 +324,8 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
         ),
         (
             s3.clone(),
-            &[("REGISTRY_STORAGE_S3_ENCRYPT", "true")],
-            "storage.s3.encrypt",
+            &[("REGISTRY_STORAGE_S3_USEFIPSENDPOINT", "true")],
+            "storage.s3.usefipsendpoint",
         ),
         (
             fs.clone(),
