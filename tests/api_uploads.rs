@@ -675,3 +675,51 @@ async fn large_blob_in_uneven_chunks_reads_back_whole_and_in_ranges() {
         .await
         .expect_error(404, &["BLOB_UPLOAD_UNKNOWN"]);
 }
+
+/// `uploads.maxblobsize`: a blob may grow to the limit and no further. The chunk that would
+/// cross it is refused with `413 SIZE_INVALID` and the session keeps what it had; a
+/// monolithic upload past it stores nothing.
+#[tokio::test]
+async fn uploads_past_the_blob_size_limit_are_refused() {
+    let reg = start_env(&[("REGISTRY_UPLOADS_MAXBLOBSIZE", "1000")]);
+    let api = Api::new(&reg);
+    let data = random_bytes(1000);
+    let digest = sha256(&data);
+
+    // Chunked: 600 + 500 crosses the limit; 600 + 400 reaches it exactly.
+    let location = api.start_upload("limit/app").await;
+    let r = api.patch_range(&location, 0, data[..600].to_vec()).await;
+    r.expect(202);
+    let location = api.abs(r.must_header("location"));
+    let r = api.patch_range(&location, 600, random_bytes(500)).await;
+    r.expect_error(413, &["SIZE_INVALID"]);
+    assert!(r.text().contains("uploads.maxblobsize"), "{r:?}");
+    let status = api.get(&location).await;
+    status.expect(204);
+    assert_eq!(status.must_header("range"), "0-599");
+    let r = api.patch_range(&location, 600, data[600..].to_vec()).await;
+    r.expect(202);
+    let location = api.abs(r.must_header("location"));
+    api.put_upload(&location, &digest, vec![]).await.expect(201);
+
+    // Monolithic, one byte too many: refused, nothing stored.
+    let big = random_bytes(1001);
+    let big_digest = sha256(&big);
+    let r = api
+        .send(
+            api.req(
+                Method::POST,
+                &format!("/v2/limit/app/blobs/uploads/?digest={big_digest}"),
+            )
+            .header("Content-Type", "application/octet-stream")
+            .body(big),
+        )
+        .await;
+    r.expect_error(413, &["SIZE_INVALID"]);
+    api.head(&format!("/v2/limit/app/blobs/{big_digest}"))
+        .await
+        .expect(404);
+    api.head(&format!("/v2/limit/app/blobs/{digest}"))
+        .await
+        .expect(200);
+}

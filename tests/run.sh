@@ -106,6 +106,7 @@ s3_tests=(
         out_of_order_chunk_is_refused_and_the_session_survives
         zero_length_patch_leaves_the_range_unchanged wrong_digest_at_put_stores_nothing
         upload_status cancelled_session_is_gone concurrent_uploads_of_the_same_blob
+        uploads_past_the_blob_size_limit_are_refused
         large_blob_in_uneven_chunks_reads_back_whole_and_in_ranges"
     "clients: docker skopeo podman buildah containerd oras restart"
     "memory: one_gib_in_a_single_patch_and_back_out"

@@ -36,6 +36,9 @@ pub(super) struct File {
     /// Ferry's own section (no Distribution key uses the name).
     #[serde(deserialize_with = "section")]
     pub connections: Connections,
+    /// Ferry's own section (no Distribution key uses the name).
+    #[serde(deserialize_with = "section")]
+    pub uploads: Uploads,
 }
 
 /// `log`.
@@ -233,6 +236,13 @@ pub(super) struct Database {
 pub(super) struct Connections {
     pub headertimeout: Option<GoDuration>,
     pub bodytimeout: Option<GoDuration>,
+}
+
+/// `uploads`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Uploads {
+    pub maxblobsize: Option<Bytes>,
 }
 
 /// A section written as `key:` with nothing under it is the same as an absent one.

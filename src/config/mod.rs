@@ -1,7 +1,7 @@
 //! Configuration, compatible with Distribution's `config.yml` and its `REGISTRY_*`
 //! environment overrides (`REGISTRY_STORAGE_DELETE_ENABLED=true` sets
-//! `storage.delete.enabled`). Ferry's own settings live under `database` and `connections`
-//! (no Distribution key uses those names).
+//! `storage.delete.enabled`). Ferry's own settings live under `database`, `connections` and
+//! `uploads` (no Distribution key uses those names).
 //!
 //! Loading reads the file, writes the overrides into its tree ([`tree`]), reads the tree
 //! into typed sections ([`file`]; a value of the wrong type stops the start with a message
@@ -203,6 +203,10 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "connections.bodytimeout",
         "Ferry's own: a request body that sends nothing for this long fails and its connection closes; the upload can be resumed (default 60s; 0: no limit)",
+    ),
+    (
+        "uploads.maxblobsize",
+        "Ferry's own: the largest blob a push may upload, in bytes; a larger one is refused with 413 SIZE_INVALID (default 0: no limit)",
     ),
     (
         "catalog.maxentries",
@@ -646,6 +650,10 @@ impl Config {
             read_only: flag(file.storage.maintenance.readonly.enabled, false),
             catalog_max_entries: file.catalog.maxentries.map_or(1000, |Count(n)| n),
             tags_max: file.tags.maxtags.map_or(1000, |Count(n)| n),
+            max_blob_size: file
+                .uploads
+                .maxblobsize
+                .and_then(|Bytes(n)| (n > 0).then_some(n)),
         };
         let purging = &file.storage.maintenance.uploadpurging;
         let upload_purging = UploadPurging {

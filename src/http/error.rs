@@ -52,6 +52,7 @@ pub fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         E::ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
         E::ManifestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID"),
         E::ManifestUnknown => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        E::BlobTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
         E::NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
         E::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
         E::PaginationNumberInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),

@@ -48,6 +48,12 @@ pub enum RegistryError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// An upload grew past `uploads.maxblobsize`.
+    #[error("blob is larger than this registry accepts ({limit} bytes, uploads.maxblobsize)")]
+    BlobTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// No such manifest or tag.
     #[error("manifest unknown to registry")]
     ManifestUnknown,

@@ -37,6 +37,9 @@ pub struct Settings {
     pub catalog_max_entries: u32,
     /// `tags.maxtags`: most tags per tag-list page.
     pub tags_max: u32,
+    /// `uploads.maxblobsize` (Ferry's own): the largest blob an upload may grow to; `None`:
+    /// no limit.
+    pub max_blob_size: Option<u64>,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             read_only: false,
             catalog_max_entries: 1000,
             tags_max: 1000,
+            max_blob_size: None,
         }
     }
 }

@@ -6,6 +6,9 @@
 //! a match makes the blob visible. Requests on one session are serialised by the metadata
 //! store's [`LockKey::Upload`] lock; a commit holds [`LockKey::Blob`] of the digest.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -100,6 +103,22 @@ fn key(session: &UploadSession) -> UploadKey {
         repository: session.repository.clone(),
         id: session.id,
     }
+}
+
+/// `body`, failing (and setting `over`) once more than `allowed` bytes have passed.
+fn limited(body: ByteStream<'_>, allowed: u64, over: Arc<AtomicBool>) -> ByteStream<'_> {
+    let mut seen = 0u64;
+    Box::pin(body.map(move |chunk| {
+        let bytes = chunk?;
+        seen = seen.saturating_add(bytes.len() as u64);
+        if seen > allowed {
+            over.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other(
+                "the blob exceeds uploads.maxblobsize",
+            ));
+        }
+        Ok(bytes)
+    }))
 }
 
 #[async_trait]
@@ -290,6 +309,13 @@ impl Registry {
         {
             return Err(RegistryError::ChunkOutOfOrder { size: session.size });
         }
+        // `uploads.maxblobsize`: the body fails once it would grow the blob past the limit
+        // (the session stays as it was, as after a cut body).
+        let over_limit = Arc::new(AtomicBool::new(false));
+        let body = match self.settings.max_blob_size {
+            Some(limit) => limited(body, limit.saturating_sub(session.size), over_limit.clone()),
+            None => body,
+        };
         // Hash on a thread of its own while the bytes stream on to storage.
         let hasher = BackgroundHasher::start(self.resume_hasher(&session).await?);
         let feed = hasher.feed.clone();
@@ -308,6 +334,11 @@ impl Registry {
             .upload_append(&key(&session), session.size, Box::pin(hashing))
             .await;
         let hasher = hasher.finish().await?;
+        if over_limit.load(Ordering::Relaxed) {
+            return Err(RegistryError::BlobTooLarge {
+                limit: self.settings.max_blob_size.unwrap_or_default(),
+            });
+        }
         let written = appended?;
         if let Some(range) = range
             && written != range.len()
