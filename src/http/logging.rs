@@ -25,7 +25,19 @@ use crate::registry::context::{Caller, RequestContext};
 
 /// Middleware: counts the request's bytes, wraps the response body so the line is written
 /// when it ends, and sets the API version header.
-pub async fn log_request(request: Request, next: Next) -> Response {
+pub async fn log_request(mut request: Request, next: Next) -> Response {
+    // The request id is made here so that it names the line even of a request `classify`
+    // refuses; `classify` takes it over.
+    let id = RequestContext::new_id();
+    if !tracing::enabled!(target: "ferry::access", tracing::Level::INFO) {
+        // No access line will be written (log.level above info): nothing to count.
+        request.extensions_mut().insert(RequestId(id));
+        let mut response = next.run(request).await;
+        response
+            .headers_mut()
+            .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+        return response;
+    }
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -37,9 +49,6 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         on_end: None,
     });
     let mut request = Request::from_parts(parts, body);
-    // The request id is made here so that it names the line even of a request `classify`
-    // refuses; `classify` takes it over.
-    let id = RequestContext::new_id();
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     response

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -52,12 +52,15 @@ pub struct AppState {
 
 /// The whole HTTP API as an axum router.
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .fallback(dispatch)
-        .layer(axum::middleware::from_fn_with_state(
+    let mut api = Router::new().fallback(dispatch);
+    // An open registry has nothing to decide: no layer (one less per request).
+    if !state.auth.is_open() {
+        api = api.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize::authorize,
-        ))
+        ));
+    }
+    let api = api
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(classify));
     // The token endpoint is outside the API (no endpoint to classify, nothing to authorize:
@@ -161,15 +164,22 @@ fn digest(s: &str) -> Result<crate::oci::Digest, RegistryError> {
 }
 
 /// Calls the handler of the endpoint [`classify`] found.
-async fn dispatch(
-    State(state): State<Arc<AppState>>,
-    Extension(endpoint): Extension<Endpoint>,
-    Extension(context): Extension<RequestContext>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let query = Query::from_uri(&uri);
+async fn dispatch(State(state): State<Arc<AppState>>, request: axum::extract::Request) -> Response {
+    // Moved out of the request, not cloned (the extractors for these clone).
+    let (mut parts, body) = request.into_parts();
+    let (Some(endpoint), Some(context)) = (
+        parts.extensions.remove::<Endpoint>(),
+        parts.extensions.remove::<RequestContext>(),
+    ) else {
+        // `classify` always puts both there.
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN",
+            "request was not classified".to_string(),
+        );
+    };
+    let headers = parts.headers;
+    let query = Query::from_uri(&parts.uri);
     let request = Request {
         state: &state,
         cx: &context,
