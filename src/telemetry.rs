@@ -8,7 +8,10 @@ use crate::config::LogSettings;
 
 /// Installs the global logger. `RUST_LOG`, when set, overrides `log.level`.
 pub fn init(settings: &LogSettings) {
-    let default = format!("{level},sqlx=warn", level = settings.level);
+    let mut default = format!("{level},sqlx=warn", level = settings.level);
+    if !settings.access_log {
+        default.push_str(",ferry::access=off");
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -412,3 +412,39 @@ async fn http2_with_prior_knowledge_is_answered() {
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.unwrap()[..] == data[..]);
 }
+
+/// One access-log line per request, with what was sent; `log.accesslog.disabled` turns
+/// them off (and nothing else).
+#[tokio::test]
+async fn access_log_lines_and_log_accesslog_disabled() {
+    let wait_for_line = |reg: &TestRegistry| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = reg.log();
+            if let Some(line) = log.lines().find(|l| l.contains("ferry::access")) {
+                return line.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no access line:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let reg = start();
+    Api::new(&reg).get("/v2/").await.expect(200);
+    let line = wait_for_line(&reg);
+    assert!(
+        line.contains("status=200") && line.contains("bytes_out=2") && line.contains("path=/v2/"),
+        "{line}"
+    );
+
+    let quiet = start_env(&[("REGISTRY_LOG_ACCESSLOG_DISABLED", "true")]);
+    let api = Api::new(&quiet);
+    api.get("/v2/").await.expect(200);
+    api.get("/v2/nothing/here/tags/list").await.expect(404);
+    // No access line, and the server logs otherwise.
+    let log = quiet.log();
+    assert!(!log.contains("ferry::access"), "{log}");
+    assert!(log.contains("Ferry listening"), "{log}");
+}

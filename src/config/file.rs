@@ -47,6 +47,15 @@ pub(super) struct File {
 pub(super) struct Log {
     pub level: Option<Text>,
     pub formatter: Option<Text>,
+    #[serde(deserialize_with = "section")]
+    pub accesslog: AccessLog,
+}
+
+/// `log.accesslog`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct AccessLog {
+    pub disabled: Option<Flag>,
 }
 
 /// `storage`. Distribution reads any other key here as the name of a storage driver.

@@ -43,6 +43,10 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     ("log.level", "error, warn, info or debug (default info)"),
     ("log.formatter", "text, json or logstash (default text)"),
     (
+        "log.accesslog.disabled",
+        "true: no access-log line per request (default false)",
+    ),
+    (
         "storage.filesystem.rootdirectory",
         "data directory (default /var/lib/registry, else ./ferry-data)",
     ),
@@ -320,6 +324,8 @@ pub struct LogSettings {
     pub level: String,
     /// JSON lines instead of text.
     pub json: bool,
+    /// `log.accesslog.disabled: true`: no line per request.
+    pub access_log: bool,
 }
 
 /// HTTP server settings.
@@ -670,7 +676,11 @@ impl Config {
         }
         Ok(Config {
             source: path.map(Path::to_path_buf),
-            log: LogSettings { level, json },
+            log: LogSettings {
+                level,
+                json,
+                access_log: !flag(file.log.accesslog.disabled, false),
+            },
             storage,
             root,
             root_choice,

@@ -118,7 +118,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     warn("loglevel", "use log.level"),
     warn("log.fields", "log lines carry Ferry's own fields"),
     warn("log.hooks", "no log hooks are run"),
-    warn("log.accesslog", "the access log is always written"),
     warn(
         "http.secret",
         "Ferry keeps upload state on the server: there is nothing to sign",
