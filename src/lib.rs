@@ -14,6 +14,7 @@
 //!   SQLite implementation.
 //! - [`storage`]: the blob-store trait and its filesystem and S3 implementations.
 //! - [`import`]: adopting a `registry:2` data directory in place.
+//! - [`backup`]: `ferry backup`, a consistent copy of a serving registry.
 //! - [`gc`]: the garbage collector behind `ferry gc` (also the `ferry-gc` binary,
 //!   `src/bin/ferry-gc.rs`, and `registry garbage-collect`).
 //! - [`server`], [`shutdown`], [`telemetry`], [`healthcheck`]: running the service.
@@ -29,6 +30,7 @@
 //! 5. Content under a digest never changes; a tag move is one row update.
 
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod gc;
 pub mod healthcheck;

@@ -43,6 +43,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the registry into DEST while it serves: a consistent snapshot of the metadata,
+    /// then every blob it records (incremental), so that `ferry serve` on DEST serves the
+    /// images of the snapshot.
+    Backup(ferry::backup::cli::BackupArgs),
     /// Exit 0 when the registry configured by CONFIG answers on its address (for
     /// container health checks).
     Healthcheck {
@@ -92,6 +96,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 })
         }
         Command::Gc(args) => ferry::gc::cli::run(args, "ferry gc"),
+        Command::Backup(args) => ferry::backup::cli::run(args),
         Command::Import {
             config,
             verify,

@@ -4,6 +4,7 @@
 //! draining) are [`connections`]'s; the TLS settings and certificate reloading [`tls`]'s.
 
 mod connections;
+pub mod identity;
 mod idle_body;
 pub mod tls;
 
@@ -55,6 +56,23 @@ pub enum ServeError {
         /// Storage configured now.
         configured: String,
     },
+    /// The database indexes a store with another id than the configured storage's.
+    #[error(
+        "the metadata database {database} indexes the store {indexed} (last opened as {last_seen}), but the configured storage {configured} {}; refusing to serve metadata for blobs that are not there (fix the storage settings or database.path; if this really is that store and only its id file was lost, write {indexed} into docker/registry/v2/ferry-store-id under its root)",
+        match found { Some(id) => format!("is the store {id}"), None => "has no store id (docker/registry/v2/ferry-store-id)".to_string() }
+    )]
+    StoreMismatch {
+        /// Database file.
+        database: String,
+        /// Store id recorded in it.
+        indexed: String,
+        /// Where that store was last opened.
+        last_seen: String,
+        /// Storage configured now.
+        configured: String,
+        /// The configured storage's id, if it has one.
+        found: Option<String>,
+    },
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -80,9 +98,6 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Key in `registry_info` naming the storage the database indexes.
-const STORAGE_IDENTITY: &str = "storage";
-
 /// Opens the stores named by `config` and checks they belong together. The metadata store
 /// is returned too, for the collector and for closing on shutdown.
 pub async fn open_registry(
@@ -97,18 +112,12 @@ pub async fn open_registry(
         path: config.database_path.clone(),
     })
     .await?;
-    let identity = storage.describe();
-    match sqlite.info(STORAGE_IDENTITY).await? {
-        None => sqlite.set_info(STORAGE_IDENTITY, &identity).await?,
-        Some(indexed) if indexed == identity => {}
-        Some(indexed) => {
-            return Err(ServeError::StorageMismatch {
-                database: config.database_path.display().to_string(),
-                indexed,
-                configured: identity,
-            });
-        }
-    }
+    identity::check(
+        &config.database_path.display().to_string(),
+        sqlite.as_ref(),
+        storage.as_ref(),
+    )
+    .await?;
     let registry = Registry::new(sqlite.clone(), storage, config.registry.clone());
     Ok((registry, sqlite))
 }

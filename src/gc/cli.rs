@@ -73,7 +73,9 @@ enum Failure {
 impl From<ServeError> for Failure {
     fn from(e: ServeError) -> Self {
         match e {
-            ServeError::StorageMismatch { .. } => Failure::Configuration(e.to_string()),
+            ServeError::StorageMismatch { .. } | ServeError::StoreMismatch { .. } => {
+                Failure::Configuration(e.to_string())
+            }
             other => Failure::Other(other.to_string()),
         }
     }

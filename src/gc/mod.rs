@@ -47,9 +47,10 @@ pub enum GcError {
     /// A registry operation failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// Another collection is running on the same metadata.
+    /// Another collection, or a backup (which holds the collector off while it copies), is
+    /// running on the same metadata.
     #[error(
-        "another garbage collection is running on this registry; try again when it has finished"
+        "another garbage collection or a backup (ferry backup) is running on this registry; try again when it has finished"
     )]
     Busy,
 }

@@ -10,7 +10,7 @@ pub mod collector;
 pub mod locks;
 pub mod sqlite;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -137,11 +137,30 @@ pub enum DatabaseSettings {
     },
 }
 
+/// What a metadata snapshot written by [`MetadataBackend::snapshot_into`] holds.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotContents {
+    /// Every blob it records (layers, configs, manifests' bytes): `(digest, size)`, sorted.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Repositories in it.
+    pub repositories: u64,
+    /// Manifests in it.
+    pub manifests: u64,
+    /// Tags in it.
+    pub tags: u64,
+}
+
 /// A metadata store as the server, the collector and the importer use it.
 #[async_trait]
 pub trait MetadataBackend: collector::CollectorMetadata {
     /// Closes the connections (on shutdown).
     async fn close(&self);
+
+    /// Writes a consistent copy of the whole metadata to the file `path` (replaced if it
+    /// exists), durable when this returns, while the store keeps serving; upload sessions
+    /// are left out (their staged bytes are not part of a backup). Returns what the copy
+    /// holds, read back from it.
+    async fn snapshot_into(&self, path: &Path) -> Result<SnapshotContents, MetadataError>;
 }
 
 /// Opens (creating and migrating when needed) the configured metadata store.
@@ -294,6 +313,10 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, MetadataError>;
+
+    /// Up to `limit` committed blobs `(digest, size)`, picked at random (to check that a
+    /// store holds what the metadata names).
+    async fn sample_blobs(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetadataError>;
 
     /// A registry-wide setting kept with the metadata (e.g. which storage it indexes).
     async fn info(&self, key: &str) -> Result<Option<String>, MetadataError>;

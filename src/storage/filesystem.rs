@@ -272,6 +272,46 @@ impl BlobStore for FilesystemStore {
         format!("filesystem:{}", self.root.display())
     }
 
+    fn blob_location(&self, digest: &Digest) -> String {
+        layout::blob_data(&self.root, digest).display().to_string()
+    }
+
+    async fn read_store_id(&self) -> Result<Option<String>, StorageError> {
+        let read = not_found_as_none(fs::read_to_string(layout::store_id(&self.root)).await)?;
+        Ok(read
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty()))
+    }
+
+    async fn write_store_id(&self, id: &str) -> Result<String, StorageError> {
+        let path = layout::store_id(&self.root);
+        let dir = path
+            .parent()
+            .ok_or_else(|| io::Error::other("marker path has no parent"))?
+            .to_path_buf();
+        // Written whole under a temporary name, then linked to its name, which fails if a
+        // marker is there already: never two ids, never a half-written one.
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            layout::STORE_ID_FILE,
+            uuid::Uuid::new_v4()
+        ));
+        let mut file = in_dir(&dir, || File::create(&tmp)).await?;
+        file.write_all(format!("{id}\n").as_bytes()).await?;
+        file.sync_all().await?;
+        drop(file);
+        let linked = fs::hard_link(&tmp, &path).await;
+        let _ = fs::remove_file(&tmp).await;
+        match linked {
+            Ok(()) => sync_dir(&dir).await?,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.read_store_id()
+            .await?
+            .ok_or_else(|| StorageError::Io(io::Error::other("the store id marker vanished")))
+    }
+
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
         let meta = not_found_as_none(fs::metadata(layout::blob_data(&self.root, digest)).await)?;
         Ok(meta.map(|m| m.len()))

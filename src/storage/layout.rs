@@ -4,7 +4,12 @@
 //! ```text
 //! <root>/docker/registry/v2/blobs/<alg>/<first two hex>/<hex>/data
 //! <root>/docker/registry/v2/repositories/<name>/_uploads/<uuid>/data
+//! <root>/docker/registry/v2/ferry-store-id
 //! ```
+//!
+//! `ferry-store-id` is Ferry's own: the store's identity (see `server::identity`), beside
+//! `blobs/` and `repositories/`, where neither Distribution nor Ferry's walks of those trees
+//! (the catalog, `ferry import`, the collector) look.
 
 use std::fs::DirEntry;
 use std::io::{self, ErrorKind};
@@ -18,6 +23,14 @@ use crate::oci::{Digest, RepositoryName};
 pub fn v2_root(root: &Path) -> PathBuf {
     root.join("docker").join("registry").join("v2")
 }
+
+/// The store's identity marker: `<root>/docker/registry/v2/ferry-store-id`.
+pub fn store_id(root: &Path) -> PathBuf {
+    v2_root(root).join(STORE_ID_FILE)
+}
+
+/// File name of the store's identity marker, below `docker/registry/v2`.
+pub const STORE_ID_FILE: &str = "ferry-store-id";
 
 /// Directory of a committed blob: `blobs/<alg>/<hex[..2]>/<hex>`.
 pub fn blob_dir(root: &Path, digest: &Digest) -> PathBuf {

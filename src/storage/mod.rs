@@ -97,6 +97,18 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Where a committed blob's bytes are, for people and backups: a file path, or an
+    /// object's `s3://bucket/key`.
+    fn blob_location(&self, digest: &Digest) -> String;
+
+    /// The store's identity (the marker `docker/registry/v2/ferry-store-id` under the
+    /// root), `None` when the store has none yet.
+    async fn read_store_id(&self) -> Result<Option<String>, StorageError>;
+
+    /// Writes `id` as the store's identity unless the store has one already; returns the
+    /// identity the store holds afterwards (the existing one, if another process was first).
+    async fn write_store_id(&self, id: &str) -> Result<String, StorageError>;
+
     /// Size of the committed blob, `None` when absent.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
 

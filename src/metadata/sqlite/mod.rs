@@ -17,11 +17,12 @@ use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
 mod collector;
+mod snapshot;
 
 use super::locks::{FileLocks, flock};
 use super::{
     LockGuard, LockKey, MetadataBackend, MetadataError, MetadataLocks, MetadataStore, NewManifest,
-    Referrer, StoredManifest, UploadSession, now,
+    Referrer, SnapshotContents, StoredManifest, UploadSession, now,
 };
 use crate::oci::{Digest, ReferenceKind, RepositoryName, Tag};
 
@@ -39,6 +40,8 @@ pub struct SqliteStore {
     /// Flocks on files in `<database>.locks/`: the database's writer is never held across
     /// a storage call, so the lock contract needs locks of its own.
     locks: Arc<FileLocks>,
+    /// The database file (`None` in memory).
+    path: Option<PathBuf>,
 }
 
 impl From<sqlx::Error> for MetadataError {
@@ -109,6 +112,7 @@ impl SqliteStore {
             writer,
             reader,
             locks,
+            path: Some(path.to_path_buf()),
         })
     }
 
@@ -124,6 +128,7 @@ impl SqliteStore {
             writer: pool.clone(),
             reader: pool,
             locks: Arc::new(FileLocks::new(lock_dir)?),
+            path: None,
         })
     }
 
@@ -260,6 +265,15 @@ impl MetadataLocks for SqliteStore {
 impl MetadataBackend for SqliteStore {
     async fn close(&self) {
         SqliteStore::close(self).await;
+    }
+
+    async fn snapshot_into(&self, path: &Path) -> Result<SnapshotContents, MetadataError> {
+        let Some(source) = &self.path else {
+            return Err(MetadataError::Database(
+                "an in-memory database has no snapshot".into(),
+            ));
+        };
+        snapshot::write(source, path).await
     }
 }
 
@@ -710,6 +724,17 @@ impl MetadataStore for SqliteStore {
                 },
             )
             .collect())
+    }
+
+    async fn sample_blobs(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetadataError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT digest, size FROM blobs ORDER BY random() LIMIT ?")
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?;
+        rows.into_iter()
+            .map(|(digest, size)| Ok((parse_digest(&digest)?, size_from_db(size))))
+            .collect()
     }
 
     async fn info(&self, key: &str) -> Result<Option<String>, MetadataError> {

@@ -120,6 +120,10 @@ impl S3Store {
         ))
     }
 
+    fn store_id_key(&self) -> Path {
+        Path::from(format!("{}/{}", self.v2, super::layout::STORE_ID_FILE))
+    }
+
     fn upload_prefix(&self, key: &UploadKey) -> String {
         format!(
             "{}/repositories/{}/_uploads/{}",
@@ -254,6 +258,40 @@ impl BlobStore for S3Store {
         let prefix = Path::from(self.v2.as_str());
         self.store.list_with_delimiter(Some(&prefix)).await?;
         Ok(())
+    }
+
+    fn blob_location(&self, digest: &Digest) -> String {
+        format!("s3://{}/{}", self.settings.bucket, self.blob_key(digest))
+    }
+
+    async fn read_store_id(&self) -> Result<Option<String>, StorageError> {
+        match self.store.get(&self.store_id_key()).await {
+            Ok(result) => {
+                let bytes = result.bytes().await?;
+                let id = String::from_utf8_lossy(&bytes).trim().to_string();
+                Ok(Some(id).filter(|id| !id.is_empty()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_store_id(&self, id: &str) -> Result<String, StorageError> {
+        // Not a conditional put (S3-compatible stores differ in `If-None-Match` support):
+        // two processes creating a new store's marker in the same instant is the one race
+        // left, and both then read back whichever id won.
+        if let Some(existing) = self.read_store_id().await? {
+            return Ok(existing);
+        }
+        self.store
+            .put(
+                &self.store_id_key(),
+                PutPayload::from(Bytes::from(format!("{id}\n"))),
+            )
+            .await?;
+        self.read_store_id()
+            .await?
+            .ok_or_else(|| StorageError::Backend("the store id marker vanished".into()))
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
