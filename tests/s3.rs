@@ -21,8 +21,8 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
@@ -122,49 +122,6 @@ fn n(report: &Value, key: &str) -> u64 {
     report[key]
         .as_u64()
         .unwrap_or_else(|| panic!("{key} is not a number in {report:#}"))
-}
-
-/// Runs `ferry serve` with exactly `env` as its `REGISTRY_*` settings (plus a free
-/// address) and waits, at most 60 s, for it to exit; returns the exit status and what it
-/// printed. A server still running then is killed and the test fails: it should have
-/// refused to start.
-fn serve_expecting_exit(env: &[(String, String)]) -> (ExitStatus, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log_path = dir.path().join("server.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.arg("serve");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("REGISTRY_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("REGISTRY_HTTP_ADDR", support::free_port().to_string())
-        .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
-        .env("REGISTRY_LOG_LEVEL", "info")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log fd"))
-        .stderr(log);
-    let mut child = cmd.spawn().expect("spawn ferry serve");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return (
-                status,
-                std::fs::read_to_string(&log_path).unwrap_or_default(),
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "ferry serve was still running after 60 s instead of refusing to start; log:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `env` with `key` set to `value` (replacing any earlier setting).

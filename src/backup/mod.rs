@@ -391,7 +391,9 @@ async fn copy_blobs(
                 placed.push(digest.clone());
             }
         }
-        if last.elapsed().as_secs() >= 1 || i + 1 == total {
+        // About once a second, and early on (after 16, 32, 64... blobs) for quick feedback.
+        let early = i + 1 >= 16 && (i + 1).is_power_of_two();
+        if last.elapsed().as_secs() >= 1 || early || i + 1 == total {
             last = Instant::now();
             let moved = report.copied_bytes + report.linked_bytes;
             progress(&format!(

@@ -528,6 +528,68 @@ impl TestRegistry {
     }
 }
 
+/// Runs `ferry serve` with exactly `env` as its `REGISTRY_*` settings (plus a free
+/// address) and waits, at most 60 s, for it to exit; returns the exit status and what it
+/// printed. A server still running then is killed and the test fails: it should have
+/// refused to start.
+pub fn serve_expecting_exit(env: &[(String, String)]) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.arg("serve");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REGISTRY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("REGISTRY_HTTP_ADDR", free_port().to_string())
+        .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
+        .env("REGISTRY_LOG_LEVEL", "info")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log);
+    let mut child = cmd.spawn().expect("spawn ferry serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (
+                status,
+                std::fs::read_to_string(&log_path).unwrap_or_default(),
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ferry serve was still running after 60 s instead of refusing to start; log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ferry <args>` with the environment the registry was started with (its storage
+/// settings and extra overrides), as another process on the same data runs.
+impl TestRegistry {
+    pub fn ferry_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.args(args)
+            .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
+            .env("REGISTRY_LOG_LEVEL", "info")
+            .stdin(Stdio::null());
+        if self.s3_target.is_some() {
+            cmd.env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY");
+        }
+        for (k, v) in self.storage_env().into_iter().chain(self.env.clone()) {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Storage backends
 // ---------------------------------------------------------------------------------------
