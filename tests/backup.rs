@@ -671,3 +671,48 @@ async fn a_moved_data_directory_is_served_and_another_stores_database_is_refused
         .assert_image_intact("moved/app", "v1", &img)
         .await;
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. On S3: the snapshot and the list of objects; the bytes stay in the bucket
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_backup_on_s3_writes_the_snapshot_and_the_list_of_its_objects() {
+    let s3 = S3Server::new();
+    let mut reg = TestRegistry::start_on_s3(&s3, "backed-up", &[]);
+    let img = Api::new(&reg).push_image("s3/app", "v1", 2).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dest = dir.path().join("backup");
+    let report = backup(&reg, &dest, &["--verify"]);
+    assert_eq!(n(&report, "blobs"), image_blobs(&img), "{report:#}");
+    assert_eq!(n(&report, "verified"), image_blobs(&img), "{report:#}");
+    assert_eq!(n(&report, "copied"), 0, "{report:#}");
+    assert!(
+        blob_files(&dest).is_empty(),
+        "blob bytes were copied from S3"
+    );
+    let list = std::fs::read_to_string(dest.join("ferry/blob-objects.txt")).expect("list");
+    assert_eq!(list.lines().count() as u64, image_blobs(&img), "{list}");
+    let bucket = s3.bucket_dir("backed-up");
+    for line in list.lines() {
+        let key = line
+            .split('\t')
+            .next()
+            .and_then(|url| url.strip_prefix("s3://backed-up/"))
+            .unwrap_or_else(|| panic!("not an s3:// location of the bucket: {line}"));
+        assert!(bucket.join(key).is_file(), "no object {key}");
+    }
+    assert_eq!(integrity_check(&database(&dest)).await, "ok");
+    reg.terminate();
+
+    // The snapshot with the same bucket serves the image.
+    let db = database(&dest);
+    let restored = TestRegistry::start_on_s3(
+        &s3,
+        "backed-up",
+        &[("REGISTRY_DATABASE_PATH", db.to_str().unwrap())],
+    );
+    Api::new(&restored)
+        .assert_image_intact("s3/app", "v1", &img)
+        .await;
+}
