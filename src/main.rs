@@ -46,6 +46,7 @@ enum Command {
     /// Copy the registry into DEST while it serves: a consistent snapshot of the metadata,
     /// then every blob it records (incremental), so that `ferry serve` on DEST serves the
     /// images of the snapshot.
+    #[command(override_usage = "ferry backup [OPTIONS] [CONFIG]... DEST")]
     Backup(ferry::backup::cli::BackupArgs),
     /// Exit 0 when the registry configured by CONFIG answers on its address (for
     /// container health checks).

@@ -710,3 +710,55 @@ async fn locks_exclude_across_handles_and_tasks() {
         second.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_snapshot_holds_everything_but_upload_sessions_and_opens_as_a_store() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let r = repo("snap/app");
+        let image = push_image(s, &r, "snap", &[tag("v1")]).await;
+        s.create_upload(&session(&r)).await.unwrap();
+        s.set_info("store_id", "the-id").await.unwrap();
+        let mut sample = s.sample_blobs(10).await.unwrap();
+        sample.sort_by_key(|(d, _)| d.to_string());
+        let mut all = vec![
+            blob("snap-config"),
+            blob("snap-layer"),
+            (image.digest.clone(), image.payload.len() as u64),
+        ];
+        // A snapshot lists its blobs in digest order.
+        all.sort_by_key(|(d, _)| d.to_string());
+        assert_eq!(sample, all, "{}", b.name);
+        assert_eq!(s.sample_blobs(1).await.unwrap().len(), 1);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy.db");
+        std::fs::write(&path, b"an older file is replaced").unwrap();
+        let contents = s.snapshot_into(&path).await.unwrap();
+        assert_eq!(contents.blobs, all, "{}", b.name);
+        assert_eq!(
+            (contents.repositories, contents.manifests, contents.tags),
+            (1, 1, 1)
+        );
+        // Later changes are not in it.
+        push_image(s, &r, "later", &[tag("v2")]).await;
+
+        let copy = metadata::open(&DatabaseSettings::Sqlite { path })
+            .await
+            .unwrap();
+        let got = copy.tagged_manifest(&r, &tag("v1")).await.unwrap().unwrap();
+        assert_eq!(got.payload, image.payload);
+        assert!(
+            copy.tagged_manifest(&r, &tag("v2"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(copy.stale_uploads(now() + 10).await.unwrap().is_empty());
+        assert_eq!(
+            copy.info("store_id").await.unwrap().as_deref(),
+            Some("the-id")
+        );
+        copy.close().await;
+    }
+}

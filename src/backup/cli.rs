@@ -30,8 +30,9 @@ pub struct BackupArgs {
     #[arg(long)]
     json: bool,
     /// The server's config.yml (the first that exists of several; none: the embedded
-    /// defaults), then the destination directory, last.
-    #[arg(required = true, num_args = 1.., value_name = "[CONFIG]... DEST")]
+    /// defaults, as `ferry serve`), then the backup directory (created when missing; a
+    /// Ferry data directory afterwards).
+    #[arg(required = true, num_args = 1.., value_name = "CONFIG... DEST")]
     paths: Vec<PathBuf>,
 }
 

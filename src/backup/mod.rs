@@ -140,12 +140,11 @@ impl std::fmt::Display for Report {
                 self.verified
             )?;
         }
-        let moved = self.copied_bytes + self.linked_bytes;
         write!(
             f,
-            "  {:.1}s, {:.1} MiB/s",
+            "  {:.1}s, {:.1} MiB/s copied",
             self.seconds,
-            moved as f64 / MIB / self.seconds.max(0.001)
+            self.copied_bytes as f64 / MIB / self.seconds.max(0.001)
         )?;
         for digest in &self.missing {
             write!(f, "\n  missing from the store: {digest}")?;
