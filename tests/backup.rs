@@ -716,3 +716,24 @@ async fn a_backup_on_s3_writes_the_snapshot_and_the_list_of_its_objects() {
         .assert_image_intact("s3/app", "v1", &img)
         .await;
 }
+
+/// An S3 store that does not answer at startup is not checked that time (the server
+/// starts and answers 503 until it does, as before store ids); it is at the next start.
+#[tokio::test]
+async fn an_unreachable_s3_store_does_not_stop_the_start() {
+    let mut s3 = S3Server::new();
+    let mut reg = TestRegistry::start_on_s3(&s3, "flaky", &[]);
+    let img = Api::new(&reg).push_image("flaky/app", "v1", 1).await;
+    reg.terminate();
+    s3.stop();
+    reg.restart();
+    assert!(
+        reg.log().contains("identity is not checked"),
+        "{}",
+        reg.log()
+    );
+    s3.start();
+    Api::new(&reg)
+        .assert_image_intact("flaky/app", "v1", &img)
+        .await;
+}

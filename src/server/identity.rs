@@ -42,9 +42,10 @@ pub async fn check(
     let recorded_location = metadata.info(STORE_LOCATION).await?;
     let marker = match storage.read_store_id().await {
         Ok(marker) => marker,
-        Err(StorageError::Backend(e)) if recorded_id.is_some() => {
+        Err(StorageError::Backend(e)) => {
             // As before ids: an unreachable object store does not stop the start (requests
-            // that need it fail until it answers); it is checked at the next start.
+            // that need it fail until it answers); it is checked (and a new store's id
+            // written) at the next start.
             tracing::warn!(
                 storage = %location,
                 error = %e,
