@@ -26,6 +26,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::metadata::{LockKey, MetadataBackend, MetadataError, SnapshotContents};
@@ -353,51 +354,48 @@ async fn copy_blobs(
     let mut last = Instant::now();
     let mut placed = Vec::new();
     let total = contents.blobs.len();
-    for (i, (digest, size)) in contents.blobs.iter().enumerate() {
+    // A few at a time: a small blob costs two fsyncs, which overlap well.
+    let jobs = contents.blobs.iter().map(|(digest, size)| {
         let (from, to, size, link) = (
             layout::blob_data(root, digest),
             layout::blob_data(dest, digest),
             *size,
             options.link,
         );
-        let outcome = blocking(move || {
-            if files::size_of(&to).map_err(io_at(&to))? == Some(size) {
-                return Ok(None);
-            }
-            match files::place(&from, &to, link) {
-                Ok(how) => Ok(Some(Some(how))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !from.exists() => {
-                    Ok(Some(None))
-                }
-                Err(e) => Err(io_at(&to)(e)),
-            }
-        })
-        .await?;
-        match outcome {
-            None => {
+        let digest = digest.clone();
+        async move {
+            let outcome = blocking(move || place_blob(&from, &to, size, link)).await;
+            (digest, size, outcome)
+        }
+    });
+    let mut results = futures_util::stream::iter(jobs).buffer_unordered(PARALLEL_COPIES);
+    let mut done = 0;
+    while let Some((digest, size, outcome)) = results.next().await {
+        match outcome? {
+            Outcome::Present => {
                 report.skipped += 1;
                 report.skipped_bytes += size;
             }
-            Some(None) => report.missing.push(digest.to_string()),
-            Some(Some(Placed::Copied)) => {
+            Outcome::Missing => report.missing.push(digest.to_string()),
+            Outcome::Placed(Placed::Copied) => {
                 report.copied += 1;
                 report.copied_bytes += size;
-                placed.push(digest.clone());
+                placed.push(digest);
             }
-            Some(Some(Placed::Linked)) => {
+            Outcome::Placed(Placed::Linked) => {
                 report.linked += 1;
                 report.linked_bytes += size;
-                placed.push(digest.clone());
+                placed.push(digest);
             }
         }
+        done += 1;
         // About once a second, and early on (after 16, 32, 64... blobs) for quick feedback.
-        let early = i + 1 >= 16 && (i + 1).is_power_of_two();
-        if last.elapsed().as_secs() >= 1 || early || i + 1 == total {
+        let early = done >= 16 && u64::is_power_of_two(done);
+        if last.elapsed().as_secs() >= 1 || early || done as usize == total {
             last = Instant::now();
             let moved = report.copied_bytes + report.linked_bytes;
             progress(&format!(
-                "blobs: {}/{total}, copied {}, linked {}, skipped {}, {:.1} MiB at {:.1} MiB/s, {:.1}s",
-                i + 1,
+                "blobs: {done}/{total}, copied {}, linked {}, skipped {}, {:.1} MiB at {:.1} MiB/s, {:.1}s",
                 report.copied,
                 report.linked,
                 report.skipped,
@@ -407,7 +405,35 @@ async fn copy_blobs(
             ));
         }
     }
+    report.missing.sort();
     Ok(placed)
+}
+
+/// Blobs copied at once.
+const PARALLEL_COPIES: usize = 4;
+
+/// What became of one blob of the snapshot.
+enum Outcome {
+    /// The destination has it, with its size.
+    Present,
+    /// The store does not have it.
+    Missing,
+    /// Copied or linked.
+    Placed(Placed),
+}
+
+/// Places the blob file `from` at `to` unless a file of `size` bytes is there (blocking).
+fn place_blob(from: &Path, to: &Path, size: u64, link: bool) -> Result<Outcome, BackupError> {
+    if files::size_of(to).map_err(io_at(to))? == Some(size) {
+        return Ok(Outcome::Present);
+    }
+    match files::place(from, to, link) {
+        Ok(how) => Ok(Outcome::Placed(how)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !from.exists() => {
+            Ok(Outcome::Missing)
+        }
+        Err(e) => Err(io_at(to)(e)),
+    }
 }
 
 /// Re-hashes the blobs placed in the destination.
