@@ -19,7 +19,20 @@ const BIG: Duration = Duration::from_secs(600);
 const SMALL: Duration = Duration::from_secs(60);
 
 pub fn client(max_idle: usize) -> Result<Client> {
+    client_with_auth(max_idle, None)
+}
+
+/// A client that sends `authorization` (e.g. `Basic ...` or `Bearer ...`)
+/// on every request, as docker does once logged in or holding a token.
+pub fn client_with_auth(max_idle: usize, authorization: Option<&str>) -> Result<Client> {
+    let mut headers = HeaderMap::new();
+    if let Some(a) = authorization {
+        let mut v = reqwest::header::HeaderValue::from_str(a)?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     Ok(Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(max_idle)

@@ -2,6 +2,7 @@
 //! (registry:2), alternating A/B/A/B, and prints each figure for both with the
 //! ratio. See bench/README.md.
 
+mod auth;
 mod ceilings;
 mod client;
 mod prng;
@@ -10,6 +11,7 @@ mod s3;
 mod server;
 
 use anyhow::{Context, Result, bail};
+use auth::AuthMode;
 use bytes::Bytes;
 use clap::Parser;
 use client::{ACCEPT_MANIFESTS, Reg};
@@ -94,6 +96,55 @@ struct Args {
     /// Keep the temporary data directory (for debugging).
     #[arg(long)]
     keep: bool,
+    /// Access control, comma-separated: none (open registries, the default),
+    /// htpasswd (Basic on every request), token (Bearer JWT on every
+    /// request). Each mode gets its own Ferry and Distribution columns,
+    /// alternated within every repetition, so `--auth none,htpasswd,token`
+    /// measures the cost of access control in one run. Filesystem storage
+    /// only; without --workloads, runs the manifest workload only.
+    #[arg(long, default_value = "none", value_delimiter = ',')]
+    auth: Vec<String>,
+}
+
+/// The distinct `--auth` modes, in the order given.
+fn auth_modes(args: &Args) -> Result<Vec<AuthMode>> {
+    let mut modes = Vec::new();
+    for a in &args.auth {
+        let m = AuthMode::parse(a)?;
+        if !modes.contains(&m) {
+            modes.push(m);
+        }
+    }
+    if modes.is_empty() {
+        modes.push(AuthMode::None);
+    }
+    Ok(modes)
+}
+
+/// The repositories the wanted workloads touch, for the token's `access`
+/// claim (only those: the manifest workload's token names one repository,
+/// like the token docker fetches for one pull, so its size is typical).
+fn token_repos(args: &Args) -> Vec<String> {
+    let mut v = Vec::new();
+    if wanted(args, "manifest") {
+        v.push("bench/hot".to_string());
+    }
+    for rep in 0..args.reps {
+        if wanted(args, "push") || wanted(args, "pull") {
+            for mode in ["monolithic", "chunked", "streamed"] {
+                v.push(format!("bench/push-{mode}-{rep}"));
+            }
+        }
+        if wanted(args, "small") {
+            v.push(format!("bench/small-{rep}"));
+        }
+        if wanted(args, "push4") {
+            for i in 0..4 {
+                v.push(format!("bench/push4-{rep}-{i}"));
+            }
+        }
+    }
+    v
 }
 
 struct Sizes {
@@ -233,22 +284,20 @@ impl Bench {
             }
         }
         for t in &mut self.targets {
-            if t.down.is_none() {
-                if let Some(msg) = t.backend.and_then(|i| dead[i].clone()) {
-                    eprintln!("  !! {}: {msg}", t.label);
-                    t.down = Some(msg);
-                }
+            if t.down.is_none()
+                && let Some(msg) = t.backend.and_then(|i| dead[i].clone())
+            {
+                eprintln!("  !! {}: {msg}", t.label);
+                t.down = Some(msg);
             }
-            if t.down.is_none() {
-                if let Some(s) = &mut t.server {
-                    if !s.alive() {
-                        let log = std::fs::read_to_string(&s.log_path).unwrap_or_default();
-                        let tail: String =
-                            log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-                        t.down = Some(format!("server exited: {tail}"));
-                        eprintln!("  !! {} is no longer running: {tail}", t.label);
-                    }
-                }
+            if t.down.is_none()
+                && let Some(s) = &mut t.server
+                && !s.alive()
+            {
+                let log = std::fs::read_to_string(&s.log_path).unwrap_or_default();
+                let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                t.down = Some(format!("server exited: {tail}"));
+                eprintln!("  !! {} is no longer running: {tail}", t.label);
             }
         }
     }
@@ -256,6 +305,8 @@ impl Bench {
     /// Runs `f` for each rep against each available registry, A/B/A/B,
     /// sampling the server's RSS and CPU and recording the returned metrics
     /// into the rows with those ids. A registry that errors is not retried.
+    // `k` indexes several per-column vectors while `self` is borrowed mutably.
+    #[allow(clippy::needless_range_loop)]
     async fn ab<F, Fut>(&mut self, usage_key: &str, row_ids: &[&str], f: F)
     where
         F: Fn(Reg, usize) -> Fut,
@@ -305,6 +356,15 @@ impl Bench {
                             if let Some(r) = self.row_mut(id) {
                                 r.samples[k].push(v);
                             }
+                            // A request count `x-reqs` gives row `x-cpu`: the
+                            // server's CPU per request, in µs, which a busy
+                            // machine disturbs less than the rate.
+                            if let Some(prefix) = id.strip_suffix("-reqs")
+                                && v > 0.0
+                                && let Some(r) = self.row_mut(&format!("{prefix}-cpu"))
+                            {
+                                r.samples[k].push(usage.cpu_s * 1e6 / v);
+                            }
                         }
                         let u = self.usage_mut(usage_key);
                         u.rss[k].push(usage.peak_rss_mib);
@@ -323,6 +383,8 @@ impl Bench {
     }
 
     /// Untimed per-registry setup; failures mark the given rows.
+    // `k` indexes several per-column vectors while `self` is borrowed mutably.
+    #[allow(clippy::needless_range_loop)]
     async fn setup<F, Fut>(&mut self, what: &str, row_ids: &[&str], f: F) -> Vec<bool>
     where
         F: Fn(Reg) -> Fut,
@@ -469,7 +531,8 @@ async fn run_cmd_async(mut cmd: std::process::Command, timeout: Duration) -> Res
     tokio::task::spawn_blocking(move || run_cmd(&mut cmd, timeout)).await?
 }
 
-/// Latency percentiles and rate of `total` requests over `conc` connections.
+/// Rate, median and p99 latency (ms), and number of requests made, of up to
+/// `total` requests over `conc` connections.
 async fn hammer(
     reg: Reg,
     conc: usize,
@@ -478,7 +541,7 @@ async fn hammer(
     method: Method,
     path: String,
     accept: Option<&'static str>,
-) -> Result<(f64, f64, f64)> {
+) -> Result<(f64, f64, f64, usize)> {
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + limit;
     // Warm the connections up.
@@ -523,7 +586,7 @@ async fn hammer(
             .saturating_sub(1)
             .min(all.len() - 1)]
     };
-    Ok((all.len() as f64 / secs, pct(0.50), pct(0.99)))
+    Ok((all.len() as f64 / secs, pct(0.50), pct(0.99), all.len()))
 }
 
 /// Median wall time (ms) of up to `iters` listing walks, bounded by `budget`;
@@ -698,6 +761,23 @@ fn main() -> Result<()> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
+    let modes = auth_modes(&args)?;
+    if modes != [AuthMode::None] {
+        if args.storage != "fs" {
+            bail!("--auth goes with --storage fs");
+        }
+        if args.workloads.is_none() {
+            args.workloads = Some("manifest".into());
+        }
+        if wanted(&args, "skopeo") {
+            bail!("--auth: the skopeo workload runs without credentials; leave it out");
+        }
+        if modes.contains(&AuthMode::Token) && wanted(&args, "catalog") {
+            bail!(
+                "--auth token: the catalog workload's thousands of repositories do not fit in one token; leave it out"
+            );
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -747,7 +827,8 @@ async fn run(args: Args) -> Result<()> {
         Some("distribution") => vec![Kind::Distribution],
         Some(o) => bail!("--only {o}: expected ferry or distribution"),
     };
-    let plan = column_plan(&args);
+    let auths = auth_modes(&args)?;
+    let plan = column_plan(&args, &auths);
     let selected = plan.iter().filter(|c| kinds.contains(&c.kind)).count();
     if selected == 0 {
         bail!(
@@ -758,19 +839,20 @@ async fn run(args: Args) -> Result<()> {
     }
 
     // Disk needed: every pushed GiB stays on disk (per registry), plus slack.
-    let per_reg = sizes.big * 7 * args.reps as u64
+    let big_wanted = ["push", "pull", "push4"].iter().any(|w| wanted(&args, w));
+    let per_reg = if big_wanted { sizes.big * 7 } else { 0 } * args.reps as u64
         + sizes.small_count as u64 * 64 * 1024 * args.reps as u64
         + 512 * MIB;
     let need = per_reg * selected as u64 + sizes.ceil_disk + 4 * GIB;
-    if let Some(free) = free_bytes(&run_dir) {
-        if free < need {
-            bail!(
-                "need about {:.1} GiB free under {}, have {:.1} GiB",
-                need as f64 / GIB as f64,
-                run_dir.display(),
-                free as f64 / GIB as f64
-            );
-        }
+    if let Some(free) = free_bytes(&run_dir)
+        && free < need
+    {
+        bail!(
+            "need about {:.1} GiB free under {}, have {:.1} GiB",
+            need as f64 / GIB as f64,
+            run_dir.display(),
+            free as f64 / GIB as f64
+        );
     }
 
     eprintln!(
@@ -782,8 +864,10 @@ async fn run(args: Args) -> Result<()> {
 
     // ---- Ceilings -------------------------------------------------------
     eprintln!("== machine ceilings");
-    let mut ceil = ceilings::Ceilings::default();
-    ceil.sha256 = ceilings::sha256_one_core(sizes.ceil_sha);
+    let mut ceil = ceilings::Ceilings {
+        sha256: ceilings::sha256_one_core(sizes.ceil_sha),
+        ..Default::default()
+    };
     eprintln!("  sha256 one core: {:.0} MB/s", ceil.sha256);
     ceil.prng = ceilings::prng_one_core(sizes.ceil_sha);
     eprintln!("  PRNG one core: {:.0} MB/s", ceil.prng);
@@ -1013,6 +1097,27 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
+    // ---- Access control ---------------------------------------------------
+    let mut prepared: Vec<(AuthMode, auth::Prepared)> = Vec::new();
+    for &m in &auths {
+        let dir = run_dir.join("auth");
+        let p = match m {
+            AuthMode::None => continue,
+            AuthMode::Htpasswd => auth::htpasswd(&dir)?,
+            AuthMode::Token => {
+                auth::token(&dir, &token_repos(&args), Duration::from_secs(6 * 3600))?
+            }
+        };
+        eprintln!(
+            "== --auth {}: {:?}, client sends {} ({} bytes)",
+            m.name(),
+            p.server,
+            p.header.split(' ').next().unwrap_or(""),
+            p.header.len()
+        );
+        prepared.push((m, p));
+    }
+
     // ---- Servers ----------------------------------------------------------
     eprintln!("== starting registries");
     let mut targets = Vec::new();
@@ -1056,26 +1161,34 @@ async fn run(args: Args) -> Result<()> {
             targets.push(t);
             continue;
         }
-        if let PlanStorage::S3 { backend: bk, .. } = &col.storage {
-            if backend.is_none() {
-                let why = backend_down
-                    .iter()
-                    .find(|(k, _)| k == bk)
-                    .map(|(_, w)| w.clone())
-                    .unwrap_or_default();
-                t.down = Some(format!("{} unavailable: {why}", bk.label()));
-                targets.push(t);
-                continue;
-            }
+        if let PlanStorage::S3 { backend: bk, .. } = &col.storage
+            && backend.is_none()
+        {
+            let why = backend_down
+                .iter()
+                .find(|(k, _)| k == bk)
+                .map(|(_, w)| w.clone())
+                .unwrap_or_default();
+            t.down = Some(format!("{} unavailable: {why}", bk.label()));
+            targets.push(t);
+            continue;
         }
         let bin = match col.kind {
             Kind::Ferry => &args.ferry_bin,
             Kind::Distribution => &args.distribution_bin,
         };
         let dir = run_dir.join(&col.dir);
-        match Server::start(col.kind, bin, &dir, &t.storage) {
+        let auth = prepared
+            .iter()
+            .find(|(m, _)| *m == col.auth)
+            .map(|(_, p)| p);
+        let reg_http = match auth {
+            Some(p) => client::client_with_auth(64, Some(&p.header))?,
+            None => http.clone(),
+        };
+        match Server::start(col.kind, bin, &dir, &t.storage, auth.map(|p| &p.server)) {
             Ok(s) => {
-                let reg = Reg::new(http.clone(), &s.base);
+                let reg = Reg::new(reg_http, &s.base);
                 match reg.ping().await {
                     Ok(()) => {
                         eprintln!(
@@ -1101,7 +1214,7 @@ async fn run(args: Args) -> Result<()> {
         }
         targets.push(t);
     }
-    let layout = layout_of(&args, &plan);
+    let layout = layout_of(&args, &plan, &auths);
     let mut b = Bench {
         targets,
         backends,
@@ -1310,6 +1423,14 @@ async fn run(args: Args) -> Result<()> {
         .target = Target::Ratio(3.0);
         b.row("mget-p99", "4. manifest GET", "p99 latency", "ms", false, 2);
         b.row(
+            "mget-cpu",
+            "4. manifest GET",
+            "server CPU per request",
+            "µs",
+            false,
+            0,
+        );
+        b.row(
             "head-rate",
             "4. blob HEAD",
             &format!("{n} req, 32 conns"),
@@ -1318,11 +1439,26 @@ async fn run(args: Args) -> Result<()> {
             0,
         );
         b.row("head-p99", "4. blob HEAD", "p99 latency", "ms", false, 2);
+        b.row(
+            "head-cpu",
+            "4. blob HEAD",
+            "server CPU per request",
+            "µs",
+            false,
+            0,
+        );
         let img = Arc::new(TinyImage::new(seed_of(&[6])));
         let i2 = img.clone();
         b.setup(
             "tiny image bench/hot:latest",
-            &["mget-rate", "mget-p99", "head-rate", "head-p99"],
+            &[
+                "mget-rate",
+                "mget-p99",
+                "mget-cpu",
+                "head-rate",
+                "head-p99",
+                "head-cpu",
+            ],
             move |reg| {
                 let img = i2.clone();
                 async move { img.push(&reg, "bench/hot", "latest").await }
@@ -1332,9 +1468,9 @@ async fn run(args: Args) -> Result<()> {
         let limit = Duration::from_secs(60);
         b.ab(
             "manifest GET",
-            &["mget-rate", "mget-p99"],
+            &["mget-rate", "mget-p99", "mget-cpu"],
             move |reg, _| async move {
-                let (rate, _p50, p99) = hammer(
+                let (rate, _p50, p99, reqs) = hammer(
                     reg,
                     32,
                     n,
@@ -1344,7 +1480,11 @@ async fn run(args: Args) -> Result<()> {
                     Some(ACCEPT_MANIFESTS),
                 )
                 .await?;
-                Ok(vec![("mget-rate", rate), ("mget-p99", p99)])
+                Ok(vec![
+                    ("mget-rate", rate),
+                    ("mget-p99", p99),
+                    ("mget-reqs", reqs as f64),
+                ])
             },
         )
         .await;
@@ -1352,11 +1492,15 @@ async fn run(args: Args) -> Result<()> {
         let path = &path;
         b.ab(
             "blob HEAD",
-            &["head-rate", "head-p99"],
+            &["head-rate", "head-p99", "head-cpu"],
             move |reg, _| async move {
-                let (rate, _p50, p99) =
+                let (rate, _p50, p99, reqs) =
                     hammer(reg, 32, n, limit, Method::HEAD, path.clone(), None).await?;
-                Ok(vec![("head-rate", rate), ("head-p99", p99)])
+                Ok(vec![
+                    ("head-rate", rate),
+                    ("head-p99", p99),
+                    ("head-reqs", reqs as f64),
+                ])
             },
         )
         .await;
@@ -1719,6 +1863,23 @@ async fn run(args: Args) -> Result<()> {
             elapsed
         ));
     }
+    if auths != [AuthMode::None] {
+        let described: Vec<String> = auths
+            .iter()
+            .map(|m| match m {
+                AuthMode::None => "**open** (no `auth:`; the columns without a suffix)".to_string(),
+                AuthMode::Htpasswd => format!(
+                    "**htpasswd** (`auth.htpasswd`, one user, bcrypt cost {} as `htpasswd -B` writes it; `Authorization: Basic` on every request)",
+                    auth::BCRYPT_COST
+                ),
+                AuthMode::Token => "**token** (`auth.token` with a self-signed RSA certificate as `rootcertbundle`; one RS256 JWT naming it by `x5c`, granting pull and push on the repositories the workloads use (`bench/hot` alone for the manifest workload), sent as `Authorization: Bearer` on every request)".to_string(),
+            })
+            .collect();
+        md.push_str(&format!(
+            "Access control: {}. All columns' registries run for the whole bench and are alternated within each repetition; `… ÷ open` compares a registry with access control to the same registry open (< 1: slower or costlier with it). *Server CPU per request* is the registry's user+system CPU during a repetition divided by the requests made, less disturbed by a busy machine than the rate.\n\n",
+            described.join("; ")
+        ));
+    }
     md.push_str(&report::main_table(&b.layout, &b.rows));
     let backend_names: Vec<Option<String>> = b
         .targets
@@ -1915,28 +2076,42 @@ struct ColPlan {
     /// Directory under the run directory.
     dir: String,
     storage: PlanStorage,
+    /// Access control the registry is started with.
+    auth: AuthMode,
 }
 
 /// The columns for `--storage`: fs mode is Ferry vs Distribution on the
 /// filesystem; S3 mode is Ferry on s3s-fs (one column per part size), Ferry
 /// on the filesystem as the reference, and with `--moto` Ferry and
 /// Distribution on moto.
-fn column_plan(args: &Args) -> Vec<ColPlan> {
+///
+/// With `--auth`, fs mode has one Ferry and one Distribution column per mode
+/// (Ferry, Distribution, Ferry htpasswd, Distribution htpasswd, ...); the open
+/// pair keeps its plain labels.
+fn column_plan(args: &Args, modes: &[AuthMode]) -> Vec<ColPlan> {
     if args.storage != "s3" {
-        return vec![
-            ColPlan {
+        let mut v = Vec::new();
+        for &m in modes {
+            let dir = match m {
+                AuthMode::None => String::new(),
+                _ => format!("-{}", m.name()),
+            };
+            v.push(ColPlan {
                 kind: Kind::Ferry,
-                label: "Ferry".into(),
-                dir: "ferry".into(),
+                label: format!("Ferry{}", m.suffix()),
+                dir: format!("ferry{dir}"),
                 storage: PlanStorage::Fs,
-            },
-            ColPlan {
+                auth: m,
+            });
+            v.push(ColPlan {
                 kind: Kind::Distribution,
-                label: "Distribution".into(),
-                dir: "distribution".into(),
+                label: format!("Distribution{}", m.suffix()),
+                dir: format!("distribution{dir}"),
                 storage: PlanStorage::Fs,
-            },
-        ];
+                auth: m,
+            });
+        }
+        return v;
     }
     let mut v: Vec<ColPlan> = args
         .s3_chunk_sizes
@@ -1951,6 +2126,7 @@ fn column_plan(args: &Args) -> Vec<ColPlan> {
                 chunk_size: Some(c * MIB),
                 copy_threshold: None,
             },
+            auth: AuthMode::None,
         })
         .collect();
     v.insert(
@@ -1960,6 +2136,7 @@ fn column_plan(args: &Args) -> Vec<ColPlan> {
             label: "Ferry fs".into(),
             dir: "ferry-fs".into(),
             storage: PlanStorage::Fs,
+            auth: AuthMode::None,
         },
     );
     if !args.no_s3_single_copy {
@@ -1977,6 +2154,7 @@ fn column_plan(args: &Args) -> Vec<ColPlan> {
                 chunk_size: Some(c * MIB),
                 copy_threshold: Some(5 * GIB),
             },
+            auth: AuthMode::None,
         });
     }
     if args.moto {
@@ -1992,6 +2170,7 @@ fn column_plan(args: &Args) -> Vec<ColPlan> {
                 chunk_size: None,
                 copy_threshold: None,
             },
+            auth: AuthMode::None,
         });
         v.push(ColPlan {
             kind: Kind::Distribution,
@@ -2003,23 +2182,54 @@ fn column_plan(args: &Args) -> Vec<ColPlan> {
                 chunk_size: None,
                 copy_threshold: None,
             },
+            auth: AuthMode::None,
         });
     }
     v
 }
 
-fn layout_of(args: &Args, plan: &[ColPlan]) -> Layout {
+fn layout_of(args: &Args, plan: &[ColPlan], modes: &[AuthMode]) -> Layout {
     let labels: Vec<String> = plan.iter().map(|c| c.label.clone()).collect();
     if args.storage != "s3" {
+        let col = |kind: Kind, m: AuthMode| {
+            plan.iter()
+                .position(|c| c.kind == kind && c.auth == m)
+                .unwrap_or(0)
+        };
+        // Ferry ÷ Distribution per mode (the first drives Target/Verdict).
+        let mut ratios: Vec<Ratio> = modes
+            .iter()
+            .map(|&m| Ratio {
+                a: col(Kind::Ferry, m),
+                b: col(Kind::Distribution, m),
+                header: match m {
+                    AuthMode::None => "Ratio (>1 = Ferry better)".into(),
+                    _ => format!("Ferry ÷ Distribution,{}", m.suffix()),
+                },
+                short: match m {
+                    AuthMode::None => "D/F".into(),
+                    _ => format!("D/F{}", m.suffix()),
+                },
+            })
+            .collect();
+        // The cost of access control: each mode against the open registry
+        // of the same kind (< 1: slower with it).
+        if modes.contains(&AuthMode::None) {
+            for kind in [Kind::Ferry, Kind::Distribution] {
+                for &m in modes.iter().filter(|&&m| m != AuthMode::None) {
+                    ratios.push(Ratio {
+                        a: col(kind, m),
+                        b: col(kind, AuthMode::None),
+                        header: format!("{}{} ÷ open", kind.label(), m.suffix()),
+                        short: format!("{} open/{}", kind.label(), m.name()),
+                    });
+                }
+            }
+        }
         return Layout {
             labels,
-            ratios: vec![Ratio {
-                a: 0,
-                b: 1,
-                header: "Ratio (>1 = Ferry better)".into(),
-                short: "D/F".into(),
-            }],
-            targets: true,
+            ratios,
+            targets: modes.first() == Some(&AuthMode::None),
             ceiling_cols: vec![0, 1],
             usage_ratios: true,
         };

@@ -86,7 +86,7 @@ pub struct BlobReader {
 
 impl BlobReader {
     pub fn new(seed: u64, len: u64, chunk: usize) -> Self {
-        assert!(chunk % 8 == 0 && chunk > 0);
+        assert!(chunk.is_multiple_of(8) && chunk > 0);
         BlobReader {
             rng: Rng::new(seed),
             remaining: len,

@@ -1,5 +1,6 @@
 //! Starting, stopping and observing the two registries under test.
 
+use crate::auth::ServerAuth;
 use anyhow::{Context, Result, bail};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -99,7 +100,15 @@ pub fn spawn_listening(mut cmd: Command, what: &str, addr: &str, log_path: &Path
 }
 
 impl Server {
-    pub fn start(kind: Kind, bin: &str, dir: &Path, storage: &Storage) -> Result<Server> {
+    /// Starts `kind` on `storage`, with access control when `auth` is set
+    /// (open registry otherwise, as before).
+    pub fn start(
+        kind: Kind,
+        bin: &str,
+        dir: &Path,
+        storage: &Storage,
+        auth: Option<&ServerAuth>,
+    ) -> Result<Server> {
         std::fs::create_dir_all(dir)?;
         let data_dir = match storage {
             Storage::Fs => dir.join("data"),
@@ -172,6 +181,7 @@ impl Server {
                                 .unwrap_or_default()
                     ),
                 };
+                let auth_yaml = auth.map(|a| a.distribution_yaml()).unwrap_or_default();
                 let cfg = dir.join("config.yml");
                 std::fs::write(
                     &cfg,
@@ -180,7 +190,7 @@ impl Server {
                          storage:\n{driver}  delete:\n    enabled: true\n\
                          \x20 cache:\n    blobdescriptor: inmemory\n\
                          \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
-                         http:\n  addr: {addr}\n  secret: ferry-bench-secret\n"
+                         http:\n  addr: {addr}\n  secret: ferry-bench-secret\n{auth_yaml}"
                     ),
                 )?;
                 cmd.arg("serve").arg(&cfg);
@@ -193,6 +203,11 @@ impl Server {
                 // Distribution's S3 driver (aws-sdk-go) panics on an
                 // AWS_CA_BUNDLE it cannot use; it talks plain HTTP here anyway.
                 cmd.env_remove("AWS_CA_BUNDLE");
+            }
+        }
+        if let (Kind::Ferry, Some(a)) = (kind, auth) {
+            for (k, v) in a.ferry_env() {
+                cmd.env(k, v);
             }
         }
         let child = spawn_listening(cmd, kind.label(), &addr, &log_path)?;
