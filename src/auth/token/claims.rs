@@ -105,6 +105,11 @@ impl Claims {
         Ok(())
     }
 
+    /// `exp` (checked present by [`Claims::check`]; 0 when missing).
+    pub fn expiry(&self) -> i64 {
+        self.exp.map_or(0, |NumericDate(exp)| exp)
+    }
+
     /// `sub` (empty when missing).
     pub fn subject(&self) -> String {
         self.sub.clone().unwrap_or_default()

@@ -173,6 +173,7 @@ impl Issuer {
         })?;
         Ok(VerifiedToken {
             subject: claims.subject(),
+            expires: claims.expiry(),
             access: claims.access(),
         })
     }

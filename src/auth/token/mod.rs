@@ -56,6 +56,7 @@
 //! The files are read once, when the verifier is built; nothing a token points to
 //! (`jku`, `x5u`) is ever fetched.
 
+mod cache;
 mod claims;
 mod der;
 mod error;
@@ -103,6 +104,7 @@ pub struct TokenVerifier {
     settings: TokenSettings,
     algorithms: Vec<Algorithm>,
     trust: TrustStore,
+    cache: cache::VerifiedCache,
 }
 
 /// What a valid token says.
@@ -110,6 +112,8 @@ pub struct TokenVerifier {
 pub struct VerifiedToken {
     /// `sub`: who the token server authenticated (empty for anonymous tokens).
     pub subject: String,
+    /// `exp` (Unix seconds): the token is refused after it (plus the leeway).
+    pub expires: i64,
     /// `access`: what it may do.
     pub access: Vec<TokenAccess>,
 }
@@ -145,6 +149,7 @@ impl TokenVerifier {
             settings,
             algorithms,
             trust,
+            cache: cache::VerifiedCache::default(),
         })
     }
 
@@ -153,9 +158,20 @@ impl TokenVerifier {
         &self.settings
     }
 
-    /// Verifies `token` (the bearer credential, without `Bearer `) now.
+    /// Verifies `token` (the bearer credential, without `Bearer `) now. A token verified
+    /// in the last [`cache::CACHE_TTL`] is not verified again (until its expiry): a client
+    /// sends the same token with every request of a pull, and an RSA verification costs
+    /// more than serving a manifest.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
-        self.verify_at(token, SystemTime::now())
+        let now = SystemTime::now();
+        let unix = unix_secs(now);
+        let key = cache::key(token);
+        if let Some(verified) = self.cache.get(&key, unix) {
+            return Ok(verified);
+        }
+        let verified = self.verify_at(token, now)?;
+        self.cache.put(key, &verified, unix);
+        Ok(verified)
     }
 
     /// Verifies `token` as of `now` (for the claims' times and the certificates' validity).
@@ -166,9 +182,7 @@ impl TokenVerifier {
                 max: MAX_TOKEN_LEN,
             });
         }
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let now = unix_secs(now);
         let jws = jws::parse(token)?;
         let alg = Algorithm::from_name(&jws.header.alg)
             .filter(|alg| self.algorithms.contains(alg))
@@ -188,9 +202,16 @@ impl TokenVerifier {
         })?;
         Ok(VerifiedToken {
             subject: claims.subject(),
+            expires: claims.expiry(),
             access: claims.access(),
         })
     }
+}
+
+/// Unix seconds of `t` (0 before the epoch).
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The algorithms `signingalgorithms` allows.
