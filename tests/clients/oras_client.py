@@ -4,6 +4,9 @@
                         SUBJECT_MEDIA_TYPE SUBJECT_DIGEST SUBJECT_SIZE CHUNK_SIZE|-
     oras_client.py pull HOST REPO:TAG OUTDIR
 
+SUBJECT_MEDIA_TYPE `-`: no subject. Environment: ORAS_TLS_CA (HTTPS, trusting that CA),
+ORAS_USER and ORAS_PASSWORD (log in first).
+
 `push` runs with the working directory holding FILE (oras validates paths against it);
 CHUNK_SIZE uploads the file in PATCH chunks of that many bytes. It prints one JSON object:
 the status, `Docker-Content-Digest`, `OCI-Subject` and `Location` of the manifest PUT.
@@ -37,8 +40,17 @@ class Registry(oras.provider.Registry):
 
 
 def registry(host):
-    # The `token` backend breaks on Basic challenges; the test registry has no auth at all.
-    return Registry(hostname=host, insecure=True, auth_backend="basic")
+    """Plain HTTP without credentials; with ORAS_TLS_CA, HTTPS trusting that CA file; with
+    ORAS_USER and ORAS_PASSWORD as well, logged in (the token flow: Bearer challenges)."""
+    ca = os.environ.get("ORAS_TLS_CA")
+    if not ca:
+        # The `token` backend breaks on Basic challenges; this registry has no auth at all.
+        return Registry(hostname=host, insecure=True, auth_backend="basic")
+    reg = Registry(hostname=host, insecure=False, tls_verify=ca, auth_backend="token")
+    user = os.environ.get("ORAS_USER")
+    if user:
+        reg.login(username=user, password=os.environ["ORAS_PASSWORD"], tls_verify=ca, hostname=host)
+    return reg
 
 
 def push(host, target, path, config_type, artifact_type, s_type, s_digest, s_size, chunk):
@@ -53,7 +65,9 @@ def push(host, target, path, config_type, artifact_type, s_type, s_digest, s_siz
         files=[path + ":application/vnd.ferry.test.file"],
         manifest_config=config,
         manifest_annotations={"org.opencontainers.image.description": "ferry test"},
-        subject=oras.oci.Subject(mediaType=s_type, digest=s_digest, size=int(s_size)),
+        subject=None
+        if s_type == "-"
+        else oras.oci.Subject(mediaType=s_type, digest=s_digest, size=int(s_size)),
         quiet=True,
         **options,
     )
