@@ -297,9 +297,9 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
             "http.tls.letsencrypt.email",
         ),
         (
-            format!("{fs}proxy:\n  remoteurl: https://registry-1.docker.io\n"),
+            format!("{fs}proxy:\n  remoteurl: https://registry-1.docker.io\n  ttl: 168h\n"),
             &[],
-            "proxy.remoteurl",
+            "proxy.ttl",
         ),
         (
             format!("{s3}    usefipsendpoint: true\n"),
@@ -317,11 +317,7 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
             &[("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", "/c")],
             "http.tls.letsencrypt.cachefile",
         ),
-        (
-            fs.clone(),
-            &[("REGISTRY_PROXY_REMOTEURL", "https://registry-1.docker.io")],
-            "proxy.remoteurl",
-        ),
+        (fs.clone(), &[("REGISTRY_PROXY_TTL", "168h")], "proxy.ttl"),
         (
             s3.clone(),
             &[("REGISTRY_STORAGE_S3_USEFIPSENDPOINT", "true")],

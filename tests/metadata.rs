@@ -111,6 +111,7 @@ impl TestManifest {
             payload: &self.payload,
             references: &self.references,
             tags,
+            require_references: true,
         }
     }
 }

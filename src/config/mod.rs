@@ -23,6 +23,7 @@ use serde_norway::{Mapping, Value};
 use crate::auth::rules::RuleSpec;
 use crate::auth::token::TokenSettings;
 use crate::auth::{AuthSettings, Controller};
+use crate::mirror::{MirrorSettings, UpstreamSettings};
 use crate::registry::Settings;
 use crate::storage::s3::{Encryption, MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
 use file::{Bytes, Count, File, Flag, GoDuration, Text, TextList};
@@ -211,6 +212,30 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "uploads.maxblobsize",
         "Ferry's own: the largest blob a push may upload, in bytes; a larger one is refused with 413 SIZE_INVALID (default 0: no limit)",
+    ),
+    (
+        "proxy.remoteurl",
+        "pull-through mirror: the upstream registry (e.g. https://registry-1.docker.io; docker.io means that too); unmatched names are fetched from it",
+    ),
+    (
+        "proxy.username",
+        "user for the upstream of proxy.remoteurl (token or basic auth; default anonymous)",
+    ),
+    (
+        "proxy.password",
+        "password for proxy.username (never logged)",
+    ),
+    (
+        "proxy.tagrevalidate",
+        "Ferry's own: a cached tag is served without asking the upstream for this long, then revalidated with one HEAD (default 5m; 0: every pull)",
+    ),
+    (
+        "proxy.local",
+        "Ferry's own: repository patterns (`*`, `**`) that are ordinary local repositories beside the mirror (pushes allowed)",
+    ),
+    (
+        "proxy.upstreams",
+        "Ferry's own: more upstreams by registry host, each {remoteurl, username, password}; chosen by ?ns=<host> or a leading <host>/ in the name",
     ),
     (
         "catalog.maxentries",
@@ -426,6 +451,8 @@ pub struct Config {
     pub upload_purging: UploadPurging,
     /// Access control (`auth`).
     pub auth: AuthSettings,
+    /// The pull-through mirror (`proxy`), when configured.
+    pub proxy: Option<MirrorSettings>,
     /// Warnings to log once logging is set up (unknown keys and the like).
     pub warnings: Vec<String>,
 }
@@ -638,6 +665,7 @@ impl Config {
         }
         let tls = Self::tls(&file.http.tls, &mut warnings)?;
         let auth = Self::auth(&file.auth)?;
+        let proxy = Self::proxy(&file.proxy)?;
         // Go's convention: a zero duration is no limit.
         let limit = |value, default| Some(duration(value, default)).filter(|d| !d.is_zero());
         let http = HttpSettings {
@@ -690,8 +718,87 @@ impl Config {
             registry,
             upload_purging,
             auth,
+            proxy,
             warnings,
         })
+    }
+
+    /// `proxy`: the mirror's upstreams (none: an ordinary registry).
+    fn proxy(section: &file::Proxy) -> Result<Option<MirrorSettings>, ConfigError> {
+        let text = |t: &Option<Text>| {
+            t.as_ref()
+                .map(|Text(s)| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let secret = |t: &Option<file::Secret>| {
+            t.as_ref()
+                .map(|file::Secret(s)| s.to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let upstream = |key: &str,
+                        url: Option<String>,
+                        username: Option<String>,
+                        password: Option<String>|
+         -> Result<UpstreamSettings, ConfigError> {
+            let url = url.ok_or_else(|| invalid(key, "must be set"))?;
+            UpstreamSettings::new(&url, username, password).map_err(|e| invalid(key, e))
+        };
+        let default = text(&section.remoteurl)
+            .map(|url| {
+                upstream(
+                    "proxy.remoteurl",
+                    Some(url),
+                    text(&section.username),
+                    secret(&section.password),
+                )
+            })
+            .transpose()?;
+        if default.is_none()
+            && (text(&section.username).is_some() || secret(&section.password).is_some())
+        {
+            return Err(invalid(
+                "proxy.remoteurl",
+                "must be set when proxy.username or proxy.password is",
+            ));
+        }
+        let mut upstreams = Vec::new();
+        for (host, entry) in section.upstreams.iter().flatten() {
+            let host = host.trim().to_ascii_lowercase();
+            let key = format!("proxy.upstreams.{host}");
+            if host.is_empty() || host.contains('/') {
+                return Err(invalid(
+                    &key,
+                    "expected a registry host name such as ghcr.io or registry.example.com:5000",
+                ));
+            }
+            let url = text(&entry.remoteurl).or_else(|| Some(crate::mirror::default_url(&host)));
+            upstreams.push((
+                host,
+                upstream(&key, url, text(&entry.username), secret(&entry.password))?,
+            ));
+        }
+        let local = section
+            .local
+            .as_ref()
+            .map(|TextList(l)| l.clone())
+            .unwrap_or_default();
+        if default.is_none() && upstreams.is_empty() {
+            if !local.is_empty() || section.tagrevalidate.is_some() {
+                return Err(invalid(
+                    "proxy",
+                    "proxy.local and proxy.tagrevalidate need an upstream: proxy.remoteurl or proxy.upstreams",
+                ));
+            }
+            return Ok(None);
+        }
+        MirrorSettings::new(
+            default,
+            upstreams,
+            &local,
+            duration(section.tagrevalidate, Duration::from_secs(300)),
+        )
+        .map(Some)
+        .map_err(|e| invalid("proxy.local", e))
     }
 
     /// `auth`: one access controller (or none: an open registry) and the access rules.
@@ -1233,8 +1340,8 @@ mod tests {
             ("http:\n  prefix: /registry/\n", "http.prefix"),
             ("http:\n  net: unix\n", "http.net"),
             (
-                "proxy:\n  remoteurl: https://registry-1.docker.io\n",
-                "proxy.remoteurl",
+                "proxy:\n  remoteurl: https://r.example\n  ttl: 168h\n",
+                "proxy.ttl",
             ),
             (
                 "middleware:\n  storage:\n    - name: cloudfront\n      options:\n        baseurl: https://x\n",
@@ -1435,11 +1542,7 @@ mod tests {
                 "/c",
                 "http.tls.letsencrypt.cachefile",
             ),
-            (
-                "REGISTRY_PROXY_REMOTEURL",
-                "https://registry-1.docker.io",
-                "proxy.remoteurl",
-            ),
+            ("REGISTRY_PROXY_TTL", "168h", "proxy.ttl"),
             ("REGISTRY_HTTP_PREFIX", "/r/", "http.prefix"),
             ("REGISTRY_STORAGE", "gcs", "storage.gcs"),
         ];
@@ -1533,7 +1636,7 @@ mod tests {
             "auth: ~\n",
             "http:\n  tls: {}\n  prefix: ''\n  net: tcp\n",
             "http:\n  tls:\n    certificate: ''\n    letsencrypt: {}\n",
-            "proxy:\n  remoteurl: ''\n",
+            "proxy:\n  remoteurl: ''\n  ttl: 0\n",
             "middleware:\n  storage: []\n  registry:\n    - name: x\n      disabled: true\n",
             "notifications:\n  endpoints:\n    - name: audit\n      disabled: true\n      url: https://x\n",
             "validation:\n  manifests:\n    urls:\n      allow: []\n",

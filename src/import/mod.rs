@@ -223,6 +223,7 @@ async fn record_manifest(
         payload,
         references: &parsed.references,
         tags: &[],
+        require_references: true,
     };
     match metadata.put_manifest(name, &new).await {
         Ok(()) => Ok(()),

@@ -102,6 +102,10 @@ pub struct NewManifest<'a> {
     pub references: &'a [ContentReference],
     /// Tags to point at it.
     pub tags: &'a [Tag],
+    /// Whether everything it references must already be in the repository (every push).
+    /// `false` only for a manifest the pull-through mirror fetched from its upstream: its
+    /// blobs and children are fetched when a client asks for them, after it.
+    pub require_references: bool,
 }
 
 /// A manifest that names a subject, as the referrers API lists it.

@@ -487,6 +487,9 @@ impl MetadataStore for SqliteStore {
                 .await?,
             };
             let Some((actual,)) = actual else {
+                if !manifest.require_references {
+                    continue;
+                }
                 return Err(MetadataError::MissingReference {
                     digest: reference.digest.clone(),
                     kind: reference.kind.as_str(),
