@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod http;
 pub mod oci;
+pub mod relay;
 pub mod tls;
 pub mod token;
 

@@ -1,0 +1,356 @@
+//! The pull-through mirror (`proxy`): Ferry in front of upstream registries on loopback
+//! (other Ferrys, one behind token auth), with a counting relay (`support::relay`) between
+//! mirror and upstream to count what the mirror asks for. HTTP-level tests, plus skopeo.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use support::relay::{Relay, Seen};
+use support::token::TokenServer;
+use support::*;
+
+/// A Ferry mirror with `proxy` holding `keys` (YAML lines indented by two spaces).
+fn start_mirror(keys: &str) -> TestRegistry {
+    TestRegistry::start_with_config(&format!("version: 0.1\nproxy:\n{keys}"), &[])
+}
+
+/// `GET` of a manifest through the mirror with a query (e.g. `ns=...`).
+async fn get_manifest_query(api: &Api, repo: &str, reference: &str, query: &str) -> Resp {
+    let rb = api
+        .req(
+            Method::GET,
+            &format!("/v2/{repo}/manifests/{reference}?{query}"),
+        )
+        .header("Accept", ACCEPT_MANIFESTS);
+    api.send(rb).await
+}
+
+#[tokio::test]
+async fn first_pull_fetches_and_later_pulls_come_from_the_cache() {
+    let upstream = TestRegistry::start();
+    let relay = Relay::start(&upstream.url);
+    let up = Api::new(&upstream);
+    let img = up.push_image("library/app", "v1", 2).await;
+    let by_digest = up.push_image("library/app", "", 1).await;
+    let loose = up
+        .push_blob("library/app", b"a blob no manifest names")
+        .await;
+    let mirror = start_mirror(&format!(
+        "  remoteurl: {}\n  tagrevalidate: 1h\n",
+        relay.url
+    ));
+    let api = Api::new(&mirror);
+
+    api.assert_image_intact("library/app", "v1", &img).await;
+    let r = api.get_manifest("library/app", "v1").await;
+    assert_eq!(r.must_header("content-type"), OCI_MANIFEST, "{r:?}");
+    for blob in std::iter::once(&img.config).chain(&img.layers) {
+        assert_eq!(
+            relay.count("GET", &format!("/blobs/{}", blob.digest)),
+            1,
+            "{:?}",
+            relay.seen()
+        );
+    }
+    // A pull by digest, and a blob asked for by digest before any manifest names it.
+    api.assert_image_intact("library/app", &by_digest.digest, &by_digest)
+        .await;
+    let (status, digest, _) = api.get_blob_digest("library/app", &loose).await;
+    assert_eq!((status, digest), (200, loose.clone()));
+
+    // Within the revalidation interval the upstream is not asked at all.
+    relay.reset();
+    api.assert_image_intact("library/app", "v1", &img).await;
+    api.assert_image_intact("library/app", &by_digest.digest, &by_digest)
+        .await;
+    api.head_manifest("library/app", "v1").await.expect(200);
+    assert_eq!(relay.seen(), Vec::<Seen>::new());
+
+    // Cached content is ordinary content.
+    assert_eq!(api.catalog().await, vec!["library/app".to_string()]);
+    assert_eq!(api.tags("library/app").await, vec!["v1".to_string()]);
+
+    // What the upstream does not have.
+    api.get_manifest("library/app", "nope")
+        .await
+        .expect_error(404, &["MANIFEST_UNKNOWN"]);
+    let missing = format!("sha256:{}", "0".repeat(64));
+    api.get(&format!("/v2/library/app/blobs/{missing}"))
+        .await
+        .expect_error(404, &["BLOB_UNKNOWN"]);
+}
+
+#[tokio::test]
+async fn a_moved_tag_is_seen_after_the_revalidation_interval_not_before() {
+    let upstream = TestRegistry::start();
+    let relay = Relay::start(&upstream.url);
+    let up = Api::new(&upstream);
+    let first = up.push_image("team/x", "latest", 1).await;
+    let eager = start_mirror(&format!(
+        "  remoteurl: {}\n  tagrevalidate: 0s\n",
+        relay.url
+    ));
+    let lazy = start_mirror(&format!(
+        "  remoteurl: {}\n  tagrevalidate: 1h\n",
+        relay.url
+    ));
+    let (eager_api, lazy_api) = (Api::new(&eager), Api::new(&lazy));
+    eager_api
+        .assert_image_intact("team/x", "latest", &first)
+        .await;
+    lazy_api
+        .assert_image_intact("team/x", "latest", &first)
+        .await;
+
+    // An unchanged tag costs one HEAD, nothing else.
+    relay.reset();
+    let r = eager_api.get_manifest("team/x", "latest").await;
+    r.expect(200);
+    assert_eq!(r.must_header("docker-content-digest"), first.digest);
+    assert_eq!(
+        relay.seen(),
+        vec![Seen {
+            method: "HEAD".into(),
+            path: "/v2/team/x/manifests/latest".into()
+        }]
+    );
+
+    let second = up.push_image("team/x", "latest", 1).await;
+    eager_api
+        .assert_image_intact("team/x", "latest", &second)
+        .await;
+    let r = lazy_api.get_manifest("team/x", "latest").await;
+    r.expect(200);
+    assert_eq!(r.must_header("docker-content-digest"), first.digest);
+    // Moved back to a manifest the mirror holds: only the tag changes.
+    up.push_manifest("team/x", "latest", OCI_MANIFEST, &first.manifest)
+        .await;
+    relay.reset();
+    let r = eager_api.get_manifest("team/x", "latest").await;
+    assert_eq!(r.must_header("docker-content-digest"), first.digest);
+    assert_eq!(relay.count("GET", "/manifests/"), 0, "{:?}", relay.seen());
+}
+
+#[tokio::test]
+async fn docker_hub_token_flow_with_credentials() {
+    let token = TokenServer::start();
+    let env = token.registry_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let upstream = TestRegistry::start_with(Flavor::Ferry, &env);
+    let pusher = Api::with_authorization(
+        &upstream,
+        &format!(
+            "Bearer {}",
+            token.issue(
+                "ci",
+                json!([{"type": "repository", "name": "library/alpine", "actions": ["pull", "push"]}])
+            )
+        ),
+    );
+    let img = pusher.push_image("library/alpine", "3", 2).await;
+
+    let mirror = start_mirror(&format!(
+        "  remoteurl: {}\n  username: reader\n  password: reader-secret\n",
+        upstream.url
+    ));
+    let api = Api::new(&mirror);
+    api.assert_image_intact("library/alpine", "3", &img).await;
+    let requests = token.requests();
+    assert!(
+        requests.iter().all(|r| r.user.as_deref() == Some("reader")
+            && r.scopes == ["repository:library/alpine:pull"]
+            && r.service.as_deref() == Some(token.service.as_str())),
+        "{requests:?}"
+    );
+    // One token for the scope, reused until it expires.
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(!mirror.log().contains("reader-secret"));
+
+    // Without credentials the token grants nothing: a clear error, not a bare 404.
+    let anonymous = start_mirror(&format!("  remoteurl: {}\n", upstream.url));
+    let r = Api::new(&anonymous)
+        .get_manifest("library/alpine", "3")
+        .await;
+    r.expect_error(503, &["UNAVAILABLE"]);
+    assert!(r.text().contains("unreachable"), "{r:?}");
+}
+
+#[tokio::test]
+async fn cached_images_still_pull_when_the_upstream_rate_limits_or_is_down() {
+    let upstream = TestRegistry::start();
+    let relay = Relay::start(&upstream.url);
+    let up = Api::new(&upstream);
+    let img = up.push_image("library/cached", "v1", 2).await;
+    let other = up.push_image("library/never", "v1", 1).await;
+    let mirror = start_mirror(&format!(
+        "  remoteurl: {}\n  tagrevalidate: 0s\n",
+        relay.url
+    ));
+    let api = Api::new(&mirror);
+    api.assert_image_intact("library/cached", "v1", &img).await;
+
+    let layer = format!("/v2/library/never/blobs/{}", other.layers[0].digest);
+    relay.rate_limit(true);
+    api.assert_image_intact("library/cached", "v1", &img).await;
+    uncached_fails(&api, &layer).await;
+
+    drop(relay); // nothing listens there any more
+    api.assert_image_intact("library/cached", "v1", &img).await;
+    uncached_fails(&api, &layer).await;
+    assert!(mirror.log().contains("serving the cached tag"));
+}
+
+/// What was never cached fails with the clear error while the upstream cannot be asked.
+async fn uncached_fails(api: &Api, layer: &str) {
+    let r = api.get_manifest("library/never", "v1").await;
+    r.expect_error(503, &["UNAVAILABLE"]);
+    assert!(
+        r.text().contains("upstream registry is unreachable"),
+        "{r:?}"
+    );
+    assert!(r.header("retry-after").is_some(), "{r:?}");
+    api.get(layer).await.expect_error(503, &["UNAVAILABLE"]);
+}
+
+#[tokio::test]
+async fn concurrent_pulls_of_one_missing_blob_fetch_it_once() {
+    let upstream = TestRegistry::start();
+    let relay = Relay::start(&upstream.url);
+    let content = Content::new(24 << 20);
+    let digest = content.digest();
+    Api::new(&upstream)
+        .push_content("big/layer", &content, &digest)
+        .await;
+    let mirror = start_mirror(&format!("  remoteurl: {}\n", relay.url));
+    let api = Api::new(&mirror);
+
+    let pulls = (0..8).map(|_| {
+        let api = api.clone();
+        let digest = digest.clone();
+        tokio::spawn(async move { api.get_blob_digest("big/layer", &digest).await })
+    });
+    for pull in futures_util::future::join_all(pulls).await {
+        assert_eq!(pull.unwrap(), (200, digest.clone(), content.len));
+    }
+    assert_eq!(
+        relay.count("GET", &format!("/blobs/{digest}")),
+        1,
+        "{:?}",
+        relay.seen()
+    );
+    relay.reset();
+    assert_eq!(
+        api.get_blob_digest("big/layer", &digest).await,
+        (200, digest.clone(), content.len)
+    );
+    assert_eq!(relay.seen(), Vec::<Seen>::new());
+    // A range of the cached blob.
+    let r = api
+        .send(
+            api.req(Method::GET, &format!("/v2/big/layer/blobs/{digest}"))
+                .header("Range", "bytes=10-19"),
+        )
+        .await;
+    r.expect(206);
+    assert_eq!(r.body.len(), 10);
+}
+
+#[tokio::test]
+async fn ns_and_name_prefix_route_to_upstreams_and_pushes_go_only_to_local_names() {
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let img_a = Api::new(&a).push_image("x/img", "1", 1).await;
+    let img_b = Api::new(&b).push_image("x/img", "1", 1).await;
+    let mirror = start_mirror(&format!(
+        "  remoteurl: {}\n  local: ['team/**']\n  upstreams:\n    b.example: {{remoteurl: {}}}\n",
+        a.url, b.url
+    ));
+    let api = Api::new(&mirror);
+
+    api.assert_image_intact("x/img", "1", &img_a).await;
+    let r = get_manifest_query(&api, "x/img", "1", "ns=b.example").await;
+    r.expect(200);
+    assert_eq!(r.must_header("docker-content-digest"), img_b.digest);
+    let layer = &img_b.layers[0].digest;
+    let r = api
+        .get(&format!("/v2/x/img/blobs/{layer}?ns=b.example"))
+        .await;
+    r.expect(200);
+    assert_eq!(sha256(&r.body), *layer);
+    api.assert_image_intact("b.example/x/img", "1", &img_b)
+        .await;
+    // The ns of the default upstream's own host.
+    let r = get_manifest_query(&api, "x/img", "1", &format!("ns={}", a.host)).await;
+    assert_eq!(r.must_header("docker-content-digest"), img_a.digest);
+
+    let r = get_manifest_query(&api, "x/img", "1", "ns=evil.example").await;
+    r.expect_error(404, &["NAME_UNKNOWN"]);
+    assert!(r.text().contains("evil.example"), "{r:?}");
+    api.get_manifest("quay.io/x/img", "1")
+        .await
+        .expect_error(404, &["NAME_UNKNOWN"]);
+
+    // Pushes to mirrored names are refused; proxy.local names are ordinary repositories.
+    let r = api
+        .send(api.req(Method::POST, "/v2/x/img/blobs/uploads/"))
+        .await;
+    r.expect_error(405, &["UNSUPPORTED"]);
+    assert!(r.text().contains("pull-through cache"), "{r:?}");
+    api.put_manifest("b.example/x/img", "2", OCI_MANIFEST, &img_b.manifest)
+        .await
+        .expect_error(405, &["UNSUPPORTED"]);
+    let mine = api.push_image("team/app", "v1", 1).await;
+    api.assert_image_intact("team/app", "v1", &mine).await;
+    let mut catalog = api.catalog().await;
+    catalog.sort();
+    assert_eq!(catalog, ["b.example/x/img", "team/app", "x/img"]);
+}
+
+#[test]
+fn skopeo_copies_through_the_mirror() {
+    support::cli::require(&["skopeo"]);
+    let upstream = TestRegistry::start();
+    let relay = Relay::start(&upstream.url);
+    let img = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(Api::new(&upstream).push_image("library/tool", "v1", 2));
+    let mirror = start_mirror(&format!(
+        "  remoteurl: {}\n  tagrevalidate: 0s\n",
+        relay.url
+    ));
+    for round in 0..2 {
+        let dir = support::cli::tempdir();
+        let out = support::cli::run_within(
+            Command::new("skopeo").args([
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{}/library/tool:v1", mirror.host),
+                &format!("dir:{}", dir.path().display()),
+            ]),
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "{out:?}");
+        let manifest = std::fs::read(dir.path().join("manifest.json")).unwrap();
+        assert_eq!(manifest, img.manifest);
+        for blob in std::iter::once(&img.config).chain(&img.layers) {
+            let hex = blob.digest.trim_start_matches("sha256:");
+            assert_eq!(std::fs::read(dir.path().join(hex)).unwrap(), blob.data);
+        }
+        if round == 0 {
+            relay.reset();
+        } else {
+            // The second pull: one HEAD for the tag (interval 0), nothing else.
+            let seen = relay.seen();
+            assert!(
+                seen.iter()
+                    .all(|s| s.method == "HEAD" && s.path.contains("/manifests/")),
+                "{seen:?}"
+            );
+            assert!(seen.len() <= 1, "{seen:?}");
+        }
+    }
+}
