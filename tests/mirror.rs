@@ -180,6 +180,31 @@ async fn docker_hub_token_flow_with_credentials() {
 }
 
 #[tokio::test]
+async fn basic_auth_upstream() {
+    let dir = support::cli::tempdir();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, htpasswd_line("ci", "ci-pw")).unwrap();
+    let upstream = TestRegistry::start_with_config(
+        &format!(
+            "version: 0.1\nauth:\n  htpasswd:\n    realm: up\n    path: {}\n",
+            htpasswd.display()
+        ),
+        &[],
+    );
+    let img = Api::with_authorization(&upstream, &basic("ci", "ci-pw"))
+        .push_image("org/app", "v1", 1)
+        .await;
+    let mirror = start_mirror(&format!(
+        "  remoteurl: {}\n  username: ci\n  password: ci-pw\n",
+        upstream.url
+    ));
+    Api::new(&mirror)
+        .assert_image_intact("org/app", "v1", &img)
+        .await;
+    assert!(!mirror.log().contains("ci-pw"));
+}
+
+#[tokio::test]
 async fn cached_images_still_pull_when_the_upstream_rate_limits_or_is_down() {
     let upstream = TestRegistry::start();
     let relay = Relay::start(&upstream.url);
@@ -348,6 +373,79 @@ fn skopeo_copies_through_the_mirror() {
             assert!(
                 seen.iter()
                     .all(|s| s.method == "HEAD" && s.path.contains("/manifests/")),
+                "{seen:?}"
+            );
+            assert!(seen.len() <= 1, "{seen:?}");
+        }
+    }
+}
+
+#[test]
+fn docker_pulls_through_the_mirror() {
+    use support::cli::{DockerImages, docker_available, sh_within, tempdir, write};
+    if !docker_available() {
+        eprintln!("SKIP: docker engine not available");
+        return;
+    }
+    let upstream = TestRegistry::start();
+    let relay = Relay::start(&upstream.url);
+    let mirror = start_mirror(&format!(
+        "  remoteurl: {}\n  tagrevalidate: 0s\n",
+        relay.url
+    ));
+    let sh = |args: &[&str]| sh_within(Command::new("docker").args(args), Duration::from_secs(120));
+    // A tiny image made with `docker import` (no network), pushed to the upstream.
+    let tmp = tempdir();
+    let nonce = support::cli::nonce();
+    write(
+        &tmp.path().join("rootfs/hello.txt"),
+        &format!("mirrored {nonce}\n"),
+    );
+    let tarball = tmp.path().join("rootfs.tar");
+    support::cli::sh_within(
+        Command::new("tar")
+            .arg("-C")
+            .arg(tmp.path().join("rootfs"))
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."),
+        Duration::from_secs(30),
+    );
+    let pushed_name = format!("{}/library/mirrored:1", upstream.host);
+    let pulled_name = format!("{}/library/mirrored:1", mirror.host);
+    let _images = DockerImages(vec![pushed_name.clone(), pulled_name.clone()]);
+    sh(&["import", tarball.to_str().unwrap(), &pushed_name]);
+    sh(&["push", &pushed_name]);
+    // Gone from the engine, so that the pull needs every blob.
+    sh(&["rmi", &pushed_name]);
+    let up_digest = http(
+        "HEAD",
+        &format!("{}/v2/library/mirrored/manifests/1", upstream.url),
+        &[("accept", ACCEPT_MANIFESTS)],
+        None,
+    )
+    .must_header("docker-content-digest")
+    .to_string();
+
+    for round in 0..2 {
+        relay.reset();
+        sh(&["pull", &pulled_name]);
+        let digests = sh(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &pulled_name,
+        ]);
+        assert!(digests.contains(&up_digest), "{digests} lacks {up_digest}");
+        sh(&["rmi", &pulled_name]);
+        let seen = relay.seen();
+        if round == 0 {
+            assert!(relay.count("GET", "/blobs/") >= 2, "{seen:?}");
+        } else {
+            assert!(
+                seen.iter()
+                    .all(|s| s.method == "HEAD" && s.path.contains("/manifests/1")),
                 "{seen:?}"
             );
             assert!(seen.len() <= 1, "{seen:?}");

@@ -513,6 +513,21 @@ pub async fn until_second(second: u64) {
     }
 }
 
+/// An htpasswd line as `htpasswd -Bbn` writes it (`$2y$`, a low cost to keep tests fast).
+pub fn htpasswd_line(user: &str, password: &str) -> String {
+    let hash = bcrypt::hash(password, 4).expect("bcrypt");
+    format!("{user}:{}\n", hash.replacen("$2b$", "$2y$", 1))
+}
+
+/// An `Authorization: Basic` value.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
 /// Lines of a reader, for following a process's output.
 pub fn lines(r: impl std::io::Read) -> impl Iterator<Item = String> {
     BufReader::new(r).lines().map_while(Result::ok)
