@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use support::relay::{Relay, Seen};
+use support::relay::{DIRECT, Mode, Relay, Seen};
 use support::token::TokenServer;
 use support::*;
 
@@ -115,7 +115,8 @@ async fn a_moved_tag_is_seen_after_the_revalidation_interval_not_before() {
         relay.seen(),
         vec![Seen {
             method: "HEAD".into(),
-            path: "/v2/team/x/manifests/latest".into()
+            path: "/v2/team/x/manifests/latest".into(),
+            authorized: false,
         }]
     );
 
@@ -177,6 +178,102 @@ async fn docker_hub_token_flow_with_credentials() {
         .await;
     r.expect_error(503, &["UNAVAILABLE"]);
     assert!(r.text().contains("unreachable"), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_blob_with_the_wrong_digest_is_never_stored() {
+    let upstream = TestRegistry::start();
+    let relay = Relay::start(&upstream.url);
+    let img = Api::new(&upstream).push_image("library/bad", "v1", 1).await;
+    let mirror = start_mirror(&format!("  remoteurl: {}\n", relay.url));
+    let api = Api::new(&mirror);
+    let layer = &img.layers[0];
+    let path = format!("/v2/library/bad/blobs/{}", layer.digest);
+    relay.set_mode(Mode::CorruptBlobs);
+    match try_send(api.req(Method::GET, &path)).await {
+        // The response is cut (the last byte is held back until the digest matched)...
+        Err(_) => {}
+        // ... or refused before it started.
+        Ok(r) => assert_ne!(
+            (r.status, sha256(&r.body)),
+            (200, layer.digest.clone()),
+            "{r:?}"
+        ),
+    }
+    assert!(!blob_data_path(&mirror, &layer.digest).exists());
+    api.head(&path).await.expect(200); // the upstream has it: HEAD asks there
+    relay.set_mode(Mode::Forward);
+    let (status, digest, _) = api.get_blob_digest("library/bad", &layer.digest).await;
+    assert_eq!((status, digest), (200, layer.digest.clone()));
+    // Committed just after the last byte went out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !blob_data_path(&mirror, &layer.digest).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the blob was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn blob_redirects_are_followed_without_credentials() {
+    let token = TokenServer::start();
+    let env = token.registry_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let upstream = TestRegistry::start_with(Flavor::Ferry, &env);
+    let pusher = Api::with_authorization(
+        &upstream,
+        &format!(
+            "Bearer {}",
+            token.issue(
+                "ci",
+                json!([{"type": "repository", "name": "org/app", "actions": ["pull", "push"]}])
+            )
+        ),
+    );
+    let img = pusher.push_image("org/app", "v1", 2).await;
+    let relay = Relay::start(&upstream.url);
+    relay.set_mode(Mode::RedirectBlobs);
+    let mirror = start_mirror(&format!(
+        "  remoteurl: {}\n  username: reader\n  password: reader-secret\n",
+        relay.url
+    ));
+    Api::new(&mirror)
+        .assert_image_intact("org/app", "v1", &img)
+        .await;
+    let seen = relay.seen();
+    let direct: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with(DIRECT)).collect();
+    assert_eq!(direct.len(), 3, "{seen:?}");
+    assert!(direct.iter().all(|s| !s.authorized), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.authorized && s.path.contains("/blobs/")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_multi_arch_index_pulls_through() {
+    let upstream = TestRegistry::start();
+    let up = Api::new(&upstream);
+    let amd64 = up.push_image("multi/arch", "", 1).await;
+    let arm64 = up.push_image("multi/arch", "", 1).await;
+    let index = oci_index(&[amd64.descriptor(), arm64.descriptor()], json!({}));
+    let index_digest = up
+        .push_manifest("multi/arch", "v1", OCI_INDEX, &index)
+        .await;
+    let mirror = start_mirror(&format!("  remoteurl: {}\n", upstream.url));
+    let api = Api::new(&mirror);
+    let r = api.get_manifest("multi/arch", "v1").await;
+    r.expect(200);
+    assert_eq!(r.must_header("content-type"), OCI_INDEX);
+    assert_eq!(r.must_header("docker-content-digest"), index_digest);
+    assert_eq!(r.body[..], index[..]);
+    for child in [&amd64, &arm64] {
+        api.assert_image_intact("multi/arch", &child.digest, child)
+            .await;
+    }
 }
 
 #[tokio::test]

@@ -113,9 +113,14 @@ impl Flights {
         })
     }
 
-    /// The download of `digest` in progress, if any.
+    /// The download of `digest` in progress, if any (one that failed is over).
     pub fn get(&self, digest: &Digest) -> Option<Arc<Flight>> {
-        self.running.lock().ok()?.get(digest).cloned()
+        self.running
+            .lock()
+            .ok()?
+            .get(digest)
+            .filter(|f| !f.failed())
+            .cloned()
     }
 
     /// The size of `digest` if a download of it knows it.
@@ -132,7 +137,9 @@ impl Flights {
             // A poisoned map (a panic elsewhere): download without sharing.
             return self.start(job);
         };
-        if let Some(flight) = running.get(&job.digest) {
+        if let Some(flight) = running.get(&job.digest)
+            && !flight.failed()
+        {
             return flight.clone();
         }
         let digest = job.digest.clone();
@@ -182,6 +189,10 @@ impl Flights {
 }
 
 impl Flight {
+    fn failed(&self) -> bool {
+        matches!(&*self.progress.borrow(), Progress::Failed(_))
+    }
+
     /// Streams `range` (or all) of the blob as it downloads.
     pub async fn follow(&self, range: Option<RangeRequest>) -> Result<Followed, RegistryError> {
         let mut progress = self.progress.clone();
@@ -396,7 +407,12 @@ async fn download(
                 )));
             }
             hasher.update(&chunk);
+            // Flushed: tokio's file hands writes to a blocking thread, and clients may read
+            // only what is really in the file.
             file.write_all(&chunk)
+                .await
+                .map_err(|e| local_failure("staging file", &e))?;
+            file.flush()
                 .await
                 .map_err(|e| local_failure("staging file", &e))?;
             written += chunk.len() as u64;

@@ -35,7 +35,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the upstream may send nothing while a response is read.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most time a manifest, token or `HEAD` request may take as a whole.
-const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
 

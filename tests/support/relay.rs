@@ -1,10 +1,12 @@
 //! A counting reverse proxy on `127.0.0.1:<random port>` in front of a registry: it records
-//! every request (method and path) it forwards, so a test can count what a pull-through
-//! mirror asks its upstream, and can be told to answer `429 Too Many Requests` instead of
-//! forwarding (a rate-limited upstream). Bodies stream both ways. Stopped when dropped.
+//! every request (method, path, whether it carried credentials) it forwards, so a test can
+//! count what a pull-through mirror asks its upstream. It can be told to misbehave
+//! ([`Mode`]): answer `429 Too Many Requests`, corrupt blob bodies, or redirect blob `GET`s
+//! to itself under `/direct/...` (as registries redirect to object storage). Bodies stream
+//! both ways. Stopped when dropped.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,13 +24,37 @@ pub struct Seen {
     pub method: String,
     /// Path and query.
     pub path: String,
+    /// Whether it had an `Authorization` header.
+    pub authorized: bool,
 }
+
+/// How the relay answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Forward everything.
+    Forward = 0,
+    /// `429 Too Many Requests` to everything.
+    RateLimited = 1,
+    /// Forward, but flip the first byte of every chunk of a blob `GET`'s body.
+    CorruptBlobs = 2,
+    /// Answer blob `GET`s with `307` to `<relay>/direct<path>`, which is forwarded.
+    RedirectBlobs = 3,
+}
+
+/// The prefix of redirected blob paths.
+pub const DIRECT: &str = "/direct";
 
 struct RelayState {
     target: String,
     client: reqwest::Client,
     seen: Mutex<Vec<Seen>>,
-    rate_limited: AtomicBool,
+    mode: AtomicU8,
+    /// The relay's own URL (for redirects).
+    url: String,
+    /// The last `Authorization` a request brought: redirected requests are forwarded with
+    /// it, as a presigned URL carries its own authorization.
+    last_authorization: Mutex<Option<axum::http::HeaderValue>>,
 }
 
 /// The relay; `url` is what the mirror is configured with as its upstream.
@@ -50,15 +76,17 @@ impl Relay {
             .timeout(Duration::from_secs(120))
             .build()
             .expect("relay client");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
         let state = Arc::new(RelayState {
             target: target.trim_end_matches('/').to_string(),
             client,
             seen: Mutex::new(Vec::new()),
-            rate_limited: AtomicBool::new(false),
+            mode: AtomicU8::new(Mode::Forward as u8),
+            url: format!("http://{addr}"),
+            last_authorization: Mutex::new(None),
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind relay");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
         let app = Router::new().fallback(forward).with_state(state.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -106,7 +134,12 @@ impl Relay {
 
     /// From now on, answer every request with `429 Too Many Requests` (or forward again).
     pub fn rate_limit(&self, on: bool) {
-        self.state.rate_limited.store(on, Ordering::SeqCst);
+        self.set_mode(if on { Mode::RateLimited } else { Mode::Forward });
+    }
+
+    /// From now on, answer as `mode` says.
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.mode.store(mode as u8, Ordering::SeqCst);
     }
 }
 
@@ -131,8 +164,23 @@ async fn forward(State(state): State<Arc<RelayState>>, request: Request) -> Resp
     state.seen.lock().expect("seen").push(Seen {
         method: method.to_string(),
         path: path.clone(),
+        authorized: request.headers().contains_key("authorization"),
     });
-    if state.rate_limited.load(Ordering::SeqCst) {
+    let mode = state.mode.load(Ordering::SeqCst);
+    let blob_get = method == axum::http::Method::GET && path.contains("/blobs/sha");
+    if mode == Mode::RedirectBlobs as u8 && blob_get && !path.starts_with(DIRECT) {
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [("location", format!("{}{DIRECT}{path}", state.url))],
+        )
+            .into_response();
+    }
+    let direct = path.starts_with(DIRECT);
+    let path = path.strip_prefix(DIRECT).unwrap_or(&path).to_string();
+    if let Some(value) = request.headers().get("authorization") {
+        *state.last_authorization.lock().expect("auth") = Some(value.clone());
+    }
+    if mode == Mode::RateLimited as u8 {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [("content-type", "application/json")],
@@ -148,6 +196,12 @@ async fn forward(State(state): State<Arc<RelayState>>, request: Request) -> Resp
         if name != "host" {
             upstream = upstream.header(name.as_str(), value.as_bytes());
         }
+    }
+    if direct
+        && !request.headers().contains_key("authorization")
+        && let Some(value) = state.last_authorization.lock().expect("auth").clone()
+    {
+        upstream = upstream.header("authorization", value.as_bytes());
     }
     if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
         let body = request
@@ -169,7 +223,17 @@ async fn forward(State(state): State<Arc<RelayState>>, request: Request) -> Resp
             response = response.header(n, v);
         }
     }
+    let corrupt = mode == Mode::CorruptBlobs as u8 && blob_get;
+    let body = answer.bytes_stream().map_ok(move |chunk| {
+        if corrupt && !chunk.is_empty() {
+            let mut bytes = chunk.to_vec();
+            bytes[0] ^= 0xff;
+            bytes::Bytes::from(bytes)
+        } else {
+            chunk
+        }
+    });
     response
-        .body(Body::from_stream(answer.bytes_stream()))
+        .body(Body::from_stream(body))
         .unwrap_or_else(|e| (StatusCode::BAD_GATEWAY, e.to_string()).into_response())
 }
