@@ -382,6 +382,58 @@ async fn concurrent_pulls_of_one_missing_blob_fetch_it_once() {
 }
 
 #[tokio::test]
+async fn clients_stream_a_blob_while_it_downloads() {
+    use futures_util::StreamExt;
+    let upstream = TestRegistry::start();
+    let relay = Relay::start(&upstream.url);
+    let content = Content::new(10 << 20);
+    let digest = content.digest();
+    Api::new(&upstream)
+        .push_content("slow/layer", &content, &digest)
+        .await;
+    let mirror = start_mirror(&format!("  remoteurl: {}\n", relay.url));
+    let api = Api::new(&mirror);
+    relay.set_mode(Mode::SlowBlobs); // about a second for the 10 MiB
+
+    let started = std::time::Instant::now();
+    let url = api.abs(&format!("/v2/slow/layer/blobs/{digest}"));
+    let response = api.client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    let first_byte = started.elapsed();
+    // A second client, while the download runs, joins it.
+    let late = {
+        let api = api.clone();
+        let digest = digest.clone();
+        tokio::spawn(async move { api.get_blob_digest("slow/layer", &digest).await })
+    };
+    let mut len = first.len() as u64;
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut hasher, &first);
+    while let Some(piece) = body.next().await {
+        let piece = piece.unwrap();
+        len += piece.len() as u64;
+        sha2::Digest::update(&mut hasher, &piece);
+    }
+    let whole = started.elapsed();
+    let got = format!("sha256:{}", hex::encode(sha2::Digest::finalize(hasher)));
+    assert_eq!((got, len), (digest.clone(), content.len));
+    assert_eq!(late.await.unwrap(), (200, digest.clone(), content.len));
+    eprintln!("first byte after {first_byte:?}, whole blob after {whole:?}");
+    assert!(
+        first_byte * 4 < whole,
+        "first byte after {first_byte:?}, whole blob after {whole:?}"
+    );
+    assert_eq!(
+        relay.count("GET", &format!("/blobs/{digest}")),
+        1,
+        "{:?}",
+        relay.seen()
+    );
+}
+
+#[tokio::test]
 async fn ns_and_name_prefix_route_to_upstreams_and_pushes_go_only_to_local_names() {
     let a = TestRegistry::start();
     let b = TestRegistry::start();

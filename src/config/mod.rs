@@ -1119,6 +1119,55 @@ mod tests {
     const BASE: &str = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /tmp/r\n";
 
     #[test]
+    fn proxy_sections() {
+        let c = load(
+            &format!("{BASE}proxy:\n  remoteurl: https://docker.io\n  username: u\n  password: hunter2\n  tagrevalidate: 1m\n  local: ['team/**']\n  upstreams:\n    GHCR.io: {{}}\n    reg.example:5000: {{remoteurl: 'http://10.0.0.1:5000', username: a, password: b}}\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let p = c.proxy.expect("a mirror");
+        let default = p.default.as_ref().expect("remoteurl");
+        assert_eq!(default.url, "https://registry-1.docker.io");
+        assert_eq!(p.tag_revalidate, Duration::from_secs(60));
+        assert_eq!(p.local, ["team/**"]);
+        let hosts: Vec<(&str, &str)> = p
+            .upstreams
+            .iter()
+            .map(|(h, u)| (h.as_str(), u.url.as_str()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("ghcr.io", "https://ghcr.io"),
+                ("reg.example:5000", "http://10.0.0.1:5000")
+            ]
+        );
+        assert!(!format!("{p:?}").contains("hunter2"));
+        // From the environment, as Distribution spells it.
+        let c = load(
+            BASE,
+            &[
+                ("REGISTRY_PROXY_REMOTEURL", "http://127.0.0.1:5001"),
+                ("REGISTRY_PROXY_TTL", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.proxy.unwrap().tag_revalidate, Duration::from_secs(300));
+        assert!(load(BASE, &[]).unwrap().proxy.is_none());
+        let bad = |yaml: &str| match load(&format!("{BASE}proxy:\n{yaml}"), &[]) {
+            Ok(_) => panic!("{yaml} loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(bad("  remoteurl: ftp://x\n").contains("proxy.remoteurl"));
+        assert!(bad("  username: u\n  password: p\n").contains("proxy.remoteurl"));
+        assert!(bad("  remoteurl: https://x\n  username: u\n").contains("proxy.remoteurl"));
+        assert!(bad("  remoteurl: https://x\n  local: ['a/**b']\n").contains("proxy.local"));
+        assert!(bad("  upstreams:\n    ghcr.io: {ttl: 1h}\n").contains("ttl"));
+        assert!(bad("  remoteurl: https://x\n  ttl: 168h\n").contains("proxy.ttl"));
+    }
+
+    #[test]
     fn reads_distribution_s3_keys_and_overrides() {
         let yaml = "version: 0.1\nstorage:\n  s3:\n    bucket: images\n    region: eu-west-1\n    regionendpoint: http://127.0.0.1:9000\n    forcepathstyle: true\n    rootdirectory: /prod/\n    chunksize: 10485760\n";
         let c = load(

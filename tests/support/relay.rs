@@ -40,6 +40,8 @@ pub enum Mode {
     CorruptBlobs = 2,
     /// Answer blob `GET`s with `307` to `<relay>/direct<path>`, which is forwarded.
     RedirectBlobs = 3,
+    /// Forward, but send blob bodies at about 10 MiB/s (a slow upstream).
+    SlowBlobs = 4,
 }
 
 /// The prefix of redirected blob paths.
@@ -232,6 +234,17 @@ async fn forward(State(state): State<Arc<RelayState>>, request: Request) -> Resp
         } else {
             chunk
         }
+    });
+    let slow = mode == Mode::SlowBlobs as u8 && blob_get;
+    let body = body.and_then(move |chunk| async move {
+        if slow {
+            // 100 ms per MiB.
+            tokio::time::sleep(Duration::from_micros(
+                chunk.len() as u64 * 100_000 / (1 << 20),
+            ))
+            .await;
+        }
+        Ok(chunk)
     });
     response
         .body(Body::from_stream(body))
