@@ -34,6 +34,9 @@ use crate::storage::ByteStream;
 
 /// Bytes read from the staging file per piece sent to a client.
 const READ_PIECE: usize = 256 * 1024;
+/// Bytes gathered before they are written to the staging file and published (one write and
+/// one hand-off to the clients per piece, not per network read).
+const WRITE_PIECE: usize = 512 * 1024;
 
 /// Where a download stands.
 #[derive(Clone, Debug)]
@@ -387,6 +390,8 @@ async fn download(
     let receive = async move {
         let mut hasher = Hasher::new(job.digest.algorithm());
         let mut written = 0u64;
+        let mut received = 0u64;
+        let mut pending = BytesMut::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
@@ -395,41 +400,46 @@ async fn download(
                     let _ = feed.send(Err(io::Error::other("upstream failed"))).await;
                     job.stats.upstream_error();
                     return Err(UpstreamError::Unavailable(format!(
-                        "upstream {}: the blob download broke off after {written} of {size} bytes: {e}",
+                        "upstream {}: the blob download broke off after {received} of {size} bytes: {e}",
                         job.upstream.name
                     )));
                 }
             };
-            if written + chunk.len() as u64 > size {
+            if received + chunk.len() as u64 > size {
                 let _ = feed.send(Err(io::Error::other("too long"))).await;
                 return Err(UpstreamError::Invalid(format!(
                     "the upstream sent more than the {size} bytes it announced"
                 )));
             }
             hasher.update(&chunk);
-            // Flushed: tokio's file hands writes to a blocking thread, and clients may read
-            // only what is really in the file.
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| local_failure("staging file", &e))?;
-            file.flush()
-                .await
-                .map_err(|e| local_failure("staging file", &e))?;
-            written += chunk.len() as u64;
+            received += chunk.len() as u64;
             job.stats.fetched(chunk.len() as u64);
-            progress.send_replace(Progress::Streaming {
-                size,
-                written,
-                verified: false,
-            });
+            pending.extend_from_slice(&chunk);
             if feed.send(Ok(chunk)).await.is_err() {
                 return Err(local_failure("upload", &"the local upload stopped"));
             }
+            if pending.len() >= WRITE_PIECE || received == size {
+                // Flushed: tokio's file hands writes to a blocking thread, and clients may
+                // read only what is really in the file.
+                file.write_all(&pending)
+                    .await
+                    .map_err(|e| local_failure("staging file", &e))?;
+                file.flush()
+                    .await
+                    .map_err(|e| local_failure("staging file", &e))?;
+                written += pending.len() as u64;
+                pending.clear();
+                progress.send_replace(Progress::Streaming {
+                    size,
+                    written,
+                    verified: false,
+                });
+            }
         }
-        if written != size {
+        if received != size || written != size {
             let _ = feed.send(Err(io::Error::other("short"))).await;
             return Err(UpstreamError::Unavailable(format!(
-                "upstream {}: the blob download ended after {written} of {size} bytes",
+                "upstream {}: the blob download ended after {received} of {size} bytes",
                 job.upstream.name
             )));
         }
