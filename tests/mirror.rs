@@ -277,6 +277,26 @@ async fn a_multi_arch_index_pulls_through() {
 }
 
 #[tokio::test]
+async fn distribution_as_the_upstream() {
+    let upstream = TestRegistry::start_with(Flavor::Distribution, &[]);
+    let relay = Relay::start(&upstream.url);
+    let img = Api::new(&upstream).push_image("library/dist", "v1", 2).await;
+    let mirror = start_mirror(&format!("  remoteurl: {}\n  tagrevalidate: 0s\n", relay.url));
+    let api = Api::new(&mirror);
+    api.assert_image_intact("library/dist", "v1", &img).await;
+    relay.reset();
+    api.assert_image_intact("library/dist", "v1", &img).await;
+    assert_eq!(
+        relay.seen(),
+        vec![Seen {
+            method: "HEAD".into(),
+            path: "/v2/library/dist/manifests/v1".into(),
+            authorized: false,
+        }]
+    );
+}
+
+#[tokio::test]
 async fn basic_auth_upstream() {
     let dir = support::cli::tempdir();
     let htpasswd = dir.path().join("htpasswd");
