@@ -401,7 +401,7 @@ fn podman_pull_tag_push(flavor: Flavor) {
     let src = format!("{}/ns/base:v1", reg.host);
     skopeo_push(&layout, "v1", &src);
 
-    let podman = Storage::new("podman", tmp.path().join("podman"));
+    let podman = ToolStorage::new("podman", tmp.path().join("podman"));
     let out = sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
     let id = out.lines().last().unwrap_or_default().trim().to_string();
     assert_eq!(
@@ -439,7 +439,7 @@ fn podman_pull_tag_push(flavor: Flavor) {
     assert_eq!(tags(&reg, "team/copy"), Some(vec!["v2".to_string()]));
 
     // A fresh podman pulls the pushed copy back to the same image.
-    let fresh = Storage::new("podman", tmp.path().join("podman2"));
+    let fresh = ToolStorage::new("podman", tmp.path().join("podman2"));
     let out = sh(fresh.cmd().args(["pull", "--tls-verify=false", &dst]));
     let id = out.lines().last().unwrap_or_default().trim().to_string();
     assert_eq!(format!("sha256:{id}"), image.config);
@@ -459,7 +459,7 @@ fn buildah_build_push(flavor: Flavor) {
     );
     write(&files.join("etc/ferry-release"), "ferry buildah test\n");
 
-    let buildah = Storage::new("buildah", tmp.path().join("buildah"));
+    let buildah = ToolStorage::new("buildah", tmp.path().join("buildah"));
     let ctr = sh(buildah.cmd().args(["from", "scratch"]))
         .trim()
         .to_string();
@@ -536,7 +536,7 @@ fn buildah_build_push(flavor: Flavor) {
         }
 
         // It pulls back (into a fresh podman) as an image with buildah's label.
-        let podman = Storage::new("podman", tmp.path().join(format!("podman-{tag}")));
+        let podman = ToolStorage::new("podman", tmp.path().join(format!("podman-{tag}")));
         let src = format!("{}/built/img:{tag}", reg.host);
         sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
         let label =
@@ -848,7 +848,7 @@ fn multi_arch_round_trip(flavor: Flavor) {
     // The same two images as a Docker manifest list: buildah converts them to Docker v2s2
     // manifests on the way (the configs stay the same) and pushes the children first.
     require(&["buildah"]);
-    let buildah = Storage::new("buildah", tmp.path().join("buildah"));
+    let buildah = ToolStorage::new("buildah", tmp.path().join("buildah"));
     sh(buildah.cmd().args(["manifest", "create", "ferry-list"]));
     for (arch, _) in &children {
         sh(buildah
@@ -1037,7 +1037,7 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
         .arg(format!("docker://{}/mig/oci:v1", reg.host))
         .arg(format!("oci:{}:v1", back.display())));
     assert_eq!(read_layout(&back, "v1").manifest, image.manifest);
-    let podman = Storage::new("podman", tmp.path().join("podman"));
+    let podman = ToolStorage::new("podman", tmp.path().join("podman"));
     let src = format!("{}/mig/docker:v1", reg.host);
     let out = sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
     let id = out.lines().last().unwrap_or_default().trim().to_string();
@@ -1250,29 +1250,6 @@ fn docker_inspect(name: &str, format: &str) -> String {
     sh(Command::new("docker").args(["image", "inspect", "--format", format, name]))
         .trim()
         .to_string()
-}
-
-/// podman or buildah on private vfs storage in a temp dir.
-struct Storage {
-    tool: &'static str,
-    dir: PathBuf,
-}
-
-impl Storage {
-    fn new(tool: &'static str, dir: PathBuf) -> Self {
-        std::fs::create_dir_all(dir.join("root")).unwrap();
-        std::fs::create_dir_all(dir.join("runroot")).unwrap();
-        Storage { tool, dir }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(self.tool);
-        cmd.args(["--storage-driver", "vfs", "--root"])
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"));
-        cmd
-    }
 }
 
 /// Build image `tag` in the OCI layout `layout` (created if missing) with umoci: one layer

@@ -280,8 +280,13 @@ async fn a_multi_arch_index_pulls_through() {
 async fn distribution_as_the_upstream() {
     let upstream = TestRegistry::start_with(Flavor::Distribution, &[]);
     let relay = Relay::start(&upstream.url);
-    let img = Api::new(&upstream).push_image("library/dist", "v1", 2).await;
-    let mirror = start_mirror(&format!("  remoteurl: {}\n  tagrevalidate: 0s\n", relay.url));
+    let img = Api::new(&upstream)
+        .push_image("library/dist", "v1", 2)
+        .await;
+    let mirror = start_mirror(&format!(
+        "  remoteurl: {}\n  tagrevalidate: 0s\n",
+        relay.url
+    ));
     let api = Api::new(&mirror);
     api.assert_image_intact("library/dist", "v1", &img).await;
     relay.reset();
@@ -620,4 +625,56 @@ fn docker_pulls_through_the_mirror() {
             assert!(seen.len() <= 1, "{seen:?}");
         }
     }
+}
+
+#[test]
+fn podman_pulls_through_a_registries_conf_mirror() {
+    use support::cli::{ToolStorage, require, sh_within, tempdir, umoci_image};
+    require(&["podman", "skopeo", "umoci"]);
+    let upstream = TestRegistry::start();
+    let mirror = start_mirror(&format!("  remoteurl: {}\n", upstream.url));
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let files = [(
+        "/hello.txt".to_string(),
+        format!("through the mirror {}\n", support::cli::nonce()),
+    )];
+    let image = umoci_image(
+        &layout,
+        "v1",
+        None,
+        &files,
+        tmp.path(),
+        Duration::from_secs(60),
+    );
+    sh_within(
+        Command::new("skopeo").args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{}/library/pm:v1", upstream.host),
+        ]),
+        Duration::from_secs(60),
+    );
+    // The registry's own location does not answer: only the mirror can serve the pull.
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"upstream.example\"\nlocation = \"127.0.0.1:1\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
+            mirror.host
+        ),
+    )
+    .unwrap();
+    let podman = ToolStorage::new("podman", tmp.path().join("podman"));
+    let mut pull = podman.cmd();
+    pull.env("CONTAINERS_REGISTRIES_CONF", &conf)
+        .args(["pull", "upstream.example/library/pm:v1"]);
+    let out = sh_within(&mut pull, Duration::from_secs(120));
+    assert!(
+        out.contains(image.config.trim_start_matches("sha256:")),
+        "podman pulled another image:\n{out}"
+    );
+    let listed = http("GET", &format!("{}/v2/_catalog", mirror.url), &[], None);
+    assert!(listed.text().contains("library/pm"), "{listed:?}");
 }

@@ -274,3 +274,26 @@ impl Drop for DockerImages {
         }
     }
 }
+
+/// podman or buildah on private vfs storage in a temp dir (`--root`, `--runroot`).
+pub struct ToolStorage {
+    tool: &'static str,
+    dir: PathBuf,
+}
+
+impl ToolStorage {
+    pub fn new(tool: &'static str, dir: PathBuf) -> Self {
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        std::fs::create_dir_all(dir.join("runroot")).unwrap();
+        ToolStorage { tool, dir }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(self.tool);
+        cmd.args(["--storage-driver", "vfs", "--root"])
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"));
+        cmd
+    }
+}
