@@ -297,11 +297,6 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
             "http.tls.letsencrypt.email",
         ),
         (
-            format!("{fs}proxy:\n  remoteurl: https://registry-1.docker.io\n  ttl: 168h\n"),
-            &[],
-            "proxy.ttl",
-        ),
-        (
             format!("{s3}    usefipsendpoint: true\n"),
             &[],
             "storage.s3.usefipsendpoint",
@@ -317,7 +312,6 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
             &[("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", "/c")],
             "http.tls.letsencrypt.cachefile",
         ),
-        (fs.clone(), &[("REGISTRY_PROXY_TTL", "168h")], "proxy.ttl"),
         (
             s3.clone(),
             &[("REGISTRY_STORAGE_S3_USEFIPSENDPOINT", "true")],

@@ -302,6 +302,46 @@ async fn distribution_as_the_upstream() {
 }
 
 #[tokio::test]
+async fn ferry_gc_removes_cached_content_not_pulled_within_its_ttl() {
+    let upstream = TestRegistry::start();
+    let up = Api::new(&upstream);
+    let old = up.push_image("library/old", "v1", 1).await;
+    let fresh = up.push_image("library/fresh", "v1", 1).await;
+    let mine = start_mirror(&format!(
+        "  remoteurl: {}\n  ttl: 3s\n  tagrevalidate: 1h\n  local: [team/**]\n",
+        upstream.url
+    ));
+    let api = Api::new(&mine);
+    api.assert_image_intact("library/old", "v1", &old).await;
+    api.assert_image_intact("library/fresh", "v1", &fresh).await;
+    let pushed = api.push_image("team/pushed", "v1", 1).await;
+    let pulled = unix_now().as_secs();
+    until_second(pulled + 4).await;
+    api.assert_image_intact("library/fresh", "v1", &fresh).await;
+
+    let out = ferry_gc(&mine, &["--grace", "0s"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("expired"), "{text}");
+    let mut catalog = api.catalog().await;
+    catalog.sort();
+    assert_eq!(catalog, ["library/fresh", "team/pushed"], "{text}");
+    for blob in std::iter::once(&old.config).chain(&old.layers) {
+        assert!(!blob_data_path(&mine, &blob.digest).exists(), "{text}");
+    }
+    api.assert_image_intact("team/pushed", "v1", &pushed).await;
+    for blob in std::iter::once(&fresh.config).chain(&fresh.layers) {
+        assert!(blob_data_path(&mine, &blob.digest).exists(), "{text}");
+    }
+    // Pulled again, it is fetched again.
+    api.assert_image_intact("library/old", "v1", &old).await;
+}
+
+#[tokio::test]
 async fn basic_auth_upstream() {
     let dir = support::cli::tempdir();
     let htpasswd = dir.path().join("htpasswd");

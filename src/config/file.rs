@@ -257,14 +257,14 @@ pub(super) struct Uploads {
     pub maxblobsize: Option<Bytes>,
 }
 
-/// `proxy`. `ttl` is not a field: Ferry does not expire cached content yet, so a TTL other
-/// than 0 is refused (`super::unsupported`).
+/// `proxy`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, expecting = "a mapping of keys")]
 pub(super) struct Proxy {
     pub remoteurl: Option<Text>,
     pub username: Option<Text>,
     pub password: Option<Secret>,
+    pub ttl: Option<GoDuration>,
     /// Ferry's extension: how long a tag is served from the cache before a `HEAD` asks the
     /// upstream again.
     pub tagrevalidate: Option<GoDuration>,
@@ -274,17 +274,18 @@ pub(super) struct Proxy {
     pub upstreams: Option<std::collections::BTreeMap<String, Upstream>>,
 }
 
-/// One entry of `proxy.upstreams`; a misspelt (or unimplemented, like `ttl`) key is an error.
+/// One entry of `proxy.upstreams`; a misspelt key is an error.
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     default,
     deny_unknown_fields,
-    expecting = "an upstream: remoteurl, username, password"
+    expecting = "an upstream: remoteurl, username, password, ttl"
 )]
 pub(super) struct Upstream {
     pub remoteurl: Option<Text>,
     pub username: Option<Text>,
     pub password: Option<Secret>,
+    pub ttl: Option<GoDuration>,
 }
 
 /// A string that is never shown (passwords): its `Debug` is redacted.

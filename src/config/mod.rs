@@ -226,6 +226,10 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
         "password for proxy.username (never logged)",
     ),
     (
+        "proxy.ttl",
+        "cached content not pulled for this long is removed by ferry-gc (default 168h; 0: kept until deleted)",
+    ),
+    (
         "proxy.tagrevalidate",
         "Ferry's own: a cached tag is served without asking the upstream for this long, then revalidated with one HEAD (default 5m; 0: every pull)",
     ),
@@ -235,7 +239,7 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     ),
     (
         "proxy.upstreams",
-        "Ferry's own: more upstreams by registry host, each {remoteurl, username, password}; chosen by ?ns=<host> or a leading <host>/ in the name",
+        "Ferry's own: more upstreams by registry host, each {remoteurl, username, password, ttl}; chosen by ?ns=<host> or a leading <host>/ in the name",
     ),
     (
         "catalog.maxentries",
@@ -456,6 +460,9 @@ pub struct Config {
     /// Warnings to log once logging is set up (unknown keys and the like).
     pub warnings: Vec<String>,
 }
+
+/// `proxy.ttl` when unset: Distribution's default.
+const DEFAULT_PROXY_TTL: Duration = Duration::from_secs(168 * 3600);
 
 /// Parses Go-style durations as Distribution writes them (`168h`, `1h30m`, `30s`, `500ms`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -735,13 +742,21 @@ impl Config {
                 .map(|file::Secret(s)| s.to_string())
                 .filter(|s| !s.is_empty())
         };
+        // Distribution's default: a week after the last pull; 0 keeps forever.
+        let ttl = |own: Option<GoDuration>| {
+            Some(duration(own.or(section.ttl), DEFAULT_PROXY_TTL)).filter(|d| !d.is_zero())
+        };
         let upstream = |key: &str,
                         url: Option<String>,
                         username: Option<String>,
-                        password: Option<String>|
+                        password: Option<String>,
+                        ttl: Option<Duration>|
          -> Result<UpstreamSettings, ConfigError> {
             let url = url.ok_or_else(|| invalid(key, "must be set"))?;
-            UpstreamSettings::new(&url, username, password).map_err(|e| invalid(key, e))
+            let mut settings =
+                UpstreamSettings::new(&url, username, password).map_err(|e| invalid(key, e))?;
+            settings.ttl = ttl;
+            Ok(settings)
         };
         let default = text(&section.remoteurl)
             .map(|url| {
@@ -750,6 +765,7 @@ impl Config {
                     Some(url),
                     text(&section.username),
                     secret(&section.password),
+                    ttl(None),
                 )
             })
             .transpose()?;
@@ -774,7 +790,13 @@ impl Config {
             let url = text(&entry.remoteurl).or_else(|| Some(crate::mirror::default_url(&host)));
             upstreams.push((
                 host,
-                upstream(&key, url, text(&entry.username), secret(&entry.password))?,
+                upstream(
+                    &key,
+                    url,
+                    text(&entry.username),
+                    secret(&entry.password),
+                    ttl(entry.ttl),
+                )?,
             ));
         }
         let local = section
@@ -1130,6 +1152,7 @@ mod tests {
         let default = p.default.as_ref().expect("remoteurl");
         assert_eq!(default.url, "https://registry-1.docker.io");
         assert_eq!(p.tag_revalidate, Duration::from_secs(60));
+        assert_eq!(default.ttl, Some(Duration::from_secs(168 * 3600)));
         assert_eq!(p.local, ["team/**"]);
         let hosts: Vec<(&str, &str)> = p
             .upstreams
@@ -1153,7 +1176,9 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.proxy.unwrap().tag_revalidate, Duration::from_secs(300));
+        let p = c.proxy.unwrap();
+        assert_eq!(p.tag_revalidate, Duration::from_secs(300));
+        assert_eq!(p.default.unwrap().ttl, None);
         assert!(load(BASE, &[]).unwrap().proxy.is_none());
         let bad = |yaml: &str| match load(&format!("{BASE}proxy:\n{yaml}"), &[]) {
             Ok(_) => panic!("{yaml} loaded"),
@@ -1163,8 +1188,8 @@ mod tests {
         assert!(bad("  username: u\n  password: p\n").contains("proxy.remoteurl"));
         assert!(bad("  remoteurl: https://x\n  username: u\n").contains("proxy.remoteurl"));
         assert!(bad("  remoteurl: https://x\n  local: ['a/**b']\n").contains("proxy.local"));
-        assert!(bad("  upstreams:\n    ghcr.io: {ttl: 1h}\n").contains("ttl"));
-        assert!(bad("  remoteurl: https://x\n  ttl: 168h\n").contains("proxy.ttl"));
+        assert!(bad("  upstreams:\n    ghcr.io: {tll: 1h}\n").contains("tll"));
+        assert!(bad("  remoteurl: https://x\n  ttl: soon\n").contains("proxy.ttl"));
     }
 
     #[test]
@@ -1389,10 +1414,6 @@ mod tests {
             ("http:\n  prefix: /registry/\n", "http.prefix"),
             ("http:\n  net: unix\n", "http.net"),
             (
-                "proxy:\n  remoteurl: https://r.example\n  ttl: 168h\n",
-                "proxy.ttl",
-            ),
-            (
                 "middleware:\n  storage:\n    - name: cloudfront\n      options:\n        baseurl: https://x\n",
                 "middleware.storage",
             ),
@@ -1591,7 +1612,6 @@ mod tests {
                 "/c",
                 "http.tls.letsencrypt.cachefile",
             ),
-            ("REGISTRY_PROXY_TTL", "168h", "proxy.ttl"),
             ("REGISTRY_HTTP_PREFIX", "/r/", "http.prefix"),
             ("REGISTRY_STORAGE", "gcs", "storage.gcs"),
         ];

@@ -25,8 +25,6 @@ pub enum Refuse {
     EnabledEntries,
     /// A value other than this one (which is what Ferry does anyway).
     Unless(&'static str),
-    /// A duration other than 0.
-    NonZero,
 }
 
 /// A Distribution key (`*` stands for any one key) and what Ferry does with it.
@@ -89,11 +87,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "http.net",
         Refuse::Unless("tcp"),
         "Ferry listens on TCP only",
-    ),
-    refuse(
-        "proxy.ttl",
-        Refuse::NonZero,
-        "Ferry's mirror keeps cached content until it is deleted or collected like any other (expiry by TTL is not implemented yet); set proxy.ttl: 0 or remove it",
     ),
     refuse(
         "storage.s3.usefipsendpoint",
@@ -309,13 +302,6 @@ fn asks(when: Refuse, value: &Value) -> bool {
         },
         Refuse::EnabledEntries => match value {
             Value::Sequence(items) => items.iter().any(|item| !disabled(item)),
-            other => !is_empty(other),
-        },
-        Refuse::NonZero => match value {
-            Value::String(s) => {
-                !s.trim().is_empty() && super::parse_duration(s) != Some(std::time::Duration::ZERO)
-            }
-            Value::Number(n) => n.as_f64() != Some(0.0),
             other => !is_empty(other),
         },
         Refuse::Unless(same) => match value {

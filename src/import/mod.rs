@@ -223,7 +223,7 @@ async fn record_manifest(
         payload,
         references: &parsed.references,
         tags: &[],
-        require_references: true,
+        origin: crate::metadata::Origin::Pushed,
     };
     match metadata.put_manifest(name, &new).await {
         Ok(()) => Ok(()),

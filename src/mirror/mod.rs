@@ -40,7 +40,7 @@ use self::stats::Stats;
 use self::upstream::{Upstream, UpstreamError};
 pub use self::upstream::{UpstreamSettings, default_url};
 use crate::auth::rules::Glob;
-use crate::metadata::{StoredManifest, UploadSession};
+use crate::metadata::{Origin, StoredManifest, UploadSession};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
 use crate::registry::api::{Blobs, Listings, Manifests, Uploads};
 use crate::registry::blobs::{BlobAnswer, RangeRequest};
@@ -151,7 +151,13 @@ pub struct Mirror {
     manifest_locks: KeyedLocks,
     flights: Arc<Flights>,
     stats: Arc<Stats>,
+    /// When each cached `<repository>@<digest>` was last recorded as pulled (for
+    /// `proxy.ttl`; recorded at most once per [`TOUCH_INTERVAL`]).
+    touched: Mutex<HashMap<String, Instant>>,
 }
+
+/// How often a pull of one cached manifest is written down.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Mirror {
     /// A mirror over `inner`, staging downloads in `staging`.
@@ -190,6 +196,7 @@ impl Mirror {
             manifest_locks: KeyedLocks::default(),
             flights: Arc::new(flights),
             stats,
+            touched: Mutex::new(HashMap::new()),
         })
     }
 
@@ -209,6 +216,33 @@ impl Mirror {
     fn mark_fresh(&self, key: String) {
         if let Ok(mut map) = self.revalidated.lock() {
             map.insert(key, Instant::now());
+        }
+    }
+
+    /// Records a pull of a cached manifest (its TTL counts from the last one), at most once
+    /// per [`TOUCH_INTERVAL`] (or a tenth of the TTL, if shorter); a failure is logged, never
+    /// the pull's. Nothing to record when the upstream's content never expires.
+    async fn touch(&self, upstream: &Upstream, local: &RepositoryName, digest: &Digest) {
+        let Some(ttl) = upstream.ttl else {
+            return;
+        };
+        let interval = TOUCH_INTERVAL.min(ttl / 10);
+        let key = format!("{local}@{digest}");
+        let due = match self.touched.lock() {
+            Ok(mut map) => {
+                let due = map.get(&key).is_none_or(|at| at.elapsed() >= interval);
+                if due {
+                    if map.len() > 100_000 {
+                        map.retain(|_, at| at.elapsed() < interval);
+                    }
+                    map.insert(key, Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if due && let Err(e) = self.inner.metadata().touch_pulled(local, digest).await {
+            tracing::warn!(repository = %local, %digest, error = %e, "could not record a pull of a cached manifest");
         }
     }
 
@@ -289,6 +323,7 @@ impl Mirror {
             ))));
         }
         self.store(
+            upstream,
             local,
             digest,
             tag,
@@ -301,6 +336,7 @@ impl Mirror {
 
     async fn store(
         &self,
+        upstream: &Upstream,
         local: &RepositoryName,
         digest: &Digest,
         tag: Option<&Tag>,
@@ -310,7 +346,16 @@ impl Mirror {
         let tags: Vec<Tag> = tag.into_iter().cloned().collect();
         let reference = Reference::Digest(digest.clone());
         self.inner
-            .store_manifest(local, &reference, &tags, content_type, body, false)
+            .store_manifest(
+                local,
+                &reference,
+                &tags,
+                content_type,
+                body,
+                Origin::Cached {
+                    ttl_secs: upstream.ttl.map(|d| d.as_secs()),
+                },
+            )
             .await?;
         self.inner
             .get_manifest(&Self::own_context(local), local, &reference)
@@ -417,6 +462,7 @@ impl Mirror {
                     return Ok(found.clone());
                 }
                 self.store(
+                    upstream,
                     local,
                     &digest,
                     Some(tag),
@@ -696,7 +742,7 @@ impl Manifests for Mirror {
         else {
             return self.inner.get_manifest(cx, repository, reference).await;
         };
-        match reference {
+        let manifest = match reference {
             Reference::Digest(digest) => {
                 self.manifest_by_digest(cx, &upstream, &local, &remote, digest)
                     .await
@@ -705,7 +751,9 @@ impl Manifests for Mirror {
                 self.manifest_by_tag(cx, &upstream, &local, &remote, tag)
                     .await
             }
-        }
+        }?;
+        self.touch(&upstream, &local, &manifest.digest).await;
+        Ok(manifest)
     }
 
     async fn delete_manifest(

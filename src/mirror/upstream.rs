@@ -57,6 +57,8 @@ pub struct UpstreamSettings {
     pub username: Option<String>,
     /// Its password (never logged: see the `Debug` impl).
     pub password: Option<String>,
+    /// `proxy.ttl`: cached content not pulled for this long expires (`None`: never).
+    pub ttl: Option<Duration>,
 }
 
 impl std::fmt::Debug for UpstreamSettings {
@@ -65,6 +67,7 @@ impl std::fmt::Debug for UpstreamSettings {
             .field("url", &self.url)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ttl", &self.ttl)
             .finish()
     }
 }
@@ -103,6 +106,7 @@ impl UpstreamSettings {
             url,
             username,
             password,
+            ttl: None,
         })
     }
 }
@@ -133,6 +137,8 @@ pub struct FetchedManifest {
 pub struct Upstream {
     /// How it is named in logs and errors (its base URL).
     pub name: String,
+    /// How long its content stays cached after the last pull (`None`: forever).
+    pub ttl: Option<Duration>,
     base: Url,
     /// Docker Hub: single-component names get `library/`.
     docker_hub: bool,
@@ -167,6 +173,7 @@ impl Upstream {
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
         Ok(Upstream {
             name: settings.url.clone(),
+            ttl: settings.ttl,
             docker_hub: base.host_str() == Some(DOCKER_HUB),
             base,
             settings,

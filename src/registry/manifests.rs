@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::api::Manifests;
 use super::context::RequestContext;
 use super::{Registry, RegistryError};
-use crate::metadata::{LockKey, NewManifest, StoredManifest};
+use crate::metadata::{LockKey, NewManifest, Origin, StoredManifest};
 use crate::oci::manifest::{self, MAX_MANIFEST_SIZE};
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag};
 
@@ -30,8 +30,15 @@ impl Manifests for Registry {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PushedManifest, RegistryError> {
-        self.store_manifest(repository, reference, extra_tags, content_type, body, true)
-            .await
+        self.store_manifest(
+            repository,
+            reference,
+            extra_tags,
+            content_type,
+            body,
+            Origin::Pushed,
+        )
+        .await
     }
 
     async fn get_manifest(
@@ -70,10 +77,10 @@ impl Manifests for Registry {
 
 impl Registry {
     /// Stores a manifest by `reference` (tagging it with the tag, if a tag, and
-    /// `extra_tags`): validated, its digest checked, its bytes stored before its rows. With
-    /// `require_references` false (only for a manifest the pull-through mirror fetched from
-    /// its upstream, whose content is fetched on demand after it) the references need not be
-    /// in the repository yet.
+    /// `extra_tags`): validated, its digest checked, its bytes stored before its rows. For
+    /// [`Origin::Cached`] (a manifest the pull-through mirror fetched from its upstream,
+    /// whose content is fetched on demand after it) the references need not be in the
+    /// repository yet.
     pub async fn store_manifest(
         &self,
         repository: &RepositoryName,
@@ -81,7 +88,7 @@ impl Registry {
         extra_tags: &[Tag],
         content_type: Option<&str>,
         body: Bytes,
-        require_references: bool,
+        origin: Origin,
     ) -> Result<PushedManifest, RegistryError> {
         self.check_writable()?;
         if body.len() > MAX_MANIFEST_SIZE {
@@ -120,7 +127,7 @@ impl Registry {
                     payload: &body,
                     references: &parsed.references,
                     tags: &tags,
-                    require_references,
+                    origin,
                 },
             )
             .await?;

@@ -513,6 +513,16 @@ pub async fn until_second(second: u64) {
     }
 }
 
+/// `ferry-gc <args>` over `reg`'s data (its storage settings and overrides): its output.
+pub fn ferry_gc(reg: &TestRegistry, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry-gc"));
+    cmd.args(args);
+    for (k, v) in reg.storage_env().into_iter().chain(reg.env.iter().cloned()) {
+        cmd.env(k, v);
+    }
+    cli::run_within(&mut cmd, Duration::from_secs(60))
+}
+
 /// An htpasswd line as `htpasswd -Bbn` writes it (`$2y$`, a low cost to keep tests fast).
 pub fn htpasswd_line(user: &str, password: &str) -> String {
     let hash = bcrypt::hash(password, 4).expect("bcrypt");
