@@ -718,3 +718,72 @@ fn podman_pulls_through_a_registries_conf_mirror() {
     let listed = http("GET", &format!("{}/v2/_catalog", mirror.url), &[], None);
     assert!(listed.text().contains("library/pm"), "{listed:?}");
 }
+
+#[test]
+fn containerd_pulls_through_a_hosts_toml_mirror_with_ns() {
+    use support::cli::{Containerd, require, sh_within, tempdir, umoci_image, write};
+    require(&["containerd", "ctr", "skopeo", "umoci"]);
+    let upstream = TestRegistry::start();
+    // Only the upstreams map: containerd's ?ns= picks it.
+    let mirror = start_mirror(&format!(
+        "  upstreams:\n    upstream.example: {{remoteurl: {}}}\n",
+        upstream.url
+    ));
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let files = [(
+        "/hello.txt".to_string(),
+        format!("ns through the mirror {}\n", support::cli::nonce()),
+    )];
+    let image = umoci_image(
+        &layout,
+        "v1",
+        None,
+        &files,
+        tmp.path(),
+        Duration::from_secs(60),
+    );
+    sh_within(
+        Command::new("skopeo").args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{}/library/ctrimg:v1", upstream.host),
+        ]),
+        Duration::from_secs(60),
+    );
+    // The registry's own server does not answer: only the mirror can serve the pull.
+    let hosts = tmp.path().join("certs.d");
+    write(
+        &hosts.join("upstream.example/hosts.toml"),
+        &format!(
+            "server = \"http://127.0.0.1:1\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            mirror.host
+        ),
+    );
+    let daemon = Containerd::start(&tmp.path().join("containerd"));
+    let name = "upstream.example/library/ctrimg:v1";
+    sh_within(
+        daemon
+            .ctr()
+            .args(["images", "pull", "--snapshotter", "native", "--hosts-dir"])
+            .arg(&hosts)
+            .arg(name),
+        Duration::from_secs(120),
+    );
+    let listed = sh_within(daemon.ctr().args(["images", "ls"]), Duration::from_secs(30));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&format!("{name} ")) && l.contains(&image.digest)),
+        "ctr images ls:\n{listed}"
+    );
+    daemon.assert_unpacked(&files);
+    // Cached under the host's name: the requests carried ns=upstream.example (without it,
+    // this mirror has no upstream for library/ctrimg).
+    let catalog = http("GET", &format!("{}/v2/_catalog", mirror.url), &[], None);
+    assert!(
+        catalog.text().contains("upstream.example/library/ctrimg"),
+        "{catalog:?}"
+    );
+}
