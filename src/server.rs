@@ -87,6 +87,9 @@ pub enum ServeError {
     /// Access control cannot be set up (`auth`).
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthSetupError),
+    /// The pull-through mirror cannot be set up (`proxy`).
+    #[error(transparent)]
+    Mirror(#[from] crate::mirror::MirrorSetupError),
     /// Adopting a Distribution data directory failed.
     #[error("importing the registry:2 data failed: {0}")]
     Import(String),
@@ -195,9 +198,28 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             cancel.clone(),
         ));
     }
+    let registry: crate::registry::SharedRegistry = match &config.proxy {
+        None => Arc::new(registry),
+        Some(settings) => {
+            let mirror = crate::mirror::Mirror::new(registry, settings, mirror_staging(&config))?;
+            background.spawn(
+                mirror
+                    .stats()
+                    .log_periodically(MIRROR_STATS_INTERVAL, cancel.clone()),
+            );
+            tracing::info!(
+                upstream = settings.default.as_ref().map_or("(none)", |u| u.url.as_str()),
+                upstreams = ?settings.upstreams.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(),
+                local = ?settings.local,
+                tag_revalidate = ?settings.tag_revalidate,
+                "serving as a pull-through mirror"
+            );
+            Arc::new(mirror)
+        }
+    };
     background.close();
     let state = Arc::new(AppState {
-        registry: Arc::new(registry),
+        registry,
         urls: UrlBuilder {
             host: config.http.host.clone(),
             relative: config.http.relative_urls,
@@ -243,6 +265,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     sqlite.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often the mirror's counters are logged (when they changed).
+const MIRROR_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Where the mirror stages downloads: beside the metadata database, which is always local
+/// (the blob store may be S3).
+fn mirror_staging(config: &Config) -> PathBuf {
+    config
+        .database_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("mirror-staging")
 }
 
 /// Imports a `registry:2` tree found in the data directory, once (before serving).

@@ -16,16 +16,6 @@ use support::cli::{DockerImages, docker_available};
 use support::token::{TokenServer, TokenServerConfig};
 use support::*;
 
-/// An htpasswd line as `htpasswd -Bbn` writes it (`$2y$`, a low cost to keep tests fast).
-fn htpasswd_line(user: &str, password: &str) -> String {
-    let hash = bcrypt::hash(password, 4).expect("bcrypt");
-    format!("{user}:{}\n", hash.replacen("$2b$", "$2y$", 1))
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
 /// The users of every htpasswd test.
 fn users() -> String {
     [("ci", "ci-pw"), ("admin", "admin-pw"), ("bob", "bob-pw")]

@@ -297,11 +297,6 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
             "http.tls.letsencrypt.email",
         ),
         (
-            format!("{fs}proxy:\n  remoteurl: https://registry-1.docker.io\n"),
-            &[],
-            "proxy.remoteurl",
-        ),
-        (
             format!("{s3}    usefipsendpoint: true\n"),
             &[],
             "storage.s3.usefipsendpoint",
@@ -316,11 +311,6 @@ fn keys_ferry_cannot_run_without_refuse_the_start() {
             fs.clone(),
             &[("REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE", "/c")],
             "http.tls.letsencrypt.cachefile",
-        ),
-        (
-            fs.clone(),
-            &[("REGISTRY_PROXY_REMOTEURL", "https://registry-1.docker.io")],
-            "proxy.remoteurl",
         ),
         (
             s3.clone(),

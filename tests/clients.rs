@@ -22,9 +22,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::cli::*;
@@ -401,7 +401,7 @@ fn podman_pull_tag_push(flavor: Flavor) {
     let src = format!("{}/ns/base:v1", reg.host);
     skopeo_push(&layout, "v1", &src);
 
-    let podman = Storage::new("podman", tmp.path().join("podman"));
+    let podman = ToolStorage::new("podman", tmp.path().join("podman"));
     let out = sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
     let id = out.lines().last().unwrap_or_default().trim().to_string();
     assert_eq!(
@@ -439,7 +439,7 @@ fn podman_pull_tag_push(flavor: Flavor) {
     assert_eq!(tags(&reg, "team/copy"), Some(vec!["v2".to_string()]));
 
     // A fresh podman pulls the pushed copy back to the same image.
-    let fresh = Storage::new("podman", tmp.path().join("podman2"));
+    let fresh = ToolStorage::new("podman", tmp.path().join("podman2"));
     let out = sh(fresh.cmd().args(["pull", "--tls-verify=false", &dst]));
     let id = out.lines().last().unwrap_or_default().trim().to_string();
     assert_eq!(format!("sha256:{id}"), image.config);
@@ -459,7 +459,7 @@ fn buildah_build_push(flavor: Flavor) {
     );
     write(&files.join("etc/ferry-release"), "ferry buildah test\n");
 
-    let buildah = Storage::new("buildah", tmp.path().join("buildah"));
+    let buildah = ToolStorage::new("buildah", tmp.path().join("buildah"));
     let ctr = sh(buildah.cmd().args(["from", "scratch"]))
         .trim()
         .to_string();
@@ -536,7 +536,7 @@ fn buildah_build_push(flavor: Flavor) {
         }
 
         // It pulls back (into a fresh podman) as an image with buildah's label.
-        let podman = Storage::new("podman", tmp.path().join(format!("podman-{tag}")));
+        let podman = ToolStorage::new("podman", tmp.path().join(format!("podman-{tag}")));
         let src = format!("{}/built/img:{tag}", reg.host);
         sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
         let label =
@@ -848,7 +848,7 @@ fn multi_arch_round_trip(flavor: Flavor) {
     // The same two images as a Docker manifest list: buildah converts them to Docker v2s2
     // manifests on the way (the configs stay the same) and pushes the children first.
     require(&["buildah"]);
-    let buildah = Storage::new("buildah", tmp.path().join("buildah"));
+    let buildah = ToolStorage::new("buildah", tmp.path().join("buildah"));
     sh(buildah.cmd().args(["manifest", "create", "ferry-list"]));
     for (arch, _) in &children {
         sh(buildah
@@ -1037,7 +1037,7 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
         .arg(format!("docker://{}/mig/oci:v1", reg.host))
         .arg(format!("oci:{}:v1", back.display())));
     assert_eq!(read_layout(&back, "v1").manifest, image.manifest);
-    let podman = Storage::new("podman", tmp.path().join("podman"));
+    let podman = ToolStorage::new("podman", tmp.path().join("podman"));
     let src = format!("{}/mig/docker:v1", reg.host);
     let out = sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
     let id = out.lines().last().unwrap_or_default().trim().to_string();
@@ -1252,29 +1252,6 @@ fn docker_inspect(name: &str, format: &str) -> String {
         .to_string()
 }
 
-/// podman or buildah on private vfs storage in a temp dir.
-struct Storage {
-    tool: &'static str,
-    dir: PathBuf,
-}
-
-impl Storage {
-    fn new(tool: &'static str, dir: PathBuf) -> Self {
-        std::fs::create_dir_all(dir.join("root")).unwrap();
-        std::fs::create_dir_all(dir.join("runroot")).unwrap();
-        Storage { tool, dir }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(self.tool);
-        cmd.args(["--storage-driver", "vfs", "--root"])
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"));
-        cmd
-    }
-}
-
 /// Build image `tag` in the OCI layout `layout` (created if missing) with umoci: one layer
 /// per file, each `(path in the image, content)`.
 fn new_image(layout: &Path, tag: &str, files: &[(String, String)], scratch: &Path) -> LayoutImage {
@@ -1308,109 +1285,4 @@ fn skopeo_push(layout: &Path, tag: &str, dest: &str) {
         .args(["copy", "--dest-tls-verify=false"])
         .arg(format!("oci:{}:{tag}", layout.display()))
         .arg(format!("docker://{dest}")));
-}
-
-/// A private containerd (CRI disabled) in a temp dir; killed (by PID) when dropped.
-struct Containerd {
-    child: Child,
-    socket: PathBuf,
-    root: PathBuf,
-}
-
-impl Containerd {
-    fn start(dir: &Path) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let root = dir.join("root");
-        let socket = dir.join("containerd.sock");
-        let config = dir.join("config.toml");
-        write(
-            &config,
-            &format!(
-                "version = 2\nroot = {root:?}\nstate = {state:?}\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-                 [grpc]\n  address = {socket:?}\n\
-                 [ttrpc]\n  address = {ttrpc:?}\n\
-                 [debug]\n  address = {debug:?}\n\
-                 [metrics]\n  address = \"\"\n",
-                root = root.display().to_string(),
-                state = dir.join("state").display().to_string(),
-                socket = socket.display().to_string(),
-                ttrpc = dir.join("ttrpc.sock").display().to_string(),
-                debug = dir.join("debug.sock").display().to_string(),
-            ),
-        );
-        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
-        let mut me = Containerd {
-            child,
-            socket,
-            root,
-        };
-        // Ready when `ctr version` reaches the daemon through the socket.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = me.child.try_wait() {
-                panic!("containerd exited ({status}):\n{}", me.log(dir));
-            }
-            if me.socket.exists()
-                && Command::new("ctr")
-                    .arg("--address")
-                    .arg(&me.socket)
-                    .arg("version")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            {
-                return me;
-            }
-            if Instant::now() > deadline {
-                let log = me.log(dir);
-                drop(me);
-                panic!("containerd not ready within 30 s:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Some snapshot of the native snapshotter holds every file, `(path, content)`.
-    fn assert_unpacked(&self, files: &[(String, String)]) {
-        let snapshots = self
-            .root
-            .join("io.containerd.snapshotter.v1.native/snapshots");
-        let unpacked = std::fs::read_dir(&snapshots)
-            .unwrap_or_else(|e| panic!("{}: {e}", snapshots.display()))
-            .map(|e| e.unwrap().path())
-            .any(|dir| {
-                files.iter().all(|(path, content)| {
-                    std::fs::read_to_string(dir.join(path.trim_start_matches('/')))
-                        .ok()
-                        .as_deref()
-                        == Some(content.as_str())
-                })
-            });
-        assert!(
-            unpacked,
-            "no snapshot under {} holds {files:?}",
-            snapshots.display()
-        );
-    }
-
-    fn log(&self, dir: &Path) -> String {
-        std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

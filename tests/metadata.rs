@@ -111,6 +111,7 @@ impl TestManifest {
             payload: &self.payload,
             references: &self.references,
             tags,
+            origin: ferry::metadata::Origin::Pushed,
         }
     }
 }
@@ -760,5 +761,56 @@ async fn a_snapshot_holds_everything_but_upload_sessions_and_opens_as_a_store() 
             Some("the-id")
         );
         copy.close().await;
+    }
+}
+
+#[tokio::test]
+async fn cached_manifests_expire_by_their_ttl_from_the_last_pull() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let r = repo("mirror/app");
+        let pushed = push_image(s, &r, "pushed", &[tag("pushed")]).await;
+        // Cached (fetched by the mirror): its references need not be there.
+        let cached = TestManifest::image("cached", &blob("c-config"), &[blob("c-layer")]);
+        let forever = TestManifest::image("forever", &blob("f-config"), &[blob("f-layer")]);
+        let tags = [tag("cached")];
+        for (m, ttl_secs, tags) in [(&cached, Some(60), &tags[..]), (&forever, None, &[][..])] {
+            let new = NewManifest {
+                origin: ferry::metadata::Origin::Cached { ttl_secs },
+                ..m.new_manifest(tags)
+            };
+            s.put_manifest(&r, &new).await.unwrap();
+        }
+        let t = now();
+        assert!(
+            s.expire_cached_manifests(t + 59, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Dry run: listed, not deleted.
+        let due = vec![(r.to_string(), cached.digest.to_string())];
+        assert_eq!(
+            s.expire_cached_manifests(t + 3600, true).await.unwrap(),
+            due,
+            "{}",
+            b.name
+        );
+        // Pulls are recorded for cached manifests only; pushed ones never expire.
+        s.touch_pulled(&r, &cached.digest).await.unwrap();
+        s.touch_pulled(&r, &pushed.digest).await.unwrap();
+        assert_eq!(
+            s.expire_cached_manifests(t + 3600, false).await.unwrap(),
+            due
+        );
+        assert!(s.manifest(&r, &cached.digest).await.unwrap().is_none());
+        assert!(
+            s.tagged_manifest(&r, &tag("cached"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.manifest(&r, &forever.digest).await.unwrap().is_some());
+        assert!(s.manifest(&r, &pushed.digest).await.unwrap().is_some());
     }
 }

@@ -162,7 +162,7 @@ impl Rule {
 /// of characters other than `/`; a component that is exactly `**` matches zero or more
 /// whole components.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Glob {
+pub(crate) struct Glob {
     parts: Vec<Part>,
 }
 
@@ -175,7 +175,7 @@ enum Part {
 }
 
 impl Glob {
-    fn new(pattern: &str) -> Result<Glob, &'static str> {
+    pub(crate) fn new(pattern: &str) -> Result<Glob, &'static str> {
         let pattern = pattern.trim();
         if pattern.is_empty() {
             return Err("empty");
@@ -196,7 +196,7 @@ impl Glob {
         Ok(Glob { parts })
     }
 
-    fn matches(&self, name: &str) -> bool {
+    pub(crate) fn matches(&self, name: &str) -> bool {
         let components: Vec<&str> = name.split('/').collect();
         match_parts(&self.parts, &components)
     }

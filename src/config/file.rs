@@ -39,6 +39,9 @@ pub(super) struct File {
     /// Ferry's own section (no Distribution key uses the name).
     #[serde(deserialize_with = "section")]
     pub uploads: Uploads,
+    /// The pull-through mirror: Distribution's keys plus Ferry's extensions.
+    #[serde(deserialize_with = "section")]
+    pub proxy: Proxy,
 }
 
 /// `log`.
@@ -252,6 +255,53 @@ pub(super) struct Connections {
 #[serde(default, expecting = "a mapping of keys")]
 pub(super) struct Uploads {
     pub maxblobsize: Option<Bytes>,
+}
+
+/// `proxy`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Proxy {
+    pub remoteurl: Option<Text>,
+    pub username: Option<Text>,
+    pub password: Option<Secret>,
+    pub ttl: Option<GoDuration>,
+    /// Ferry's extension: how long a tag is served from the cache before a `HEAD` asks the
+    /// upstream again.
+    pub tagrevalidate: Option<GoDuration>,
+    /// Ferry's extension: repository patterns that are ordinary local repositories.
+    pub local: Option<TextList>,
+    /// Ferry's extension: upstreams by registry host name.
+    pub upstreams: Option<std::collections::BTreeMap<String, Upstream>>,
+}
+
+/// One entry of `proxy.upstreams`; a misspelt key is an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "an upstream: remoteurl, username, password, ttl"
+)]
+pub(super) struct Upstream {
+    pub remoteurl: Option<Text>,
+    pub username: Option<Text>,
+    pub password: Option<Secret>,
+    pub ttl: Option<GoDuration>,
+}
+
+/// A string that is never shown (passwords): its `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Text::deserialize(deserializer).map(|Text(s)| Secret(s))
+    }
 }
 
 /// A section written as `key:` with nothing under it is the same as an absent one.

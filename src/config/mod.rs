@@ -23,6 +23,7 @@ use serde_norway::{Mapping, Value};
 use crate::auth::rules::RuleSpec;
 use crate::auth::token::TokenSettings;
 use crate::auth::{AuthSettings, Controller};
+use crate::mirror::{MirrorSettings, UpstreamSettings};
 use crate::registry::Settings;
 use crate::storage::s3::{Encryption, MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
 use file::{Bytes, Count, File, Flag, GoDuration, Text, TextList};
@@ -211,6 +212,34 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "uploads.maxblobsize",
         "Ferry's own: the largest blob a push may upload, in bytes; a larger one is refused with 413 SIZE_INVALID (default 0: no limit)",
+    ),
+    (
+        "proxy.remoteurl",
+        "pull-through mirror: the upstream registry (e.g. https://registry-1.docker.io; docker.io means that too); unmatched names are fetched from it",
+    ),
+    (
+        "proxy.username",
+        "user for the upstream of proxy.remoteurl (token or basic auth; default anonymous)",
+    ),
+    (
+        "proxy.password",
+        "password for proxy.username (never logged)",
+    ),
+    (
+        "proxy.ttl",
+        "cached content not pulled for this long is removed by ferry-gc (default 168h; 0: kept until deleted)",
+    ),
+    (
+        "proxy.tagrevalidate",
+        "Ferry's own: a cached tag is served without asking the upstream for this long, then revalidated with one HEAD (default 5m; 0: every pull)",
+    ),
+    (
+        "proxy.local",
+        "Ferry's own: repository patterns (`*`, `**`) that are ordinary local repositories beside the mirror (pushes allowed)",
+    ),
+    (
+        "proxy.upstreams",
+        "Ferry's own: more upstreams by registry host, each {remoteurl, username, password, ttl}; chosen by ?ns=<host> or a leading <host>/ in the name",
     ),
     (
         "catalog.maxentries",
@@ -426,9 +455,14 @@ pub struct Config {
     pub upload_purging: UploadPurging,
     /// Access control (`auth`).
     pub auth: AuthSettings,
+    /// The pull-through mirror (`proxy`), when configured.
+    pub proxy: Option<MirrorSettings>,
     /// Warnings to log once logging is set up (unknown keys and the like).
     pub warnings: Vec<String>,
 }
+
+/// `proxy.ttl` when unset: Distribution's default.
+const DEFAULT_PROXY_TTL: Duration = Duration::from_secs(168 * 3600);
 
 /// Parses Go-style durations as Distribution writes them (`168h`, `1h30m`, `30s`, `500ms`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -638,6 +672,7 @@ impl Config {
         }
         let tls = Self::tls(&file.http.tls, &mut warnings)?;
         let auth = Self::auth(&file.auth)?;
+        let proxy = Self::proxy(&file.proxy)?;
         // Go's convention: a zero duration is no limit.
         let limit = |value, default| Some(duration(value, default)).filter(|d| !d.is_zero());
         let http = HttpSettings {
@@ -690,8 +725,102 @@ impl Config {
             registry,
             upload_purging,
             auth,
+            proxy,
             warnings,
         })
+    }
+
+    /// `proxy`: the mirror's upstreams (none: an ordinary registry).
+    fn proxy(section: &file::Proxy) -> Result<Option<MirrorSettings>, ConfigError> {
+        let text = |t: &Option<Text>| {
+            t.as_ref()
+                .map(|Text(s)| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let secret = |t: &Option<file::Secret>| {
+            t.as_ref()
+                .map(|file::Secret(s)| s.to_string())
+                .filter(|s| !s.is_empty())
+        };
+        // Distribution's default: a week after the last pull; 0 keeps forever.
+        let ttl = |own: Option<GoDuration>| {
+            Some(duration(own.or(section.ttl), DEFAULT_PROXY_TTL)).filter(|d| !d.is_zero())
+        };
+        let upstream = |key: &str,
+                        url: Option<String>,
+                        username: Option<String>,
+                        password: Option<String>,
+                        ttl: Option<Duration>|
+         -> Result<UpstreamSettings, ConfigError> {
+            let url = url.ok_or_else(|| invalid(key, "must be set"))?;
+            let mut settings =
+                UpstreamSettings::new(&url, username, password).map_err(|e| invalid(key, e))?;
+            settings.ttl = ttl;
+            Ok(settings)
+        };
+        let default = text(&section.remoteurl)
+            .map(|url| {
+                upstream(
+                    "proxy.remoteurl",
+                    Some(url),
+                    text(&section.username),
+                    secret(&section.password),
+                    ttl(None),
+                )
+            })
+            .transpose()?;
+        if default.is_none()
+            && (text(&section.username).is_some() || secret(&section.password).is_some())
+        {
+            return Err(invalid(
+                "proxy.remoteurl",
+                "must be set when proxy.username or proxy.password is",
+            ));
+        }
+        let mut upstreams = Vec::new();
+        for (host, entry) in section.upstreams.iter().flatten() {
+            let host = host.trim().to_ascii_lowercase();
+            let key = format!("proxy.upstreams.{host}");
+            if host.is_empty() || host.contains('/') {
+                return Err(invalid(
+                    &key,
+                    "expected a registry host name such as ghcr.io or registry.example.com:5000",
+                ));
+            }
+            let url = text(&entry.remoteurl).or_else(|| Some(crate::mirror::default_url(&host)));
+            upstreams.push((
+                host,
+                upstream(
+                    &key,
+                    url,
+                    text(&entry.username),
+                    secret(&entry.password),
+                    ttl(entry.ttl),
+                )?,
+            ));
+        }
+        let local = section
+            .local
+            .as_ref()
+            .map(|TextList(l)| l.clone())
+            .unwrap_or_default();
+        if default.is_none() && upstreams.is_empty() {
+            if !local.is_empty() || section.tagrevalidate.is_some() {
+                return Err(invalid(
+                    "proxy",
+                    "proxy.local and proxy.tagrevalidate need an upstream: proxy.remoteurl or proxy.upstreams",
+                ));
+            }
+            return Ok(None);
+        }
+        MirrorSettings::new(
+            default,
+            upstreams,
+            &local,
+            duration(section.tagrevalidate, Duration::from_secs(300)),
+        )
+        .map(Some)
+        .map_err(|e| invalid("proxy.local", e))
     }
 
     /// `auth`: one access controller (or none: an open registry) and the access rules.
@@ -1012,6 +1141,58 @@ mod tests {
     const BASE: &str = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /tmp/r\n";
 
     #[test]
+    fn proxy_sections() {
+        let c = load(
+            &format!("{BASE}proxy:\n  remoteurl: https://docker.io\n  username: u\n  password: hunter2\n  tagrevalidate: 1m\n  local: ['team/**']\n  upstreams:\n    GHCR.io: {{}}\n    reg.example:5000: {{remoteurl: 'http://10.0.0.1:5000', username: a, password: b}}\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let p = c.proxy.expect("a mirror");
+        let default = p.default.as_ref().expect("remoteurl");
+        assert_eq!(default.url, "https://registry-1.docker.io");
+        assert_eq!(p.tag_revalidate, Duration::from_secs(60));
+        assert_eq!(default.ttl, Some(Duration::from_secs(168 * 3600)));
+        assert_eq!(p.local, ["team/**"]);
+        let hosts: Vec<(&str, &str)> = p
+            .upstreams
+            .iter()
+            .map(|(h, u)| (h.as_str(), u.url.as_str()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("ghcr.io", "https://ghcr.io"),
+                ("reg.example:5000", "http://10.0.0.1:5000")
+            ]
+        );
+        assert!(!format!("{p:?}").contains("hunter2"));
+        // From the environment, as Distribution spells it.
+        let c = load(
+            BASE,
+            &[
+                ("REGISTRY_PROXY_REMOTEURL", "http://127.0.0.1:5001"),
+                ("REGISTRY_PROXY_TTL", "0"),
+            ],
+        )
+        .unwrap();
+        let p = c.proxy.unwrap();
+        assert_eq!(p.tag_revalidate, Duration::from_secs(300));
+        assert_eq!(p.default.unwrap().ttl, None);
+        assert!(load(BASE, &[]).unwrap().proxy.is_none());
+        let bad = |yaml: &str| match load(&format!("{BASE}proxy:\n{yaml}"), &[]) {
+            Ok(_) => panic!("{yaml} loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(bad("  remoteurl: ftp://x\n").contains("proxy.remoteurl"));
+        assert!(bad("  username: u\n  password: p\n").contains("proxy.remoteurl"));
+        assert!(bad("  remoteurl: https://x\n  username: u\n").contains("proxy.remoteurl"));
+        assert!(bad("  remoteurl: https://x\n  local: ['a/**b']\n").contains("proxy.local"));
+        assert!(bad("  upstreams:\n    ghcr.io: {tll: 1h}\n").contains("tll"));
+        assert!(bad("  remoteurl: https://x\n  ttl: soon\n").contains("proxy.ttl"));
+    }
+
+    #[test]
     fn reads_distribution_s3_keys_and_overrides() {
         let yaml = "version: 0.1\nstorage:\n  s3:\n    bucket: images\n    region: eu-west-1\n    regionendpoint: http://127.0.0.1:9000\n    forcepathstyle: true\n    rootdirectory: /prod/\n    chunksize: 10485760\n";
         let c = load(
@@ -1233,10 +1414,6 @@ mod tests {
             ("http:\n  prefix: /registry/\n", "http.prefix"),
             ("http:\n  net: unix\n", "http.net"),
             (
-                "proxy:\n  remoteurl: https://registry-1.docker.io\n",
-                "proxy.remoteurl",
-            ),
-            (
                 "middleware:\n  storage:\n    - name: cloudfront\n      options:\n        baseurl: https://x\n",
                 "middleware.storage",
             ),
@@ -1435,11 +1612,6 @@ mod tests {
                 "/c",
                 "http.tls.letsencrypt.cachefile",
             ),
-            (
-                "REGISTRY_PROXY_REMOTEURL",
-                "https://registry-1.docker.io",
-                "proxy.remoteurl",
-            ),
             ("REGISTRY_HTTP_PREFIX", "/r/", "http.prefix"),
             ("REGISTRY_STORAGE", "gcs", "storage.gcs"),
         ];
@@ -1533,7 +1705,7 @@ mod tests {
             "auth: ~\n",
             "http:\n  tls: {}\n  prefix: ''\n  net: tcp\n",
             "http:\n  tls:\n    certificate: ''\n    letsencrypt: {}\n",
-            "proxy:\n  remoteurl: ''\n",
+            "proxy:\n  remoteurl: ''\n  ttl: 0\n",
             "middleware:\n  storage: []\n  registry:\n    - name: x\n      disabled: true\n",
             "notifications:\n  endpoints:\n    - name: audit\n      disabled: true\n      url: https://x\n",
             "validation:\n  manifests:\n    urls:\n      allow: []\n",

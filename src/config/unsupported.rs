@@ -89,11 +89,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "Ferry listens on TCP only",
     ),
     refuse(
-        "proxy",
-        Refuse::Set,
-        "Ferry would run as an ordinary registry that accepts pushes, not as a pull-through cache",
-    ),
-    refuse(
         "storage.s3.usefipsendpoint",
         Refuse::True,
         "requests would go to the standard endpoint (name the FIPS endpoint in storage.s3.regionendpoint instead)",

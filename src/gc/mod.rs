@@ -77,6 +77,22 @@ pub async fn collect(
     let Some(_collector) = metadata.try_lock(LockKey::Collector).await? else {
         return Err(GcError::Busy);
     };
+    // The mirror's cached manifests whose TTL passed go first (like a client's DELETE);
+    // what they referenced is then ordinary garbage for the plan below.
+    let expired = metadata
+        .expire_cached_manifests(now(), options.dry_run)
+        .await?;
+    if !expired.is_empty() {
+        progress(&format!(
+            "expire: {} cached manifests not pulled within their proxy.ttl",
+            expired.len()
+        ));
+    }
+    report.expired = expired
+        .iter()
+        .map(|(repository, digest)| format!("{repository}@{digest}"))
+        .collect();
+    report.expired_removed = report.expired.len();
     progress("mark: reading metadata");
     let snapshot = metadata.snapshot().await?;
     let plan = plan::plan(&snapshot, options.delete_untagged, cutoff);

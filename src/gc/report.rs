@@ -11,6 +11,8 @@ pub struct Report {
     pub dry_run: bool,
     /// Manifests removed (only with `--delete-untagged`).
     pub manifests_removed: usize,
+    /// Manifests the pull-through mirror cached, removed because their `proxy.ttl` passed.
+    pub expired_removed: usize,
     /// Repository links removed.
     pub links_removed: usize,
     /// Blobs removed (rows and bytes).
@@ -35,6 +37,8 @@ pub struct Report {
     pub blobs: Vec<String>,
     /// `repository@digest` of the removed manifests.
     pub manifests: Vec<String>,
+    /// `repository@digest` of the expired cached manifests.
+    pub expired: Vec<String>,
     /// Names of the removed repositories.
     pub repositories: Vec<String>,
 }
@@ -64,6 +68,13 @@ impl fmt::Display for Report {
         };
         writeln!(f, "ferry-gc {verb}:")?;
         writeln!(f, "  manifests     {}", self.manifests_removed)?;
+        if self.expired_removed > 0 {
+            writeln!(
+                f,
+                "  expired       {} (cached, proxy.ttl)",
+                self.expired_removed
+            )?;
+        }
         writeln!(
             f,
             "  blobs         {} (+{} orphan files)",

@@ -57,6 +57,9 @@ pub fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         E::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
         E::PaginationNumberInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
         E::Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+        // The mirror's upstream cannot give what is not cached: the client may retry.
+        E::UpstreamUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        E::UpstreamUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
         // The storage service is down or throttling: the client may retry.
         E::Storage(StorageError::Backend(_)) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         E::Storage(_) | E::Metadata(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
@@ -89,7 +92,8 @@ impl IntoResponse for RegistryError {
                     headers.insert(header::RANGE, v);
                 }
             }
-            RegistryError::Storage(StorageError::Backend(_)) => {
+            RegistryError::Storage(StorageError::Backend(_))
+            | RegistryError::UpstreamUnavailable(_) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -126,7 +126,12 @@ async fn classify(mut request: axum::extract::Request, next: Next) -> Response {
         Ok(endpoint) => endpoint,
         Err(e) => return endpoint_error(e, request.method(), request.uri()),
     };
-    let context = RequestContext::anonymous(logging::RequestId::of(&request), endpoint.access());
+    let mut context =
+        RequestContext::anonymous(logging::RequestId::of(&request), endpoint.access());
+    context.namespace = Query::from_uri(request.uri())
+        .get("ns")
+        .map(str::to_string)
+        .filter(|ns| !ns.is_empty());
     request.extensions_mut().insert(context);
     request.extensions_mut().insert(endpoint);
     next.run(request).await

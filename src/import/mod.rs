@@ -223,6 +223,7 @@ async fn record_manifest(
         payload,
         references: &parsed.references,
         tags: &[],
+        origin: crate::metadata::Origin::Pushed,
     };
     match metadata.put_manifest(name, &new).await {
         Ok(()) => Ok(()),

@@ -113,4 +113,17 @@ pub trait CollectorMetadata: MetadataStore {
 
     /// Deletes a repository with no manifests, links or uploads left.
     async fn delete_repository_if_empty(&self, repository: i64) -> Result<bool, MetadataError>;
+
+    /// Deletes (with their tags) the manifests the pull-through mirror cached whose TTL
+    /// passed: last pulled more than their `cache_ttl` before `now`. In one transaction;
+    /// returns `(repository, digest)` of each (with `dry_run`: what would go, deleting
+    /// nothing). What they referenced is then ordinary garbage. A backend without cache
+    /// expiry deletes nothing.
+    async fn expire_cached_manifests(
+        &self,
+        _now: i64,
+        _dry_run: bool,
+    ) -> Result<Vec<(String, String)>, MetadataError> {
+        Ok(Vec::new())
+    }
 }

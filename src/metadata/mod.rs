@@ -102,6 +102,22 @@ pub struct NewManifest<'a> {
     pub references: &'a [ContentReference],
     /// Tags to point at it.
     pub tags: &'a [Tag],
+    /// Pushed, or fetched by the pull-through mirror.
+    pub origin: Origin,
+}
+
+/// Where a manifest comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Pushed: everything it references must already be in the repository.
+    Pushed,
+    /// Fetched from an upstream by the pull-through mirror: its blobs and children are
+    /// fetched when a client asks for them, after it, so they need not be there yet. It
+    /// expires `ttl_secs` after it was last pulled (`None`: never).
+    Cached {
+        /// `proxy.ttl` of its upstream, in seconds.
+        ttl_secs: Option<u64>,
+    },
 }
 
 /// A manifest that names a subject, as the referrers API lists it.
@@ -317,6 +333,17 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
     /// Up to `limit` committed blobs `(digest, size)`, picked at random (to check that a
     /// store holds what the metadata names).
     async fn sample_blobs(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetadataError>;
+
+    /// Records that a manifest the mirror cached was pulled now (its TTL counts from the
+    /// last pull). Pushed manifests are left alone. A no-op for a backend without cache
+    /// expiry.
+    async fn touch_pulled(
+        &self,
+        _repository: &RepositoryName,
+        _digest: &Digest,
+    ) -> Result<(), MetadataError> {
+        Ok(())
+    }
 
     /// A registry-wide setting kept with the metadata (e.g. which storage it indexes).
     async fn info(&self, key: &str) -> Result<Option<String>, MetadataError>;

@@ -99,6 +99,9 @@ pub struct RequestContext {
     pub access: Access,
     /// What the caller may do; `None`: everything (no access control configured).
     pub rights: Option<std::sync::Arc<dyn Rights>>,
+    /// containerd's `?ns=<registry host>` query parameter: the registry a mirror is asked
+    /// to stand in for (only ever a key into the mirror's configured upstreams).
+    pub namespace: Option<String>,
 }
 
 impl RequestContext {
@@ -109,6 +112,7 @@ impl RequestContext {
             caller: Caller::Anonymous,
             access,
             rights: None,
+            namespace: None,
         }
     }
 

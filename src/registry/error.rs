@@ -69,6 +69,13 @@ pub enum RegistryError {
     /// The operation is disabled by configuration (deletes, read-only mode).
     #[error("the operation is unsupported: {0}")]
     Unsupported(&'static str),
+    /// The content is not cached and the mirror's upstream cannot provide it now (down,
+    /// timing out, rate-limiting, failing).
+    #[error("the upstream registry is unreachable and the content is not cached: {0}")]
+    UpstreamUnavailable(String),
+    /// The request names an upstream the mirror does not have (`?ns=`, a host prefix).
+    #[error("no upstream configured for {0}")]
+    UpstreamUnknown(String),
     /// Storage failed.
     #[error(transparent)]
     Storage(StorageError),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::api::Manifests;
 use super::context::RequestContext;
 use super::{Registry, RegistryError};
-use crate::metadata::{LockKey, NewManifest, StoredManifest};
+use crate::metadata::{LockKey, NewManifest, Origin, StoredManifest};
 use crate::oci::manifest::{self, MAX_MANIFEST_SIZE};
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag};
 
@@ -29,6 +29,66 @@ impl Manifests for Registry {
         extra_tags: &[Tag],
         content_type: Option<&str>,
         body: Bytes,
+    ) -> Result<PushedManifest, RegistryError> {
+        self.store_manifest(
+            repository,
+            reference,
+            extra_tags,
+            content_type,
+            body,
+            Origin::Pushed,
+        )
+        .await
+    }
+
+    async fn get_manifest(
+        &self,
+        _cx: &RequestContext,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest, RegistryError> {
+        let found = match reference {
+            Reference::Tag(tag) => self.metadata.tagged_manifest(repository, tag).await?,
+            Reference::Digest(digest) => self.metadata.manifest(repository, digest).await?,
+        };
+        // MANIFEST_UNKNOWN also for an unknown repository, as Distribution answers: Docker
+        // then says "manifest for ... not found" rather than a bare "name unknown".
+        found.ok_or(RegistryError::ManifestUnknown)
+    }
+
+    async fn delete_manifest(
+        &self,
+        _cx: &RequestContext,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
+        self.check_deletable()?;
+        let deleted = match reference {
+            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag).await?,
+            Reference::Digest(digest) => self.metadata.delete_manifest(repository, digest).await?,
+        };
+        if deleted {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown)
+        }
+    }
+}
+
+impl Registry {
+    /// Stores a manifest by `reference` (tagging it with the tag, if a tag, and
+    /// `extra_tags`): validated, its digest checked, its bytes stored before its rows. For
+    /// [`Origin::Cached`] (a manifest the pull-through mirror fetched from its upstream,
+    /// whose content is fetched on demand after it) the references need not be in the
+    /// repository yet.
+    pub async fn store_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        extra_tags: &[Tag],
+        content_type: Option<&str>,
+        body: Bytes,
+        origin: Origin,
     ) -> Result<PushedManifest, RegistryError> {
         self.check_writable()?;
         if body.len() > MAX_MANIFEST_SIZE {
@@ -67,6 +127,7 @@ impl Manifests for Registry {
                     payload: &body,
                     references: &parsed.references,
                     tags: &tags,
+                    origin,
                 },
             )
             .await?;
@@ -74,38 +135,5 @@ impl Manifests for Registry {
             digest,
             subject: parsed.subject,
         })
-    }
-
-    async fn get_manifest(
-        &self,
-        _cx: &RequestContext,
-        repository: &RepositoryName,
-        reference: &Reference,
-    ) -> Result<StoredManifest, RegistryError> {
-        let found = match reference {
-            Reference::Tag(tag) => self.metadata.tagged_manifest(repository, tag).await?,
-            Reference::Digest(digest) => self.metadata.manifest(repository, digest).await?,
-        };
-        // MANIFEST_UNKNOWN also for an unknown repository, as Distribution answers: Docker
-        // then says "manifest for ... not found" rather than a bare "name unknown".
-        found.ok_or(RegistryError::ManifestUnknown)
-    }
-
-    async fn delete_manifest(
-        &self,
-        _cx: &RequestContext,
-        repository: &RepositoryName,
-        reference: &Reference,
-    ) -> Result<(), RegistryError> {
-        self.check_deletable()?;
-        let deleted = match reference {
-            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag).await?,
-            Reference::Digest(digest) => self.metadata.delete_manifest(repository, digest).await?,
-        };
-        if deleted {
-            Ok(())
-        } else {
-            Err(RegistryError::ManifestUnknown)
-        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -272,5 +272,142 @@ impl Drop for DockerImages {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+}
+
+/// podman or buildah on private vfs storage in a temp dir (`--root`, `--runroot`).
+pub struct ToolStorage {
+    tool: &'static str,
+    dir: PathBuf,
+}
+
+impl ToolStorage {
+    pub fn new(tool: &'static str, dir: PathBuf) -> Self {
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        std::fs::create_dir_all(dir.join("runroot")).unwrap();
+        ToolStorage { tool, dir }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(self.tool);
+        cmd.args(["--storage-driver", "vfs", "--root"])
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"));
+        cmd
+    }
+}
+
+/// A private containerd (CRI disabled) in a temp dir; killed (by PID) when dropped.
+pub struct Containerd {
+    child: Child,
+    /// Its gRPC socket (`ctr --address`).
+    pub socket: PathBuf,
+    root: PathBuf,
+}
+
+impl Containerd {
+    /// Starts one on `dir`; returns once `ctr` reaches it.
+    pub fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let root = dir.join("root");
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        write(
+            &config,
+            &format!(
+                "version = 2\nroot = {root:?}\nstate = {state:?}\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = {socket:?}\n\
+                 [ttrpc]\n  address = {ttrpc:?}\n\
+                 [debug]\n  address = {debug:?}\n\
+                 [metrics]\n  address = \"\"\n",
+                root = root.display().to_string(),
+                state = dir.join("state").display().to_string(),
+                socket = socket.display().to_string(),
+                ttrpc = dir.join("ttrpc.sock").display().to_string(),
+                debug = dir.join("debug.sock").display().to_string(),
+            ),
+        );
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn containerd");
+        let mut me = Containerd {
+            child,
+            socket,
+            root,
+        };
+        // Ready when `ctr version` reaches the daemon through the socket.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!("containerd exited ({status}):\n{}", me.log(dir));
+            }
+            if me.socket.exists()
+                && Command::new("ctr")
+                    .arg("--address")
+                    .arg(&me.socket)
+                    .arg("version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            {
+                return me;
+            }
+            if Instant::now() > deadline {
+                let log = me.log(dir);
+                drop(me);
+                panic!("containerd not ready within 30 s:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Some snapshot of the native snapshotter holds every file, `(path, content)`.
+    pub fn assert_unpacked(&self, files: &[(String, String)]) {
+        let snapshots = self
+            .root
+            .join("io.containerd.snapshotter.v1.native/snapshots");
+        let unpacked = std::fs::read_dir(&snapshots)
+            .unwrap_or_else(|e| panic!("{}: {e}", snapshots.display()))
+            .map(|e| e.unwrap().path())
+            .any(|dir| {
+                files.iter().all(|(path, content)| {
+                    std::fs::read_to_string(dir.join(path.trim_start_matches('/')))
+                        .ok()
+                        .as_deref()
+                        == Some(content.as_str())
+                })
+            });
+        assert!(
+            unpacked,
+            "no snapshot under {} holds {files:?}",
+            snapshots.display()
+        );
+    }
+
+    /// A `ctr` command talking to this daemon.
+    pub fn ctr(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(&self.socket);
+        cmd
+    }
+
+    fn log(&self, dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod http;
 pub mod oci;
+pub mod relay;
 pub mod tls;
 pub mod token;
 
@@ -510,6 +511,31 @@ pub async fn until_second(second: u64) {
         let left = Duration::from_secs(1) - Duration::from_nanos(unix_now().subsec_nanos() as u64);
         tokio::time::sleep(left + Duration::from_millis(5)).await;
     }
+}
+
+/// `ferry-gc <args>` over `reg`'s data (its storage settings and overrides): its output.
+pub fn ferry_gc(reg: &TestRegistry, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry-gc"));
+    cmd.args(args);
+    for (k, v) in reg.storage_env().into_iter().chain(reg.env.iter().cloned()) {
+        cmd.env(k, v);
+    }
+    cli::run_within(&mut cmd, Duration::from_secs(60))
+}
+
+/// An htpasswd line as `htpasswd -Bbn` writes it (`$2y$`, a low cost to keep tests fast).
+pub fn htpasswd_line(user: &str, password: &str) -> String {
+    let hash = bcrypt::hash(password, 4).expect("bcrypt");
+    format!("{user}:{}\n", hash.replacen("$2b$", "$2y$", 1))
+}
+
+/// An `Authorization: Basic` value.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 /// Lines of a reader, for following a process's output.

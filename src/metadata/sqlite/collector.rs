@@ -102,6 +102,37 @@ impl CollectorMetadata for SqliteStore {
         })
     }
 
+    async fn expire_cached_manifests(
+        &self,
+        now: i64,
+        dry_run: bool,
+    ) -> Result<Vec<(String, String)>, MetadataError> {
+        let mut tx = self.begin().await?;
+        let expired: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT m.repository_id, r.name, m.digest FROM manifests m
+               JOIN repositories r ON r.id = m.repository_id
+             WHERE m.last_pulled IS NOT NULL AND m.cache_ttl IS NOT NULL
+               AND m.last_pulled + m.cache_ttl < ?",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !dry_run {
+            for (repository, _, digest) in &expired {
+                sqlx::query("DELETE FROM manifests WHERE repository_id = ? AND digest = ?")
+                    .bind(repository)
+                    .bind(digest)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(expired
+            .into_iter()
+            .map(|(_, name, digest)| (name, digest))
+            .collect())
+    }
+
     async fn delete_manifest_if_unreachable(
         &self,
         repository: i64,

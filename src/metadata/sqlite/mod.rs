@@ -22,7 +22,7 @@ mod snapshot;
 use super::locks::{FileLocks, flock};
 use super::{
     LockGuard, LockKey, MetadataBackend, MetadataError, MetadataLocks, MetadataStore, NewManifest,
-    Referrer, SnapshotContents, StoredManifest, UploadSession, now,
+    Origin, Referrer, SnapshotContents, StoredManifest, UploadSession, now,
 };
 use crate::oci::{Digest, ReferenceKind, RepositoryName, Tag};
 
@@ -487,6 +487,9 @@ impl MetadataStore for SqliteStore {
                 .await?,
             };
             let Some((actual,)) = actual else {
+                if manifest.origin != Origin::Pushed {
+                    continue;
+                }
                 return Err(MetadataError::MissingReference {
                     digest: reference.digest.clone(),
                     kind: reference.kind.as_str(),
@@ -524,10 +527,16 @@ impl MetadataStore for SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // A cached manifest's TTL counts from now; a pushed one never expires.
+        let (last_pulled, cache_ttl) = match manifest.origin {
+            Origin::Pushed => (None, None),
+            Origin::Cached { ttl_secs } => (Some(now), ttl_secs.map(size_to_db)),
+        };
         sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, payload, created_at, last_pulled, cache_ttl)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at,
+                 last_pulled = excluded.last_pulled, cache_ttl = excluded.cache_ttl",
         )
         .bind(repo)
         .bind(&digest)
@@ -538,6 +547,8 @@ impl MetadataStore for SqliteStore {
         .bind(size)
         .bind(manifest.payload)
         .bind(now)
+        .bind(last_pulled)
+        .bind(cache_ttl)
         .execute(&mut *tx)
         .await?;
         for reference in manifest.references {
@@ -735,6 +746,26 @@ impl MetadataStore for SqliteStore {
         rows.into_iter()
             .map(|(digest, size)| Ok((parse_digest(&digest)?, size_from_db(size))))
             .collect()
+    }
+
+    async fn touch_pulled(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(), MetadataError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE manifests SET last_pulled = ?
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?
+               AND last_pulled IS NOT NULL",
+        )
+        .bind(now())
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn info(&self, key: &str) -> Result<Option<String>, MetadataError> {
