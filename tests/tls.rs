@@ -1,5 +1,6 @@
 //! HTTPS (`http.tls`) and the connection loop's limits (`connections`): the API over TLS
-//! with HTTP/2 by ALPN, skopeo pushing over TLS, mutual TLS, certificates replaced while
+//! with HTTP/2 by ALPN, skopeo pushing over TLS, podman, ctr and oras logging in over TLS,
+//! mutual TLS, certificates replaced while
 //! serving, `minimumtls`, configurations that refuse to start, clients that are slow on
 //! purpose (a TLS handshake or headers never finished, a request body that stops) or send
 //! too many headers, and draining on SIGTERM. Certificates are made with `openssl` in a temporary directory
@@ -644,4 +645,212 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
         .build()
         .unwrap()
         .block_on(future)
+}
+
+/// podman logs in over TLS (a CA made here) to an htpasswd registry whose rules let anyone
+/// pull, so its challenges name Ferry's own token endpoint, over HTTPS: no push before
+/// `login`, a wrong password refused, push after it, an anonymous pull after `logout` and
+/// no push; containerd's `ctr` pulls with `--user` and without; oras pushes logged in and
+/// pulls without. With mutual TLS, `login` without a client certificate is refused and succeeds
+/// with one.
+#[test]
+fn podman_logs_in_over_tls_and_mutual_tls() {
+    require(&["podman", "skopeo", "umoci"]);
+    const TIMEOUT: Duration = Duration::from_secs(180);
+    let tmp = tempdir();
+    let ca = Ca::new(tmp.path(), "ca");
+    let server = ca.server("registry", 1);
+    let htpasswd = tmp.path().join("htpasswd");
+    std::fs::write(&htpasswd, htpasswd_line("ci", "ci-pw")).unwrap();
+    let config = format!(
+        "version: 0.1\nauth:\n  htpasswd:\n    realm: TLS Realm\n    path: {}\n  access:\n    - repositories: [\"**\"]\n      anonymous: true\n      actions: [pull]\n    - repositories: [\"**\"]\n      users: [ci]\n      actions: [pull, push]\n",
+        htpasswd.display()
+    );
+    let start = |extra: &[(String, String)]| {
+        let mut env = tls_env(&server);
+        env.extend(extra.iter().cloned());
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        TestRegistry::start_with_config(&config, &env)
+    };
+    // podman's certificate directory: the CA as *.crt (a client pair goes in later).
+    let certs = tmp.path().join("certs.d");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&ca.cert, certs.join("ca.crt")).unwrap();
+    let podman = cli::ToolStorage::new("podman", tmp.path().join("podman"));
+    let auth_file = tmp.path().join("auth.json");
+    std::fs::write(&auth_file, "{}").unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = podman.cmd();
+        cmd.env("REGISTRY_AUTH_FILE", &auth_file).args(args);
+        run_within(&mut cmd, TIMEOUT)
+    };
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(out.status.success(), "podman {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cert_dir = certs.to_str().unwrap();
+
+    let layout = tmp.path().join("layout");
+    let files = vec![("/hello.txt".to_string(), "podman over TLS\n".to_string())];
+    umoci_image(&layout, "v1", None, &files, tmp.path(), TIMEOUT);
+    let reg = start(&[]);
+    let name = format!("{}/tls/podman:v1", reg.host);
+    // Into podman's storage (podman itself names an image pulled from a layout after its
+    // path, which may hold capitals, and refuses that).
+    let store = tmp.path().join("podman");
+    cli::sh_within(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!(
+                "containers-storage:[vfs@{}+{}]{name}",
+                store.join("root").display(),
+                store.join("runroot").display()
+            )),
+        TIMEOUT,
+    );
+    assert!(
+        !run(&["push", "--cert-dir", cert_dir, &name])
+            .status
+            .success(),
+        "push without login"
+    );
+    let wrong = run(&[
+        "login",
+        "--cert-dir",
+        cert_dir,
+        "-u",
+        "ci",
+        "-p",
+        "wrong",
+        &reg.host,
+    ]);
+    assert!(
+        !wrong.status.success(),
+        "login with a wrong password: {wrong:?}"
+    );
+    let login = ok(&[
+        "login",
+        "--cert-dir",
+        cert_dir,
+        "-u",
+        "ci",
+        "-p",
+        "ci-pw",
+        &reg.host,
+    ]);
+    assert!(login.contains("Login Succeeded"), "{login}");
+    ok(&["push", "--cert-dir", cert_dir, &name]);
+    ok(&["logout", &reg.host]);
+    ok(&["rmi", &name]);
+    ok(&["pull", "--cert-dir", cert_dir, &name]);
+    assert!(
+        !run(&["push", "--cert-dir", cert_dir, &name])
+            .status
+            .success(),
+        "push after logout"
+    );
+    assert!(!reg.log().contains("ci-pw"), "the password is in the log");
+
+    // containerd's ctr over TLS: with `--user`, and without (an anonymous token).
+    require(&["containerd", "ctr"]);
+    let daemon = cli::Containerd::start(&tmp.path().join("containerd"));
+    // (ctr speaks plain HTTP to 127.0.0.1 unless a hosts.toml says https.)
+    let hosts = tmp.path().join("hosts.d");
+    cli::write(
+        &hosts.join(&reg.host).join("hosts.toml"),
+        &format!(
+            "server = \"https://{host}\"\n[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = {ca:?}\n",
+            host = reg.host,
+            ca = ca.cert.display().to_string()
+        ),
+    );
+    let ctr_pull = |user: Option<&str>| {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(&daemon.socket)
+            .args(["images", "pull"]);
+        cmd.args(["--snapshotter", "native", "--hosts-dir"])
+            .arg(&hosts);
+        if let Some(user) = user {
+            cmd.args(["--user", user]);
+        }
+        cli::sh_within(cmd.arg(&name), TIMEOUT)
+    };
+    ctr_pull(Some("ci:ci-pw"));
+    ctr_pull(None);
+
+    // oras (the Python SDK) over TLS: pushes an artifact logged in, not without; pulls it
+    // without a login.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_client.py");
+    let work = tmp.path().join("oras");
+    cli::write(&work.join("note.txt"), "oras over TLS\n");
+    let oras = |args: &[&str], login: bool| {
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).args(args).current_dir(&work);
+        cmd.env("ORAS_TLS_CA", &ca.cert);
+        if login {
+            cmd.env("ORAS_USER", "ci").env("ORAS_PASSWORD", "ci-pw");
+        }
+        run_within(&mut cmd, TIMEOUT)
+    };
+    let push = [
+        "push",
+        &reg.host,
+        "tls/oras:v1",
+        "note.txt",
+        OCI_EMPTY,
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+    ];
+    assert!(
+        !oras(&push, false).status.success(),
+        "oras pushed without a login"
+    );
+    let pushed = oras(&push, true);
+    assert!(pushed.status.success(), "oras push: {pushed:?}");
+    let out = work.join("out");
+    let pulled = oras(
+        &["pull", &reg.host, "tls/oras:v1", out.to_str().unwrap()],
+        false,
+    );
+    assert!(pulled.status.success(), "oras pull: {pulled:?}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("note.txt")).unwrap(),
+        "oras over TLS\n"
+    );
+
+    let client_cas = ca.cert.to_str().unwrap().to_string();
+    let mutual = start(&[("REGISTRY_HTTP_TLS_CLIENTCAS".to_string(), client_cas)]);
+    let refused = run(&[
+        "login",
+        "--cert-dir",
+        cert_dir,
+        "-u",
+        "ci",
+        "-p",
+        "ci-pw",
+        &mutual.host,
+    ]);
+    assert!(
+        !refused.status.success(),
+        "login without a client certificate: {refused:?}"
+    );
+    let client = ca.client("podman-client", 7);
+    std::fs::copy(&client.cert, certs.join("client.cert")).unwrap();
+    std::fs::copy(&client.key, certs.join("client.key")).unwrap();
+    ok(&[
+        "login",
+        "--cert-dir",
+        cert_dir,
+        "-u",
+        "ci",
+        "-p",
+        "ci-pw",
+        &mutual.host,
+    ]);
 }
