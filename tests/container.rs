@@ -661,6 +661,56 @@ fn push_pull_stop_and_restart_on_the_same_volume() {
     );
 }
 
+/// `docker exec <container> ferry backup <configs> /backup` (README, deploy/README.md)
+/// while the registry serves; a new container on the backup directory serves the image.
+#[test]
+fn backup_through_docker_exec_is_served_by_a_new_container() {
+    let Some(image) = image("backup_through_docker_exec_is_served_by_a_new_container") else {
+        return;
+    };
+    if !is_root() {
+        eprintln!("SKIP: giving the backup directory to uid 1000 needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("registry");
+    // `ferry backup` runs as the data's owner (uid 1000): the backup volume must be its.
+    let backup = tmp.path().join("backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    std::os::unix::fs::chown(&backup, Some(1000), Some(1000)).unwrap();
+    let volumes = [
+        "-v",
+        &format!("{}:/var/lib/registry", data.display()),
+        "-v",
+        &format!("{}:/backup", backup.display()),
+    ];
+    let c = Container::run(image, 5000, &volumes, &[]);
+    c.wait_ready();
+    let name = format!("{}/ferry-test/backup:1", c.host());
+    let mut local = LocalImages(vec![name.clone()]);
+    let image_id = import_image(&name, tmp.path());
+    let digest = push(&name);
+    let summary = docker_ok(&[
+        "exec", &c.id, "ferry", "backup", CONFIGS[0], CONFIGS[1], "/backup",
+    ]);
+    assert!(
+        backup.join("ferry/metadata.db").exists(),
+        "no metadata.db in the backup; ferry backup said:\n{summary}"
+    );
+
+    let restored = Container::run(
+        image,
+        5000,
+        &["-v", &format!("{}:/var/lib/registry", backup.display())],
+        &[],
+    );
+    restored.wait_ready();
+    let name2 = format!("{}/ferry-test/backup:1", restored.host());
+    local.0.push(name2.clone());
+    docker_ok(&["rmi", "-f", &name]);
+    pull_and_check(&name2, &image_id, &digest);
+}
+
 /// A Distribution config.yml mounted at registry:2's path is used, and REGISTRY_* variables
 /// override it, for the server and for the health check.
 #[test]
