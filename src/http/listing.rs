@@ -3,7 +3,7 @@
 use axum::http::{HeaderName, header};
 use axum::response::IntoResponse;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::json;
+use serde::Serialize;
 
 use super::headers::OCI_FILTERS_APPLIED;
 use super::{HandlerResult, Request};
@@ -12,18 +12,30 @@ use crate::oci::{Digest, RepositoryName};
 use crate::registry::RegistryError;
 use crate::registry::listing::{Page, PageRequest};
 
-/// A JSON listing with a `Link` header to the next page when there is one.
-fn paged(path: &str, page: Page, body: serde_json::Value) -> HandlerResult {
-    let mut response = (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
-    if let Some(last) = page.next_last {
+/// `GET /v2/<name>/tags/list`'s answer (serialized as is, no intermediate JSON value).
+#[derive(Serialize)]
+struct TagList<'a> {
+    name: &'a str,
+    tags: &'a [String],
+}
+
+/// `GET /v2/_catalog`'s answer.
+#[derive(Serialize)]
+struct Catalog<'a> {
+    repositories: &'a [String],
+}
+
+/// A JSON listing (`body`, serialized as is) with a `Link` header to the next page when
+/// there is one.
+fn paged(path: &str, page: &Page, body: impl Serialize) -> HandlerResult {
+    // Serializing names into a string cannot fail.
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(last) = &page.next_last {
         let link = format!(
             "<{path}?n={}&last={}>; rel=\"next\"",
             page.limit,
-            utf8_percent_encode(&last, NON_ALPHANUMERIC)
+            utf8_percent_encode(last, NON_ALPHANUMERIC)
         );
         if let Ok(v) = link.parse() {
             response.headers_mut().insert(header::LINK, v);
@@ -43,8 +55,11 @@ pub async fn tags(request: &Request<'_>, name: &RepositoryName) -> HandlerResult
         .registry()
         .list_tags(request.cx, name, page_request(request)?)
         .await?;
-    let body = json!({ "name": name.as_str(), "tags": page.entries });
-    paged(&format!("/v2/{name}/tags/list"), page, body)
+    let body = TagList {
+        name: name.as_str(),
+        tags: &page.entries,
+    };
+    paged(&format!("/v2/{name}/tags/list"), &page, body)
 }
 
 /// The repositories, paginated with `n` and `last`.
@@ -53,8 +68,10 @@ pub async fn catalog(request: &Request<'_>) -> HandlerResult {
         .registry()
         .list_repositories(request.cx, page_request(request)?)
         .await?;
-    let body = json!({ "repositories": page.entries });
-    paged("/v2/_catalog", page, body)
+    let body = Catalog {
+        repositories: &page.entries,
+    };
+    paged("/v2/_catalog", &page, body)
 }
 
 /// The manifests whose subject is `digest`, as an image index.

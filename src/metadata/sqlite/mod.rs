@@ -674,16 +674,18 @@ impl MetadataStore for SqliteStore {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, MetadataError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
-             WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?",
+        // One row holding the page (see `joined_names`), not a row per tag.
+        let (page,): (Option<String>,) = sqlx::query_as(
+            "SELECT group_concat(name, char(10)) FROM (
+               SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+               WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?)",
         )
         .bind(repository.as_str())
         .bind(last.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await?;
-        Ok(rows.into_iter().map(|(t,)| t).collect())
+        Ok(joined_names(page))
     }
 
     async fn list_repositories(
@@ -691,18 +693,20 @@ impl MetadataStore for SqliteStore {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, MetadataError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT r.name FROM repositories r
-             WHERE r.name > ?
-             AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
-                  OR EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id))
-             ORDER BY r.name LIMIT ?",
+        // One row holding the page (see `joined_names`), not a row per repository.
+        let (page,): (Option<String>,) = sqlx::query_as(
+            "SELECT group_concat(name, char(10)) FROM (
+               SELECT r.name FROM repositories r
+               WHERE r.name > ?
+               AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+                    OR EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id))
+               ORDER BY r.name LIMIT ?)",
         )
         .bind(last.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await?;
-        Ok(rows.into_iter().map(|(r,)| r).collect())
+        Ok(joined_names(page))
     }
 
     async fn referrers(
@@ -785,4 +789,20 @@ impl MetadataStore for SqliteStore {
             .await?;
         Ok(())
     }
+}
+
+/// A page of names that SQLite joined with newlines into one value (`NULL`: an empty
+/// page), in byte-wise order. sqlx hands every result row from SQLite's worker thread to
+/// the async side separately, a thread hand-off per row; one row per page costs one.
+/// Repository names and tags are validated before they are stored and never contain a
+/// newline. `group_concat` does not promise the subquery's order (and an `ORDER BY` inside
+/// it makes SQLite sort again), so the page is sorted here: `str` orders byte-wise, as the
+/// queries do.
+fn joined_names(page: Option<String>) -> Vec<String> {
+    let mut names: Vec<String> = match page {
+        Some(names) if !names.is_empty() => names.split('\n').map(str::to_string).collect(),
+        _ => Vec::new(),
+    };
+    names.sort_unstable();
+    names
 }
