@@ -5,6 +5,7 @@
 mod auth;
 mod ceilings;
 mod client;
+mod mirror;
 mod prng;
 mod report;
 mod s3;
@@ -78,7 +79,8 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     reps: usize,
     /// Comma-separated subset of workloads:
-    /// push,pull,small,manifest,catalog,skopeo,push4 (default all).
+    /// push,pull,small,manifest,catalog,skopeo,push4 (default all), or
+    /// mirror alone (opt-in: pull-through Ferry vs Distribution proxy vs direct).
     #[arg(long)]
     workloads: Option<String>,
     /// Directory for temporary data (must be a real disk, not tmpfs).
@@ -761,6 +763,9 @@ fn main() -> Result<()> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
+    if wanted(&args, "mirror") && args.workloads.as_deref().map(str::trim) != Some("mirror") {
+        bail!("--workloads mirror runs alone (with --storage fs, no --auth)");
+    }
     let modes = auth_modes(&args)?;
     if modes != [AuthMode::None] {
         if args.storage != "fs" {
@@ -821,6 +826,27 @@ async fn run(args: Args) -> Result<()> {
     let run_dir = std::fs::canonicalize(&run_dir)?;
     let _guard = DirGuard(run_dir.clone(), args.keep);
 
+    if args.workloads.as_deref().map(str::trim) == Some("mirror") {
+        let (_, _, md) = mirror::run(&mirror::Opts {
+            ferry_bin: args.ferry_bin.clone(),
+            distribution_bin: args.distribution_bin.clone(),
+            quick: args.quick,
+            reps: args.reps,
+            dir: run_dir.join("mirror"),
+        })
+        .await?;
+        let md = format!(
+            "# ferry-bench mirror, {started_at}\n\nLoad average at start: {load_start}, at end: {}. Total {:.0} s.\n\n{md}",
+            loadavg(),
+            total_t.elapsed().as_secs_f64()
+        );
+        if let Some(d) = args.out.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(&args.out, &md)?;
+        println!("{md}");
+        return Ok(());
+    }
     let kinds: Vec<Kind> = match args.only.as_deref() {
         None => vec![Kind::Ferry, Kind::Distribution],
         Some("ferry") => vec![Kind::Ferry],
