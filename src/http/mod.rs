@@ -67,9 +67,22 @@ pub fn router(state: Arc<AppState>) -> Router {
     // it authenticates the caller itself).
     Router::new()
         .route(TOKEN_PATH, axum::routing::get(token::issue))
+        // Liveness: the process serves (no I/O, no credentials, reveals nothing else).
+        .route("/health/live", axum::routing::get(health_live))
+        // Docker's v1 ping (docker search probes it first).
+        .route("/v1/_ping", axum::routing::get(health_live))
         .with_state(state)
         .fallback_service(api)
         .layer(axum::middleware::from_fn(logging::log_request))
+}
+
+/// `GET /health/live` and `GET /v1/_ping`: 200 `{}` while the process serves.
+async fn health_live() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        "{}",
+    )
+        .into_response()
 }
 
 /// A handler's result: a response, or a registry error rendered as spec JSON.
