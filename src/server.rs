@@ -198,6 +198,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             cancel.clone(),
         ));
     }
+    let readiness = crate::registry::health::Readiness::of(&registry);
     let registry: crate::registry::SharedRegistry = match &config.proxy {
         None => Arc::new(registry),
         Some(settings) => {
@@ -220,6 +221,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     background.close();
     let state = Arc::new(AppState {
         registry,
+        readiness,
         urls: UrlBuilder {
             host: config.http.host.clone(),
             relative: config.http.relative_urls,

@@ -48,6 +48,8 @@ pub struct AppState {
     pub urls: UrlBuilder,
     /// Access control (open when no `auth` is configured).
     pub auth: crate::auth::Authenticator,
+    /// The checks of `GET /health/ready`.
+    pub readiness: crate::registry::health::Readiness,
 }
 
 /// The whole HTTP API as an axum router.
@@ -69,6 +71,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(TOKEN_PATH, axum::routing::get(token::issue))
         // Liveness: the process serves (no I/O, no credentials, reveals nothing else).
         .route("/health/live", axum::routing::get(health_live))
+        // Readiness: the metadata database and the blob store answer.
+        .route("/health/ready", axum::routing::get(health_ready))
         // Docker's v1 ping (docker search probes it first).
         .route("/v1/_ping", axum::routing::get(health_live))
         .with_state(state)
@@ -81,6 +85,22 @@ async fn health_live() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         "{}",
+    )
+        .into_response()
+}
+
+/// `GET /health/ready`: 200 `{}` when the metadata database and the blob store answer,
+/// else 503 naming what does not (nothing more: no credentials are needed to ask).
+async fn health_ready(State(state): State<Arc<AppState>>) -> Response {
+    let failing = state.readiness.failing().await;
+    if failing.is_empty() {
+        return health_live().await;
+    }
+    let body = serde_json::json!({ "ready": false, "failing": failing });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
     )
         .into_response()
 }

@@ -25,6 +25,7 @@ async fn edge() -> Edge {
     let storage = FilesystemStore::new(dir.path().join("data"));
     let registry = Registry::new(Arc::new(metadata), Arc::new(storage), Settings::default());
     let state = Arc::new(AppState {
+        readiness: crate::registry::health::Readiness::of(&registry),
         registry: Arc::new(registry),
         urls: Default::default(),
         auth: crate::auth::Authenticator::open(),

@@ -13,6 +13,7 @@ pub mod api;
 pub mod blobs;
 pub mod context;
 mod error;
+pub mod health;
 pub mod listing;
 pub mod manifests;
 mod pieces;
