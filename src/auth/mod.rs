@@ -213,17 +213,12 @@ impl Authenticator {
                 let challenge = || format!("Basic realm=\"{}\"", quoted(realm));
                 let caller = match credentials {
                     Credentials::None => Caller::Anonymous,
-                    Credentials::Basic { user, password } => {
-                        if file.verify(&user, &password).await {
-                            Caller::User(user)
-                        } else {
-                            log_failed_login(&user, peer);
-                            return Err(Refusal::Unauthorized {
-                                challenge: challenge(),
-                                message: "invalid user name or password",
-                            });
-                        }
-                    }
+                    Credentials::Basic { user, password } => login(file, user, &password, peer)
+                        .await
+                        .ok_or_else(|| Refusal::Unauthorized {
+                            challenge: challenge(),
+                            message: "invalid user name or password",
+                        })?,
                     Credentials::Bearer(_) | Credentials::Malformed => {
                         tracing::warn!(
                             client = %client(peer),
@@ -251,18 +246,7 @@ impl Authenticator {
             Kind::Token(verifier) => {
                 let settings = verifier.settings();
                 let challenge = |error: Option<&str>| {
-                    let mut c = format!(
-                        "Bearer realm=\"{}\",service=\"{}\"",
-                        quoted(&settings.realm),
-                        quoted(&settings.service)
-                    );
-                    if let Some(scope) = access.scope() {
-                        c.push_str(&format!(",scope=\"{}\"", quoted(&scope)));
-                    }
-                    if let Some(error) = error {
-                        c.push_str(&format!(",error=\"{error}\""));
-                    }
-                    c
+                    bearer_challenge(&settings.realm, &settings.service, access, error)
                 };
                 let token = match parse_credentials(authorization) {
                     Credentials::None => None,
@@ -386,16 +370,11 @@ impl Authenticator {
         };
         let caller = match parse_credentials(authorization) {
             Credentials::None => Caller::Anonymous,
-            Credentials::Basic { user, password } => {
-                if file.verify(&user, &password).await {
-                    Caller::User(user)
-                } else {
-                    log_failed_login(&user, peer);
-                    return Err(TokenRefusal::BadCredentials {
-                        challenge: format!("Basic realm=\"{}\"", quoted(realm)),
-                    });
-                }
-            }
+            Credentials::Basic { user, password } => login(file, user, &password, peer)
+                .await
+                .ok_or_else(|| TokenRefusal::BadCredentials {
+                    challenge: format!("Basic realm=\"{}\"", quoted(realm)),
+                })?,
             Credentials::Bearer(_) | Credentials::Malformed => {
                 return Err(TokenRefusal::BadCredentials {
                     challenge: format!("Basic realm=\"{}\"", quoted(realm)),
@@ -460,20 +439,8 @@ impl Authenticator {
         peer: Option<SocketAddr>,
         realm_url: &(dyn Fn() -> String + Sync),
     ) -> Result<Grant, Refusal> {
-        let challenge = |error: Option<&str>| {
-            let mut c = format!(
-                "Bearer realm=\"{}\",service=\"{}\"",
-                quoted(&realm_url()),
-                quoted(issuer.service())
-            );
-            if let Some(scope) = access.scope() {
-                c.push_str(&format!(",scope=\"{}\"", quoted(&scope)));
-            }
-            if let Some(error) = error {
-                c.push_str(&format!(",error=\"{error}\""));
-            }
-            c
-        };
+        let challenge =
+            |error: Option<&str>| bearer_challenge(&realm_url(), issuer.service(), access, error);
         let token = match credentials {
             Credentials::Bearer(token) => token,
             Credentials::Malformed => {
@@ -484,16 +451,12 @@ impl Authenticator {
             }
             Credentials::None | Credentials::Basic { .. } => {
                 let caller = match credentials {
-                    Credentials::Basic { user, password } => {
-                        if !file.verify(&user, &password).await {
-                            log_failed_login(&user, peer);
-                            return Err(Refusal::Unauthorized {
-                                challenge: challenge(None),
-                                message: "invalid user name or password",
-                            });
-                        }
-                        Caller::User(user)
-                    }
+                    Credentials::Basic { user, password } => login(file, user, &password, peer)
+                        .await
+                        .ok_or_else(|| Refusal::Unauthorized {
+                            challenge: challenge(None),
+                            message: "invalid user name or password",
+                        })?,
                     _ => Caller::Anonymous,
                 };
                 let rights = self.rule_rights(&caller);
@@ -608,18 +571,45 @@ fn grant_scope(scope: &str, rights: &RuleRights, may_list: bool) -> Option<Token
     })
 }
 
+/// A `Bearer` challenge naming the token server (`realm`), the `service`, the scope the
+/// request needs (none for `/v2/`) and, after a refused token, why (`error`).
+fn bearer_challenge(realm: &str, service: &str, access: &Access, error: Option<&str>) -> String {
+    let mut c = format!(
+        "Bearer realm=\"{}\",service=\"{}\"",
+        quoted(realm),
+        quoted(service)
+    );
+    if let Some(scope) = access.scope() {
+        c.push_str(&format!(",scope=\"{}\"", quoted(&scope)));
+    }
+    if let Some(error) = error {
+        c.push_str(&format!(",error=\"{error}\""));
+    }
+    c
+}
+
 /// The client's address for a log line.
 fn client(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string())
 }
 
-/// The log line of a failed htpasswd login (never the password).
-fn log_failed_login(user: &str, peer: Option<SocketAddr>) {
+/// The caller htpasswd credentials name, or `None` when they are wrong (logged with the
+/// user and the client's address, never the password).
+async fn login(
+    file: &Htpasswd,
+    user: String,
+    password: &str,
+    peer: Option<SocketAddr>,
+) -> Option<Caller> {
+    if file.verify(&user, password).await {
+        return Some(Caller::User(user));
+    }
     tracing::warn!(
-        user = %printable(user),
+        user = %printable(&user),
         client = %client(peer),
         "failed login: wrong user name or password"
     );
+    None
 }
 
 /// Rights from the access rules (none configured: users everything, anonymous nothing).
