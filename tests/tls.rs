@@ -716,31 +716,30 @@ fn podman_logs_in_over_tls_and_mutual_tls() {
             .success(),
         "push without login"
     );
-    let wrong = run(&[
-        "login",
-        "--cert-dir",
-        cert_dir,
-        "-u",
-        "ci",
-        "-p",
-        "wrong",
-        &reg.host,
-    ]);
+    let login_as = |password: &str, host: &str| {
+        run(&[
+            "login",
+            "--cert-dir",
+            cert_dir,
+            "-u",
+            "ci",
+            "-p",
+            password,
+            host,
+        ])
+    };
+    let login = |host: &str| login_as("ci-pw", host);
+    let wrong = login_as("wrong", &reg.host);
     assert!(
         !wrong.status.success(),
         "login with a wrong password: {wrong:?}"
     );
-    let login = ok(&[
-        "login",
-        "--cert-dir",
-        cert_dir,
-        "-u",
-        "ci",
-        "-p",
-        "ci-pw",
-        &reg.host,
-    ]);
-    assert!(login.contains("Login Succeeded"), "{login}");
+    let out = login(&reg.host);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("Login Succeeded"),
+        "{out:?}"
+    );
     ok(&["push", "--cert-dir", cert_dir, &name]);
     ok(&["logout", &reg.host]);
     ok(&["rmi", &name]);
@@ -826,16 +825,7 @@ fn podman_logs_in_over_tls_and_mutual_tls() {
 
     let client_cas = ca.cert.to_str().unwrap().to_string();
     let mutual = start(&[("REGISTRY_HTTP_TLS_CLIENTCAS".to_string(), client_cas)]);
-    let refused = run(&[
-        "login",
-        "--cert-dir",
-        cert_dir,
-        "-u",
-        "ci",
-        "-p",
-        "ci-pw",
-        &mutual.host,
-    ]);
+    let refused = login(&mutual.host);
     assert!(
         !refused.status.success(),
         "login without a client certificate: {refused:?}"
@@ -843,14 +833,9 @@ fn podman_logs_in_over_tls_and_mutual_tls() {
     let client = ca.client("podman-client", 7);
     std::fs::copy(&client.cert, certs.join("client.cert")).unwrap();
     std::fs::copy(&client.key, certs.join("client.key")).unwrap();
-    ok(&[
-        "login",
-        "--cert-dir",
-        cert_dir,
-        "-u",
-        "ci",
-        "-p",
-        "ci-pw",
-        &mutual.host,
-    ]);
+    let out = login(&mutual.host);
+    assert!(
+        out.status.success(),
+        "login with a client certificate: {out:?}"
+    );
 }

@@ -683,3 +683,65 @@ pub fn raw_request(
     };
     (status, body)
 }
+
+/// An axum app served on `127.0.0.1:<random port>` from a thread and runtime of its own, so
+/// synchronous and asynchronous tests alike can start one (the relay, the token server).
+/// Shut down gracefully, and its thread joined, when dropped.
+pub struct BackgroundServer {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundServer {
+    /// A listener on `127.0.0.1:<random port>` for [`BackgroundServer::start`] (bound first
+    /// when the app must know its own address).
+    pub fn listener() -> std::net::TcpListener {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        listener
+    }
+
+    /// Serves `app` on `listener`; `name` is for the panic message if serving fails.
+    pub fn start(
+        listener: std::net::TcpListener,
+        app: axum::Router,
+        name: &'static str,
+    ) -> BackgroundServer {
+        let addr = listener.local_addr().expect("addr");
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect(name);
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect(name);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect(name);
+            });
+        });
+        BackgroundServer {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

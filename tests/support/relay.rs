@@ -65,8 +65,7 @@ pub struct Relay {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     state: Arc<RelayState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: super::http::BackgroundServer,
 }
 
 impl Relay {
@@ -78,8 +77,7 @@ impl Relay {
             .timeout(Duration::from_secs(120))
             .build()
             .expect("relay client");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind relay");
-        listener.set_nonblocking(true).expect("nonblocking");
+        let listener = super::http::BackgroundServer::listener();
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(RelayState {
             target: target.trim_end_matches('/').to_string(),
@@ -90,29 +88,12 @@ impl Relay {
             last_authorization: Mutex::new(None),
         });
         let app = Router::new().fallback(forward).with_state(state.clone());
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("relay runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("relay");
-            });
-        });
+        let server = super::http::BackgroundServer::start(listener, app, "relay");
         Relay {
             addr,
             url: format!("http://{addr}"),
             state,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -142,17 +123,6 @@ impl Relay {
     /// From now on, answer as `mode` says.
     pub fn set_mode(&self, mode: Mode) {
         self.state.mode.store(mode as u8, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -619,8 +619,7 @@ pub struct TokenServer {
     /// The PEM file for `auth.token.rootcertbundle`.
     pub rootcertbundle: PathBuf,
     state: Arc<ServerState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: super::http::BackgroundServer,
     _dir: tempfile::TempDir,
 }
 
@@ -648,9 +647,6 @@ impl TokenServer {
         };
         std::fs::write(&rootcertbundle, bundle).expect("write rootcertbundle");
 
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind token server");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
         let state = Arc::new(ServerState {
             config: config.clone(),
             key,
@@ -659,22 +655,12 @@ impl TokenServer {
         let app = Router::new()
             .route("/token", get(token_get).post(token_post))
             .with_state(state.clone());
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("token server runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("token server");
-            });
-        });
+        let server = super::http::BackgroundServer::start(
+            super::http::BackgroundServer::listener(),
+            app,
+            "token server",
+        );
+        let addr = server.addr;
         let url = format!("http://{addr}");
         TokenServer {
             addr,
@@ -684,8 +670,7 @@ impl TokenServer {
             issuer: config.issuer,
             rootcertbundle,
             state,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
             _dir: dir,
         }
     }
@@ -766,17 +751,6 @@ impl TokenServer {
                     .to_string(),
             ),
         ]
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
