@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, RootChoice, StorageSettings};
 use crate::http::{self, AppState, headers::UrlBuilder};
 use crate::import;
-use crate::metadata::{self, DatabaseSettings, MetadataBackend, MetadataError};
+use crate::metadata::{self, MetadataBackend, MetadataError};
 use crate::registry::Registry;
 use crate::shutdown;
 use crate::storage::filesystem::FilesystemStore;
@@ -111,18 +111,15 @@ pub async fn open_registry(
         StorageSettings::Filesystem => Arc::new(FilesystemStore::new(&root)),
         StorageSettings::S3(settings) => Arc::new(S3Store::new((**settings).clone())?),
     };
-    let sqlite = metadata::open(&DatabaseSettings::Sqlite {
-        path: config.database_path.clone(),
-    })
-    .await?;
+    let metadata = metadata::open(&config.database).await?;
     identity::check(
-        &config.database_path.display().to_string(),
-        sqlite.as_ref(),
+        &config.database.to_string(),
+        metadata.as_ref(),
         storage.as_ref(),
     )
     .await?;
-    let registry = Registry::new(sqlite.clone(), storage, config.registry.clone());
-    Ok((registry, sqlite))
+    let registry = Registry::new(metadata.clone(), storage, config.registry.clone());
+    Ok((registry, metadata))
 }
 
 /// Key in `registry_info` of the secret that signs Ferry's own tokens.
@@ -136,8 +133,8 @@ async fn issuer_secret(metadata: &dyn MetadataBackend) -> Result<String, ServeEr
     }
     let secret =
         crate::auth::token::issuer::Issuer::new_secret().map_err(|_| ServeError::Random)?;
-    metadata.set_info(ISSUER_SECRET, &secret).await?;
-    Ok(secret)
+    // Replicas starting at once each make one; the first stored is everybody's.
+    Ok(metadata.init_info(ISSUER_SECRET, &secret).await?)
 }
 
 /// Creates the local data directory if needed and checks it is writable; returns its
@@ -168,9 +165,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // Before anything is opened: bad certificate files stop the start at once.
     let tls = config.http.tls.as_ref().map(tls::acceptor).transpose()?;
     let mut auth = crate::auth::Authenticator::new(&config.auth)?;
-    let (registry, sqlite) = open_registry(&config).await?;
+    let (registry, metadata) = open_registry(&config).await?;
     if auth.needs_issuer_secret() {
-        let secret = issuer_secret(sqlite.as_ref()).await?;
+        let secret = issuer_secret(metadata.as_ref()).await?;
         auth.set_issuer_secret(secret.as_bytes());
         tracing::info!(
             "anonymous callers have rights: challenges name Ferry's own token endpoint, so the Docker engine pulls without a login"
@@ -246,7 +243,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         addr = %local,
         data = %config.root.display(),
         storage = %storage,
-        database = %config.database_path.display(),
+        database = %config.database,
         config = %config.source.as_ref().map_or("embedded defaults".to_string(), |p| p.display().to_string()),
         deletes = config.registry.delete_enabled,
         tls = tls.is_some(),
@@ -264,7 +261,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     connections::serve(listener, serving, shutdown::signal()).await?;
     cancel.cancel();
     background.wait().await;
-    sqlite.close().await;
+    metadata.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::{Config, StorageSettings};
+use crate::metadata::DatabaseSettings;
 
 use super::{Options, Source};
 
@@ -51,7 +52,8 @@ pub fn run(args: BackupArgs) -> Result<(), ExitCode> {
     let config =
         Config::load_first(&paths, std::env::vars()).map_err(|e| fail(2, e.to_string()))?;
     crate::telemetry::init(&config.log);
-    if !config.database_path.exists() {
+    if matches!(config.database, DatabaseSettings::Sqlite { .. }) && !config.database_path.exists()
+    {
         return Err(fail(
             2,
             format!(

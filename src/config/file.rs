@@ -239,6 +239,8 @@ pub(super) struct Tags {
 #[serde(default, expecting = "a mapping of keys")]
 pub(super) struct Database {
     pub path: Option<Text>,
+    pub url: Option<Text>,
+    pub maxconnections: Option<Count>,
     pub autoimport: Option<Flag>,
 }
 

@@ -23,6 +23,8 @@ use serde_norway::{Mapping, Value};
 use crate::auth::rules::RuleSpec;
 use crate::auth::token::TokenSettings;
 use crate::auth::{AuthSettings, Controller};
+use crate::metadata::DatabaseSettings;
+use crate::metadata::postgres::PostgresSettings;
 use crate::mirror::{MirrorSettings, UpstreamSettings};
 use crate::registry::Settings;
 use crate::storage::s3::{Encryption, MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
@@ -254,6 +256,14 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
         "Ferry's SQLite metadata file (default <data directory>/ferry/metadata.db; with S3 the data directory is /var/lib/registry, else ./ferry-data)",
     ),
     (
+        "database.url",
+        "PostgreSQL metadata for several replicas: postgres://user:password@host:5432/db[?sslmode=require] (instead of database.path)",
+    ),
+    (
+        "database.maxconnections",
+        "PostgreSQL connections per pool (writers, readers, lock holders) per replica (default 10)",
+    ),
+    (
         "database.autoimport",
         "at startup, adopt a registry:2 data directory found in storage (default true)",
     ),
@@ -443,8 +453,11 @@ pub struct Config {
     pub root: PathBuf,
     /// Why that directory.
     pub root_choice: RootChoice,
-    /// SQLite metadata file.
+    /// SQLite metadata file, also the home of local working files (the mirror's staging)
+    /// with PostgreSQL.
     pub database_path: PathBuf,
+    /// The metadata database: SQLite at `database_path`, or PostgreSQL.
+    pub database: DatabaseSettings,
     /// Import a Distribution tree found in storage at startup.
     pub auto_import: bool,
     /// HTTP server.
@@ -613,11 +626,18 @@ impl Config {
                 "both storage.filesystem and storage.s3 are configured; choose one",
             ));
         }
+        let postgres = Self::postgres(&file.database)?;
         let database = file
             .database
             .path
             .map(|Text(p)| p)
             .filter(|p| !p.is_empty());
+        if postgres.is_some() && database.is_some() {
+            return Err(invalid(
+                "database",
+                "both database.path (SQLite) and database.url (PostgreSQL) are set; choose one",
+            ));
+        }
         // With S3 the local directory only holds the database: where that is configured,
         // its directory is the data directory (no default directory is needed).
         let database_dir = database
@@ -644,6 +664,12 @@ impl Config {
         let database_path = match database {
             Some(p) => PathBuf::from(p),
             None => root.join("ferry").join("metadata.db"),
+        };
+        let database = match postgres {
+            Some(settings) => DatabaseSettings::Postgres(settings),
+            None => DatabaseSettings::Sqlite {
+                path: database_path.clone(),
+            },
         };
 
         let addr = file
@@ -720,6 +746,7 @@ impl Config {
             root,
             root_choice,
             database_path,
+            database,
             auto_import: flag(file.database.autoimport, true),
             http,
             registry,
@@ -966,6 +993,37 @@ impl Config {
             key,
             client_cas,
             minimum_version,
+        }))
+    }
+
+    /// `database.url` (PostgreSQL), when set.
+    fn postgres(database: &file::Database) -> Result<Option<PostgresSettings>, ConfigError> {
+        let Some(Text(url)) = database.url.as_ref().filter(|Text(u)| !u.is_empty()) else {
+            if database.maxconnections.is_some() {
+                return Err(invalid(
+                    "database.maxconnections",
+                    "applies to PostgreSQL only: set database.url",
+                ));
+            }
+            return Ok(None);
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "database.url",
+                "must be a PostgreSQL URL (postgres://user:password@host:5432/database); \
+                 SQLite is configured with database.path",
+            ));
+        }
+        let max_connections = match database.maxconnections {
+            None => 10,
+            Some(Count(n)) if (1..=1000).contains(&n) => n,
+            Some(_) => {
+                return Err(invalid("database.maxconnections", "must be from 1 to 1000"));
+            }
+        };
+        Ok(Some(PostgresSettings {
+            url: url.clone(),
+            max_connections,
         }))
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::config::{Config, parse_duration};
 use crate::gc::{self, Options};
+use crate::metadata::DatabaseSettings;
 use crate::server::ServeError;
 use clap::Parser;
 
@@ -91,7 +92,8 @@ pub fn run(cli: GcArgs, program: &str) -> Result<(), ExitCode> {
             return Err(ExitCode::from(2));
         }
     };
-    if !config.database_path.exists() {
+    if matches!(config.database, DatabaseSettings::Sqlite { .. }) && !config.database_path.exists()
+    {
         eprintln!(
             "{program}: no Ferry database at {} (is this the server's configuration?)",
             config.database_path.display()

@@ -8,7 +8,7 @@ use axum::http::{Method, Request, StatusCode};
 use tower::ServiceExt;
 
 use super::{AppState, router};
-use crate::metadata::sqlite::SqliteStore;
+use crate::metadata::sqlite;
 use crate::registry::{Registry, Settings};
 use crate::storage::filesystem::FilesystemStore;
 
@@ -19,9 +19,7 @@ struct Edge {
 
 async fn edge() -> Edge {
     let dir = tempfile::tempdir().unwrap();
-    let metadata = SqliteStore::in_memory(&dir.path().join("locks"))
-        .await
-        .unwrap();
+    let metadata = sqlite::in_memory(&dir.path().join("locks")).await.unwrap();
     let storage = FilesystemStore::new(dir.path().join("data"));
     let registry = Registry::new(Arc::new(metadata), Arc::new(storage), Settings::default());
     let state = Arc::new(AppState {

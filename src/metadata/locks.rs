@@ -15,7 +15,8 @@
 //!
 //! Locks are exclusive and not re-entrant. A guard releases its lock when dropped, also when
 //! the task holding it is cancelled; a process that dies releases all of its locks. A
-//! PostgreSQL store implements the same contract with advisory locks held on a connection.
+//! PostgreSQL store implements the same contract with advisory locks held on a connection
+//! (`metadata::postgres::locks`).
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -61,6 +62,15 @@ impl LockKey {
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
     _parts: Vec<Box<dyn Send + Sync>>,
+}
+
+impl LockGuard {
+    /// This guard and `part`, released together (parts are dropped in the order they were
+    /// added).
+    pub(crate) fn with(mut self, part: impl Send + Sync + 'static) -> LockGuard {
+        self._parts.push(Box::new(part));
+        self
+    }
 }
 
 impl std::fmt::Debug for LockGuard {

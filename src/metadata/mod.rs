@@ -1,13 +1,15 @@
 //! Metadata: which repositories, blobs, manifests, tags and upload sessions exist.
-//! [`MetadataStore`] is the interface the registry services use; [`sqlite`] implements
-//! it (PostgreSQL, for several replicas, implements the same trait later); [`open`] opens
-//! the configured one. Every operation that must be atomic (a manifest and the check of what
+//! [`MetadataStore`] is the interface the registry services use; [`sql`] implements it once
+//! for both databases, [`sqlite`] (one node) and [`postgres`] (any number of replicas),
+//! which open them; [`open`] opens the configured one. Every operation that must be atomic (a manifest and the check of what
 //! it references, an upload's completion and the link of its blob) is one method, hence one
 //! short transaction, and no method touches blob storage: the services place bytes first,
 //! holding the store's [`locks`], then record them.
 
 pub mod collector;
 pub mod locks;
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +29,11 @@ pub enum MetadataError {
     /// The database failed.
     #[error("metadata database error: {0}")]
     Database(String),
+    /// The database refused a transaction for a concurrent one (PostgreSQL's serialization
+    /// failure or deadlock): running it again may succeed. Reaches a caller only after the
+    /// store's own retries ran out.
+    #[error("metadata transaction conflicted with a concurrent one: {0}")]
+    Conflict(String),
     /// The database is in use by something that must finish first (a migration, a lock
     /// held by another process) and did not within the wait.
     #[error("metadata lock error: {0}")]
@@ -151,6 +158,18 @@ pub enum DatabaseSettings {
         /// The database file.
         path: PathBuf,
     },
+    /// A PostgreSQL database (`database.url`), shared by any number of replicas.
+    Postgres(postgres::PostgresSettings),
+}
+
+impl std::fmt::Display for DatabaseSettings {
+    /// The file, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseSettings::Sqlite { path } => write!(f, "{}", path.display()),
+            DatabaseSettings::Postgres(settings) => f.write_str(&postgres::redacted(&settings.url)),
+        }
+    }
 }
 
 /// What a metadata snapshot written by [`MetadataBackend::snapshot_into`] holds.
@@ -182,7 +201,8 @@ pub trait MetadataBackend: collector::CollectorMetadata {
 /// Opens (creating and migrating when needed) the configured metadata store.
 pub async fn open(settings: &DatabaseSettings) -> Result<Arc<dyn MetadataBackend>, MetadataError> {
     match settings {
-        DatabaseSettings::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        DatabaseSettings::Sqlite { path } => Ok(Arc::new(sqlite::open(path).await?)),
+        DatabaseSettings::Postgres(settings) => Ok(Arc::new(postgres::open(settings).await?)),
     }
 }
 
@@ -350,4 +370,8 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
 
     /// Sets a registry-wide setting.
     async fn set_info(&self, key: &str, value: &str) -> Result<(), MetadataError>;
+
+    /// Sets a registry-wide setting unless it is set, and returns its value: `value`, or
+    /// what was there (another replica's, when several start at once).
+    async fn init_info(&self, key: &str, value: &str) -> Result<String, MetadataError>;
 }

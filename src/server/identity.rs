@@ -96,7 +96,17 @@ pub async fn check(
                     id
                 }
             };
-            metadata.set_info(STORE_ID, &id).await?;
+            // Replicas starting at once on a new database: the first id recorded stands.
+            let stored = metadata.init_info(STORE_ID, &id).await?;
+            if stored != id {
+                return Err(ServeError::StoreMismatch {
+                    database: database.to_string(),
+                    indexed: stored,
+                    last_seen: location.clone(),
+                    configured: location,
+                    found: Some(id),
+                });
+            }
         }
     }
     if recorded_location.as_deref() != Some(location.as_str()) {
@@ -128,21 +138,21 @@ async fn holds_sample(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::sqlite::SqliteStore;
+    use crate::metadata::sql::SqlStore;
     use crate::oci::{Algorithm, Digest};
     use crate::storage::filesystem::FilesystemStore;
     use crate::storage::layout;
 
     struct Fixture {
         _dir: tempfile::TempDir,
-        db: SqliteStore,
+        db: SqlStore,
         store: FilesystemStore,
         other: FilesystemStore,
     }
 
     async fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let db = SqliteStore::open(&dir.path().join("db/metadata.db"))
+        let db = crate::metadata::sqlite::open(&dir.path().join("db/metadata.db"))
             .await
             .unwrap();
         let store = FilesystemStore::new(dir.path().join("one"));

@@ -8,11 +8,11 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use super::{parse_digest, size_from_db};
+use crate::metadata::sql::{parse_digest, size_from_db};
 use crate::metadata::{MetadataError, SnapshotContents};
 
 /// Writes a snapshot of the database `source` to `dest` (removed first if it exists).
-pub(super) async fn write(source: &Path, dest: &Path) -> Result<SnapshotContents, MetadataError> {
+pub(crate) async fn write(source: &Path, dest: &Path) -> Result<SnapshotContents, MetadataError> {
     match tokio::fs::remove_file(dest).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
