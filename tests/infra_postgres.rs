@@ -4,7 +4,7 @@
 //! - [`postgres_server_gives_each_test_its_databases`]: a throwaway PostgreSQL cluster
 //!   ([`support::postgres::PostgresServer`]) starts quickly, serves separate databases at
 //!   the URLs it hands out, and survives being killed and restarted with its data;
-//! - [`balancer_alternates_between_backends_and_keeps_the_host`]: nginx
+//! - [`balancer_alternates_between_backends_and_keeps_the_host`]: the nginx balancer
 //!   ([`support::balancer::Balancer`]) goes round robin over two backends, passes the
 //!   client's `Host` on, logs who served what, and skips a backend that is gone;
 //! - [`balancer_streams_a_chunked_request_body`]: a chunked request body reaches the
