@@ -96,8 +96,10 @@ impl Balancer {
     }
 
     /// Every request answered so far, in the order they finished. nginx writes a request's
-    /// line after sending its response: to count requests a client just finished, use
-    /// [`Balancer::wait_served`].
+    /// line after sending its response, once done with its connection: at once when the
+    /// client closes it or keeps it alive, but up to 5 s later (its lingering close) when
+    /// the request had a body and the client still holds the connection open. To count the
+    /// requests a client just finished, use [`Balancer::wait_served`].
     pub fn served(&self) -> Vec<Served> {
         let text = std::fs::read_to_string(self.access_log_path()).unwrap_or_default();
         text.lines()
