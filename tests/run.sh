@@ -52,6 +52,17 @@ for entry in "${tools[@]}"; do
         case " ${missing[*]-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
     fi
 done
+# The servers of the scale-out tests (tests/support/postgres.rs and balancer.rs), checked by
+# path: their programs are not on PATH (PostgreSQL's are under /usr/lib/postgresql/<version>,
+# nginx is in /usr/sbin, not on a normal user's PATH). Their packages' scripts want to start
+# a cluster on 5432 and nginx on 80; in a container without an init system invoke-rc.d
+# refuses or fails to, which is fine: the tests start their own on random ports.
+if [ ! -d /usr/lib/postgresql ]; then
+    missing+=(postgresql)
+fi
+if [ ! -x /usr/sbin/nginx ]; then
+    missing+=(nginx-light)
+fi
 if ! python3 -c 'import oras' >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=(python3-pip)
 fi

@@ -3,8 +3,9 @@
 //! helpers live in submodules: [`oci`] (media types, digests, manifests), [`http`] (the one
 //! HTTP client and its [`Resp`]), [`cli`] (driving command-line tools), [`tls`]
 //! (certificates made with `openssl`, TLS clients), [`token`] (Docker token auth: test keys
-//! and certificates, minted tokens, a token server); `oci` and `http` are re-exported here,
-//! so a test file needs only `use support::*;`.
+//! and certificates, minted tokens, a token server), [`postgres`] (a throwaway PostgreSQL
+//! server), [`balancer`] (nginx round-robin in front of several servers); `oci` and `http`
+//! are re-exported here, so a test file needs only `use support::*;`.
 //!
 //! Storage: by default Ferry stores blobs in the filesystem under its data directory. With
 //! `FERRY_TEST_STORAGE=s3`, every Ferry-flavored [`TestRegistry`] gets its own S3 server
@@ -14,9 +15,11 @@
 //! filesystem.
 #![allow(dead_code)]
 
+pub mod balancer;
 pub mod cli;
 pub mod http;
 pub mod oci;
+pub mod postgres;
 pub mod relay;
 pub mod tls;
 pub mod token;
