@@ -14,7 +14,9 @@
 //! - [`LockKey::Collector`]: one collection at a time (taken with [`MetadataLocks::try_lock`]).
 //!
 //! Locks are exclusive and not re-entrant. A guard releases its lock when dropped, also when
-//! the task holding it is cancelled; a process that dies releases all of its locks. A
+//! the task holding it is cancelled (with PostgreSQL, other processes see the release a
+//! moment later: the unlock is sent by a task); a process that dies releases all of its
+//! locks. A
 //! PostgreSQL store implements the same contract with advisory locks held on a connection
 //! (`metadata::postgres::locks`).
 
@@ -65,11 +67,11 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    /// This guard and `part`, released together (parts are dropped in the order they were
-    /// added).
-    pub(crate) fn with(mut self, part: impl Send + Sync + 'static) -> LockGuard {
-        self._parts.push(Box::new(part));
-        self
+    /// A guard whose release is `part`'s drop.
+    pub(crate) fn of(part: impl Send + Sync + 'static) -> LockGuard {
+        LockGuard {
+            _parts: vec![Box::new(part)],
+        }
     }
 }
 

@@ -57,11 +57,12 @@ impl Pending {
             .expect("a pending lock connection is present until taken")
     }
 
-    fn held(mut self, id: i64) -> AdvisoryGuard {
-        AdvisoryGuard {
+    fn held(mut self, id: i64, local: LockGuard) -> LockGuard {
+        LockGuard::of(AdvisoryGuard {
             conn: self.0.take(),
             id,
-        }
+            local: Some(local),
+        })
     }
 }
 
@@ -73,10 +74,13 @@ impl Drop for Pending {
     }
 }
 
-/// A held advisory lock; released when dropped.
+/// A held advisory lock; released when dropped. The process's own lock on the key is let
+/// go only after the server's, so the next task of this process to take the key never
+/// waits on the server for this one's release.
 struct AdvisoryGuard {
     conn: Option<PoolConnection<Postgres>>,
     id: i64,
+    local: Option<LockGuard>,
 }
 
 impl Drop for AdvisoryGuard {
@@ -85,6 +89,7 @@ impl Drop for AdvisoryGuard {
             return;
         };
         let id = self.id;
+        let local = self.local.take();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
@@ -97,6 +102,8 @@ impl Drop for AdvisoryGuard {
                         tracing::warn!(id, "advisory unlock failed; closing its connection");
                         conn.close_on_drop();
                     }
+                    drop(conn);
+                    drop(local);
                 });
             }
             Err(_) => conn.close_on_drop(),
@@ -132,7 +139,7 @@ impl MetadataLocks for AdvisoryLocks {
             .bind(id)
             .execute(&mut **pending.conn())
             .await?;
-        Ok(local.with(pending.held(id)))
+        Ok(pending.held(id, local))
     }
 
     async fn try_lock(&self, key: LockKey) -> Result<Option<LockGuard>, MetadataError> {
@@ -152,7 +159,7 @@ impl MetadataLocks for AdvisoryLocks {
             }
             return Ok(None);
         }
-        Ok(Some(local.with(pending.held(id))))
+        Ok(Some(pending.held(id, local)))
     }
 }
 
