@@ -1,4 +1,4 @@
-//! Health (`/health/live`, `/health/ready`), Docker's `/v1/_ping` and
+//! Health (`/health/live`, `/health/ready`, `ferry healthcheck`), Docker's `/v1/_ping` and
 //! `docker search` (`/v1/search`), outside the /v2/ API.
 
 mod support;
@@ -50,6 +50,47 @@ async fn health_ready_follows_the_stores() {
     let anonymous = Api::new(&locked);
     anonymous.get("/health/ready").await.expect(200);
     anonymous.get("/v2/").await.expect(401);
+}
+
+/// `ferry healthcheck` (the image's `HEALTHCHECK`) with `reg`'s address and environment.
+fn healthcheck(reg: &TestRegistry) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(["healthcheck", "--timeout", "10"])
+        .env("REGISTRY_HTTP_ADDR", reg.addr.to_string())
+        .envs(reg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    support::cli::run_within(&mut cmd, std::time::Duration::from_secs(30))
+}
+
+/// `ferry healthcheck` asks `/health/ready`: healthy under `auth` without credentials
+/// (where `/v2/` answers 401), unhealthy (exit 1, naming the path and the 503) once the
+/// store's data is gone.
+#[test]
+fn healthcheck_asks_readiness() {
+    if skip_on_s3("removes the filesystem data directory") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, htpasswd_line("ci", "ci-pw")).unwrap();
+    let locked = TestRegistry::start_with_config(
+        &format!(
+            "version: 0.1\nauth:\n  htpasswd:\n    realm: R\n    path: {}\n",
+            htpasswd.display()
+        ),
+        &[],
+    );
+    let out = healthcheck(&locked);
+    assert!(out.status.success(), "{out:?}\n{}", locked.log());
+    assert!(locked.log().contains("/health/ready"), "{}", locked.log());
+
+    std::fs::remove_dir_all(locked.storage_root().join("docker")).unwrap();
+    let out = healthcheck(&locked);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("GET /health/ready") && stderr.contains("503"),
+        "{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
