@@ -1,5 +1,7 @@
-//! `ferry healthcheck`: asks the running server for `GET /v2/` over loopback, for container
-//! health checks that must work without a shell or curl in the image. With `http.tls` the
+//! `ferry healthcheck`: asks the running server for `GET /health/ready` over loopback (200
+//! while the metadata database and the store answer; no credentials needed, also under
+//! `auth`), for container health checks that must work without a shell or curl in the
+//! image. With `http.tls` the
 //! question goes over TLS, trusting whatever certificate the server shows: the probe tells
 //! whether the server answers, sends nothing secret and believes nothing but a status line.
 //! A server that requires client certificates (`http.tls.clientcas`) and refuses the probe
@@ -27,7 +29,7 @@ pub enum HealthError {
         reason: String,
     },
     /// The server answered, but not 200.
-    #[error("GET /v2/ on {addr} answered {status:?}")]
+    #[error("GET {PROBE_PATH} on {addr} answered {status:?}")]
     Status {
         /// Address tried.
         addr: String,
@@ -35,6 +37,9 @@ pub enum HealthError {
         status: String,
     },
 }
+
+/// What the probe asks: readiness, which needs no credentials.
+pub const PROBE_PATH: &str = "/health/ready";
 
 /// The address to probe for a listen address: a wildcard becomes loopback.
 pub fn probe_address(listen: &str) -> String {
@@ -44,7 +49,7 @@ pub fn probe_address(listen: &str) -> String {
     }
 }
 
-/// Checks that the registry at `addr` answers `GET /v2/` with 200 (over TLS when `tls`).
+/// Checks that the registry at `addr` answers `GET /health/ready` with 200 (over TLS when `tls`).
 pub async fn check(addr: &str, tls: bool, timeout: Duration) -> Result<(), HealthError> {
     let connect_error = |reason: String| HealthError::Connect {
         addr: addr.to_string(),
@@ -68,7 +73,7 @@ pub async fn check(addr: &str, tls: bool, timeout: Duration) -> Result<(), Healt
         .unwrap_or_else(|_| Err(connect_error(format!("no answer within {timeout:?}"))))
 }
 
-/// `GET /v2/` over `stream`.
+/// `GET /health/ready` over `stream`.
 async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     addr: &str,
@@ -78,7 +83,7 @@ async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
         reason,
     };
     let request = format!(
-        "GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: ferry-healthcheck\r\n\r\n"
+        "GET {PROBE_PATH} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: ferry-healthcheck\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

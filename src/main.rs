@@ -48,8 +48,8 @@ enum Command {
     /// images of the snapshot.
     #[command(override_usage = "ferry backup [OPTIONS] [CONFIG]... DEST")]
     Backup(ferry::backup::cli::BackupArgs),
-    /// Exit 0 when the registry configured by CONFIG answers on its address (for
-    /// container health checks).
+    /// Exit 0 when the registry configured by CONFIG answers `GET /health/ready` with 200
+    /// on its address (for container health checks).
     Healthcheck {
         /// The same configuration the server uses (first existing of several).
         config: Vec<PathBuf>,

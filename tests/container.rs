@@ -1203,8 +1203,13 @@ fn kubernetes_manifests_are_valid() {
             .iter()
             .any(|p| p["containerPort"] == 5000)
     );
-    for probe in ["readinessProbe", "livenessProbe"] {
-        assert_eq!(c[probe]["httpGet"]["path"], "/v2/", "{probe}");
+    // Readiness: the database and the store answer; liveness: the process serves. Neither
+    // needs credentials (`/v2/` would answer 401 under `auth`).
+    for (probe, path) in [
+        ("readinessProbe", "/health/ready"),
+        ("livenessProbe", "/health/live"),
+    ] {
+        assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
         assert_eq!(c[probe]["httpGet"]["port"], 5000, "{probe}");
     }
     let volumes = pod["volumes"].as_array().unwrap();

@@ -42,6 +42,9 @@ pub(super) struct File {
     /// The pull-through mirror: Distribution's keys plus Ferry's extensions.
     #[serde(deserialize_with = "section")]
     pub proxy: Proxy,
+    /// Distribution's health checks: only `storagedriver` is read (and needs nothing).
+    #[serde(deserialize_with = "section")]
+    pub health: Health,
 }
 
 /// `log`.
@@ -218,6 +221,26 @@ where
     Ok(Some(
         Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
     ))
+}
+
+/// `health`. Distribution's other checks (`file`, `http`, `tcp`) are unsupported keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Health {
+    #[serde(deserialize_with = "section")]
+    pub storagedriver: StorageDriverHealth,
+}
+
+/// `health.storagedriver`: Distribution's periodic storage check. Accepted (the values are
+/// checked for their type) and otherwise unused: `GET /health/ready` checks the metadata
+/// database and the store on each request, so there is no background checker to tune.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+#[allow(dead_code)]
+pub(super) struct StorageDriverHealth {
+    pub enabled: Option<Flag>,
+    pub interval: Option<GoDuration>,
+    pub threshold: Option<Count>,
 }
 
 /// `catalog`.

@@ -252,6 +252,18 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
         "most tags per tags/list page (default 1000)",
     ),
     (
+        "health.storagedriver.enabled",
+        "accepted for Distribution's configs; GET /health/ready checks the store on every request instead",
+    ),
+    (
+        "health.storagedriver.interval",
+        "accepted; no background check runs (see health.storagedriver.enabled)",
+    ),
+    (
+        "health.storagedriver.threshold",
+        "accepted; no background check runs (see health.storagedriver.enabled)",
+    ),
+    (
         "database.path",
         "Ferry's SQLite metadata file (default <data directory>/ferry/metadata.db; with S3 the data directory is /var/lib/registry, else ./ferry-data)",
     ),
@@ -1440,7 +1452,38 @@ mod tests {
     fn distribution_default_config_starts() {
         let yaml = "version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: :5000\n  headers:\n    X-Content-Type-Options: [nosniff]\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n";
         let c = load(yaml, &[]).unwrap();
-        assert_eq!(c.warnings.len(), 6, "{:?}", c.warnings);
+        // `health.storagedriver` is accepted: no warning names it (its three keys did).
+        assert!(
+            !c.warnings.iter().any(|w| w.contains("health")),
+            "{:?}",
+            c.warnings
+        );
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    }
+
+    /// `health.storagedriver` is accepted (values of the wrong type are not), from the file
+    /// and from `REGISTRY_*`; Distribution's other checks warn.
+    #[test]
+    fn health_storagedriver_is_accepted() {
+        let yaml = "version: 0.1\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n";
+        assert_eq!(load(yaml, &[]).unwrap().warnings, Vec::<String>::new());
+        let env = [
+            ("REGISTRY_HEALTH_STORAGEDRIVER_ENABLED", "false"),
+            ("REGISTRY_HEALTH_STORAGEDRIVER_INTERVAL", "30s"),
+            ("REGISTRY_HEALTH_STORAGEDRIVER_THRESHOLD", "5"),
+        ];
+        assert_eq!(
+            load("version: 0.1\n", &env).unwrap().warnings,
+            Vec::<String>::new()
+        );
+        for bad in ["threshold: many", "interval: soon", "enabled: perhaps"] {
+            let yaml = format!("version: 0.1\nhealth:\n  storagedriver:\n    {bad}\n");
+            assert!(load(&yaml, &[]).is_err(), "{bad}");
+        }
+        let yaml = "version: 0.1\nhealth:\n  storagedriver:\n    enabled: true\n  tcp:\n    - addr: db:5432\n";
+        let warnings = load(yaml, &[]).unwrap().warnings;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("health.tcp"), "{warnings:?}");
     }
 
     fn refused(yaml: &str, env: &[(&str, &str)]) -> Vec<Refusal> {

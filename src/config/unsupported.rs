@@ -158,8 +158,16 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     warn("storage.s3.checksumalgorithm", "tuning only"),
     warn("redis", "Ferry's metadata database needs no cache"),
     warn(
-        "health",
-        "GET /v2/ and `ferry healthcheck` tell whether Ferry is up; no storage checks are run",
+        "health.file",
+        "Ferry runs no file checks; GET /health/ready checks the metadata database and the store on each request",
+    ),
+    warn(
+        "health.http",
+        "Ferry runs no HTTP checks; GET /health/ready checks the metadata database and the store on each request",
+    ),
+    warn(
+        "health.tcp",
+        "Ferry runs no TCP checks; GET /health/ready checks the metadata database and the store on each request",
     ),
     warn("reporting", "no error reporting service is used"),
     warn("compatibility", "Ferry refuses schema1 manifests"),

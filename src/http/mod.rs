@@ -4,7 +4,7 @@
 //! the access the endpoint needs, a request id), both put in the request's extensions for
 //! the layers after it: **authorization is decided there**, between `classify` and
 //! [`dispatch`], by [`authorize`] (which asks [`crate::auth`]). `dispatch` calls the handler of the resource: [`blobs`], [`uploads`],
-//! [`manifests`] or [`listing`]. Handlers translate between HTTP and the registry services;
+//! [`manifests`], [`listing`] or [`search`] (`docker search`). Handlers translate between HTTP and the registry services;
 //! they never touch files or SQL. [`error`] maps service errors onto the spec's error JSON;
 //! [`logging`] writes one line per request and sets the API version header.
 
@@ -16,6 +16,7 @@ mod listing;
 mod logging;
 mod manifests;
 pub mod route;
+mod search;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -227,6 +228,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: axum::extract::Re
     let result = match endpoint {
         Endpoint::Base => Ok(base()),
         Endpoint::Catalog => listing::catalog(&request).await,
+        Endpoint::Search => search::search(&request).await,
         Endpoint::Tags { name } => listing::tags(&request, &name).await,
         Endpoint::Referrers { name, digest } => listing::referrers(&request, &name, &digest).await,
         Endpoint::GetManifest {

@@ -1,4 +1,4 @@
-//! Turns a `/v2/...` path into the API resource it names. Repository names contain `/`
+//! Turns a `/v2/...` path (or Docker's `/v1/search`) into the API resource it names. Repository names contain `/`
 //! and may even contain `blobs` or `manifests` components, so paths are read from the end.
 //!
 //! The raw path is split at `/` first and each segment percent-decoded afterwards, so an
@@ -20,6 +20,9 @@ pub enum Route {
     Base,
     /// `/v2/_catalog`
     Catalog,
+    /// `/v1/search` (`docker search`; Docker's v1 API, the one v1 path served besides
+    /// `/v1/_ping`)
+    Search,
     /// `/v2/<name>/tags/list`
     Tags {
         /// Repository.
@@ -90,6 +93,9 @@ fn name_of(segments: &[&str]) -> String {
 impl Route {
     /// Parses a request path; `None` when it is not an API path.
     pub fn parse(path: &str) -> Option<Route> {
+        if path == "/v1/search" {
+            return Some(Route::Search);
+        }
         let rest = path.strip_prefix("/v2")?;
         if rest.is_empty() || rest == "/" {
             return Some(Route::Base);
@@ -156,6 +162,8 @@ pub enum Endpoint {
     Base,
     /// `GET /v2/_catalog`.
     Catalog,
+    /// `GET /v1/search` (its query parameters are read by the handler).
+    Search,
     /// `GET /v2/<name>/tags/list`.
     Tags {
         /// Repository.
@@ -281,6 +289,7 @@ impl Endpoint {
         let endpoint = match route {
             Route::Base if read => Endpoint::Base,
             Route::Catalog if method == Method::GET => Endpoint::Catalog,
+            Route::Search if method == Method::GET => Endpoint::Search,
             Route::Tags { name: n } if method == Method::GET => Endpoint::Tags { name: name(&n)? },
             Route::Referrers { name: n, digest: d } if method == Method::GET => {
                 Endpoint::Referrers {
@@ -353,7 +362,9 @@ impl Endpoint {
         };
         match self {
             Endpoint::Base => Access::Base,
-            Endpoint::Catalog => Access::Catalog,
+            // Search lists repository names as the catalog does (and filters them the
+            // same way).
+            Endpoint::Catalog | Endpoint::Search => Access::Catalog,
             Endpoint::Tags { name }
             | Endpoint::GetManifest { name, .. }
             | Endpoint::GetBlob { name, .. }
@@ -381,6 +392,9 @@ mod tests {
         assert_eq!(Route::parse("/v2/"), Some(Route::Base));
         assert_eq!(Route::parse("/v2"), Some(Route::Base));
         assert_eq!(Route::parse("/v2/_catalog"), Some(Route::Catalog));
+        assert_eq!(Route::parse("/v1/search"), Some(Route::Search));
+        assert_eq!(Route::parse("/v1/search/"), None);
+        assert_eq!(Route::parse("/v1/other"), None);
         assert_eq!(
             Route::parse("/v2/a/b/tags/list"),
             Some(Route::Tags { name: s("a/b") })

@@ -168,6 +168,30 @@ async fn the_edge_answers_each_kind_of_bad_request_with_the_spec_code() {
             StatusCode::OK,
             "",
         ),
+        (
+            Method::GET,
+            "/v1/search?q=x&n=5&page=2".into(),
+            StatusCode::OK,
+            "",
+        ),
+        (
+            Method::GET,
+            "/v1/search?q=x&n=0".into(),
+            StatusCode::BAD_REQUEST,
+            "PAGINATION_NUMBER_INVALID",
+        ),
+        (
+            Method::GET,
+            "/v1/search?page=-1".into(),
+            StatusCode::BAD_REQUEST,
+            "PAGINATION_NUMBER_INVALID",
+        ),
+        (
+            Method::DELETE,
+            "/v1/search".into(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+        ),
     ];
     for (method, path, status, code) in cases {
         let got = answer(&edge, method.clone(), &path).await;

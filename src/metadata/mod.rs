@@ -342,6 +342,39 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<String>, MetadataError>;
 
+    /// Up to `limit` names of repositories (those [`MetadataStore::list_repositories`] lists)
+    /// that contain `query` (compared without case; an empty query matches every name),
+    /// after `last` in byte-wise order: what `docker search` asks. The default pages through
+    /// `list_repositories` and filters here, holding at most one batch and the matches; a
+    /// backend with an index can do better.
+    async fn search_repositories(
+        &self,
+        query: &str,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, MetadataError> {
+        /// Names read per `list_repositories` call.
+        const BATCH: u32 = 1000;
+        let query = query.to_lowercase();
+        let mut found = Vec::new();
+        let mut after = last.map(str::to_string);
+        while found.len() < limit as usize {
+            let batch = self.list_repositories(after.as_deref(), BATCH).await?;
+            let ended = batch.len() < BATCH as usize;
+            after = batch.last().cloned();
+            found.extend(
+                batch
+                    .into_iter()
+                    .filter(|name| name.to_lowercase().contains(&query)),
+            );
+            if ended {
+                break;
+            }
+        }
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+
     /// Manifests in `repository` whose subject is `subject`, optionally of one artifact type.
     async fn referrers(
         &self,

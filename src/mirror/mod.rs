@@ -47,6 +47,7 @@ use crate::registry::blobs::{BlobAnswer, RangeRequest};
 use crate::registry::context::{Access, Action, RequestContext};
 use crate::registry::listing::{Page, PageRequest};
 use crate::registry::manifests::PushedManifest;
+use crate::registry::search::{SearchPage, SearchRequest};
 use crate::registry::uploads::ChunkRange;
 use crate::registry::{Registry, RegistryError};
 use crate::storage::ByteStream;
@@ -785,6 +786,14 @@ impl Listings for Mirror {
         page: PageRequest<'_>,
     ) -> Result<Page, RegistryError> {
         self.inner.list_repositories(cx, page).await
+    }
+
+    async fn search_repositories(
+        &self,
+        cx: &RequestContext,
+        request: &SearchRequest,
+    ) -> Result<SearchPage, RegistryError> {
+        self.inner.search_repositories(cx, request).await
     }
 
     async fn referrers(

@@ -18,6 +18,7 @@ use super::blobs::{BlobAnswer, RangeRequest};
 use super::context::RequestContext;
 use super::listing::{Page, PageRequest};
 use super::manifests::PushedManifest;
+use super::search::{SearchPage, SearchRequest};
 use super::uploads::ChunkRange;
 use crate::metadata::{StoredManifest, UploadSession};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
@@ -167,6 +168,14 @@ pub trait Listings: Send + Sync {
         cx: &RequestContext,
         page: PageRequest<'_>,
     ) -> Result<Page, RegistryError>;
+
+    /// A page of the repository names containing a term (`docker search`), holding and
+    /// counting only repositories the caller may pull.
+    async fn search_repositories(
+        &self,
+        cx: &RequestContext,
+        request: &SearchRequest,
+    ) -> Result<SearchPage, RegistryError>;
 
     /// The referrers of `subject` as an OCI image index (JSON bytes).
     async fn referrers(

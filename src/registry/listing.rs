@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use super::api::Listings;
 use super::context::{Action, RequestContext};
+use super::search::{SearchPage, SearchRequest};
 use super::{Registry, RegistryError};
 use crate::oci::manifest::media_type;
 use crate::oci::{Digest, RepositoryName};
@@ -130,6 +131,14 @@ impl Listings for Registry {
         }
         entries.truncate(want);
         Ok(page(entries, limit))
+    }
+
+    async fn search_repositories(
+        &self,
+        cx: &RequestContext,
+        request: &SearchRequest,
+    ) -> Result<SearchPage, RegistryError> {
+        self.search(cx, request).await
     }
 
     async fn referrers(

@@ -4,7 +4,7 @@
 //! and a caching layer can implement it by wrapping a `Registry`. Each file owns one
 //! resource: [`blobs`] (reads and deletes), [`uploads`] (sessions,
 //! chunks, commit, mounts), [`manifests`] (validation, storage, tags), [`listing`] (tag
-//! lists, catalog, referrers); [`pieces`] holds an upload's bytes in memory, within a
+//! lists, catalog, referrers), [`search`] (`docker search`); [`pieces`] holds an upload's bytes in memory, within a
 //! budget. They work through the two stores: [`crate::metadata`] for
 //! facts and [`crate::storage`] for bytes, and never write metadata before the bytes it
 //! describes are durable.
@@ -17,6 +17,7 @@ pub mod health;
 pub mod listing;
 pub mod manifests;
 mod pieces;
+pub mod search;
 pub mod uploads;
 
 use std::sync::Arc;
