@@ -13,6 +13,10 @@
 //! Distribution's `storage.s3` keys instead; its metadata database stays under its data
 //! directory (`data/ferry/metadata.db`). Distribution-flavored registries always use the
 //! filesystem.
+//!
+//! Metadata: SQLite under the data directory by default. With `FERRY_TEST_METADATA=postgres`,
+//! every Ferry-flavored [`TestRegistry`] started with [`TestRegistry::start_with`] gets its
+//! own PostgreSQL server ([`postgres::PostgresServer`]) and `REGISTRY_DATABASE_URL`.
 #![allow(dead_code)]
 
 pub mod balancer;
@@ -94,6 +98,9 @@ pub struct TestRegistry {
     s3_target: Option<S3Target>,
     /// The S3 server this registry owns (`FERRY_TEST_STORAGE=s3`), dropped with it.
     s3: Option<S3Server>,
+    /// The PostgreSQL server this registry owns (`FERRY_TEST_METADATA=postgres`), dropped
+    /// with it.
+    postgres: Option<postgres::PostgresServer>,
 }
 
 impl TestRegistry {
@@ -120,7 +127,31 @@ impl TestRegistry {
             } else {
                 (None, None)
             };
-        Self::start_full(flavor, dir, root, env, s3, s3_target)
+        // Likewise the metadata database: FERRY_TEST_METADATA, unless the test names one.
+        let explicit_database = env.iter().any(|(k, _)| k.starts_with("REGISTRY_DATABASE_"));
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        let (postgres, url) = if flavor == Flavor::Ferry
+            && metadata() == Metadata::Postgres
+            && !explicit_database
+        {
+            let server = postgres::PostgresServer::try_start()
+                .unwrap_or_else(|e| panic!("FERRY_TEST_METADATA=postgres: {e}"));
+            let url = server.create_database("ferry");
+            (Some(server), url)
+        } else {
+            (None, String::new())
+        };
+        if postgres.is_some() {
+            env.push(("REGISTRY_DATABASE_URL", &url));
+        }
+        let mut me = Self::start_full(flavor, dir, root, &env, s3, s3_target);
+        me.postgres = postgres;
+        me
+    }
+
+    /// The PostgreSQL server holding this registry's metadata, if it runs on one.
+    pub fn postgres(&mut self) -> Option<&mut postgres::PostgresServer> {
+        self.postgres.as_mut()
     }
 
     /// A Ferry (filesystem storage) reading `yaml` as its config file, with `env` on top.
@@ -171,6 +202,7 @@ impl TestRegistry {
             log_path,
             s3_target,
             s3,
+            postgres: None,
         };
         me.spawn_on_free_port();
         me
@@ -234,8 +266,10 @@ impl TestRegistry {
                 set("REGISTRY_STORAGE_S3_SECRETKEY", &t.secret_key);
                 set("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true");
                 set("REGISTRY_STORAGE_S3_SECURE", "false");
-                let db = self.root.join("ferry").join("metadata.db");
-                set("REGISTRY_DATABASE_PATH", db.to_str().expect("utf-8 path"));
+                if !self.env.iter().any(|(k, _)| k == "REGISTRY_DATABASE_URL") {
+                    let db = self.root.join("ferry").join("metadata.db");
+                    set("REGISTRY_DATABASE_PATH", db.to_str().expect("utf-8 path"));
+                }
             }
         }
         env
@@ -643,6 +677,25 @@ pub fn storage() -> Storage {
         Ok("s3") => Storage::S3,
         Ok("filesystem") | Ok("") | Err(_) => Storage::Filesystem,
         Ok(other) => panic!("FERRY_TEST_STORAGE={other}: expected `filesystem` or `s3`"),
+    }
+}
+
+/// Where Ferry-flavored registries keep their metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metadata {
+    /// SQLite under the data directory (the default).
+    Sqlite,
+    /// PostgreSQL on a server each registry owns.
+    Postgres,
+}
+
+/// The metadata database the suite runs on: PostgreSQL when `FERRY_TEST_METADATA=postgres`,
+/// else SQLite.
+pub fn metadata() -> Metadata {
+    match std::env::var("FERRY_TEST_METADATA").as_deref() {
+        Ok("postgres") => Metadata::Postgres,
+        Ok("sqlite") | Ok("") | Err(_) => Metadata::Sqlite,
+        Ok(other) => panic!("FERRY_TEST_METADATA={other}: expected `sqlite` or `postgres`"),
     }
 }
 
