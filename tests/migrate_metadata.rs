@@ -12,6 +12,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -264,4 +265,272 @@ fn unusable_arguments_exit_2_without_the_password() {
         ),
         "PostgreSQL URL",
     );
+}
+
+/// Asserts that `table` holds the same rows (decoded as the tuple type `$row`) in the
+/// SQLite and PostgreSQL connections, ordered by `$order`; returns how many.
+macro_rules! same_rows {
+    ($sqlite:expr, $pg:expr, $table:literal, $columns:literal, $order:literal, $row:ty) => {{
+        let sql = concat!("SELECT ", $columns, " FROM ", $table, " ORDER BY ", $order);
+        let from: Vec<$row> = sqlx::query_as(sql)
+            .fetch_all(&mut *$sqlite)
+            .await
+            .expect($table);
+        let to: Vec<$row> = sqlx::query_as(sql)
+            .fetch_all(&mut *$pg)
+            .await
+            .expect($table);
+        assert_eq!(from.len(), to.len(), "{} rows", $table);
+        assert!(from == to, "{} rows differ", $table);
+        from.len()
+    }};
+}
+
+/// Enough rows for several batches of every table, NULLs and values in every nullable
+/// column, payloads of 4 MiB (batches bounded by bytes), and byte-exact comparison of every
+/// value on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_value_is_copied_across_batches() {
+    use sqlx::{ConnectOptions, Connection};
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let url = pg.create_database("values");
+    let dir = support::cli::tempdir();
+    let path = dir.path().join("metadata.db");
+    // The schema by the store itself; rows written directly.
+    ferry::metadata::sqlite::open(&path)
+        .await
+        .expect("create the SQLite database")
+        .close()
+        .await;
+    let mut sqlite = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .expect("open SQLite");
+    const N: i64 = 1234;
+    let mut tx = sqlite.begin().await.expect("begin");
+    for (k, v) in [("store_id", "abc"), ("token_secret", "s3cr3t")] {
+        sqlx::query("INSERT INTO registry_info (key, value) VALUES ($1, $2)")
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await
+            .expect("registry_info");
+    }
+    let mut big = Rng::new(7);
+    for i in 1..=N {
+        // Ids with gaps, as after deletes.
+        let id = i * 3;
+        let digest = format!("sha256:{i:064x}");
+        sqlx::query("INSERT INTO repositories (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(format!("repo/{i:05}"))
+            .bind(1_700_000_000 + i)
+            .execute(&mut *tx)
+            .await
+            .expect("repositories");
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at, last_used) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&digest)
+        .bind(i * 1000)
+        .bind(i)
+        .bind(i + 1)
+        .execute(&mut *tx)
+        .await
+        .expect("blobs");
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(&digest)
+        .bind(i)
+        .execute(&mut *tx)
+        .await
+        .expect("repository_blobs");
+        let payload = if i % 300 == 0 {
+            let mut bytes = vec![0u8; 4 << 20];
+            big.fill(&mut bytes);
+            bytes
+        } else {
+            format!("{{\"n\":{i}}}\0\u{e9}").into_bytes()
+        };
+        sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
+               annotations, size, payload, created_at, last_pulled, cache_ttl)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(id)
+        .bind(&digest)
+        .bind(OCI_MANIFEST)
+        .bind((i % 2 == 0).then_some(SBOM_TYPE))
+        .bind((i % 3 == 0).then(|| format!("sha256:{:064x}", i - 1)))
+        .bind((i % 5 == 0).then_some("{\"a\":\"ü\"}"))
+        .bind(payload.len() as i64)
+        .bind(payload)
+        .bind(i)
+        .bind((i % 7 == 0).then_some(i * 2))
+        .bind((i % 7 == 0).then_some(3600i64))
+        .execute(&mut *tx)
+        .await
+        .expect("manifests");
+        sqlx::query(
+            "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind)
+             VALUES ($1, $2, $2, 'config')",
+        )
+        .bind(id)
+        .bind(&digest)
+        .execute(&mut *tx)
+        .await
+        .expect("manifest_references");
+        sqlx::query(
+            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+             VALUES ($1, 'latest', $2, $3)",
+        )
+        .bind(id)
+        .bind(&digest)
+        .bind(i)
+        .execute(&mut *tx)
+        .await
+        .expect("tags");
+        if i % 400 == 0 {
+            sqlx::query(
+                "INSERT INTO uploads (id, repository, size, hash_state, started_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(format!("00000000-0000-0000-0000-{i:012}"))
+            .bind(format!("repo/{i:05}"))
+            .bind(i)
+            .bind((i % 800 == 0).then(|| vec![0u8, 1, 2, 255]))
+            .bind(i)
+            .bind(i + 5)
+            .execute(&mut *tx)
+            .await
+            .expect("uploads");
+        }
+    }
+    tx.commit().await.expect("commit");
+    drop(sqlite);
+
+    let settings = ferry::metadata::postgres::PostgresSettings {
+        url: url.clone(),
+        max_connections: 2,
+    };
+    let mut lines = Vec::new();
+    let report =
+        ferry::metadata::migrate::migrate(&path, &settings, &mut |l| lines.push(l.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    let n = usize::try_from(N).unwrap();
+    let expected = [
+        ("registry_info", 2),
+        ("repositories", n),
+        ("blobs", n),
+        ("repository_blobs", n),
+        ("manifests", n),
+        ("manifest_references", n),
+        ("tags", n),
+        ("uploads", 3),
+    ];
+    let reported: Vec<(&str, usize)> = report
+        .tables
+        .iter()
+        .map(|(t, rows)| (*t, usize::try_from(*rows).unwrap()))
+        .collect();
+    assert_eq!(reported, expected);
+
+    let mut sqlite = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .read_only(true)
+        .connect()
+        .await
+        .expect("open SQLite");
+    let mut pg_conn = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect PostgreSQL");
+    let (s, p) = (&mut sqlite, &mut pg_conn);
+    same_rows!(s, p, "registry_info", "key, value", "key", (String, String));
+    same_rows!(
+        s,
+        p,
+        "repositories",
+        "id, name, created_at",
+        "id",
+        (i64, String, i64)
+    );
+    same_rows!(
+        s,
+        p,
+        "blobs",
+        "digest, size, created_at, last_used",
+        "digest",
+        (String, i64, i64, i64)
+    );
+    same_rows!(
+        s,
+        p,
+        "repository_blobs",
+        "repository_id, digest, created_at",
+        "repository_id, digest",
+        (i64, String, i64)
+    );
+    type ManifestRow = (
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        Vec<u8>,
+        i64,
+        Option<i64>,
+        Option<i64>,
+    );
+    same_rows!(
+        s,
+        p,
+        "manifests",
+        "repository_id, digest, media_type, artifact_type, subject, annotations, size, payload,
+         created_at, last_pulled, cache_ttl",
+        "repository_id, digest",
+        ManifestRow
+    );
+    same_rows!(
+        s,
+        p,
+        "manifest_references",
+        "repository_id, manifest_digest, child_digest, kind",
+        "repository_id, manifest_digest",
+        (i64, String, String, String)
+    );
+    same_rows!(
+        s,
+        p,
+        "tags",
+        "repository_id, name, manifest_digest, updated_at",
+        "repository_id, name",
+        (i64, String, String, i64)
+    );
+    same_rows!(
+        s,
+        p,
+        "uploads",
+        "id, repository, size, hash_state, started_at, updated_at",
+        "id",
+        (String, String, i64, Option<Vec<u8>>, i64, i64)
+    );
+    // The next repository gets the id after the highest copied.
+    let next: (i64,) = sqlx::query_as(
+        "INSERT INTO repositories (name, created_at) VALUES ('new', 0) RETURNING id",
+    )
+    .fetch_one(&mut pg_conn)
+    .await
+    .expect("insert a repository");
+    assert_eq!(next.0, N * 3 + 1);
 }
