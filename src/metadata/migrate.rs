@@ -569,6 +569,21 @@ mod tests {
     }
 
     #[test]
+    fn report_names_every_table_with_its_rows() {
+        let report = MigrationReport {
+            from: PathBuf::from("/data/ferry/metadata.db"),
+            to: "postgres://ferry:****@db/ferry".into(),
+            tables: vec![("repositories", 2), ("manifests", 7)],
+        };
+        let text = report.to_string();
+        assert!(text.contains("/data/ferry/metadata.db into postgres://ferry:****@db/ferry"));
+        assert!(text.contains("  repositories         2\n  manifests            7\n"));
+        let json = report.to_json();
+        assert_eq!(json["tables"]["manifests"], 7);
+        assert_eq!(json["to"], "postgres://ferry:****@db/ferry");
+    }
+
+    #[test]
     fn every_table_of_the_schema_is_copied() {
         let schema = include_str!("../../migrations/postgres/0001_initial.sql");
         let created = schema.matches("CREATE TABLE ").count();
