@@ -534,3 +534,78 @@ async fn every_value_is_copied_across_batches() {
     .expect("insert a repository");
     assert_eq!(next.0, N * 3 + 1);
 }
+
+/// Peak memory stays bounded whatever the payloads add up to: 48 manifests of 4 MiB
+/// (192 MiB) go over while `ferry migrate-metadata` stays well under that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_are_copied_in_bounded_memory() {
+    use sqlx::{ConnectOptions, Connection};
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        eprintln!("SKIP: /usr/bin/time is not installed (apt-get install time)");
+        return;
+    }
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
+    let url = pg.create_database("large");
+    let dir = support::cli::tempdir();
+    let path = dir.path().join("metadata.db");
+    ferry::metadata::sqlite::open(&path)
+        .await
+        .expect("create the SQLite database")
+        .close()
+        .await;
+    let mut sqlite = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .expect("open SQLite");
+    let mut tx = sqlite.begin().await.expect("begin");
+    sqlx::query("INSERT INTO repositories (id, name, created_at) VALUES (1, 'big', 0)")
+        .execute(&mut *tx)
+        .await
+        .expect("repository");
+    let mut rng = Rng::new(11);
+    let mut payload = vec![0u8; 4 << 20];
+    for i in 0..48 {
+        rng.fill(&mut payload);
+        sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, size, payload, created_at)
+             VALUES (1, $1, $2, $3, $4, 0)",
+        )
+        .bind(sha256(&payload))
+        .bind(OCI_MANIFEST)
+        .bind(payload.len() as i64)
+        .bind(&payload[..])
+        .execute(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("manifest {i}: {e}"));
+    }
+    tx.commit().await.expect("commit");
+    drop(sqlite);
+
+    let mut cmd = std::process::Command::new(time);
+    cmd.arg("-v")
+        .arg(env!("CARGO_BIN_EXE_ferry"))
+        .args(["migrate-metadata", "--quiet", "--from"])
+        .arg(&path)
+        .args(["--to", &url]);
+    let out = run_within(&mut cmd, TOOL_TIMEOUT);
+    assert!(out.status.success(), "{}", shown(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let peak_kib: u64 = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in:\n{stderr}"));
+    assert_eq!(pg_rows(&pg, "large", "manifests"), 48);
+    eprintln!(
+        "ferry migrate-metadata: peak RSS {} MiB for 192 MiB of payloads",
+        peak_kib / 1024
+    );
+    assert!(
+        peak_kib < 120 * 1024,
+        "peak RSS {peak_kib} KiB for 192 MiB of payloads"
+    );
+}

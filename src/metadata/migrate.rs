@@ -4,8 +4,9 @@
 //! Every table is copied as it is (repository ids included, so no row needs rewriting),
 //! in one PostgreSQL transaction: the destination holds all of it or none of it. The
 //! source is read in one SQLite read transaction (a consistent state even if the node is
-//! still running); rows are streamed and inserted in batches bounded in rows and bytes
-//! (manifest payloads are up to 4 MiB each), so memory does not grow with the database.
+//! still running); rows are streamed, manifests (payloads up to 4 MiB each) read in pages
+//! sized beforehand, and inserted in batches bounded in rows and bytes, so memory does not
+//! grow with the database.
 //! Before the commit the row count of every table is compared on both sides.
 
 use std::fmt;
@@ -47,6 +48,10 @@ enum Kind {
 struct Table {
     name: &'static str,
     columns: &'static [(&'static str, Kind)],
+    /// Rows large enough (manifests' payloads, up to 4 MiB) that they are read in pages
+    /// sized beforehand ([`copy_paged`]) rather than streamed: SQLite's driver reads
+    /// ahead of the consumer (50 rows), which would be 200 MiB of payloads.
+    paged: bool,
 }
 
 /// Every table of the schema (migrations/sqlite and migrations/postgres hold the same).
@@ -54,6 +59,7 @@ const TABLES: &[Table] = &[
     Table {
         name: "registry_info",
         columns: &[("key", Kind::Text), ("value", Kind::Text)],
+        paged: false,
     },
     Table {
         name: "repositories",
@@ -62,6 +68,7 @@ const TABLES: &[Table] = &[
             ("name", Kind::Text),
             ("created_at", Kind::Int),
         ],
+        paged: false,
     },
     Table {
         name: "blobs",
@@ -71,6 +78,7 @@ const TABLES: &[Table] = &[
             ("created_at", Kind::Int),
             ("last_used", Kind::Int),
         ],
+        paged: false,
     },
     Table {
         name: "repository_blobs",
@@ -79,6 +87,7 @@ const TABLES: &[Table] = &[
             ("digest", Kind::Text),
             ("created_at", Kind::Int),
         ],
+        paged: false,
     },
     Table {
         name: "manifests",
@@ -95,6 +104,7 @@ const TABLES: &[Table] = &[
             ("last_pulled", Kind::Int),
             ("cache_ttl", Kind::Int),
         ],
+        paged: true,
     },
     Table {
         name: "manifest_references",
@@ -104,6 +114,7 @@ const TABLES: &[Table] = &[
             ("child_digest", Kind::Text),
             ("kind", Kind::Text),
         ],
+        paged: false,
     },
     Table {
         name: "tags",
@@ -113,6 +124,7 @@ const TABLES: &[Table] = &[
             ("manifest_digest", Kind::Text),
             ("updated_at", Kind::Int),
         ],
+        paged: false,
     },
     Table {
         name: "uploads",
@@ -124,6 +136,7 @@ const TABLES: &[Table] = &[
             ("started_at", Kind::Int),
             ("updated_at", Kind::Int),
         ],
+        paged: false,
     },
 ];
 
@@ -358,8 +371,80 @@ async fn count(tx: &mut Transaction<'static, Any>, table: &str) -> Result<u64, M
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Streams `table` out of `src` into `dst` in batches; returns the rows copied.
+/// Copies `table` out of `src` into `dst` in batches; returns the rows copied.
 async fn copy_table(
+    src: &mut Transaction<'static, Any>,
+    dst: &mut Transaction<'static, Any>,
+    table: &Table,
+) -> Result<u64, MetadataError> {
+    if table.paged {
+        copy_paged(src, dst, table).await
+    } else {
+        copy_streamed(src, dst, table).await
+    }
+}
+
+/// Copies the manifests page by page in key order: the keys and sizes of the next
+/// [`BATCH_ROWS`] rows first, then the full rows of as many of them as fit in
+/// [`BATCH_BYTES`] (at least one), so no more than that is ever read ahead.
+async fn copy_paged(
+    src: &mut Transaction<'static, Any>,
+    dst: &mut Transaction<'static, Any>,
+    table: &Table,
+) -> Result<u64, MetadataError> {
+    const SIZES: &str = "SELECT repository_id, digest,
+           length(payload) + COALESCE(length(annotations), 0) FROM manifests
+         WHERE (repository_id, digest) > ($1, $2) ORDER BY repository_id, digest LIMIT $3";
+    let columns: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+    let select = format!(
+        "SELECT {} FROM {} WHERE (repository_id, digest) > ($1, $2)
+           AND (repository_id, digest) <= ($3, $4) ORDER BY repository_id, digest",
+        columns.join(", "),
+        table.name
+    );
+    let limit = i64::try_from(BATCH_ROWS).unwrap_or(i64::MAX);
+    // Before every key.
+    let mut after: (i64, String) = (i64::MIN, String::new());
+    let mut copied = 0u64;
+    loop {
+        let sizes: Vec<(i64, String, i64)> = sqlx::query_as(SIZES)
+            .bind(after.0)
+            .bind(&after.1)
+            .bind(limit)
+            .fetch_all(&mut **src)
+            .await?;
+        let mut bytes = 0usize;
+        let mut last = None;
+        for (repository_id, digest, size) in &sizes {
+            let size = usize::try_from(*size).unwrap_or(0);
+            if last.is_some() && bytes + size > BATCH_BYTES {
+                break;
+            }
+            bytes += size;
+            last = Some((*repository_id, digest.as_str()));
+        }
+        let Some((last_id, last_digest)) = last else {
+            return Ok(copied);
+        };
+        let rows = sqlx::query(AssertSqlSafe(select.clone()))
+            .bind(after.0)
+            .bind(&after.1)
+            .bind(last_id)
+            .bind(last_digest)
+            .fetch_all(&mut **src)
+            .await?;
+        let batch = rows
+            .iter()
+            .map(|row| decode(row, table))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(rows);
+        copied += insert(dst, table, &columns, batch).await?;
+        after = (last_id, last_digest.to_string());
+    }
+}
+
+/// Streams `table` out of `src` into `dst` in batches; returns the rows copied.
+async fn copy_streamed(
     src: &mut Transaction<'static, Any>,
     dst: &mut Transaction<'static, Any>,
     table: &Table,
