@@ -323,7 +323,8 @@ async fn copy(
         });
     }
     // What a replica started on the empty database recorded (its own token secret, the
-    // store id) gives way to the node's: its tokens stay valid, its store is the store.
+    // store id) gives way to the node's: tokens the node issued stay valid, and its store
+    // id is the one the replicas check.
     sqlx::query("DELETE FROM registry_info")
         .execute(&mut *dst)
         .await
