@@ -48,6 +48,9 @@ enum Command {
     /// images of the snapshot.
     #[command(override_usage = "ferry backup [OPTIONS] [CONFIG]... DEST")]
     Backup(ferry::backup::cli::BackupArgs),
+    /// Copy a single node's SQLite metadata into an empty PostgreSQL database (one
+    /// transaction, row counts checked), so replicas can serve the same storage from it.
+    MigrateMetadata(ferry::metadata::migrate::MigrateArgs),
     /// Exit 0 when the registry configured by CONFIG answers `GET /health/ready` with 200
     /// on its address (for container health checks).
     Healthcheck {
@@ -98,6 +101,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Gc(args) => ferry::gc::cli::run(args, "ferry gc"),
         Command::Backup(args) => ferry::backup::cli::run(args),
+        Command::MigrateMetadata(args) => ferry::metadata::migrate::run(args),
         Command::Import {
             config,
             verify,

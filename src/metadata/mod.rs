@@ -8,6 +8,7 @@
 
 pub mod collector;
 pub mod locks;
+pub mod migrate;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

@@ -204,6 +204,12 @@ impl SqlStore {
         self.dialect
     }
 
+    /// The writer and reader pools, for `ferry migrate-metadata` ([`super::migrate`]), which
+    /// copies whole tables instead of going through the store's methods.
+    pub(crate) fn pools(&self) -> (&AnyPool, &AnyPool) {
+        (&self.writer, &self.reader)
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Any>, MetadataError> {
         Ok(self.writer.begin_with(self.dialect.begin_write()).await?)
     }
