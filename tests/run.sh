@@ -2,8 +2,10 @@
 # The test command: installs the client tools the tests drive (when missing), builds the
 # suite once, runs all of it (unit tests and every file in tests/), then runs again, with
 # Ferry storing blobs on S3 (FERRY_TEST_STORAGE=s3, an s3s-fs server per registry), the tests
-# whose requests reach the blob store. Prints each step's duration, ends with one summary
-# line over both passes, and exits non-zero if anything failed.
+# whose requests reach the blob store, and again with Ferry's metadata on PostgreSQL
+# (FERRY_TEST_METADATA=postgres, a PostgreSQL server per registry), the API, client and
+# mirror suites. Prints each step's duration, ends with one summary line over all passes,
+# and exits non-zero if anything failed.
 #
 #   tests/run.sh [extra arguments for the first pass's runner]
 #
@@ -127,6 +129,13 @@ s3_tests=(
 # skopeo), migrate_from_distribution (filesystem only); memory's single POST ?digest= (the
 # same staging, multipart and copy path as the PATCH, 50 s of 1 GiB on s3s-fs).
 
+# The PostgreSQL pass (FERRY_TEST_METADATA=postgres: a PostgreSQL server per registry, its
+# metadata there): the API suite, the real clients and the mirror, whose requests all reach
+# the metadata store. tests/metadata.rs runs every method on both databases in the first
+# pass already; tests/replicas.rs and tests/migrate_metadata.rs start their own PostgreSQL.
+pg_tests=(api_base_and_errors api_blobs api_manifests api_referrers api_search api_tags_catalog
+    api_uploads clients mirror)
+
 # Human-readable seconds.
 duration() { printf '%dm %02ds' $(($1 / 60)) $(($1 % 60)); }
 
@@ -193,6 +202,11 @@ if [ "$status" -eq 0 ]; then
         FERRY_TEST_STORAGE=s3 run_step s3-tests deploy/static-cargo nextest run --locked \
             --no-fail-fast -E "$filter" || status=$?
         count
+        filter=
+        for binary in "${pg_tests[@]}"; do filter+="${filter:+ | }binary(=$binary)"; done
+        FERRY_TEST_METADATA=postgres run_step postgres-tests deploy/static-cargo nextest run \
+            --locked --no-fail-fast -E "$filter" || status=$?
+        count
     else
         run_step tests deploy/static-cargo test --locked --no-fail-fast "$@" || status=$?
         count
@@ -203,6 +217,11 @@ if [ "$status" -eq 0 ]; then
                 --locked --test "$binary" -- --exact "${names[@]}" || status=$?
             count
         done
+        for binary in "${pg_tests[@]}"; do
+            FERRY_TEST_METADATA=postgres run_step "postgres-tests ($binary)" \
+                deploy/static-cargo test --locked --test "$binary" || status=$?
+            count
+        done
     fi
 fi
 
@@ -210,6 +229,6 @@ log "durations: ${timings[*]/%/;} total $(duration $((SECONDS - suite_started)))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
     failed=1 # a step failed outside any test (build, runner): never report a clean run
 fi
-# The closing line, over both passes.
+# The closing line, over all passes.
 echo "tests/run.sh: $passed passed, $failed failed"
 exit "$status"
