@@ -130,17 +130,15 @@ impl TestRegistry {
         // Likewise the metadata database: FERRY_TEST_METADATA, unless the test names one.
         let explicit_database = env.iter().any(|(k, _)| k.starts_with("REGISTRY_DATABASE_"));
         let mut env: Vec<(&str, &str)> = env.to_vec();
-        let (postgres, url) = if flavor == Flavor::Ferry
-            && metadata() == Metadata::Postgres
-            && !explicit_database
-        {
-            let server = postgres::PostgresServer::try_start()
-                .unwrap_or_else(|e| panic!("FERRY_TEST_METADATA=postgres: {e}"));
-            let url = server.create_database("ferry");
-            (Some(server), url)
-        } else {
-            (None, String::new())
-        };
+        let (postgres, url) =
+            if flavor == Flavor::Ferry && metadata() == Metadata::Postgres && !explicit_database {
+                let server = postgres::PostgresServer::try_start()
+                    .unwrap_or_else(|e| panic!("FERRY_TEST_METADATA=postgres: {e}"));
+                let url = server.create_database("ferry");
+                (Some(server), url)
+            } else {
+                (None, String::new())
+            };
         if postgres.is_some() {
             env.push(("REGISTRY_DATABASE_URL", &url));
         }
