@@ -283,6 +283,11 @@ impl TestRegistry {
             std::fs::remove_dir_all(&t.bucket_dir).expect("remove bucket dir");
             std::fs::create_dir_all(&t.bucket_dir).expect("bucket dir");
         }
+        // The metadata too, when it is in PostgreSQL: a new, empty database of the same name.
+        if let Some(server) = &self.postgres {
+            server.psql("postgres", "DROP DATABASE ferry WITH (FORCE)");
+            server.create_database("ferry");
+        }
     }
 
     /// Path of the server's temporary directory (holds `data/`, the log and configs).
