@@ -1242,6 +1242,72 @@ fn kubernetes_manifests_are_valid() {
     mount_of("/tmp");
 }
 
+/// deploy/compose-ha.yml: three replicas of the image over PostgreSQL and S3 behind the
+/// balancer, probed by readiness, with settings Ferry accepts.
+#[test]
+fn compose_ha_file_is_valid() {
+    let compose_path = repo().join("deploy/compose-ha.yml");
+    let all = yaml_documents(std::slice::from_ref(&compose_path));
+    let compose = &all[compose_path.to_str().unwrap()][0];
+    let service = &compose["services"]["registry"];
+    assert_eq!(service["deploy"]["replicas"], 3);
+    let env = &service["environment"];
+    let url = env["REGISTRY_DATABASE_URL"].as_str().unwrap();
+    assert!(
+        url.starts_with("postgres://") && url.contains("@db:5432/"),
+        "{url}"
+    );
+    assert_eq!(env["REGISTRY_STORAGE"], "s3");
+    assert_eq!(service["healthcheck"]["test"][1], "/usr/local/bin/ferry");
+    assert_eq!(service["healthcheck"]["test"][2], "healthcheck");
+    for dependency in ["db", "bucket"] {
+        assert!(
+            service["depends_on"].get(dependency).is_some(),
+            "{dependency}"
+        );
+    }
+    let balancer = &compose["services"]["balancer"];
+    assert!(
+        balancer["volumes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("./nginx-ha.conf:"),
+        "{balancer}"
+    );
+    let nginx = std::fs::read_to_string(repo().join("deploy/nginx-ha.conf")).unwrap();
+    for directive in [
+        "proxy_request_buffering off;",
+        "client_max_body_size 0;",
+        "proxy_set_header Host $http_host;",
+        "server registry:5000",
+    ] {
+        assert!(nginx.contains(directive), "nginx-ha.conf lacks {directive}");
+    }
+    // The replicas' settings, as the environment gives them on top of deploy/config.yml:
+    // Ferry parses them (it stops before connecting only if it rejects them, exit 2).
+    let mut check = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    check
+        .arg("healthcheck")
+        .arg(repo().join("deploy/config.yml"))
+        .args(["--timeout", "1"])
+        .env("REGISTRY_HTTP_ADDR", "127.0.0.1:9");
+    for (key, value) in env.as_object().unwrap() {
+        let value = value
+            .as_str()
+            .unwrap()
+            .replace("${FERRY_DB_PASSWORD:-change-me-db}", "pw");
+        let value = value.replace("${FERRY_S3_SECRET:-change-me-s3-secret}", "secret");
+        check.env(key, value);
+    }
+    let out = check.output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "ferry rejects compose-ha's settings: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn compose_file_and_image_config_are_valid() {
     let compose_path = repo().join("deploy/compose.yml");
