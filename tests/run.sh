@@ -65,6 +65,11 @@ fi
 if [ ! -x /usr/sbin/nginx ]; then
     missing+=(nginx-light)
 fi
+# GNU time, for peak memory in tests/migrate_metadata.rs (`time` is also a shell keyword,
+# so `command -v` cannot tell whether it is installed).
+if [ ! -x /usr/bin/time ]; then
+    missing+=(time)
+fi
 if ! python3 -c 'import oras' >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=(python3-pip)
 fi

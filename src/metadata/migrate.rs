@@ -549,36 +549,13 @@ fn scrub(message: &str, url: &str) -> String {
         return message.to_string();
     };
     let mut out = message.replace(&password, "****");
-    if let Ok(decoded) = urlencoding_decode(&password)
+    // `url` keeps the password percent-encoded; a driver may quote it decoded.
+    if let Ok(decoded) = percent_encoding::percent_decode_str(&password).decode_utf8()
         && !decoded.is_empty()
     {
-        out = out.replace(&decoded, "****");
+        out = out.replace(decoded.as_ref(), "****");
     }
     out
-}
-
-/// Percent-decodes `s` (a URL's password as `url` keeps it).
-fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
 }
 
 /// Runs `ferry migrate-metadata`; `Err` carries the exit status (2: bad arguments, a

@@ -16,15 +16,13 @@
 //!
 //! The access log names the backend(s) that served each request ([`Balancer::served`]).
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The nginx executable Debian installs.
 const NGINX: &str = "/usr/sbin/nginx";
-/// How long nginx may take to accept connections.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One line of the access log: a request the balancer answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,19 +249,7 @@ http {{
     }
 
     fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(_)) = child.try_wait()
-            {
-                return false; // exited (port taken, bad config, ...)
-            }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
+        super::wait_listening(self.child.as_mut(), self.addr)
     }
 
     /// Kills nginx (SIGKILL, by its process id).

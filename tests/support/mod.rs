@@ -382,19 +382,7 @@ impl TestRegistry {
     }
 
     fn try_wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(_)) = child.try_wait()
-            {
-                return false; // exited (port taken, bad config, ...)
-            }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        wait_listening(self.child.as_mut(), self.addr)
     }
 
     fn wait_ready(&mut self) {
@@ -458,6 +446,24 @@ impl Drop for TestRegistry {
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether a server spawned as `child` accepts connections on `addr` within
+/// [`READY_TIMEOUT`]; `false` at once if it exits first (port taken, bad config, ...).
+pub fn wait_listening(mut child: Option<&mut Child>, addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(child) = child.as_mut()
+            && let Ok(Some(_)) = child.try_wait()
+        {
+            return false;
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// A loopback port the OS reports free right now.
@@ -877,19 +883,7 @@ impl S3Server {
     }
 
     fn try_wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(_)) = child.try_wait()
-            {
-                return false; // exited (port taken, ...)
-            }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        wait_listening(self.child.as_mut(), self.addr)
     }
 }
 
