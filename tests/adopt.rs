@@ -263,6 +263,51 @@ fn distribution_bucket_adopted_on_s3() {
     );
 }
 
+/// Three replicas (PostgreSQL metadata) started at once on a bucket holding Distribution's
+/// tree: one imports it, the others wait for that import (the collector's lock) and find it
+/// done; all three serve every repository.
+#[test]
+fn replicas_starting_together_import_once() {
+    let Some(pg) = support::postgres::PostgresServer::start() else {
+        return;
+    };
+    let url = pg.create_database("fleet");
+    let s3 = S3Server::new();
+    let written = write_distribution_tree(&s3.target("fleet").bucket_dir, 60, 3, "fleet");
+    let env = [("REGISTRY_DATABASE_URL", url.as_str())];
+    let replicas: Vec<TestRegistry> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| TestRegistry::start_on_s3(&s3, "fleet", &env)))
+            .collect();
+        starting
+            .into_iter()
+            .map(|r| r.join().expect("a replica did not start"))
+            .collect()
+    });
+    let logs: Vec<String> = replicas.iter().map(TestRegistry::log).collect();
+    let imports = logs
+        .iter()
+        .filter(|l| l.contains("import finished"))
+        .count();
+    assert_eq!(
+        imports,
+        1,
+        "imports by three replicas; logs:\n{}",
+        logs.join("\n----\n")
+    );
+    let expected: Vec<String> = written.keys().cloned().collect();
+    for (i, replica) in replicas.iter().enumerate() {
+        assert_eq!(http_catalog(replica), expected, "replica {i}'s catalog");
+        for (repo, digest) in written.iter().step_by(7) {
+            assert_eq!(
+                listed_digest(replica, repo, "latest").as_ref(),
+                Some(digest),
+                "replica {i}: {repo}:latest"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Test 2
 // ---------------------------------------------------------------------------------------

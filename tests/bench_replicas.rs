@@ -69,13 +69,9 @@ struct Sample {
 #[test]
 #[ignore = "a benchmark: bench/replicas runs it"]
 fn replicas_throughput() {
-    let Some(pg) = PostgresServer::start() else {
+    let Some(pg) = PostgresServer::start_durable() else {
         return;
     };
-    for setting in ["fsync", "full_page_writes"] {
-        pg.psql("postgres", &format!("ALTER SYSTEM SET {setting} = on"));
-    }
-    pg.psql("postgres", "SELECT pg_reload_conf()");
     assert_eq!(pg.psql("postgres", "SHOW fsync").trim(), "on");
     let s3 = S3Server::new();
     let on_pg = |db: &str, n: usize| -> Vec<TestRegistry> {
