@@ -23,8 +23,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 use support::cli::*;
@@ -623,23 +622,14 @@ fn containerd_pull_push(flavor: Flavor) {
 /// oras (Python SDK): push two artifacts whose subject is an image; the referrers API lists
 /// them, and filters by artifactType.
 fn oras_artifacts_and_referrers(flavor: Flavor) {
-    require(&["python3", "skopeo", "umoci"]);
-    let probe = Command::new("python3")
-        .args(["-c", "import oras"])
-        .output()
-        .unwrap();
-    assert!(
-        probe.status.success(),
-        "the oras Python SDK is not installed (tests/run.sh runs `pip install oras`): {}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
+    require(&["skopeo", "umoci"]);
+    require_oras();
     let reg = TestRegistry::start_with(flavor, &[]);
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
     let image = new_image(&layout, "v1", &three_files(&nonce()), tmp.path());
     skopeo_push(&layout, "v1", &format!("{}/ns/app:v1", reg.host));
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_client.py");
     let work = tmp.path().join("oras");
     let nonce = nonce();
     let sbom_text = format!("{{\"sbom\": \"{nonce}\"}}\n");
@@ -648,8 +638,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
     write(&work.join("sbom.json"), &sbom_text);
     write(&work.join("sig.txt"), &sig_text);
     let push = |tag: &str, file: &str, config_type: &str, artifact_type: &str, chunk: &str| {
-        let out = sh(Command::new("python3")
-            .arg(&script)
+        let out = sh(oras_client()
             .arg("push")
             .arg(&reg.host)
             .arg(format!("ns/app:{tag}"))
@@ -705,8 +694,7 @@ fn oras_artifacts_and_referrers(flavor: Flavor) {
         ("sig", "sig.txt", &sig_text),
     ] {
         let out = tmp.path().join(format!("pulled-{tag}"));
-        let files = json(&sh(Command::new("python3")
-            .arg(&script)
+        let files = json(&sh(oras_client()
             .args(["pull", &reg.host, &format!("ns/app:{tag}")])
             .arg(&out)));
         assert_eq!(string_list(&files), [out.join(file).display().to_string()]);
@@ -975,14 +963,12 @@ fn drop_in_over_distribution_data(flavor: Flavor) {
         .unwrap()
         .trim()
         .to_string();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_client.py");
     write(
         &tmp.path().join("oras/sbom.json"),
         &format!("{{\"sbom\": \"{nonce}\"}}\n"),
     );
     let sbom = json(
-        sh(Command::new("python3")
-            .arg(&script)
+        sh(oras_client()
             .args(["push", &before.host, "mig/oci:sbom", "sbom.json", OCI_EMPTY])
             .args([SBOM_TYPE, OCI_MANIFEST, &image.digest])
             .arg(image.manifest.len().to_string())
@@ -1129,30 +1115,8 @@ fn restart_keeps_data(flavor: Flavor) {
 /// The `Accept` header of a modern client's manifest pull.
 const ACCEPT: &[(&str, &str)] = &[("Accept", ACCEPT_MANIFESTS)];
 
-/// How long one client command may take before the test kills it and fails.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Run a command with no stdin, kill it after [`TOOL_TIMEOUT`]; return its output.
-fn run_timed(cmd: &mut Command) -> Output {
-    run_within(cmd, TOOL_TIMEOUT)
-}
-
-/// Run a command (bounded in time), panic with its output if it fails, return its stdout.
-fn sh(cmd: &mut Command) -> String {
-    sh_within(cmd, TOOL_TIMEOUT)
-}
-
 /// Size of the big file in the docker and skopeo images (about 6 MiB gzipped).
 const BIG: usize = 12 << 20;
-
-/// Three files, one per layer: (path in the image, content).
-fn three_files(nonce: &str) -> Vec<(String, String)> {
-    vec![
-        ("/hello.txt".into(), format!("hello {nonce}\n")),
-        ("/app/data.txt".into(), "some data\n".repeat(100)),
-        ("/etc/ferry-release".into(), "ferry test image\n".into()),
-    ]
-}
 
 /// GET a manifest by digest; check its bytes hash to the digest; return it parsed.
 fn get_manifest(reg: &TestRegistry, repo: &str, digest: &str) -> Value {
@@ -1175,23 +1139,6 @@ fn head_manifest(reg: &TestRegistry, repo: &str, reference: &str, digest: &str) 
         "{head:?}"
     );
     head
-}
-
-/// `skopeo inspect` of an image reference (`docker://...`) over plain HTTP, parsed.
-fn skopeo_inspect(reference: &str) -> Value {
-    json(&sh(Command::new("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        reference,
-    ])))
-}
-
-/// The digest podman or buildah wrote with `--digestfile`.
-fn read_digestfile(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .to_string()
 }
 
 /// Every blob an image manifest references is in `repo` with the size the manifest says.
@@ -1237,27 +1184,6 @@ fn tags(reg: &TestRegistry, repo: &str) -> Option<Vec<String>> {
     Some(tags)
 }
 
-/// The `digest: sha256:... size: N` line `docker push` ends with.
-fn docker_push_digest(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.split(" digest: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no digest in docker push output:\n{out}"))
-        .to_string()
-}
-
-fn docker_inspect(name: &str, format: &str) -> String {
-    sh(Command::new("docker").args(["image", "inspect", "--format", format, name]))
-        .trim()
-        .to_string()
-}
-
-/// Build image `tag` in the OCI layout `layout` (created if missing) with umoci: one layer
-/// per file, each `(path in the image, content)`.
-fn new_image(layout: &Path, tag: &str, files: &[(String, String)], scratch: &Path) -> LayoutImage {
-    umoci_image(layout, tag, None, files, scratch, TOOL_TIMEOUT)
-}
-
 /// In the OCI layout `layout`, an image per platform (linux/amd64 tagged `amd64`, linux/arm64
 /// tagged `arm64`, each one layer with `/arch.txt` = "ARCH NONCE\n") and an OCI index of both
 /// tagged `tag`. Returns the children and the index bytes.
@@ -1277,12 +1203,4 @@ fn two_platform_index(
     let index_bytes = serde_json::to_vec(&index).unwrap();
     add_to_layout(layout, tag, OCI_INDEX, &index_bytes);
     (children, index_bytes)
-}
-
-/// `skopeo copy` an image of an OCI layout to the registry (`host/repo:tag`).
-fn skopeo_push(layout: &Path, tag: &str, dest: &str) {
-    sh(Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:{tag}", layout.display()))
-        .arg(format!("docker://{dest}")));
 }

@@ -1308,6 +1308,242 @@ fn compose_ha_file_is_valid() {
     );
 }
 
+/// deploy/kubernetes/ha/: three replicas of the single-node manifests' image over PostgreSQL
+/// and S3, probed, kept at two through disruptions, collected by a CronJob that never
+/// overlaps itself; the database URL and the S3 credentials come from the Secret, and
+/// Ferry accepts the configuration the pods get (the ConfigMap plus those variables).
+#[test]
+fn kubernetes_ha_manifests_are_valid() {
+    let dir = repo().join("deploy/kubernetes/ha");
+    let files = yaml_files(&dir);
+    let all = yaml_documents(&files);
+    let docs: Vec<&Value> = all
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_array().unwrap())
+        .collect();
+    let of_kind = |kind: &str| -> &Value {
+        let found: Vec<&&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {kind} in deploy/kubernetes/ha"
+        );
+        found[0]
+    };
+    let config = of_kind("ConfigMap");
+    let secret = of_kind("Secret");
+    let deployment = of_kind("Deployment");
+    let service = of_kind("Service");
+    let pdb = of_kind("PodDisruptionBudget");
+    let cronjob = of_kind("CronJob");
+    let migrate = of_kind("Job");
+    let kustomization = of_kind("Kustomization");
+
+    // The kustomization lists every manifest but the one-off migration Job.
+    let listed: Vec<&str> = kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let is_job = all[f.to_str().unwrap()][0]["kind"] == "Job";
+        if name != "kustomization.yaml" {
+            assert_eq!(
+                listed.contains(&name),
+                !is_job,
+                "{name}: kustomization.yaml should list every manifest but the migration Job"
+            );
+        }
+    }
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok()
+    {
+        support::run(Command::new("kubectl").arg("kustomize").arg(&dir));
+    } else {
+        eprintln!("NOTE: kubectl not installed; kustomization not rendered");
+    }
+
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 3);
+    assert_eq!(spec["strategy"]["type"], "RollingUpdate");
+    let pod_labels = &spec["template"]["metadata"]["labels"];
+    for (what, selector) in [
+        ("Deployment", &spec["selector"]["matchLabels"]),
+        ("Service", &service["spec"]["selector"]),
+        (
+            "PodDisruptionBudget",
+            &pdb["spec"]["selector"]["matchLabels"],
+        ),
+    ] {
+        let selector = selector.as_object().unwrap();
+        assert!(!selector.is_empty(), "{what} selects nothing");
+        for (k, v) in selector {
+            assert_eq!(&pod_labels[k], v, "{what} selector does not match the pods");
+        }
+    }
+    let min = pdb["spec"]["minAvailable"].as_u64().expect("minAvailable");
+    assert!(
+        (1..3).contains(&min),
+        "the budget should keep some replicas and let one go: minAvailable {min}"
+    );
+    assert_eq!(service["spec"]["ports"][0]["port"], 5000);
+
+    let pod = &spec["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(pod["containers"].as_array().unwrap().len(), 1);
+    for (probe, path) in [
+        ("readinessProbe", "/health/ready"),
+        ("livenessProbe", "/health/live"),
+    ] {
+        assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], 5000, "{probe}");
+    }
+    let single = yaml_documents(&[repo().join("deploy/kubernetes/deployment.yaml")]);
+    let single_image = single.as_object().unwrap().values().next().unwrap()[0]["spec"]["template"]
+        ["spec"]["containers"][0]["image"]
+        .clone();
+    assert_eq!(c["image"], single_image, "the single-node manifests' image");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+
+    // Secrets come from the Secret, by keys it has; the ConfigMap is mounted at registry:2's path.
+    let secret_data = secret["stringData"].as_object().expect("Secret stringData");
+    let env_of = |container: &Value, what: &str| -> Vec<(String, String)> {
+        container["env"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: no env"))
+            .iter()
+            .map(|e| {
+                let name = e["name"].as_str().unwrap().to_string();
+                let value = match e["value"].as_str() {
+                    Some(v) => v.to_string(),
+                    None => {
+                        let r = &e["valueFrom"]["secretKeyRef"];
+                        assert_eq!(r["name"], secret["metadata"]["name"], "{what}: {name}");
+                        let key = r["key"].as_str().unwrap();
+                        secret_data
+                            .get(key)
+                            .unwrap_or_else(|| panic!("{what}: {name}: no {key} in the Secret"))
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    }
+                };
+                (name, value)
+            })
+            .collect()
+    };
+    let config_mount = |pod: &Value, container: &Value, what: &str| {
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == "/etc/docker/registry")
+            .unwrap_or_else(|| panic!("{what}: no config mounted"));
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap_or_else(|| panic!("{what}: no volume {}", mount["name"]));
+        assert_eq!(
+            volume["configMap"]["name"], config["metadata"]["name"],
+            "{what}: config volume"
+        );
+    };
+    let server_env = env_of(c, "Deployment");
+    for key in [
+        "REGISTRY_DATABASE_URL",
+        "REGISTRY_STORAGE_S3_ACCESSKEY",
+        "REGISTRY_STORAGE_S3_SECRETKEY",
+    ] {
+        assert!(
+            server_env.iter().any(|(k, _)| k == key),
+            "Deployment: {key} not set"
+        );
+    }
+    config_mount(pod, c, "Deployment");
+    assert_eq!(
+        c["args"],
+        serde_json::json!(["serve", "/etc/docker/registry/config.yml"])
+    );
+
+    // The collector: the same image, configuration and secrets, never two at once.
+    let job = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let gc = &job["containers"][0];
+    assert_eq!(cronjob["spec"]["concurrencyPolicy"], "Forbid");
+    assert_eq!(gc["image"], c["image"]);
+    assert_eq!(gc["command"][0], "/usr/local/bin/ferry-gc");
+    assert_eq!(gc["args"][0], "/etc/docker/registry/config.yml");
+    assert_eq!(
+        env_of(gc, "CronJob"),
+        server_env,
+        "the collector's environment"
+    );
+    config_mount(job, gc, "CronJob");
+
+    // The migration Job: the single node's volume into the Secret's database.
+    let mpod = &migrate["spec"]["template"]["spec"];
+    let m = &mpod["containers"][0];
+    assert_eq!(m["image"], c["image"]);
+    assert_eq!(m["args"][0], "migrate-metadata");
+    assert!(
+        env_of(m, "Job")
+            .iter()
+            .any(|(k, _)| k == "REGISTRY_DATABASE_URL"),
+        "the migration needs the database URL"
+    );
+    let single_pvc = yaml_documents(&[repo().join("deploy/kubernetes/pvc.yaml")]);
+    let single_pvc = &single_pvc.as_object().unwrap().values().next().unwrap()[0];
+    assert!(
+        mpod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["persistentVolumeClaim"]["claimName"] == single_pvc["metadata"]["name"]),
+        "the migration Job mounts the single node's volume"
+    );
+
+    // What the pods get, the ConfigMap's config.yml plus the Secret's variables, is a
+    // configuration Ferry accepts, on S3 and PostgreSQL.
+    let config_yml = config["data"]["config.yml"].as_str().expect("config.yml");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("config.yml");
+    std::fs::write(&path, config_yml).unwrap();
+    let parsed = yaml_documents(std::slice::from_ref(&path));
+    let parsed = &parsed[path.to_str().unwrap()][0];
+    assert!(parsed["storage"]["s3"]["bucket"].is_string(), "{parsed}");
+    assert!(parsed["storage"].get("filesystem").is_none(), "{parsed}");
+    assert_eq!(parsed["http"]["addr"], ":5000");
+    let url = &server_env
+        .iter()
+        .find(|(k, _)| k == "REGISTRY_DATABASE_URL")
+        .unwrap()
+        .1;
+    assert!(url.starts_with("postgres://"), "{url}");
+    let mut check = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    check
+        .arg("healthcheck")
+        .arg(&path)
+        .args(["--timeout", "1"])
+        .env("REGISTRY_HTTP_ADDR", "127.0.0.1:9")
+        .envs(server_env.iter().map(|(k, v)| (k, v)));
+    let out = check.output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "ferry rejects the HA manifests' settings: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn compose_file_and_image_config_are_valid() {
     let compose_path = repo().join("deploy/compose.yml");

@@ -4,6 +4,8 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -320,4 +322,543 @@ async fn a_killed_replica_does_not_lose_a_push() {
         r.body.as_ref() == data,
         "restarted replica 0 serves the whole blob"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The collector in a loop while the replicas serve pushes
+// ---------------------------------------------------------------------------------------------
+
+/// What one pusher of the collector race did.
+#[derive(Default)]
+struct Pushed {
+    /// Images pushed and not deleted: `(tag, image)`.
+    kept: Vec<(String, Image)>,
+    /// Manifest pushes refused with `MANIFEST_BLOB_UNKNOWN` (a blob collected between its
+    /// upload and the manifest: the clean refusal `--grace 0s` allows).
+    refused: Vec<String>,
+    /// Answers a registry without a collector would not give.
+    unexpected: Vec<String>,
+    pushed: usize,
+}
+
+/// One line for an unexpected response: the request line, the status and the body.
+fn short(r: &Resp) -> String {
+    format!(
+        "{} -> {} {}",
+        r.request.lines().next().unwrap_or(""),
+        r.status,
+        r.text()
+    )
+}
+
+/// How many images each pusher of the collector race pushes at least, and at most.
+const RACE_IMAGES: std::ops::Range<usize> = 10..100;
+/// How many collections the pushers keep pushing for (within [`RACE_IMAGES`]).
+const RACE_COLLECTIONS: usize = 4;
+
+/// Pusher `k` on `api`: images into `repo`, each of two layers of images deleted just before
+/// (by any pusher, on any replica: `recycled`) plus a new layer and a new config, every blob
+/// uploaded again (POST, PUT); the previous image is kept if its index is a multiple of
+/// three, else deleted and its layers recycled. [`RACE_IMAGES`] images, stopping early
+/// once `collections` reached [`RACE_COLLECTIONS`].
+async fn push_recycling(
+    k: usize,
+    api: Api,
+    repo: &'static str,
+    recycled: Arc<Mutex<Vec<Blob>>>,
+    collections: Arc<AtomicUsize>,
+) -> Pushed {
+    let mut out = Pushed::default();
+    let mut previous: Option<(usize, String, Image)> = None;
+    for i in 0..RACE_IMAGES.end {
+        if i >= RACE_IMAGES.start && collections.load(Ordering::SeqCst) >= RACE_COLLECTIONS {
+            break;
+        }
+        let mut layers: Vec<Blob> = {
+            let pool = recycled.lock().unwrap();
+            pool.iter().rev().take(2).cloned().collect()
+        };
+        layers.push(Blob::new(OCI_LAYER, random_bytes(16 * 1024 + 3 * i + k)));
+        let config = random_config();
+        let mut blobs_ok = true;
+        for b in std::iter::once(&config).chain(&layers) {
+            let r = api
+                .send(api.req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/")))
+                .await;
+            if r.status != 202 {
+                out.unexpected
+                    .push(format!("pusher {k}, image {i}: {}", short(&r)));
+                blobs_ok = false;
+                break;
+            }
+            let location = api.abs(r.must_header("location"));
+            let r = api.put_upload(&location, &b.digest, b.data.clone()).await;
+            if r.status != 201 {
+                out.unexpected
+                    .push(format!("pusher {k}, image {i}: {}", short(&r)));
+                blobs_ok = false;
+                break;
+            }
+        }
+        let manifest = oci_manifest(&config, &layers, json!({}));
+        let image = Image {
+            media_type: OCI_MANIFEST.to_string(),
+            digest: sha256(&manifest),
+            manifest,
+            config,
+            layers,
+        };
+        let tag = format!("p{k}-{i}");
+        let mut this = None;
+        if blobs_ok {
+            let r = api
+                .put_manifest(repo, &tag, OCI_MANIFEST, &image.manifest)
+                .await;
+            if r.status == 201 {
+                out.pushed += 1;
+                this = Some((i, tag, image));
+            } else if r.status == 400
+                && r.json()["errors"][0]["code"].as_str() == Some("MANIFEST_BLOB_UNKNOWN")
+            {
+                out.refused.push(format!("{tag}: {}", r.text()));
+            } else {
+                out.unexpected
+                    .push(format!("pusher {k}, image {i}: {}", short(&r)));
+            }
+        }
+        if let Some((j, tag, image)) = previous.take() {
+            if j % 3 == 0 {
+                out.kept.push((tag, image));
+            } else {
+                let r = api
+                    .delete(&format!("/v2/{repo}/manifests/{}", image.digest))
+                    .await;
+                if r.status == 202 {
+                    recycled.lock().unwrap().extend(image.layers);
+                } else {
+                    out.unexpected
+                        .push(format!("pusher {k}, image {i}: {}", short(&r)));
+                    out.kept.push((tag, image));
+                }
+            }
+        }
+        previous = this;
+    }
+    if let Some((_, tag, image)) = previous {
+        out.kept.push((tag, image));
+    }
+    out
+}
+
+/// `blobs_removed` of a `ferry-gc --json` run that succeeded; the failure, described,
+/// otherwise.
+fn blobs_removed(args: &[&str], out: &std::process::Output) -> Result<u64, String> {
+    let describe = || {
+        format!(
+            "ferry-gc {args:?} exited with {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    if !out.status.success() {
+        return Err(describe());
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| describe())?;
+    report["blobs_removed"].as_u64().ok_or_else(describe)
+}
+
+/// `ferry-gc --grace 0s` runs back to back against the replicas' database and bucket (every
+/// other run with `--delete-untagged`) while three pushers, one per replica, push images
+/// that reuse the layers of images just deleted on any replica. Every collection succeeds,
+/// every push gets the answer it would get without a collector (or the clean
+/// `MANIFEST_BLOB_UNKNOWN` refusal a zero grace window allows), and every image pushed and
+/// kept pulls with matching digests from every replica and through the balancer, also after
+/// one more collection.
+#[test]
+fn gc_in_a_loop_while_three_replicas_serve_pushes_reusing_layers() {
+    let Some(c) = Cluster::start() else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(3)
+        .enable_all()
+        .build()
+        .unwrap();
+    let repo = "race/app";
+    let stop = AtomicBool::new(false);
+    let done = Arc::new(AtomicUsize::new(0));
+    let recycled = Arc::new(Mutex::new(Vec::new()));
+    let gc_args = |run: usize| -> Vec<&'static str> {
+        let mut args = vec!["--json", "--quiet", "--grace", "0s"];
+        if run % 2 == 1 {
+            args.push("--delete-untagged");
+        }
+        args
+    };
+
+    let (pushers, collections) = std::thread::scope(|s| {
+        let collector = s.spawn(|| {
+            let mut runs = Vec::new();
+            // Bounded: the pushers stop it (below) once they are done.
+            for run in 0..1000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let args = gc_args(run);
+                let out = ferry_gc(&c.replicas[0], &args);
+                runs.push(blobs_removed(&args, &out));
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+            runs
+        });
+        // Stops the collector however the pushers end (a panic too).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let stopper = Stop(&stop);
+        let pushers = rt.block_on(async {
+            let tasks: Vec<_> = (0..3)
+                .map(|k| {
+                    tokio::spawn(push_recycling(
+                        k,
+                        c.api(k),
+                        repo,
+                        recycled.clone(),
+                        done.clone(),
+                    ))
+                })
+                .collect();
+            let mut pushers = Vec::new();
+            for (k, t) in tasks.into_iter().enumerate() {
+                match t.await {
+                    Ok(p) => pushers.push(p),
+                    Err(e) => panic!("pusher {k} failed: {e}\n{}", c.logs()),
+                }
+            }
+            pushers
+        });
+        drop(stopper);
+        (pushers, collector.join().expect("collector thread"))
+    });
+
+    let pushed: usize = pushers.iter().map(|p| p.pushed).sum();
+    let refused: Vec<&String> = pushers.iter().flat_map(|p| &p.refused).collect();
+    let kept: Vec<&(String, Image)> = pushers.iter().flat_map(|p| &p.kept).collect();
+    let mut unexpected: Vec<String> = pushers.iter().flat_map(|p| p.unexpected.clone()).collect();
+    let mut removed = 0;
+    for run in &collections {
+        match run {
+            Ok(n) => removed += n,
+            Err(e) => unexpected.push(format!("a collection failed: {e}")),
+        }
+    }
+    eprintln!(
+        "{pushed} images pushed by 3 replicas ({} refused cleanly), {} kept; {} collections \
+         removed {removed} blobs",
+        refused.len(),
+        kept.len(),
+        collections.len()
+    );
+    assert!(
+        unexpected.is_empty(),
+        "{} requests or collections failed that must not:\n{}\n{}",
+        unexpected.len(),
+        unexpected.join("\n"),
+        c.logs()
+    );
+    assert!(pushed >= 10, "too few pushes succeeded: {refused:?}");
+
+    let every_replica_pulls = || {
+        rt.block_on(async {
+            let apis = (0..3)
+                .map(|i| (format!("replica {i}"), c.api(i)))
+                .chain([("the balancer".to_string(), c.lb_api())]);
+            for (who, api) in apis {
+                for (tag, image) in &kept {
+                    eprintln!("checking {repo}:{tag} through {who}");
+                    api.assert_image_intact(repo, tag, image).await;
+                }
+            }
+        })
+    };
+    every_replica_pulls();
+
+    // One more collection once everything is older than its cutoff: it removes what the
+    // deletes left (the deleted images' configs at least) and nothing a kept image needs.
+    rt.block_on(next_second());
+    let args = ["--json", "--grace", "0s"];
+    let last =
+        blobs_removed(&args, &ferry_gc(&c.replicas[0], &args)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        removed + last > 0,
+        "the collections removed nothing: the race was not exercised"
+    );
+    every_replica_pulls();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real clients through the balancer
+// ---------------------------------------------------------------------------------------------
+
+/// docker, skopeo, podman, containerd's `ctr` and oras push to the balancer and pull back
+/// what they pushed, each request reaching whichever replica nginx picks: the digests match,
+/// and every replica serves the pushed manifest. (In the nextest "clients" group.)
+mod clients {
+    use std::process::Command;
+
+    use super::Cluster;
+    use super::support::cli::*;
+    use super::support::*;
+
+    /// The digest `url` answers for `repo:reference` (a modern client's `HEAD`).
+    fn served_digest(url: &str, repo: &str, reference: &str) -> String {
+        let url = format!("{url}/v2/{repo}/manifests/{reference}");
+        let r = http("HEAD", &url, &[("Accept", ACCEPT_MANIFESTS)], None);
+        assert_eq!(r.status, 200, "HEAD {url}: {r:?}");
+        r.must_header("docker-content-digest").to_string()
+    }
+
+    impl Cluster {
+        /// The balancer and every replica answer `repo:reference` with `digest`.
+        fn assert_served(&self, client: &str, repo: &str, reference: &str, digest: &str) {
+            let urls = std::iter::once(("the balancer".to_string(), self.lb.url.clone())).chain(
+                self.replicas
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (format!("replica {i}"), r.url.clone())),
+            );
+            for (who, url) in urls {
+                assert_eq!(
+                    served_digest(&url, repo, reference),
+                    digest,
+                    "{client}: {who} serves another manifest for {repo}:{reference}"
+                );
+            }
+        }
+
+        /// The client's requests reached all three replicas.
+        fn assert_spread(&self, client: &str) {
+            let by: std::collections::BTreeSet<String> = self.lb.served_by().into_iter().collect();
+            for r in &self.replicas {
+                assert!(
+                    by.contains(&r.host),
+                    "{client}: no request reached replica {}: {:?}",
+                    r.host,
+                    self.lb.served()
+                );
+            }
+        }
+    }
+
+    /// A small image in a new OCI layout (umoci, one layer per file): layout, image, files.
+    fn small_image(
+        tmp: &std::path::Path,
+    ) -> (std::path::PathBuf, LayoutImage, Vec<(String, String)>) {
+        let layout = tmp.join("layout");
+        let files = three_files(&nonce());
+        let image = new_image(&layout, "v1", &files, tmp);
+        (layout, image, files)
+    }
+
+    #[test]
+    fn docker() {
+        if !docker_available() {
+            eprintln!("SKIP: docker engine not available");
+            return;
+        }
+        let Some(c) = Cluster::start() else { return };
+        let tmp = tempdir();
+        let nonce = nonce();
+        let rootfs = tmp.path().join("rootfs");
+        write(&rootfs.join("hello.txt"), &format!("replicas {nonce}\n"));
+        // A layer of a few MiB: its upload is several requests.
+        write(&rootfs.join("big.txt"), &noise(4 << 20, &nonce));
+        let tarball = tmp.path().join("rootfs.tar");
+        sh(Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."));
+        let name = format!("{}/replicas/docker:1", c.lb.host);
+        let _images = DockerImages(vec![name.clone()]);
+        let image_id = sh(Command::new("docker")
+            .arg("import")
+            .arg(&tarball)
+            .arg(&name))
+        .trim()
+        .to_string();
+        let pushed = docker_push_digest(&sh(Command::new("docker").args(["push", &name])));
+        c.assert_served("docker", "replicas/docker", "1", &pushed);
+
+        sh(Command::new("docker").args(["rmi", &name]));
+        let out = sh(Command::new("docker").args(["pull", &name]));
+        assert!(
+            out.contains(&format!("Digest: {pushed}")),
+            "docker pull printed another digest than {pushed}:\n{out}"
+        );
+        assert_eq!(
+            docker_inspect(&name, "{{.Id}}"),
+            image_id,
+            "docker: image ID after the pull"
+        );
+        c.assert_spread("docker");
+    }
+
+    #[test]
+    fn skopeo() {
+        require(&["skopeo", "umoci"]);
+        let Some(c) = Cluster::start() else { return };
+        let tmp = tempdir();
+        let (layout, image, _) = small_image(tmp.path());
+        skopeo_push(&layout, "v1", &format!("{}/replicas/skopeo:v1", c.lb.host));
+        c.assert_served("skopeo", "replicas/skopeo", "v1", &image.digest);
+
+        let back = tmp.path().join("back");
+        sh(Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/replicas/skopeo:v1", c.lb.host))
+            .arg(format!("oci:{}:v1", back.display())));
+        let copy = read_layout(&back, "v1");
+        assert!(
+            copy.manifest == image.manifest,
+            "skopeo: the manifest came back different"
+        );
+        assert_eq!(copy.config, image.config, "skopeo: config");
+        assert_eq!(copy.layers, image.layers, "skopeo: layers");
+        for blob in copy.layers.iter().chain([&copy.config]) {
+            assert_eq!(
+                &sha256(&read(&layout_blob(&back, blob))),
+                blob,
+                "skopeo: blob pulled back"
+            );
+        }
+        c.assert_spread("skopeo");
+    }
+
+    #[test]
+    fn podman() {
+        require(&["podman", "skopeo", "umoci"]);
+        let Some(c) = Cluster::start() else { return };
+        let tmp = tempdir();
+        let (layout, image, _) = small_image(tmp.path());
+        let src = format!("{}/replicas/base:v1", c.lb.host);
+        skopeo_push(&layout, "v1", &src);
+
+        let podman = ToolStorage::new("podman", tmp.path().join("podman"));
+        sh(podman.cmd().args(["pull", "--tls-verify=false", &src]));
+        let dst = format!("{}/replicas/podman:v2", c.lb.host);
+        sh(podman.cmd().args(["tag", &src, &dst]));
+        let digestfile = tmp.path().join("podman.digest");
+        sh(podman
+            .cmd()
+            .args(["push", "--tls-verify=false", "--digestfile"])
+            .arg(&digestfile)
+            .arg(&dst));
+        let pushed = read_digestfile(&digestfile);
+        c.assert_served("podman", "replicas/podman", "v2", &pushed);
+
+        // A fresh podman pulls it back: the same image, the same manifest.
+        let fresh = ToolStorage::new("podman", tmp.path().join("podman2"));
+        let out = sh(fresh.cmd().args(["pull", "--tls-verify=false", &dst]));
+        let id = out.lines().last().unwrap_or_default().trim();
+        assert_eq!(
+            format!("sha256:{id}"),
+            image.config,
+            "podman: image ID after the pull"
+        );
+        let digest = sh(fresh
+            .cmd()
+            .args(["image", "inspect", "--format", "{{.Digest}}", &dst]));
+        assert_eq!(digest.trim(), pushed, "podman: digest after the pull");
+        c.assert_spread("podman");
+    }
+
+    #[test]
+    fn containerd() {
+        require(&["containerd", "ctr", "skopeo", "umoci"]);
+        let Some(c) = Cluster::start() else { return };
+        let tmp = tempdir();
+        let (layout, image, files) = small_image(tmp.path());
+        let src = format!("{}/replicas/base:v1", c.lb.host);
+        skopeo_push(&layout, "v1", &src);
+
+        let daemon = Containerd::start(&tmp.path().join("containerd"));
+        let listed_digest = |name: &str| -> String {
+            let listed = sh(daemon.ctr().args(["images", "ls"]));
+            listed
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .and_then(|l| l.split_whitespace().find(|f| f.starts_with("sha256:")))
+                .unwrap_or_else(|| panic!("ctr: {name} not in ctr images ls:\n{listed}"))
+                .to_string()
+        };
+        let pull = |name: &str| {
+            sh(daemon.ctr().args([
+                "images",
+                "pull",
+                "--plain-http",
+                "--snapshotter",
+                "native",
+                name,
+            ]))
+        };
+        pull(&src);
+        assert_eq!(listed_digest(&src), image.digest, "ctr: pulled digest");
+        daemon.assert_unpacked(&files);
+
+        let dst = format!("{}/replicas/ctr:p1", c.lb.host);
+        sh(daemon.ctr().args(["images", "tag", &src, &dst]));
+        sh(daemon.ctr().args(["images", "push", "--plain-http", &dst]));
+        c.assert_served("ctr", "replicas/ctr", "p1", &image.digest);
+        sh(daemon.ctr().args(["images", "rm", &src, &dst]));
+        pull(&dst);
+        assert_eq!(listed_digest(&dst), image.digest, "ctr: digest pulled back");
+        c.assert_spread("ctr");
+    }
+
+    #[test]
+    fn oras() {
+        require_oras();
+        let Some(c) = Cluster::start() else { return };
+        let tmp = tempdir();
+        let work = tmp.path().join("oras");
+        let nonce = nonce();
+        // Pushed in three PATCH chunks of 1 MiB, each to the next replica.
+        let text = format!("artifact {nonce}\n{}", noise(5 << 19, &nonce));
+        write(&work.join("artifact.txt"), &text);
+        let out = sh(oras_client()
+            .args([
+                "push",
+                &c.lb.host,
+                "replicas/oras:a1",
+                "artifact.txt",
+                OCI_EMPTY,
+            ])
+            .args([SBOM_TYPE, "-", "-", "-", "1048576"])
+            .current_dir(&work));
+        let pushed = json(out.lines().last().unwrap_or_default());
+        assert_eq!(pushed["status"], 201, "oras push: {pushed}");
+        let digest = pushed["digest"]
+            .as_str()
+            .unwrap_or_else(|| panic!("oras push: no digest: {pushed}"));
+        c.assert_served("oras", "replicas/oras", "a1", digest);
+
+        let back = tmp.path().join("pulled");
+        let files = json(&sh(oras_client()
+            .args(["pull", &c.lb.host, "replicas/oras:a1"])
+            .arg(&back)));
+        assert_eq!(
+            string_list(&files),
+            [back.join("artifact.txt").display().to_string()],
+            "oras pull"
+        );
+        assert!(
+            read(&back.join("artifact.txt")) == text.as_bytes(),
+            "oras: the pulled file differs"
+        );
+        c.assert_spread("oras");
+    }
 }

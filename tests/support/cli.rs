@@ -411,3 +411,103 @@ impl Drop for Containerd {
         let _ = self.child.wait();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The real clients' commands (tests/clients.rs, tests/replicas.rs)
+// ---------------------------------------------------------------------------------------
+
+/// How long one client command may take before the test kills it and fails.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Run a command with no stdin, kill it after [`TOOL_TIMEOUT`]; return its output.
+pub fn run_timed(cmd: &mut Command) -> Output {
+    run_within(cmd, TOOL_TIMEOUT)
+}
+
+/// Run a command (bounded in time), panic with its output if it fails, return its stdout.
+pub fn sh(cmd: &mut Command) -> String {
+    sh_within(cmd, TOOL_TIMEOUT)
+}
+
+/// Three files, one per layer: (path in the image, content).
+pub fn three_files(nonce: &str) -> Vec<(String, String)> {
+    vec![
+        ("/hello.txt".into(), format!("hello {nonce}\n")),
+        ("/app/data.txt".into(), "some data\n".repeat(100)),
+        ("/etc/ferry-release".into(), "ferry test image\n".into()),
+    ]
+}
+
+/// `skopeo inspect` of an image reference (`docker://...`) over plain HTTP, parsed.
+pub fn skopeo_inspect(reference: &str) -> Value {
+    json(&sh(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        reference,
+    ])))
+}
+
+/// The digest podman or buildah wrote with `--digestfile`.
+pub fn read_digestfile(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// The `digest: sha256:... size: N` line `docker push` ends with.
+pub fn docker_push_digest(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split(" digest: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in docker push output:\n{out}"))
+        .to_string()
+}
+
+/// `docker image inspect --format FORMAT NAME`, trimmed.
+pub fn docker_inspect(name: &str, format: &str) -> String {
+    sh(Command::new("docker").args(["image", "inspect", "--format", format, name]))
+        .trim()
+        .to_string()
+}
+
+/// Build image `tag` in the OCI layout `layout` (created if missing) with umoci: one layer
+/// per file, each `(path in the image, content)`.
+pub fn new_image(
+    layout: &Path,
+    tag: &str,
+    files: &[(String, String)],
+    scratch: &Path,
+) -> LayoutImage {
+    umoci_image(layout, tag, None, files, scratch, TOOL_TIMEOUT)
+}
+
+/// `skopeo copy` an image of an OCI layout to the registry (`host/repo:tag`).
+pub fn skopeo_push(layout: &Path, tag: &str, dest: &str) {
+    sh(Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{dest}")));
+}
+
+/// Panic unless python3 can import the oras SDK (tests/run.sh installs it).
+pub fn require_oras() {
+    require(&["python3"]);
+    let probe = Command::new("python3")
+        .args(["-c", "import oras"])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "the oras Python SDK is not installed (tests/run.sh runs `pip install oras`): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+}
+
+/// `python3 tests/clients/oras_client.py`: push and pull artifacts with the oras SDK (its
+/// arguments are in the script's docstring).
+pub fn oras_client() -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_client.py"));
+    cmd
+}
