@@ -12,6 +12,7 @@
 //! Loading has no side effects: directories are created when the stores are opened.
 
 mod file;
+mod notifications;
 mod tree;
 mod unsupported;
 
@@ -242,6 +243,18 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "proxy.upstreams",
         "Ferry's own: more upstreams by registry host, each {remoteurl, username, password, ttl}; chosen by ?ns=<host> or a leading <host>/ in the name",
+    ),
+    (
+        "notifications.endpoints",
+        "webhooks: a list of {name, disabled, url, headers, timeout (default 1s), threshold (default 10), backoff (default 1s), ignoredmediatypes, ignore: {mediatypes, actions}}; events are queued in the metadata database and POSTed in order",
+    ),
+    (
+        "notifications.events.includereferences",
+        "manifest events list the manifest's references (config, layers, index entries) in target.references (default false)",
+    ),
+    (
+        "notifications.queuelimit",
+        "Ferry's own: the most events queued per endpoint; the oldest beyond it are dropped with a warning (default 100000)",
     ),
     (
         "catalog.maxentries",
@@ -482,6 +495,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The pull-through mirror (`proxy`), when configured.
     pub proxy: Option<MirrorSettings>,
+    /// Webhooks (`notifications`).
+    pub notifications: crate::notify::NotificationSettings,
     /// Warnings to log once logging is set up (unknown keys and the like).
     pub warnings: Vec<String>,
 }
@@ -711,6 +726,7 @@ impl Config {
         let tls = Self::tls(&file.http.tls, &mut warnings)?;
         let auth = Self::auth(&file.auth)?;
         let proxy = Self::proxy(&file.proxy)?;
+        let notifications = notifications::settings(&file.notifications)?;
         // Go's convention: a zero duration is no limit.
         let limit = |value, default| Some(duration(value, default)).filter(|d| !d.is_zero());
         let http = HttpSettings {
@@ -765,6 +781,7 @@ impl Config {
             upload_purging,
             auth,
             proxy,
+            notifications,
             warnings,
         })
     }
@@ -1521,10 +1538,6 @@ mod tests {
             (
                 "validation:\n  manifests:\n    urls:\n      allow: ['^https://']\n",
                 "validation.manifests.urls.allow",
-            ),
-            (
-                "notifications:\n  endpoints:\n    - name: audit\n      url: https://x\n",
-                "notifications.endpoints",
             ),
         ];
         for (extra, key) in cases {
