@@ -908,39 +908,72 @@ async fn notification_events_are_claimed_in_order_acked_once_and_bounded() {
         .await;
         assert_eq!(s.queued_events("hook").await.unwrap(), 3, "{name}");
         // One owner takes the oldest, in queue order, within the limit.
-        let first = s.claim_events(lease("hook", "one", 1_000), 2).await.unwrap();
+        let first = s
+            .claim_events(lease("hook", "one", 1_000), 2)
+            .await
+            .unwrap();
         assert_eq!(payloads(&first), ["a1", "b1"], "{name}");
         // Another owner gets nothing of repository `a` while `one` holds an older event of
         // it, and nothing `one` holds.
-        let second = s.claim_events(lease("hook", "two", 1_000), 10).await.unwrap();
+        let second = s
+            .claim_events(lease("hook", "two", 1_000), 10)
+            .await
+            .unwrap();
         assert!(second.is_empty(), "{name}: {second:?}");
         // The holder renews its claim and takes the rest.
-        let again = s.claim_events(lease("hook", "one", 2_000), 10).await.unwrap();
+        let again = s
+            .claim_events(lease("hook", "one", 2_000), 10)
+            .await
+            .unwrap();
         assert_eq!(payloads(&again), ["a1", "b1", "a2"], "{name}");
         // Acked by another owner: nothing; by the holder: gone, once.
         let ids: Vec<i64> = again.iter().map(|e| e.id).collect();
-        assert_eq!(s.ack_events("hook", "two", &ids).await.unwrap(), 0, "{name}");
+        assert_eq!(
+            s.ack_events("hook", "two", &ids).await.unwrap(),
+            0,
+            "{name}"
+        );
         assert_eq!(s.ack_events("hook", "one", &ids[..2]).await.unwrap(), 2);
         assert_eq!(s.ack_events("hook", "one", &ids[..2]).await.unwrap(), 0);
         assert_eq!(s.queued_events("hook").await.unwrap(), 1);
         // A lease that ended is free for another owner.
-        let taken = s.claim_events(lease("hook", "two", 20_000), 10).await.unwrap();
+        let taken = s
+            .claim_events(lease("hook", "two", 20_000), 10)
+            .await
+            .unwrap();
         assert_eq!(payloads(&taken), ["a2"], "{name}");
         // Released (shutdown): free at once.
         assert_eq!(s.release_events("two").await.unwrap(), 1);
-        let free = s.claim_events(lease("hook", "three", 20_000), 10).await.unwrap();
+        let free = s
+            .claim_events(lease("hook", "three", 20_000), 10)
+            .await
+            .unwrap();
         assert_eq!(payloads(&free), ["a2"], "{name}");
         s.release_events("three").await.unwrap();
         // The other endpoint's queue is its own.
-        let other = s.claim_events(lease("other", "one", 1_000), 10).await.unwrap();
+        let other = s
+            .claim_events(lease("other", "one", 1_000), 10)
+            .await
+            .unwrap();
         assert_eq!(payloads(&other), ["o1"], "{name}");
         s.release_events("one").await.unwrap();
 
         // Bounded: the oldest beyond the limit go.
-        enqueue(s, &[("hook", "c", "c1"), ("hook", "c", "c2"), ("hook", "c", "c3")]).await;
+        enqueue(
+            s,
+            &[
+                ("hook", "c", "c1"),
+                ("hook", "c", "c2"),
+                ("hook", "c", "c3"),
+            ],
+        )
+        .await;
         assert_eq!(s.trim_events("hook", 2).await.unwrap(), 2, "{name}");
         assert_eq!(s.trim_events("hook", 2).await.unwrap(), 0, "{name}");
-        let kept = s.claim_events(lease("hook", "one", 1_000), 10).await.unwrap();
+        let kept = s
+            .claim_events(lease("hook", "one", 1_000), 10)
+            .await
+            .unwrap();
         assert_eq!(payloads(&kept), ["c2", "c3"], "{name}");
         s.release_events("one").await.unwrap();
 
@@ -968,7 +1001,8 @@ async fn concurrent_claims_never_share_an_event() {
         let other = metadata::open(&(b.reopen)()).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..4 {
-            let store: Arc<dyn MetadataBackend> = if i % 2 == 0 { s.clone() } else { other.clone() };
+            let store: Arc<dyn MetadataBackend> =
+                if i % 2 == 0 { s.clone() } else { other.clone() };
             tasks.push(tokio::spawn(async move {
                 let owner = format!("owner{i}");
                 let mut got = Vec::new();

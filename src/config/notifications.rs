@@ -64,7 +64,8 @@ pub(super) fn settings(section: &Notifications) -> Result<NotificationSettings, 
                 .filter(|d| !d.is_zero())
                 .unwrap_or(default)
         };
-        let list = |l: &Option<TextList>| l.as_ref().map(|TextList(l)| l.clone()).unwrap_or_default();
+        let list =
+            |l: &Option<TextList>| l.as_ref().map(|TextList(l)| l.clone()).unwrap_or_default();
         let ignore = entry.ignore.as_ref();
         let mut ignored_media_types = list(&entry.ignoredmediatypes);
         ignored_media_types.extend(ignore.map(|i| list(&i.mediatypes)).unwrap_or_default());

@@ -104,9 +104,7 @@ mod tests {
 
 /// The facts notifications report about `request` (`RequestFacts::base_url` is left for
 /// `dispatch`, which knows the URL policy).
-pub fn request_facts(
-    request: &axum::extract::Request,
-) -> crate::registry::context::RequestFacts {
+pub fn request_facts(request: &axum::extract::Request) -> crate::registry::context::RequestFacts {
     let headers = request.headers();
     let header = |name: &str| {
         headers

@@ -50,7 +50,7 @@ enum Kind {
 }
 
 /// The target of an event, as the service that emits it knows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Target<'a> {
     kind: Kind,
     repository: &'a RepositoryName,
@@ -306,7 +306,10 @@ mod tests {
 
     #[test]
     fn envelope_joins_events() {
-        assert_eq!(envelope(["{\"a\":1}", "{\"b\":2}"]), "{\"events\":[{\"a\":1},{\"b\":2}]}");
+        assert_eq!(
+            envelope(["{\"a\":1}", "{\"b\":2}"]),
+            "{\"events\":[{\"a\":1},{\"b\":2}]}"
+        );
         let parsed: serde_json::Value = serde_json::from_str(&envelope([])).unwrap();
         assert_eq!(parsed["events"].as_array().map(Vec::len), Some(0));
     }

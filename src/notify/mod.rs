@@ -184,11 +184,20 @@ mod tests {
         let repo: RepositoryName = "a/b".parse().unwrap();
         let digest = Digest::of(crate::oci::Algorithm::Sha256, b"x");
         let blob = Target::blob(&repo, &digest, 1);
-        let manifest = Target::manifest(&repo, &digest, "application/vnd.oci.image.manifest.v1+json", b"{}");
+        let manifest = Target::manifest(
+            &repo,
+            &digest,
+            "application/vnd.oci.image.manifest.v1+json",
+            b"{}",
+        );
         assert!(!wants(&endpoint, EventAction::Push, &blob));
         assert!(wants(&endpoint, EventAction::Push, &manifest));
         assert!(!wants(&endpoint, EventAction::Pull, &manifest));
-        assert!(wants(&endpoint, EventAction::Delete, &Target::deleted_blob(&repo, &digest)));
+        assert!(wants(
+            &endpoint,
+            EventAction::Delete,
+            &Target::deleted_blob(&repo, &digest)
+        ));
         assert!(source_addr("0.0.0.0:5000").ends_with(":5000"));
     }
 }

@@ -111,8 +111,12 @@ impl Blobs for Registry {
     ) -> Result<BlobAnswer, RegistryError> {
         let size = self.stat_blob(cx, repository, digest).await?;
         if let Some(url) = self.storage.redirect_url(digest).await? {
-            self.notify(cx, EventAction::Pull, Target::blob(repository, digest, size))
-                .await;
+            self.notify(
+                cx,
+                EventAction::Pull,
+                Target::blob(repository, digest, size),
+            )
+            .await;
             return Ok(BlobAnswer::Redirect(url));
         }
         let (range, partial) = match range {
@@ -130,8 +134,12 @@ impl Blobs for Registry {
             Err(StorageError::NotFound) => return Err(RegistryError::BlobUnknown),
             Err(e) => return Err(e.into()),
         };
-        self.notify(cx, EventAction::Pull, Target::blob(repository, digest, size))
-            .await;
+        self.notify(
+            cx,
+            EventAction::Pull,
+            Target::blob(repository, digest, size),
+        )
+        .await;
         Ok(BlobAnswer::Bytes(BlobRead {
             size,
             range,

@@ -55,7 +55,7 @@ impl Manifests for Registry {
                 self.notify(cx, EventAction::Push, target).await;
             }
             for tag in tags {
-                self.notify(cx, EventAction::Push, target.clone().with_tag(tag))
+                self.notify(cx, EventAction::Push, target.with_tag(tag))
                     .await;
             }
         }
@@ -78,12 +78,8 @@ impl Manifests for Registry {
         // A pull is a GET (a HEAD only asks whether it is there).
         let head = cx.request.as_ref().is_some_and(|r| r.method == "HEAD");
         if self.notifier.is_some() && !head {
-            let target = Target::manifest(
-                repository,
-                &found.digest,
-                &found.media_type,
-                &found.payload,
-            );
+            let target =
+                Target::manifest(repository, &found.digest, &found.media_type, &found.payload);
             let target = match reference {
                 Reference::Tag(tag) => target.with_tag(tag.as_str()),
                 Reference::Digest(_) => target,
@@ -120,7 +116,8 @@ impl Manifests for Registry {
                     self.notify(cx, EventAction::Delete, target).await;
                 }
                 (Reference::Tag(tag), Some(digest)) => {
-                    let target = Target::deleted_manifest(repository, digest).with_tag(tag.as_str());
+                    let target =
+                        Target::deleted_manifest(repository, digest).with_tag(tag.as_str());
                     self.notify(cx, EventAction::Delete, target).await;
                 }
                 (Reference::Tag(_), None) => {}

@@ -147,10 +147,9 @@ impl SqlStore {
                 continue;
             }
             dropped += self
-                .write_one(
-                    "DELETE FROM notification_events WHERE endpoint = $1",
-                    |q| q.bind(endpoint.as_str()),
-                )
+                .write_one("DELETE FROM notification_events WHERE endpoint = $1", |q| {
+                    q.bind(endpoint.as_str())
+                })
                 .await?;
         }
         Ok(dropped)
