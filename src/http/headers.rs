@@ -65,43 +65,6 @@ impl UrlBuilder {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locations() {
-        let mut h = HeaderMap::new();
-        h.insert(HOST, "reg:5000".parse().unwrap());
-        let urls = UrlBuilder::default();
-        assert_eq!(urls.url(&h, "/v2/x"), "http://reg:5000/v2/x");
-        h.insert("x-forwarded-proto", "https".parse().unwrap());
-        h.insert("x-forwarded-host", "pub.example".parse().unwrap());
-        assert_eq!(urls.url(&h, "/v2/x"), "https://pub.example/v2/x");
-        let relative = UrlBuilder {
-            relative: true,
-            ..Default::default()
-        };
-        assert_eq!(relative.url(&h, "/v2/x"), "/v2/x");
-        let fixed = UrlBuilder {
-            host: Some("https://r.example/".into()),
-            ..Default::default()
-        };
-        assert_eq!(fixed.url(&h, "/v2/x"), "https://r.example/v2/x");
-        let mut direct = HeaderMap::new();
-        direct.insert(HOST, "reg:5000".parse().unwrap());
-        let tls = UrlBuilder {
-            https: true,
-            ..Default::default()
-        };
-        assert_eq!(tls.url(&direct, "/v2/x"), "https://reg:5000/v2/x");
-        direct.insert("x-forwarded-proto", "http".parse().unwrap());
-        assert_eq!(tls.url(&direct, "/v2/x"), "http://reg:5000/v2/x");
-        assert_eq!(upload_range(0), "0-0");
-        assert_eq!(upload_range(10), "0-9");
-    }
-}
-
 /// The facts notifications report about `request` (`RequestFacts::base_url` is left for
 /// `dispatch`, which knows the URL policy).
 pub fn request_facts(request: &axum::extract::Request) -> crate::registry::context::RequestFacts {
@@ -136,5 +99,42 @@ pub fn request_facts(request: &axum::extract::Request) -> crate::registry::conte
         method: request.method().to_string(),
         user_agent: header("user-agent").unwrap_or_default().to_string(),
         base_url: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        let mut h = HeaderMap::new();
+        h.insert(HOST, "reg:5000".parse().unwrap());
+        let urls = UrlBuilder::default();
+        assert_eq!(urls.url(&h, "/v2/x"), "http://reg:5000/v2/x");
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert("x-forwarded-host", "pub.example".parse().unwrap());
+        assert_eq!(urls.url(&h, "/v2/x"), "https://pub.example/v2/x");
+        let relative = UrlBuilder {
+            relative: true,
+            ..Default::default()
+        };
+        assert_eq!(relative.url(&h, "/v2/x"), "/v2/x");
+        let fixed = UrlBuilder {
+            host: Some("https://r.example/".into()),
+            ..Default::default()
+        };
+        assert_eq!(fixed.url(&h, "/v2/x"), "https://r.example/v2/x");
+        let mut direct = HeaderMap::new();
+        direct.insert(HOST, "reg:5000".parse().unwrap());
+        let tls = UrlBuilder {
+            https: true,
+            ..Default::default()
+        };
+        assert_eq!(tls.url(&direct, "/v2/x"), "https://reg:5000/v2/x");
+        direct.insert("x-forwarded-proto", "http".parse().unwrap());
+        assert_eq!(tls.url(&direct, "/v2/x"), "http://reg:5000/v2/x");
+        assert_eq!(upload_range(0), "0-0");
+        assert_eq!(upload_range(10), "0-9");
     }
 }

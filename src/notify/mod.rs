@@ -181,7 +181,7 @@ mod tests {
             ignored_media_types: vec![event::BLOB_MEDIA_TYPE.into()],
             ignored_actions: vec!["pull".into()],
         };
-        let repo: RepositoryName = "a/b".parse().unwrap();
+        let repo = RepositoryName::parse("a/b").unwrap();
         let digest = Digest::of(crate::oci::Algorithm::Sha256, b"x");
         let blob = Target::blob(&repo, &digest, 1);
         let manifest = Target::manifest(
