@@ -96,6 +96,19 @@ impl Delivery {
                 self.trim().await;
                 trimmed_at = Some(tokio::time::Instant::now());
             }
+            // An idle queue costs a read, not a write (SQLite has one writer).
+            match self.metadata.queued_events(name).await {
+                Ok(0) => {
+                    self.pause(&cancel, POLL).await;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(endpoint = name, error = %e, "cannot read the notification queue");
+                    self.pause(&cancel, POLL).await;
+                    continue;
+                }
+            }
             let now = now_ms();
             let lease = Lease {
                 endpoint: name,
