@@ -15,6 +15,8 @@
 //! - [`storage`]: the blob-store trait and its filesystem and S3 implementations.
 //! - [`import`]: adopting a `registry:2` data directory in place.
 //! - [`backup`]: `ferry backup`, a consistent copy of a serving registry.
+//! - [`notify`]: notifications (webhooks) as Distribution sends them, queued in the
+//!   metadata database and delivered in the background.
 //! - [`gc`]: the garbage collector behind `ferry gc` (also the `ferry-gc` binary,
 //!   `src/bin/ferry-gc.rs`, and `registry garbage-collect`).
 //! - [`server`], [`shutdown`], [`telemetry`], [`healthcheck`]: running the service.
@@ -38,6 +40,7 @@ pub mod http;
 pub mod import;
 pub mod metadata;
 pub mod mirror;
+pub mod notify;
 pub mod oci;
 pub mod registry;
 pub mod server;

@@ -166,6 +166,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let tls = config.http.tls.as_ref().map(tls::acceptor).transpose()?;
     let mut auth = crate::auth::Authenticator::new(&config.auth)?;
     let (registry, metadata) = open_registry(&config).await?;
+    let notifier = crate::notify::Notifier::start(
+        registry.metadata().clone(),
+        &config.notifications,
+        &config.http.addr,
+    )
+    .await?;
+    let registry = match &notifier {
+        Some(notifier) => registry.with_notifier(notifier.clone()),
+        None => registry,
+    };
     if auth.needs_issuer_secret() {
         let secret = issuer_secret(metadata.as_ref()).await?;
         auth.set_issuer_secret(secret.as_bytes());
@@ -194,6 +204,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             config.upload_purging.clone(),
             cancel.clone(),
         ));
+    }
+    if let Some(notifier) = &notifier {
+        notifier.spawn_delivery(&background, cancel.clone());
     }
     let readiness = crate::registry::health::Readiness::of(&registry);
     let registry: crate::registry::SharedRegistry = match &config.proxy {

@@ -863,3 +863,177 @@ async fn cached_manifests_expire_by_their_ttl_from_the_last_pull() {
         assert!(s.manifest(&r, &pushed.digest).await.unwrap().is_some());
     }
 }
+
+/// Queues `(endpoint, repository, payload)` rows.
+async fn enqueue(s: &dyn MetadataBackend, rows: &[(&str, &str, &str)]) {
+    let events: Vec<metadata::NewEvent<'_>> = rows
+        .iter()
+        .map(|(endpoint, repository, payload)| metadata::NewEvent {
+            endpoint,
+            repository,
+            payload,
+        })
+        .collect();
+    s.enqueue_events(&events).await.unwrap();
+}
+
+fn lease<'a>(endpoint: &'a str, owner: &'a str, now_ms: i64) -> metadata::Lease<'a> {
+    metadata::Lease {
+        endpoint,
+        owner,
+        now_ms,
+        until_ms: now_ms + 10_000,
+    }
+}
+
+fn payloads(events: &[metadata::QueuedEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.payload.as_str()).collect()
+}
+
+#[tokio::test]
+async fn notification_events_are_claimed_in_order_acked_once_and_bounded() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let name = b.name;
+        s.enqueue_events(&[]).await.unwrap();
+        enqueue(
+            s,
+            &[
+                ("hook", "a", "a1"),
+                ("hook", "b", "b1"),
+                ("hook", "a", "a2"),
+                ("other", "a", "o1"),
+            ],
+        )
+        .await;
+        assert_eq!(s.queued_events("hook").await.unwrap(), 3, "{name}");
+        // One owner takes the oldest, in queue order, within the limit.
+        let first = s
+            .claim_events(lease("hook", "one", 1_000), 2)
+            .await
+            .unwrap();
+        assert_eq!(payloads(&first), ["a1", "b1"], "{name}");
+        // Another owner gets nothing of repository `a` while `one` holds an older event of
+        // it, and nothing `one` holds.
+        let second = s
+            .claim_events(lease("hook", "two", 1_000), 10)
+            .await
+            .unwrap();
+        assert!(second.is_empty(), "{name}: {second:?}");
+        // The holder renews its claim and takes the rest.
+        let again = s
+            .claim_events(lease("hook", "one", 2_000), 10)
+            .await
+            .unwrap();
+        assert_eq!(payloads(&again), ["a1", "b1", "a2"], "{name}");
+        // Acked by another owner: nothing; by the holder: gone, once.
+        let ids: Vec<i64> = again.iter().map(|e| e.id).collect();
+        assert_eq!(
+            s.ack_events("hook", "two", &ids).await.unwrap(),
+            0,
+            "{name}"
+        );
+        assert_eq!(s.ack_events("hook", "one", &ids[..2]).await.unwrap(), 2);
+        assert_eq!(s.ack_events("hook", "one", &ids[..2]).await.unwrap(), 0);
+        assert_eq!(s.queued_events("hook").await.unwrap(), 1);
+        // A lease that ended is free for another owner.
+        let taken = s
+            .claim_events(lease("hook", "two", 20_000), 10)
+            .await
+            .unwrap();
+        assert_eq!(payloads(&taken), ["a2"], "{name}");
+        // Released (shutdown): free at once.
+        assert_eq!(s.release_events("two").await.unwrap(), 1);
+        let free = s
+            .claim_events(lease("hook", "three", 20_000), 10)
+            .await
+            .unwrap();
+        assert_eq!(payloads(&free), ["a2"], "{name}");
+        s.release_events("three").await.unwrap();
+        // The other endpoint's queue is its own.
+        let other = s
+            .claim_events(lease("other", "one", 1_000), 10)
+            .await
+            .unwrap();
+        assert_eq!(payloads(&other), ["o1"], "{name}");
+        s.release_events("one").await.unwrap();
+
+        // Bounded: the oldest beyond the limit go.
+        enqueue(
+            s,
+            &[
+                ("hook", "c", "c1"),
+                ("hook", "c", "c2"),
+                ("hook", "c", "c3"),
+            ],
+        )
+        .await;
+        assert_eq!(s.trim_events("hook", 2).await.unwrap(), 2, "{name}");
+        assert_eq!(s.trim_events("hook", 2).await.unwrap(), 0, "{name}");
+        let kept = s
+            .claim_events(lease("hook", "one", 1_000), 10)
+            .await
+            .unwrap();
+        assert_eq!(payloads(&kept), ["c2", "c3"], "{name}");
+        s.release_events("one").await.unwrap();
+
+        // Endpoints no longer configured lose their events.
+        assert_eq!(s.drop_events_except(&["hook"]).await.unwrap(), 1, "{name}");
+        assert_eq!(s.queued_events("other").await.unwrap(), 0);
+        assert_eq!(s.queued_events("hook").await.unwrap(), 2);
+        assert_eq!(s.drop_events_except(&[]).await.unwrap(), 2);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_share_an_event() {
+    for b in backends().await {
+        let s = b.store.clone();
+        let rows: Vec<(String, String)> = (0..60)
+            .map(|i| (format!("r{}", i % 6), format!("e{i}")))
+            .collect();
+        let borrowed: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|(r, p)| ("hook", r.as_str(), p.as_str()))
+            .collect();
+        enqueue(s.as_ref(), &borrowed).await;
+        // Two handles (two replicas), four claimants, each acking what it got.
+        let other = metadata::open(&(b.reopen)()).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let store: Arc<dyn MetadataBackend> =
+                if i % 2 == 0 { s.clone() } else { other.clone() };
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("owner{i}");
+                let mut got = Vec::new();
+                for _ in 0..200 {
+                    let claimed = store
+                        .claim_events(lease("hook", &owner, 1_000), 4)
+                        .await
+                        .unwrap();
+                    if claimed.is_empty() {
+                        if store.queued_events("hook").await.unwrap() == 0 {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    let ids: Vec<i64> = claimed.iter().map(|e| e.id).collect();
+                    let acked = store.ack_events("hook", &owner, &ids).await.unwrap();
+                    assert_eq!(acked as usize, ids.len());
+                    got.extend(claimed.into_iter().map(|e| e.payload));
+                }
+                got
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all.sort();
+        let mut expected: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
+        expected.sort();
+        assert_eq!(all, expected, "{}: every event exactly once", b.name);
+        other.close().await;
+    }
+}

@@ -141,7 +141,7 @@ s3_tests=(
 # tests/replicas.rs and tests/migrate_metadata.rs start their own PostgreSQL. Skipped there:
 # collector tests that start ferry-gc on a configuration of their own naming an SQLite file.
 pg_tests=(api_base_and_errors api_blobs api_manifests api_referrers api_search api_tags_catalog
-    api_uploads clients mirror gc)
+    api_uploads clients mirror gc notifications)
 pg_skip=(a_database_of_another_store_exits_2 registry2_command_lines_work)
 
 # Human-readable seconds.

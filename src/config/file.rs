@@ -45,6 +45,9 @@ pub(super) struct File {
     /// Distribution's health checks: only `storagedriver` is read (and needs nothing).
     #[serde(deserialize_with = "section")]
     pub health: Health,
+    /// Webhooks: Distribution's keys plus Ferry's `queuelimit`.
+    #[serde(deserialize_with = "section")]
+    pub notifications: Notifications,
 }
 
 /// `log`.
@@ -311,6 +314,92 @@ pub(super) struct Upstream {
     pub username: Option<Text>,
     pub password: Option<Secret>,
     pub ttl: Option<GoDuration>,
+}
+
+/// `notifications`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Notifications {
+    #[serde(deserialize_with = "section")]
+    pub events: NotificationEvents,
+    pub endpoints: Option<NotificationEndpoints>,
+    /// Ferry's extension: the most events queued per endpoint.
+    pub queuelimit: Option<Count>,
+}
+
+/// `notifications.events`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct NotificationEvents {
+    pub includereferences: Option<Flag>,
+}
+
+/// `notifications.endpoints`: a YAML list, or from the environment entries by index
+/// (`REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL`, which arrive as a mapping `0: ...`).
+#[derive(Debug, Default)]
+pub(super) struct NotificationEndpoints(pub Vec<NotificationEndpoint>);
+
+impl<'de> Deserialize<'de> for NotificationEndpoints {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items: Vec<Value> = match Value::deserialize(deserializer)? {
+            Value::Null => Vec::new(),
+            Value::Sequence(items) => items,
+            Value::Mapping(entries) => {
+                let mut indexed = entries
+                    .into_iter()
+                    .map(|(k, v)| match k {
+                        Value::Number(n) => n.as_u64().map(|i| (i, v)),
+                        Value::String(s) => s.parse::<u64>().ok().map(|i| (i, v)),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| D::Error::custom("expected a list of endpoints"))?;
+                indexed.sort_by_key(|(i, _)| *i);
+                indexed.into_iter().map(|(_, v)| v).collect()
+            }
+            _ => return Err(D::Error::custom("expected a list of endpoints")),
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                NotificationEndpoint::deserialize(item)
+                    .map_err(|e| D::Error::custom(format!("entry {i}: {e}")))
+            })
+            .collect::<Result<_, _>>()
+            .map(NotificationEndpoints)
+    }
+}
+
+/// One entry of `notifications.endpoints`; a misspelt key is an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "an endpoint: name, disabled, url, headers, timeout, threshold, backoff, ignoredmediatypes, ignore"
+)]
+pub(super) struct NotificationEndpoint {
+    pub name: Option<Text>,
+    pub disabled: Option<Flag>,
+    pub url: Option<Text>,
+    pub headers: Option<std::collections::BTreeMap<String, TextList>>,
+    pub timeout: Option<GoDuration>,
+    pub threshold: Option<Count>,
+    pub backoff: Option<GoDuration>,
+    pub ignoredmediatypes: Option<TextList>,
+    pub ignore: Option<NotificationIgnore>,
+}
+
+/// `ignore` of an endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "mediatypes and actions to ignore"
+)]
+pub(super) struct NotificationIgnore {
+    pub mediatypes: Option<TextList>,
+    pub actions: Option<TextList>,
 }
 
 /// A string that is never shown (passwords): its `Debug` is redacted.

@@ -12,6 +12,7 @@
 //! Loading has no side effects: directories are created when the stores are opened.
 
 mod file;
+mod notifications;
 mod tree;
 mod unsupported;
 
@@ -242,6 +243,18 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "proxy.upstreams",
         "Ferry's own: more upstreams by registry host, each {remoteurl, username, password, ttl}; chosen by ?ns=<host> or a leading <host>/ in the name",
+    ),
+    (
+        "notifications.endpoints",
+        "webhooks: a list of {name, disabled, url, headers, timeout (default 1s), threshold (default 10), backoff (default 1s), ignoredmediatypes, ignore: {mediatypes, actions}}; events are queued in the metadata database and POSTed in order",
+    ),
+    (
+        "notifications.events.includereferences",
+        "manifest events list the manifest's references (config, layers, index entries) in target.references (default false)",
+    ),
+    (
+        "notifications.queuelimit",
+        "Ferry's own: the most events queued per endpoint; the oldest beyond it are dropped with a warning (default 100000)",
     ),
     (
         "catalog.maxentries",
@@ -482,6 +495,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The pull-through mirror (`proxy`), when configured.
     pub proxy: Option<MirrorSettings>,
+    /// Webhooks (`notifications`).
+    pub notifications: crate::notify::NotificationSettings,
     /// Warnings to log once logging is set up (unknown keys and the like).
     pub warnings: Vec<String>,
 }
@@ -711,6 +726,7 @@ impl Config {
         let tls = Self::tls(&file.http.tls, &mut warnings)?;
         let auth = Self::auth(&file.auth)?;
         let proxy = Self::proxy(&file.proxy)?;
+        let notifications = notifications::settings(&file.notifications)?;
         // Go's convention: a zero duration is no limit.
         let limit = |value, default| Some(duration(value, default)).filter(|d| !d.is_zero());
         let http = HttpSettings {
@@ -765,6 +781,7 @@ impl Config {
             upload_purging,
             auth,
             proxy,
+            notifications,
             warnings,
         })
     }
@@ -1263,6 +1280,80 @@ mod tests {
     }
 
     #[test]
+    fn notification_endpoints() {
+        let c = load(
+            &format!(
+                "{BASE}notifications:\n  events:\n    includereferences: true\n  queuelimit: 50\n  endpoints:\n    - name: audit\n      url: https://audit.example/events\n      headers:\n        Authorization: [Bearer x]\n        X-Two: [a, b]\n      timeout: 3s\n      threshold: 4\n      backoff: 2s\n      ignoredmediatypes: [application/octet-stream]\n      ignore:\n        mediatypes: [text/plain]\n        actions: [pull]\n    - name: off\n      disabled: true\n      url: nonsense\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        let n = &c.notifications;
+        assert!(n.include_references);
+        assert_eq!(n.queue_limit, 50);
+        assert_eq!(n.endpoints.len(), 1);
+        let e = &n.endpoints[0];
+        assert_eq!(e.name, "audit");
+        assert_eq!(e.headers.len(), 3);
+        assert_eq!(e.timeout, Duration::from_secs(3));
+        assert_eq!(e.threshold, 4);
+        assert_eq!(e.backoff, Duration::from_secs(2));
+        assert_eq!(
+            e.ignored_media_types,
+            ["application/octet-stream", "text/plain"]
+        );
+        assert_eq!(e.ignored_actions, ["pull"]);
+        // From the environment, by index, with Distribution's defaults.
+        let c = load(
+            BASE,
+            &[
+                ("REGISTRY_NOTIFICATIONS_ENDPOINTS_0_NAME", "hook"),
+                (
+                    "REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL",
+                    "http://127.0.0.1:9/x",
+                ),
+            ],
+        )
+        .unwrap();
+        let e = &c.notifications.endpoints[0];
+        assert_eq!(
+            (e.timeout, e.threshold, e.backoff),
+            (Duration::from_secs(1), 10, Duration::from_secs(1))
+        );
+        assert!(load(BASE, &[]).unwrap().notifications.endpoints.is_empty());
+        let bad =
+            |yaml: &str| match load(&format!("{BASE}notifications:\n  endpoints:\n{yaml}"), &[]) {
+                Err(ConfigError::Invalid { key, .. }) => key,
+                other => panic!("{yaml}: {other:?}"),
+            };
+        assert_eq!(
+            bad("    - url: http://x/\n"),
+            "notifications.endpoints.0.name"
+        );
+        assert_eq!(bad("    - name: a\n"), "notifications.endpoints.0.url");
+        assert_eq!(
+            bad("    - {name: a, url: 'ftp://x/'}\n"),
+            "notifications.endpoints.0.url"
+        );
+        assert_eq!(
+            bad("    - {name: a, url: 'http://x/'}\n    - {name: a, url: 'http://y/'}\n"),
+            "notifications.endpoints.1.name"
+        );
+        assert_eq!(
+            bad("    - {name: a, url: 'http://x/', ignore: {actions: [fetch]}}\n"),
+            "notifications.endpoints.0.ignore.actions"
+        );
+        assert_eq!(
+            bad("    - {name: a, url: 'http://x/', headers: {'bad header': [x]}}\n"),
+            "notifications.endpoints.0.headers"
+        );
+        assert!(
+            bad("    - {name: a, url: 'http://x/', treshold: 3}\n")
+                .starts_with("notifications.endpoints")
+        );
+    }
+
+    #[test]
     fn reads_distribution_s3_keys_and_overrides() {
         let yaml = "version: 0.1\nstorage:\n  s3:\n    bucket: images\n    region: eu-west-1\n    regionendpoint: http://127.0.0.1:9000\n    forcepathstyle: true\n    rootdirectory: /prod/\n    chunksize: 10485760\n";
         let c = load(
@@ -1521,10 +1612,6 @@ mod tests {
             (
                 "validation:\n  manifests:\n    urls:\n      allow: ['^https://']\n",
                 "validation.manifests.urls.allow",
-            ),
-            (
-                "notifications:\n  endpoints:\n    - name: audit\n      url: https://x\n",
-                "notifications.endpoints",
             ),
         ];
         for (extra, key) in cases {

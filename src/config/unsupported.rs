@@ -103,11 +103,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         Refuse::Set,
         "manifests naming any foreign-layer URL would be accepted",
     ),
-    refuse(
-        "notifications.endpoints",
-        Refuse::EnabledEntries,
-        "the endpoints (audit, scanners, replication) would receive no events",
-    ),
     // Ignored: Ferry behaves as Distribution does without them, or more strictly, or they
     // only tune performance or diagnostics.
     warn("loglevel", "use log.level"),
@@ -177,7 +172,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "validation.manifests.indexes",
         "Ferry accepts an index only when every manifest it lists is in the repository (the strictest setting)",
     ),
-    warn("notifications.events", "no notifications are sent"),
 ];
 
 /// A key that stops the start.

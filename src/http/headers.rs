@@ -65,6 +65,43 @@ impl UrlBuilder {
     }
 }
 
+/// The facts notifications report about `request` (`RequestFacts::base_url` is left for
+/// `dispatch`, which knows the URL policy).
+pub fn request_facts(request: &axum::extract::Request) -> crate::registry::context::RequestFacts {
+    let headers = request.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    // Distribution's RemoteAddr: the first X-Forwarded-For entry, X-Real-Ip, the peer.
+    let addr = header("x-forwarded-for")
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .or_else(|| header("x-real-ip"))
+        .map(str::to_string)
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.to_string())
+        })
+        .unwrap_or_default();
+    let host = header(HOST.as_str())
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    crate::registry::context::RequestFacts {
+        addr,
+        host,
+        method: request.method().to_string(),
+        user_agent: header("user-agent").unwrap_or_default().to_string(),
+        base_url: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

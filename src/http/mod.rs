@@ -166,6 +166,7 @@ async fn classify(mut request: axum::extract::Request, next: Next) -> Response {
         .get("ns")
         .map(str::to_string)
         .filter(|ns| !ns.is_empty());
+    context.request = Some(Arc::new(headers::request_facts(&request)));
     request.extensions_mut().insert(context);
     request.extensions_mut().insert(endpoint);
     next.run(request).await
@@ -206,7 +207,7 @@ fn digest(s: &str) -> Result<crate::oci::Digest, RegistryError> {
 async fn dispatch(State(state): State<Arc<AppState>>, request: axum::extract::Request) -> Response {
     // Moved out of the request, not cloned (the extractors for these clone).
     let (mut parts, body) = request.into_parts();
-    let (Some(endpoint), Some(context)) = (
+    let (Some(endpoint), Some(mut context)) = (
         parts.extensions.remove::<Endpoint>(),
         parts.extensions.remove::<RequestContext>(),
     ) else {
@@ -218,6 +219,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: axum::extract::Re
         );
     };
     let headers = parts.headers;
+    if let Some(facts) = context.request.as_mut() {
+        Arc::make_mut(facts).base_url = state.urls.absolute(&headers, "");
+    }
     let query = Query::from_uri(&parts.uri);
     let request = Request {
         state: &state,

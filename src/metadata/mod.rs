@@ -10,6 +10,7 @@ pub mod collector;
 pub mod locks;
 pub mod migrate;
 pub mod postgres;
+pub mod queue;
 pub mod sql;
 pub mod sqlite;
 
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 pub use self::locks::{LockGuard, LockKey, MetadataLocks};
+pub use self::queue::{Lease, NewEvent, QueuedEvent};
 use crate::oci::manifest::ContentReference;
 use crate::oci::{Digest, RepositoryName, Tag};
 
@@ -398,6 +400,43 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
     ) -> Result<(), MetadataError> {
         Ok(())
     }
+
+    /// Queues notification events (one transaction; nothing for an empty list). Called
+    /// after the operation they describe committed.
+    async fn enqueue_events(&self, events: &[NewEvent<'_>]) -> Result<(), MetadataError>;
+
+    /// Claims up to `limit` queued events of `lease.endpoint`, oldest first, for
+    /// `lease.owner` until `lease.until_ms`: those nobody holds, those whose lease ended, and
+    /// those `owner` holds already (renewed). An event is skipped while an older event of
+    /// its repository is held by another owner, so each repository's events are delivered
+    /// in order. Returned in queue order.
+    async fn claim_events(
+        &self,
+        lease: Lease<'_>,
+        limit: u32,
+    ) -> Result<Vec<QueuedEvent>, MetadataError>;
+
+    /// Removes delivered events: `ids` of `endpoint` still held by `owner`. Returns how many.
+    async fn ack_events(
+        &self,
+        endpoint: &str,
+        owner: &str,
+        ids: &[i64],
+    ) -> Result<u64, MetadataError>;
+
+    /// Lets go of every event `owner` holds (on shutdown), so another process or the next
+    /// start delivers them at once.
+    async fn release_events(&self, owner: &str) -> Result<u64, MetadataError>;
+
+    /// Drops the oldest events of `endpoint` beyond the newest `keep`. Returns how many.
+    async fn trim_events(&self, endpoint: &str, keep: u64) -> Result<u64, MetadataError>;
+
+    /// Drops the events of every endpoint not in `endpoints` (removed or disabled ones).
+    /// Returns how many.
+    async fn drop_events_except(&self, endpoints: &[&str]) -> Result<u64, MetadataError>;
+
+    /// How many events wait for `endpoint`.
+    async fn queued_events(&self, endpoint: &str) -> Result<u64, MetadataError>;
 
     /// A registry-wide setting kept with the metadata (e.g. which storage it indexes).
     async fn info(&self, key: &str) -> Result<Option<String>, MetadataError>;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use super::api::Blobs;
 use super::context::RequestContext;
 use super::{Registry, RegistryError};
+use crate::notify::{EventAction, Target};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::{ByteStream, StorageError};
 
@@ -110,6 +111,12 @@ impl Blobs for Registry {
     ) -> Result<BlobAnswer, RegistryError> {
         let size = self.stat_blob(cx, repository, digest).await?;
         if let Some(url) = self.storage.redirect_url(digest).await? {
+            self.notify(
+                cx,
+                EventAction::Pull,
+                Target::blob(repository, digest, size),
+            )
+            .await;
             return Ok(BlobAnswer::Redirect(url));
         }
         let (range, partial) = match range {
@@ -127,6 +134,12 @@ impl Blobs for Registry {
             Err(StorageError::NotFound) => return Err(RegistryError::BlobUnknown),
             Err(e) => return Err(e.into()),
         };
+        self.notify(
+            cx,
+            EventAction::Pull,
+            Target::blob(repository, digest, size),
+        )
+        .await;
         Ok(BlobAnswer::Bytes(BlobRead {
             size,
             range,
@@ -137,12 +150,18 @@ impl Blobs for Registry {
 
     async fn delete_blob(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
         self.check_deletable()?;
         if self.metadata.unlink_blob(repository, digest).await? {
+            self.notify(
+                cx,
+                EventAction::Delete,
+                Target::deleted_blob(repository, digest),
+            )
+            .await;
             Ok(())
         } else {
             Err(RegistryError::BlobUnknown)

@@ -102,6 +102,26 @@ pub struct RequestContext {
     /// containerd's `?ns=<registry host>` query parameter: the registry a mirror is asked
     /// to stand in for (only ever a key into the mirror's configured upstreams).
     pub namespace: Option<String>,
+    /// The HTTP request behind the operation (set by `classify`), as notifications report
+    /// it; `None` for the registry's own operations (the mirror's cache fills).
+    pub request: Option<std::sync::Arc<RequestFacts>>,
+}
+
+/// What notifications say about the request behind an event (Distribution's `request`
+/// record), and the base of the URLs they name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// The client's address (`X-Forwarded-For`'s first entry, `X-Real-Ip`, else the peer).
+    pub addr: String,
+    /// The `Host` the client named.
+    pub host: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The `User-Agent` header.
+    pub user_agent: String,
+    /// `scheme://host` of the registry as the client reaches it (as `Location` URLs are
+    /// built); empty when the request names no host.
+    pub base_url: String,
 }
 
 impl RequestContext {
@@ -113,6 +133,7 @@ impl RequestContext {
             access,
             rights: None,
             namespace: None,
+            request: None,
         }
     }
 

@@ -7,6 +7,7 @@ use super::api::Manifests;
 use super::context::RequestContext;
 use super::{Registry, RegistryError};
 use crate::metadata::{LockKey, NewManifest, Origin, StoredManifest};
+use crate::notify::{EventAction, Target};
 use crate::oci::manifest::{self, MAX_MANIFEST_SIZE};
 use crate::oci::{Algorithm, Digest, Reference, RepositoryName, Tag};
 
@@ -23,27 +24,47 @@ pub struct PushedManifest {
 impl Manifests for Registry {
     async fn put_manifest(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         repository: &RepositoryName,
         reference: &Reference,
         extra_tags: &[Tag],
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PushedManifest, RegistryError> {
-        self.store_manifest(
-            repository,
-            reference,
-            extra_tags,
-            content_type,
-            body,
-            Origin::Pushed,
-        )
-        .await
+        let pushed = self
+            .store_manifest(
+                repository,
+                reference,
+                extra_tags,
+                content_type,
+                body.clone(),
+                Origin::Pushed,
+            )
+            .await?;
+        if self.notifier.is_some() {
+            // One event per tag it was pushed under (by digest: one without a tag).
+            let media_type = manifest::parse(&body, content_type)
+                .map(|p| p.media_type)
+                .unwrap_or_default();
+            let target = Target::manifest(repository, &pushed.digest, &media_type, &body);
+            let mut tags: Vec<&str> = extra_tags.iter().map(Tag::as_str).collect();
+            if let Reference::Tag(tag) = reference {
+                tags.insert(0, tag.as_str());
+            }
+            if tags.is_empty() {
+                self.notify(cx, EventAction::Push, target).await;
+            }
+            for tag in tags {
+                self.notify(cx, EventAction::Push, target.with_tag(tag))
+                    .await;
+            }
+        }
+        Ok(pushed)
     }
 
     async fn get_manifest(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<StoredManifest, RegistryError> {
@@ -53,21 +74,54 @@ impl Manifests for Registry {
         };
         // MANIFEST_UNKNOWN also for an unknown repository, as Distribution answers: Docker
         // then says "manifest for ... not found" rather than a bare "name unknown".
-        found.ok_or(RegistryError::ManifestUnknown)
+        let found = found.ok_or(RegistryError::ManifestUnknown)?;
+        // A pull is a GET (a HEAD only asks whether it is there).
+        let head = cx.request.as_ref().is_some_and(|r| r.method == "HEAD");
+        if self.notifier.is_some() && !head {
+            let target =
+                Target::manifest(repository, &found.digest, &found.media_type, &found.payload);
+            let target = match reference {
+                Reference::Tag(tag) => target.with_tag(tag.as_str()),
+                Reference::Digest(_) => target,
+            };
+            self.notify(cx, EventAction::Pull, target).await;
+        }
+        Ok(found)
     }
 
     async fn delete_manifest(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<(), RegistryError> {
         self.check_deletable()?;
+        // The digest a tag names, for its delete event (looked up only with endpoints).
+        let tagged = match reference {
+            Reference::Tag(tag) if self.notifier.is_some() => self
+                .metadata
+                .tagged_manifest(repository, tag)
+                .await?
+                .map(|m| m.digest),
+            _ => None,
+        };
         let deleted = match reference {
             Reference::Tag(tag) => self.metadata.delete_tag(repository, tag).await?,
             Reference::Digest(digest) => self.metadata.delete_manifest(repository, digest).await?,
         };
         if deleted {
+            match (reference, &tagged) {
+                (Reference::Digest(digest), _) => {
+                    let target = Target::deleted_manifest(repository, digest);
+                    self.notify(cx, EventAction::Delete, target).await;
+                }
+                (Reference::Tag(tag), Some(digest)) => {
+                    let target =
+                        Target::deleted_manifest(repository, digest).with_tag(tag.as_str());
+                    self.notify(cx, EventAction::Delete, target).await;
+                }
+                (Reference::Tag(_), None) => {}
+            }
             Ok(())
         } else {
             Err(RegistryError::ManifestUnknown)

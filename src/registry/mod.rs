@@ -65,6 +65,8 @@ pub struct Registry {
     storage: Arc<dyn BlobStore>,
     /// Behaviour switches.
     settings: Settings,
+    /// Notifications (`None`: no endpoints, nothing recorded).
+    notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl Registry {
@@ -78,6 +80,28 @@ impl Registry {
             metadata,
             storage,
             settings,
+            notifier: None,
+        }
+    }
+
+    /// This registry, recording events for `notifier`'s endpoints.
+    pub fn with_notifier(self, notifier: Arc<crate::notify::Notifier>) -> Self {
+        Registry {
+            notifier: Some(notifier),
+            ..self
+        }
+    }
+
+    /// Records a notification event (after the operation committed); nothing without
+    /// endpoints.
+    async fn notify(
+        &self,
+        cx: &context::RequestContext,
+        action: crate::notify::EventAction,
+        target: crate::notify::Target<'_>,
+    ) {
+        if let Some(notifier) = &self.notifier {
+            notifier.record(cx, action, target).await;
         }
     }
 

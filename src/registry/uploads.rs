@@ -21,6 +21,7 @@ use super::context::RequestContext;
 use super::pieces::pieces;
 use super::{Registry, RegistryError};
 use crate::metadata::{LockGuard, LockKey, UploadSession, now};
+use crate::notify::{EventAction, Target};
 use crate::oci::{Algorithm, Digest, Hasher, RepositoryName};
 use crate::storage::{ByteStream, StorageError, UploadKey};
 
@@ -148,13 +149,18 @@ impl Uploads for Registry {
 
     async fn mount_blob(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         repository: &RepositoryName,
         digest: &Digest,
         from: Option<&RepositoryName>,
     ) -> Result<Option<u64>, RegistryError> {
         self.check_writable()?;
-        Ok(self.metadata.mount_blob(repository, digest, from).await?)
+        let mounted = self.metadata.mount_blob(repository, digest, from).await?;
+        if let Some(size) = mounted {
+            let target = Target::blob(repository, digest, size).mounted_from(from);
+            self.notify(cx, EventAction::Mount, target).await;
+        }
+        Ok(mounted)
     }
 
     async fn upload_status(
@@ -236,6 +242,8 @@ impl Uploads for Registry {
         if let Err(e) = self.storage.upload_abort(&key(&session)).await {
             tracing::warn!(upload = %session.id, error = %e, "could not remove a committed upload's staging area; the collector will");
         }
+        let target = Target::blob(repository, digest, session.size);
+        self.notify(cx, EventAction::Push, target).await;
         Ok(())
     }
 

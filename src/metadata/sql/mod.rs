@@ -13,6 +13,7 @@
 //! is therefore a function that can run more than once.
 
 mod collector;
+mod events;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -28,8 +29,9 @@ use sqlx::{AnyConnection, AnyPool};
 use uuid::Uuid;
 
 use super::{
-    LockGuard, LockKey, MetadataBackend, MetadataError, MetadataLocks, MetadataStore, NewManifest,
-    Origin, Referrer, SnapshotContents, StoredManifest, UploadSession, now,
+    Lease, LockGuard, LockKey, MetadataBackend, MetadataError, MetadataLocks, MetadataStore,
+    NewEvent, NewManifest, Origin, QueuedEvent, Referrer, SnapshotContents, StoredManifest,
+    UploadSession, now,
 };
 use crate::oci::{Digest, ReferenceKind, RepositoryName, Tag};
 
@@ -891,6 +893,43 @@ impl MetadataStore for SqlStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn enqueue_events(&self, events: &[NewEvent<'_>]) -> Result<(), MetadataError> {
+        self.enqueue_events_sql(events).await
+    }
+
+    async fn claim_events(
+        &self,
+        lease: Lease<'_>,
+        limit: u32,
+    ) -> Result<Vec<QueuedEvent>, MetadataError> {
+        self.claim_events_sql(lease, limit).await
+    }
+
+    async fn ack_events(
+        &self,
+        endpoint: &str,
+        owner: &str,
+        ids: &[i64],
+    ) -> Result<u64, MetadataError> {
+        self.ack_events_sql(endpoint, owner, ids).await
+    }
+
+    async fn release_events(&self, owner: &str) -> Result<u64, MetadataError> {
+        self.release_events_sql(owner).await
+    }
+
+    async fn trim_events(&self, endpoint: &str, keep: u64) -> Result<u64, MetadataError> {
+        self.trim_events_sql(endpoint, keep).await
+    }
+
+    async fn drop_events_except(&self, endpoints: &[&str]) -> Result<u64, MetadataError> {
+        self.drop_events_except_sql(endpoints).await
+    }
+
+    async fn queued_events(&self, endpoint: &str) -> Result<u64, MetadataError> {
+        self.queued_events_sql(endpoint).await
     }
 
     async fn info(&self, key: &str) -> Result<Option<String>, MetadataError> {

@@ -60,6 +60,11 @@ async fn read_back(copy: &mut SqliteConnection) -> Result<SnapshotContents, Meta
     sqlx::query("DELETE FROM uploads")
         .execute(&mut *copy)
         .await?;
+    // Queued notifications are the live registry's to deliver: a restored copy must not
+    // send them again.
+    sqlx::query("DELETE FROM notification_events")
+        .execute(&mut *copy)
+        .await?;
     let (repositories, manifests, tags): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM repositories), (SELECT count(*) FROM manifests),
                 (SELECT count(*) FROM tags)",
