@@ -17,6 +17,7 @@
 //! - [`backup`]: `ferry backup`, a consistent copy of a serving registry.
 //! - [`gc`]: the garbage collector behind `ferry gc` (also the `ferry-gc` binary,
 //!   `src/bin/ferry-gc.rs`, and `registry garbage-collect`).
+//! - [`ui`]: the web UI under `/ui/` (server-rendered pages over the registry services).
 //! - [`server`], [`shutdown`], [`telemetry`], [`healthcheck`]: running the service.
 //!
 //! ## Invariants
@@ -44,3 +45,4 @@ pub mod server;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
+pub mod ui;

@@ -45,6 +45,9 @@ pub(super) struct File {
     /// Distribution's health checks: only `storagedriver` is read (and needs nothing).
     #[serde(deserialize_with = "section")]
     pub health: Health,
+    /// Ferry's own section (no Distribution key uses the name): the web UI.
+    #[serde(deserialize_with = "section")]
+    pub ui: Enabled,
 }
 
 /// `log`.

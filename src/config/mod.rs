@@ -212,6 +212,10 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
         "Ferry's own: a request body that sends nothing for this long fails and its connection closes; the upload can be resumed (default 60s; 0: no limit)",
     ),
     (
+        "ui.enabled",
+        "Ferry's own: the web UI at / (pages under /ui/; default true; off with auth.token)",
+    ),
+    (
         "uploads.maxblobsize",
         "Ferry's own: the largest blob a push may upload, in bytes; a larger one is refused with 413 SIZE_INVALID (default 0: no limit)",
     ),
@@ -482,6 +486,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The pull-through mirror (`proxy`), when configured.
     pub proxy: Option<MirrorSettings>,
+    /// `ui.enabled` (Ferry's own): serve the web UI.
+    pub ui_enabled: bool,
     /// Warnings to log once logging is set up (unknown keys and the like).
     pub warnings: Vec<String>,
 }
@@ -765,6 +771,7 @@ impl Config {
             upload_purging,
             auth,
             proxy,
+            ui_enabled: flag(file.ui.enabled, true),
             warnings,
         })
     }
