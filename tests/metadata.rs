@@ -869,7 +869,6 @@ async fn cached_manifests_expire_by_their_ttl_from_the_last_pull() {
 /// reference (an index: its children's); a manifest's push time and tags; totals.
 #[tokio::test]
 async fn browse_pages_repositories_tags_manifests_and_totals() {
-    use ferry::metadata::browse::BrowseMetadata;
     for b in backends().await {
         let s = b.store.as_ref();
         let app = repo("team/app");
