@@ -901,11 +901,24 @@ async fn browse_pages_repositories_tags_manifests_and_totals() {
         let found = s.browse_repositories("APP", None, 100).await.unwrap();
         let found: Vec<&str> = found.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(found, ["team/app", "tools/app-x"], "{}", b.name);
-        let page = s.browse_repositories("", Some("team/app"), 2).await.unwrap();
+        let page = s
+            .browse_repositories("", Some("team/app"), 2)
+            .await
+            .unwrap();
         let page: Vec<&str> = page.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(page, ["team/web", "tools/app-x"], "{}", b.name);
-        assert!(s.browse_repositories("_", None, 10).await.unwrap().is_empty());
-        assert!(s.browse_repositories("%", None, 10).await.unwrap().is_empty());
+        assert!(
+            s.browse_repositories("_", None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            s.browse_repositories("%", None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         let tags = s.browse_tags(&app, None, 100).await.unwrap();
         let tag_names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
@@ -921,7 +934,12 @@ async fn browse_pages_repositories_tags_manifests_and_totals() {
         let page = s.browse_tags(&app, Some("multi"), 1).await.unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].name, "v1");
-        assert!(s.browse_tags(&repo("no/such"), None, 10).await.unwrap().is_empty());
+        assert!(
+            s.browse_tags(&repo("no/such"), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         let facts = s
             .manifest_facts(&app, &image.digest, 10)
@@ -930,7 +948,11 @@ async fn browse_pages_repositories_tags_manifests_and_totals() {
             .unwrap();
         assert_eq!(facts.tags, ["latest", "v1"], "{}", b.name);
         assert!(facts.pushed_at > 0);
-        let one = s.manifest_facts(&app, &image.digest, 1).await.unwrap().unwrap();
+        let one = s
+            .manifest_facts(&app, &image.digest, 1)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(one.tags, ["latest"]);
         assert!(
             s.manifest_facts(&repo("team/web"), &image.digest, 10)
@@ -947,7 +969,10 @@ async fn browse_pages_repositories_tags_manifests_and_totals() {
         assert_eq!(totals.blobs, 10, "{}", b.name);
         let expected_bytes = image_size
             + other_size
-            + ["team/web", "tools/app-x", "zeta"].iter().map(|n| n.len() as u64).sum::<u64>()
+            + ["team/web", "tools/app-x", "zeta"]
+                .iter()
+                .map(|n| n.len() as u64)
+                .sum::<u64>()
             + (image.payload.len() + other.payload.len() + index.payload.len()) as u64;
         assert_eq!(totals.blob_bytes, expected_bytes, "{}", b.name);
     }

@@ -82,7 +82,10 @@ async fn the_repository_list_searches_and_pages() {
 
     let all = page(&api.get("/ui/").await, 200);
     for name in ["team/app", "team/web", "tools/app-x", "zeta"] {
-        assert!(all.contains(&format!("href=\"/ui/r/{name}\"")), "{name}: {all}");
+        assert!(
+            all.contains(&format!("href=\"/ui/r/{name}\"")),
+            "{name}: {all}"
+        );
     }
     let found = page(&api.get("/ui/?q=APP").await, 200);
     assert!(found.contains("/ui/r/team/app\"") && found.contains("/ui/r/tools/app-x\""));
@@ -126,7 +129,10 @@ async fn the_repository_list_searches_and_pages() {
     api.get("/v2/").await.expect(200);
     let style = api.get("/ui/style.css").await;
     style.expect(200);
-    assert_eq!(style.header("content-type"), Some("text/css; charset=utf-8"));
+    assert_eq!(
+        style.header("content-type"),
+        Some("text/css; charset=utf-8")
+    );
 }
 
 #[tokio::test]
@@ -144,7 +150,10 @@ async fn a_tag_page_shows_sizes_platforms_digests_and_pull_commands() {
     assert!(body.contains(">v1<") && body.contains(">multi<"), "{body}");
     assert!(body.contains("linux/amd64"), "{body}");
     assert!(body.contains("linux/arm64/v8"), "{body}");
-    assert!(body.contains(&format!("docker pull {}/team/app:v1", reg.host)), "{body}");
+    assert!(
+        body.contains(&format!("docker pull {}/team/app:v1", reg.host)),
+        "{body}"
+    );
     assert!(body.contains(&format!("/ui/r/team/app/-/manifest/{}", single.digest)));
     assert!(body.contains(&format!("/ui/r/team/app/-/manifest/{index}")));
     let size: usize = single.config.data.len() + single.layers[0].data.len();
@@ -155,7 +164,10 @@ async fn a_tag_page_shows_sizes_platforms_digests_and_pull_commands() {
     // Pages of tags.
     let first = page(&api.get("/ui/r/team/app?n=3").await, 200);
     assert!(first.contains(">multi<") && first.contains(">t0<") && first.contains(">t1<"));
-    assert!(first.contains("href=\"/ui/r/team/app?last=t1&amp;n=3\""), "{first}");
+    assert!(
+        first.contains("href=\"/ui/r/team/app?last=t1&amp;n=3\""),
+        "{first}"
+    );
     let last = page(&api.get("/ui/r/team/app?last=t3&n=3").await, 200);
     assert!(last.contains(">t4<") && last.contains(">v1<") && !last.contains(">t3<"));
 }
@@ -165,7 +177,10 @@ async fn an_index_page_lists_its_platforms_and_an_image_page_its_config_and_refe
     let reg = TestRegistry::start();
     let api = Api::new(&reg);
     let (index, amd, arm) = push_multi_arch(&api, "team/app", "multi").await;
-    let body = page(&api.get(&format!("/ui/r/team/app/-/manifest/{index}")).await, 200);
+    let body = page(
+        &api.get(&format!("/ui/r/team/app/-/manifest/{index}")).await,
+        200,
+    );
     assert!(body.contains("Index "), "{body}");
     assert!(body.contains(&amd.digest) && body.contains(&arm.digest));
     assert!(body.contains("linux/amd64") && body.contains("linux/arm64/v8"));
@@ -200,11 +215,17 @@ async fn an_index_page_lists_its_platforms_and_an_image_page_its_config_and_refe
             .await,
         200,
     );
-    assert!(body.contains(&amd.digest) && body.contains(SBOM_TYPE), "{body}");
+    assert!(
+        body.contains(&amd.digest) && body.contains(SBOM_TYPE),
+        "{body}"
+    );
     assert!(body.contains("not an image configuration"), "{body}");
     page(
-        &api.get(&format!("/ui/r/team/app/-/manifest/sha256:{}", "0".repeat(64)))
-            .await,
+        &api.get(&format!(
+            "/ui/r/team/app/-/manifest/sha256:{}",
+            "0".repeat(64)
+        ))
+        .await,
         404,
     );
 }
@@ -235,7 +256,10 @@ async fn labels_and_annotations_are_shown_escaped() {
     );
     // A search term is escaped where it is repeated, and the Host in a pull command too.
     let body = page(&api.get("/ui/?q=%3Cscript%3E").await, 200);
-    assert!(!body.contains("<script") && body.contains("&lt;script&gt;"), "{body}");
+    assert!(
+        !body.contains("<script") && body.contains("&lt;script&gt;"),
+        "{body}"
+    );
     let r = api
         .send(
             api.req(Method::GET, "/ui/r/team/app")
@@ -267,13 +291,22 @@ async fn deletes_need_a_confirmation_the_same_origin_and_deletes_enabled() {
         .await
         .expect(201);
     let tags = page(&api.get("/ui/r/team/app").await, 200);
-    assert!(tags.contains("/ui/r/team/app/-/delete?reference=v1"), "{tags}");
+    assert!(
+        tags.contains("/ui/r/team/app/-/delete?reference=v1"),
+        "{tags}"
+    );
     // The confirmation step: a form posting back here.
     let confirm = page(&api.get("/ui/r/team/app/-/delete?reference=v1").await, 200);
     assert!(confirm.contains("method=\"post\""), "{confirm}");
-    assert!(confirm.contains("name=\"reference\" value=\"v1\""), "{confirm}");
+    assert!(
+        confirm.contains("name=\"reference\" value=\"v1\""),
+        "{confirm}"
+    );
     page(&api.get("/ui/r/team/app/-/delete").await, 400);
-    page(&api.get("/ui/r/team/app/-/delete?reference=bad%20tag").await, 400);
+    page(
+        &api.get("/ui/r/team/app/-/delete?reference=bad%20tag").await,
+        400,
+    );
 
     let own = format!("http://{}", reg.host);
     // Another origin, or none at all: refused, nothing deleted.
@@ -301,7 +334,10 @@ async fn deletes_need_a_confirmation_the_same_origin_and_deletes_enabled() {
     let by_referer = api
         .send(
             api.req(Method::POST, "/ui/r/team/app/-/delete")
-                .header("Referer", format!("{own}/ui/r/team/app/-/delete?reference=x"))
+                .header(
+                    "Referer",
+                    format!("{own}/ui/r/team/app/-/delete?reference=x"),
+                )
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(format!("reference={}", img.digest)),
         )
@@ -332,7 +368,10 @@ async fn the_storage_pages_show_totals_and_what_the_collector_would_reclaim() {
     let api = Api::new(&reg);
     let img = api.push_image("team/app", "v1", 2).await;
     let body = page(&api.get("/ui/storage").await, 200);
-    assert!(body.contains("Repositories") && body.contains("/ui/storage/gc"), "{body}");
+    assert!(
+        body.contains("Repositories") && body.contains("/ui/storage/gc"),
+        "{body}"
+    );
     let gc = page(&api.get("/ui/storage/gc").await, 200);
     assert!(gc.contains("ferry-gc --delete-untagged"), "{gc}");
     // Nothing is garbage yet (and what would be is inside the grace window anyway).
@@ -399,7 +438,10 @@ async fn an_htpasswd_registry_shows_each_caller_what_it_may_pull() {
     ] {
         let r = api.get("/ui/login").await;
         page(&r, 401);
-        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"Test Realm\""));
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"Test Realm\"")
+        );
     }
     let r = Api::with_authorization(&reg, &basic("alice", "wrong"))
         .get("/ui/")
@@ -413,7 +455,10 @@ async fn an_htpasswd_registry_shows_each_caller_what_it_may_pull() {
 
     // bob may pull team/app but not delete.
     let body = page(&bob.get("/ui/r/team/app").await, 200);
-    assert!(body.contains(">v1<") && !body.contains("/-/delete"), "{body}");
+    assert!(
+        body.contains(">v1<") && !body.contains("/-/delete"),
+        "{body}"
+    );
     let own = format!("http://{}", reg.host);
     page(&post_delete(&bob, "team/app", "v1", Some(&own)).await, 403);
     page(&bob.get("/ui/r/team/app/-/delete?reference=v1").await, 403);
@@ -421,14 +466,20 @@ async fn an_htpasswd_registry_shows_each_caller_what_it_may_pull() {
     // alice may.
     let body = page(&alice.get("/ui/r/team/app").await, 200);
     assert!(body.contains("/-/delete?reference=v1"), "{body}");
-    page(&post_delete(&alice, "team/app", "v1", Some(&own)).await, 200);
+    page(
+        &post_delete(&alice, "team/app", "v1", Some(&own)).await,
+        200,
+    );
     alice.get_manifest("team/app", "v1").await.expect(404);
 
     // Rules that give anonymous callers nothing: the list itself asks for a login.
     let closed = htpasswd_registry("");
     let r = Api::new(&closed).get("/ui/").await;
     page(&r, 401);
-    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"Test Realm\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"Test Realm\"")
+    );
     let alice = Api::with_authorization(&closed, &basic("alice", "alice-pw"));
     page(&alice.get("/ui/").await, 200);
 }
@@ -490,9 +541,14 @@ async fn bench_ui_pages_over_10000_repositories_and_5000_tags() {
             let api = api.clone();
             let seed = seed.clone();
             async move {
-                api.put_manifest("seed/app", &format!("t{i:04}"), OCI_MANIFEST, &seed.manifest)
-                    .await
-                    .expect(201);
+                api.put_manifest(
+                    "seed/app",
+                    &format!("t{i:04}"),
+                    OCI_MANIFEST,
+                    &seed.manifest,
+                )
+                .await
+                .expect(201);
             }
         })
         .buffer_unordered(16)
@@ -502,9 +558,15 @@ async fn bench_ui_pages_over_10000_repositories_and_5000_tags() {
 
     for (what, path) in [
         ("repository list, first page (50)", "/ui/"),
-        ("repository list, page after bench/r05000", "/ui/?last=bench/r05000"),
+        (
+            "repository list, page after bench/r05000",
+            "/ui/?last=bench/r05000",
+        ),
         ("repository search q=r0999 (11 matches)", "/ui/?q=r0999"),
-        ("repository search q=zzz (no match, whole scan)", "/ui/?q=zzz"),
+        (
+            "repository search q=zzz (no match, whole scan)",
+            "/ui/?q=zzz",
+        ),
         ("tag page, first page (50 of 5,001)", "/ui/r/seed/app"),
         ("tag page after t2500", "/ui/r/seed/app?last=t2500"),
         ("tag page, 200 per page", "/ui/r/seed/app?n=200"),

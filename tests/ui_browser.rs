@@ -80,7 +80,11 @@ fn screenshot(dir: &Path, name: &str, url: &str) -> PathBuf {
         "chromium --screenshot {url}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    check_png(&std::fs::read(&path).expect("screenshot written"), WIDTH, HEIGHT);
+    check_png(
+        &std::fs::read(&path).expect("screenshot written"),
+        WIDTH,
+        HEIGHT,
+    );
     path
 }
 
@@ -105,8 +109,13 @@ async fn fill(reg: &TestRegistry) -> String {
     amd_d["platform"] = json!({"os": "linux", "architecture": "amd64"});
     let mut arm_d = arm.descriptor();
     arm_d["platform"] = json!({"os": "linux", "architecture": "arm64", "variant": "v8"});
-    api.push_manifest("team/app", "multi", OCI_INDEX, &oci_index(&[amd_d, arm_d], json!({})))
-        .await
+    api.push_manifest(
+        "team/app",
+        "multi",
+        OCI_INDEX,
+        &oci_index(&[amd_d, arm_d], json!({})),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -127,17 +136,29 @@ async fn chromium_renders_the_list_a_search_a_tag_page_and_an_index() {
     screenshot(dir, "list", &format!("{url}/ui/"));
 
     let search = dump_dom(dir, &format!("{url}/ui/?q=app"));
-    assert!(search.contains("tools/app-x") && !search.contains("team/web"), "{search}");
+    assert!(
+        search.contains("tools/app-x") && !search.contains("team/web"),
+        "{search}"
+    );
     screenshot(dir, "search", &format!("{url}/ui/?q=app"));
 
     let tags = dump_dom(dir, &format!("{url}/ui/r/team/app"));
-    assert!(tags.contains("multi") && tags.contains("linux/arm64/v8"), "{tags}");
-    assert!(tags.contains(&format!("docker pull {}/team/app:v1", reg.host)), "{tags}");
+    assert!(
+        tags.contains("multi") && tags.contains("linux/arm64/v8"),
+        "{tags}"
+    );
+    assert!(
+        tags.contains(&format!("docker pull {}/team/app:v1", reg.host)),
+        "{tags}"
+    );
     screenshot(dir, "tags", &format!("{url}/ui/r/team/app"));
 
     let page = format!("{url}/ui/r/team/app/-/manifest/{index}");
     let index_dom = dump_dom(dir, &page);
-    assert!(index_dom.contains("linux/amd64") && index_dom.contains(&index), "{index_dom}");
+    assert!(
+        index_dom.contains("linux/amd64") && index_dom.contains(&index),
+        "{index_dom}"
+    );
     screenshot(dir, "index", &page);
 }
 
@@ -162,7 +183,10 @@ impl Browser {
         let args: Vec<String> = cmd
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
-            .chain(["--remote-debugging-pipe".to_string(), "about:blank".to_string()])
+            .chain([
+                "--remote-debugging-pipe".to_string(),
+                "about:blank".to_string(),
+            ])
             .collect();
         cmd = Command::new("bash");
         let script = format!(
