@@ -583,3 +583,24 @@ async fn bench_ui_pages_over_10000_repositories_and_5000_tags() {
         );
     }
 }
+
+/// With `auth.token` the UI is off (a page saying so), whatever the browser sends, and the
+/// API still challenges with `Bearer`.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_token_auth_the_ui_says_it_is_off() {
+    let server = support::token::TokenServer::start();
+    let env = server.registry_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let reg = TestRegistry::start_with_config("version: 0.1\n", &env);
+    for api in [
+        Api::new(&reg),
+        Api::with_authorization(&reg, &basic("alice", "pw")),
+        Api::with_authorization(&reg, "Bearer x.y.z"),
+    ] {
+        for path in ["/ui/", "/ui/r/team/app", "/ui/storage/gc", "/ui/login"] {
+            let body = page(&api.get(path).await, 403);
+            assert!(body.contains("token authentication"), "{path}: {body}");
+        }
+    }
+    Api::new(&reg).get("/v2/").await.expect(401);
+}
