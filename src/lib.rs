@@ -19,6 +19,7 @@
 //!   metadata database and delivered in the background.
 //! - [`gc`]: the garbage collector behind `ferry gc` (also the `ferry-gc` binary,
 //!   `src/bin/ferry-gc.rs`, and `registry garbage-collect`).
+//! - [`ui`]: the web UI under `/ui/` (server-rendered pages over the registry services).
 //! - [`server`], [`shutdown`], [`telemetry`], [`healthcheck`]: running the service.
 //!
 //! ## Invariants
@@ -47,3 +48,4 @@ pub mod server;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
+pub mod ui;

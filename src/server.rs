@@ -122,6 +122,9 @@ pub async fn open_registry(
     Ok((registry, metadata))
 }
 
+/// The grace window of the web UI's garbage-collection estimate: `ferry-gc`'s default.
+const UI_GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Key in `registry_info` of the secret that signs Ferry's own tokens.
 const ISSUER_SECRET: &str = "token_secret";
 
@@ -209,6 +212,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         notifier.spawn_delivery(&background, cancel.clone());
     }
     let readiness = crate::registry::health::Readiness::of(&registry);
+    let ui_storage = registry.storage().clone();
     let registry: crate::registry::SharedRegistry = match &config.proxy {
         None => Arc::new(registry),
         Some(settings) => {
@@ -229,6 +233,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     };
     background.close();
+    let browser = crate::registry::browse::Browser::new(metadata.clone(), ui_storage, UI_GC_GRACE);
     let state = Arc::new(AppState {
         registry,
         readiness,
@@ -266,7 +271,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     );
 
     let serving = connections::Serving {
-        router: http::router(state),
+        router: match config.ui_enabled {
+            true => {
+                let deletes = config.registry.delete_enabled && !config.registry.read_only;
+                http::router_with(state.clone(), crate::ui::router(state, browser, deletes))
+            }
+            false => http::router(state),
+        },
         tls,
         limits: config.http.connections,
         drain: config.http.drain_timeout,

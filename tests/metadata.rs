@@ -1037,3 +1037,117 @@ async fn concurrent_claims_never_share_an_event() {
         other.close().await;
     }
 }
+
+/// The web UI's reads (`BrowseMetadata`): repositories with their tag counts and last push,
+/// filtered by substring and paged byte-wise; tags with their manifests and the bytes they
+/// reference (an index: its children's); a manifest's push time and tags; totals.
+#[tokio::test]
+async fn browse_pages_repositories_tags_manifests_and_totals() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let app = repo("team/app");
+        let image = push_image(s, &app, "browse", &[tag("v1"), tag("latest")]).await;
+        let other = push_image(s, &app, "browse-2", &[tag("v2")]).await;
+        let index = TestManifest::index("browse-index", &[&image, &other]);
+        s.put_manifest(&app, &index.new_manifest(&[tag("multi")]))
+            .await
+            .unwrap();
+        for name in ["team/web", "tools/app-x", "zeta"] {
+            s.link_blobs(&repo(name), &[blob(name)]).await.unwrap();
+        }
+        // Only an upload: not listed.
+        s.create_upload(&session(&repo("team/uploading")))
+            .await
+            .unwrap();
+
+        let all = s.browse_repositories("", None, 100).await.unwrap();
+        let names: Vec<&str> = all.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["team/app", "team/web", "tools/app-x", "zeta"],
+            "{}",
+            b.name
+        );
+        assert_eq!(all[0].tags, 4, "{}", b.name);
+        assert!(all[0].last_push.is_some_and(|t| t > 0));
+        assert_eq!((all[1].tags, all[1].last_push), (0, None));
+        // Substring, lower-cased query, byte-wise pages with an exclusive `last`.
+        let found = s.browse_repositories("APP", None, 100).await.unwrap();
+        let found: Vec<&str> = found.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(found, ["team/app", "tools/app-x"], "{}", b.name);
+        let page = s
+            .browse_repositories("", Some("team/app"), 2)
+            .await
+            .unwrap();
+        let page: Vec<&str> = page.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(page, ["team/web", "tools/app-x"], "{}", b.name);
+        assert!(
+            s.browse_repositories("_", None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            s.browse_repositories("%", None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let tags = s.browse_tags(&app, None, 100).await.unwrap();
+        let tag_names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tag_names, ["latest", "multi", "v1", "v2"], "{}", b.name);
+        let image_size = ("browse-config".len() + "browse-layer".len()) as u64;
+        let other_size = ("browse-2-config".len() + "browse-2-layer".len()) as u64;
+        assert_eq!(tags[0].digest, image.digest);
+        assert_eq!(tags[0].content_size, image_size, "{}", b.name);
+        assert_eq!(tags[0].payload, image.payload);
+        assert_eq!(tags[1].digest, index.digest);
+        assert_eq!(tags[1].content_size, image_size + other_size, "{}", b.name);
+        assert!(tags[1].updated_at > 0);
+        let page = s.browse_tags(&app, Some("multi"), 1).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].name, "v1");
+        assert!(
+            s.browse_tags(&repo("no/such"), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let facts = s
+            .manifest_facts(&app, &image.digest, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(facts.tags, ["latest", "v1"], "{}", b.name);
+        assert!(facts.pushed_at > 0);
+        let one = s
+            .manifest_facts(&app, &image.digest, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(one.tags, ["latest"]);
+        assert!(
+            s.manifest_facts(&repo("team/web"), &image.digest, 10)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let totals = s.totals().await.unwrap();
+        assert_eq!(totals.repositories, 4, "{}", b.name);
+        assert_eq!(totals.manifests, 3);
+        assert_eq!(totals.tags, 4);
+        // Four image blobs, three linked ones, three manifests' bytes.
+        assert_eq!(totals.blobs, 10, "{}", b.name);
+        let expected_bytes = image_size
+            + other_size
+            + ["team/web", "tools/app-x", "zeta"]
+                .iter()
+                .map(|n| n.len() as u64)
+                .sum::<u64>()
+            + (image.payload.len() + other.payload.len() + index.payload.len()) as u64;
+        assert_eq!(totals.blob_bytes, expected_bytes, "{}", b.name);
+    }
+}

@@ -46,6 +46,7 @@ tools=(
     "jq jq"
     "openssl openssl"
     "python3 python3"
+    "chromium chromium"
 )
 missing=()
 for entry in "${tools[@]}"; do

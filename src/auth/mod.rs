@@ -28,6 +28,7 @@
 //! working; skopeo, podman and containerd follow either challenge (an empty `Basic`
 //! credential, `:`, counts as anonymous).
 
+pub mod browser;
 pub mod htpasswd;
 pub mod rules;
 pub mod token;

@@ -48,6 +48,10 @@ pub(super) struct File {
     /// Webhooks: Distribution's keys plus Ferry's `queuelimit`.
     #[serde(deserialize_with = "section")]
     pub notifications: Notifications,
+
+    /// Ferry's own section (no Distribution key uses the name): the web UI.
+    #[serde(deserialize_with = "section")]
+    pub ui: Enabled,
 }
 
 /// `log`.

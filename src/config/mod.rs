@@ -213,6 +213,10 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
         "Ferry's own: a request body that sends nothing for this long fails and its connection closes; the upload can be resumed (default 60s; 0: no limit)",
     ),
     (
+        "ui.enabled",
+        "Ferry's own: the web UI at / (pages under /ui/; default true; off with auth.token)",
+    ),
+    (
         "uploads.maxblobsize",
         "Ferry's own: the largest blob a push may upload, in bytes; a larger one is refused with 413 SIZE_INVALID (default 0: no limit)",
     ),
@@ -497,6 +501,8 @@ pub struct Config {
     pub proxy: Option<MirrorSettings>,
     /// Webhooks (`notifications`).
     pub notifications: crate::notify::NotificationSettings,
+    /// `ui.enabled` (Ferry's own): serve the web UI.
+    pub ui_enabled: bool,
     /// Warnings to log once logging is set up (unknown keys and the like).
     pub warnings: Vec<String>,
 }
@@ -782,6 +788,7 @@ impl Config {
             auth,
             proxy,
             notifications,
+            ui_enabled: flag(file.ui.enabled, true),
             warnings,
         })
     }

@@ -55,6 +55,12 @@ pub struct AppState {
 
 /// The whole HTTP API as an axum router.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The HTTP API with `extra` routes beside it (the web UI, `crate::ui`), inside the access
+/// log. `extra` must not claim a path of the API or of the routes here.
+pub fn router_with(state: Arc<AppState>, extra: Router) -> Router {
     let mut api = Router::new().fallback(dispatch);
     // An open registry has nothing to decide: no layer (one less per request).
     if !state.auth.is_open() {
@@ -77,6 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Docker's v1 ping (docker search probes it first).
         .route("/v1/_ping", axum::routing::get(health_live))
         .with_state(state)
+        .merge(extra)
         .fallback_service(api)
         .layer(axum::middleware::from_fn(logging::log_request))
 }

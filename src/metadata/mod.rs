@@ -6,6 +6,7 @@
 //! short transaction, and no method touches blob storage: the services place bytes first,
 //! holding the store's [`locks`], then record them.
 
+pub mod browse;
 pub mod collector;
 pub mod locks;
 pub mod migrate;
@@ -190,7 +191,7 @@ pub struct SnapshotContents {
 
 /// A metadata store as the server, the collector and the importer use it.
 #[async_trait]
-pub trait MetadataBackend: collector::CollectorMetadata {
+pub trait MetadataBackend: collector::CollectorMetadata + browse::BrowseMetadata {
     /// Closes the connections (on shutdown).
     async fn close(&self);
 

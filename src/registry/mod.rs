@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod blobs;
+pub mod browse;
 pub mod context;
 mod error;
 pub mod health;

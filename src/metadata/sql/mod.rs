@@ -12,6 +12,7 @@
 //! runs such an operation again, so a client never sees the conflict. Every write method
 //! is therefore a function that can run more than once.
 
+mod browse;
 mod collector;
 mod events;
 
