@@ -37,6 +37,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod import;
 pub mod metadata;
+pub mod metrics;
 pub mod mirror;
 pub mod oci;
 pub mod registry;

@@ -19,6 +19,7 @@ use crate::config::{Config, RootChoice, StorageSettings};
 use crate::http::{self, AppState, headers::UrlBuilder};
 use crate::import;
 use crate::metadata::{self, MetadataBackend, MetadataError};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shutdown;
 use crate::storage::filesystem::FilesystemStore;
@@ -166,6 +167,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let tls = config.http.tls.as_ref().map(tls::acceptor).transpose()?;
     let mut auth = crate::auth::Authenticator::new(&config.auth)?;
     let (registry, metadata) = open_registry(&config).await?;
+    // With metrics on, the services' calls into the stores are timed.
+    let metrics = config
+        .http
+        .debug
+        .as_ref()
+        .and_then(|debug| debug.metrics_path.as_ref())
+        .map(|_| Arc::new(Metrics::new()));
+    let registry = match &metrics {
+        Some(metrics) => metrics.instrument(&registry, config.registry.clone()),
+        None => registry,
+    };
     if auth.needs_issuer_secret() {
         let secret = issuer_secret(metadata.as_ref()).await?;
         auth.set_issuer_secret(secret.as_bytes());
@@ -200,6 +212,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         None => Arc::new(registry),
         Some(settings) => {
             let mirror = crate::mirror::Mirror::new(registry, settings, mirror_staging(&config))?;
+            if let Some(metrics) = &metrics {
+                metrics.observe_mirror(mirror.stats());
+            }
             background.spawn(
                 mirror
                     .stats()
@@ -233,6 +248,30 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             source,
         })?;
     let local = listener.local_addr()?;
+    if let Some(listener_settings) = &config.http.debug {
+        let bound = TcpListener::bind(&listener_settings.addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: format!("{} (http.debug.addr)", listener_settings.addr),
+                source,
+            })?;
+        let debug_addr = bound.local_addr()?;
+        let metrics_path = listener_settings
+            .metrics_path
+            .as_deref()
+            .unwrap_or("(none: http.debug.prometheus.enabled is false)");
+        tracing::info!(
+            addr = %debug_addr,
+            metrics = metrics_path,
+            "debug listener (plain HTTP) on {debug_addr}, metrics at {metrics_path}"
+        );
+        let served = metrics.clone().zip(listener_settings.metrics_path.as_deref());
+        background.spawn(crate::metrics::listener::serve(
+            bound,
+            crate::metrics::listener::router(served),
+            cancel.clone(),
+        ));
+    }
     let why = match config.root_choice {
         RootChoice::Configured => "configured",
         RootChoice::Default => "default",
@@ -252,8 +291,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config.root.display(),
     );
 
+    let mut router = http::router(state);
+    if let Some(metrics) = metrics {
+        // The access-log layer finds them in each request's extensions.
+        router = router.layer(axum::Extension(metrics));
+    }
     let serving = connections::Serving {
-        router: http::router(state),
+        router,
         tls,
         limits: config.http.connections,
         drain: config.http.drain_timeout,
