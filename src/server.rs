@@ -265,7 +265,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             metrics = metrics_path,
             "debug listener (plain HTTP) on {debug_addr}, metrics at {metrics_path}"
         );
-        let served = metrics.clone().zip(listener_settings.metrics_path.as_deref());
+        let served = metrics
+            .clone()
+            .zip(listener_settings.metrics_path.as_deref());
         background.spawn(crate::metrics::listener::serve(
             bound,
             crate::metrics::listener::router(served),

@@ -181,7 +181,8 @@ async fn a_push_and_a_pull_are_counted_by_route_and_status() {
     const MADE: f64 = 9.0;
 
     let after = scrape_until(debug, |s| s.sum(REQUESTS, &[]) >= MADE).await;
-    let delta = |name: &str, labels: &[(&str, &str)]| after.sum(name, labels) - before.sum(name, labels);
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| after.sum(name, labels) - before.sum(name, labels);
     assert_eq!(delta(REQUESTS, &[]), MADE, "{after:#?}");
     for (route, code, count) in [
         ("upload_start", "202", 2.0),
@@ -209,16 +210,23 @@ async fn a_push_and_a_pull_are_counted_by_route_and_status() {
     }
     // The labels are routes and codes, never names or digests.
     for route in after.values_of(REQUESTS, "route") {
-        assert!(!route.contains("metrics") && !route.contains("sha256"), "{route}");
+        assert!(
+            !route.contains("metrics") && !route.contains("sha256"),
+            "{route}"
+        );
     }
     // Bytes: at least the blobs' sizes each way.
     assert!(
-        delta("ferry_http_received_bytes_total", &[("route", "upload_finish")])
-            >= (img.config.data.len() + layer.data.len()) as f64
+        delta(
+            "ferry_http_received_bytes_total",
+            &[("route", "upload_finish")]
+        ) >= (img.config.data.len() + layer.data.len()) as f64
     );
     assert!(
-        delta("ferry_http_received_bytes_total", &[("route", "manifest_put")])
-            >= img.manifest.len() as f64
+        delta(
+            "ferry_http_received_bytes_total",
+            &[("route", "manifest_put")]
+        ) >= img.manifest.len() as f64
     );
     assert!(delta("ferry_http_sent_bytes_total", &[("route", "blob_get")]) >= 300_001.0);
     assert!(
@@ -258,7 +266,10 @@ async fn a_push_and_a_pull_are_counted_by_route_and_status() {
         .unwrap()
         .as_secs_f64();
     let started = after.sum("process_start_time_seconds", &[]);
-    assert!(started <= now + 1.0 && started > now - 86_400.0, "{started} vs {now}");
+    assert!(
+        started <= now + 1.0 && started > now - 86_400.0,
+        "{started} vs {now}"
+    );
     // No mirror, no mirror counters.
     assert!(!after.has("ferry_mirror_hits_total"));
 
@@ -300,7 +311,10 @@ async fn the_api_port_never_serves_metrics() {
     let debug = free_port();
     let reg = start_with_debug(
         debug,
-        &[METRICS_ON, ("REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH", "/internal/metrics")],
+        &[
+            METRICS_ON,
+            ("REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH", "/internal/metrics"),
+        ],
     );
     for path in ["/metrics", "/internal/metrics"] {
         get(&format!("{}{path}", reg.url)).await.expect(404);
@@ -331,9 +345,15 @@ fn an_invalid_debug_address_refuses_the_start() {
     let root = dir.path().display().to_string();
     let with = |addr: &str| {
         vec![
-            ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY".to_string(), root.clone()),
+            (
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY".to_string(),
+                root.clone(),
+            ),
             ("REGISTRY_HTTP_DEBUG_ADDR".to_string(), addr.to_string()),
-            ("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED".to_string(), "true".to_string()),
+            (
+                "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED".to_string(),
+                "true".to_string(),
+            ),
         ]
     };
     for addr in ["5001", "localhost:metrics"] {
@@ -347,7 +367,10 @@ fn an_invalid_debug_address_refuses_the_start() {
     let addr = taken.local_addr().unwrap().to_string();
     let (status, log) = serve_expecting_exit(&with(&addr));
     assert!(!status.success(), "{log}");
-    assert!(log.contains("http.debug.addr") && log.contains(&addr), "{log}");
+    assert!(
+        log.contains("http.debug.addr") && log.contains(&addr),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -359,20 +382,24 @@ async fn a_mirror_exposes_its_counters() {
     let addr = debug.to_string();
     let mirror = TestRegistry::start_with_config(
         &format!("version: 0.1\nproxy:\n  remoteurl: {}\n", upstream.url),
-        &[
-            ("REGISTRY_HTTP_DEBUG_ADDR", &addr),
-            METRICS_ON,
-        ],
+        &[("REGISTRY_HTTP_DEBUG_ADDR", &addr), METRICS_ON],
     );
     assert!(wait_listening(None, debug), "{}", mirror.log());
     let api = Api::new(&mirror);
     api.assert_image_intact("library/app", "v1", &img).await;
     // The download's counters move as it runs, possibly just after the client's last byte.
     let blobs = (img.config.data.len() + img.layers[0].data.len()) as f64;
-    let s = scrape_until(debug, |s| s.sum("ferry_mirror_fetched_bytes_total", &[]) >= blobs).await;
+    let s = scrape_until(debug, |s| {
+        s.sum("ferry_mirror_fetched_bytes_total", &[]) >= blobs
+    })
+    .await;
     assert!(s.sum("ferry_mirror_misses_total", &[]) >= 1.0, "{s:#?}");
     assert!(s.sum("ferry_mirror_upstream_requests_total", &[]) >= 1.0);
-    for counter in ["ferry_mirror_hits_total", "ferry_mirror_upstream_errors_total", "ferry_mirror_stale_serves_total"] {
+    for counter in [
+        "ferry_mirror_hits_total",
+        "ferry_mirror_upstream_errors_total",
+        "ferry_mirror_stale_serves_total",
+    ] {
         assert!(s.has(counter), "{counter}");
     }
 }
@@ -392,7 +419,10 @@ async fn ferry_gc_leaves_its_outcome_for_the_textfile_collector() {
     let s = Scrape::parse(&std::fs::read_to_string(&file).unwrap());
     assert_eq!(s.sum("ferry_gc_last_run_success", &[]), 1.0);
     assert_eq!(s.sum("ferry_gc_last_run_dry_run", &[]), 0.0);
-    assert_eq!(s.sum("ferry_gc_last_run_removed", &[("kind", "blobs")]), 1.0);
+    assert_eq!(
+        s.sum("ferry_gc_last_run_removed", &[("kind", "blobs")]),
+        1.0
+    );
     assert!(s.sum("ferry_gc_last_run_reclaimed_bytes", &[]) >= 50_000.0);
     assert!(s.sum("ferry_gc_last_run_timestamp_seconds", &[]) > 1.0e9);
     // Only the file: nothing left under a temporary name.

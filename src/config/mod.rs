@@ -2038,16 +2038,26 @@ mod tests {
         let c = load(BASE, &[("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "true")]).unwrap();
         assert_eq!(c.http.debug, None);
         assert!(
-            c.warnings.iter().any(|w| w.contains("no metrics are served")),
+            c.warnings
+                .iter()
+                .any(|w| w.contains("no metrics are served")),
             "{:?}",
             c.warnings
         );
         // Wrong values name the key (and the variable that set it).
         for (var, value, key) in [
             ("REGISTRY_HTTP_DEBUG_ADDR", "5001", "http.debug.addr"),
-            ("REGISTRY_HTTP_DEBUG_ADDR", "localhost:http", "http.debug.addr"),
+            (
+                "REGISTRY_HTTP_DEBUG_ADDR",
+                "localhost:http",
+                "http.debug.addr",
+            ),
             ("REGISTRY_HTTP_DEBUG_ADDR", "::1:5001", "http.debug.addr"),
-            ("REGISTRY_HTTP_DEBUG_ADDR", "localhost:99999", "http.debug.addr"),
+            (
+                "REGISTRY_HTTP_DEBUG_ADDR",
+                "localhost:99999",
+                "http.debug.addr",
+            ),
             (
                 "REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH",
                 "metrics",

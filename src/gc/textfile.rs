@@ -61,12 +61,21 @@ pub fn render(outcome: Option<&Report>, now: SystemTime) -> String {
         "What the last garbage collection removed, by kind",
         &[
             ("{kind=\"blobs\"}", report.blobs_removed as f64),
-            ("{kind=\"orphan_files\"}", report.orphan_files_removed as f64),
+            (
+                "{kind=\"orphan_files\"}",
+                report.orphan_files_removed as f64,
+            ),
             ("{kind=\"links\"}", report.links_removed as f64),
             ("{kind=\"manifests\"}", report.manifests_removed as f64),
-            ("{kind=\"expired_manifests\"}", report.expired_removed as f64),
+            (
+                "{kind=\"expired_manifests\"}",
+                report.expired_removed as f64,
+            ),
             ("{kind=\"uploads\"}", report.uploads_removed as f64),
-            ("{kind=\"repositories\"}", report.repositories_removed as f64),
+            (
+                "{kind=\"repositories\"}",
+                report.repositories_removed as f64,
+            ),
         ],
     );
     text

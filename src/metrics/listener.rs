@@ -17,10 +17,7 @@ use super::{CONTENT_TYPE, Metrics};
 pub fn router(metrics: Option<(Arc<Metrics>, &str)>) -> Router {
     let mut router = Router::new();
     if let Some((metrics, path)) = metrics {
-        router = router.route(
-            path,
-            axum::routing::get(move || scrape(metrics.clone())),
-        );
+        router = router.route(path, axum::routing::get(move || scrape(metrics.clone())));
     }
     router.fallback(|| async { StatusCode::NOT_FOUND })
 }

@@ -30,8 +30,8 @@ use std::sync::{Arc, OnceLock};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Registry as PromRegistry;
 
-pub use self::http::Route;
 use self::http::HttpMetrics;
+pub use self::http::Route;
 use self::stores::{OperationMetrics, TimedBlobStore, TimedMetadataStore};
 use crate::mirror::stats::Stats as MirrorStats;
 

@@ -322,7 +322,11 @@ impl MetadataStore for TimedMetadataStore {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<bool, MetadataError> {
-        timed!(self, "unlink_blob", self.inner.unlink_blob(repository, digest))
+        timed!(
+            self,
+            "unlink_blob",
+            self.inner.unlink_blob(repository, digest)
+        )
     }
 
     async fn create_upload(&self, session: &UploadSession) -> Result<(), MetadataError> {
@@ -343,7 +347,8 @@ impl MetadataStore for TimedMetadataStore {
         timed!(
             self,
             "advance_upload",
-            self.inner.advance_upload(id, from_size, to_size, hash_state)
+            self.inner
+                .advance_upload(id, from_size, to_size, hash_state)
         )
     }
 
@@ -367,7 +372,11 @@ impl MetadataStore for TimedMetadataStore {
         &self,
         started_before: i64,
     ) -> Result<Vec<UploadSession>, MetadataError> {
-        timed!(self, "stale_uploads", self.inner.stale_uploads(started_before))
+        timed!(
+            self,
+            "stale_uploads",
+            self.inner.stale_uploads(started_before)
+        )
     }
 
     async fn put_manifest(
