@@ -40,6 +40,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod mirror;
 pub mod oci;
+pub mod otlp;
 pub mod registry;
 pub mod server;
 pub mod shutdown;

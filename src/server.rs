@@ -97,6 +97,12 @@ pub enum ServeError {
     /// The system's random source failed (making the token secret).
     #[error("the system's random number source failed")]
     Random,
+    /// The trace export settings (`OTEL_*`) cannot be used.
+    #[error("trace export: {0}")]
+    Trace(#[from] crate::otlp::TraceSetupError),
+    /// The trace exporter's HTTP client cannot be built.
+    #[error(transparent)]
+    TraceClient(#[from] crate::otlp::ClientError),
     /// The server loop failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -165,6 +171,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     // Before anything is opened: bad certificate files stop the start at once.
     let tls = config.http.tls.as_ref().map(tls::acceptor).transpose()?;
+    let trace_export = crate::otlp::TraceSettings::from_env(|name| std::env::var(name).ok())?;
     let mut auth = crate::auth::Authenticator::new(&config.auth)?;
     let (registry, metadata) = open_registry(&config).await?;
     // With metrics on, the services' calls into the stores are timed.
@@ -207,6 +214,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             cancel.clone(),
         ));
     }
+    let tracer = match trace_export {
+        None => None,
+        Some(settings) => {
+            tracing::info!(
+                url = %settings.url,
+                service = %settings.service,
+                "exporting a span per request (OpenTelemetry, OTLP/HTTP)"
+            );
+            let (tracer, exporting) = crate::otlp::Tracer::start(settings, cancel.clone())?;
+            background.spawn(exporting);
+            Some(tracer)
+        }
+    };
     let readiness = crate::registry::health::Readiness::of(&registry);
     let registry: crate::registry::SharedRegistry = match &config.proxy {
         None => Arc::new(registry),
@@ -297,6 +317,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if let Some(metrics) = metrics {
         // The access-log layer finds them in each request's extensions.
         router = router.layer(axum::Extension(metrics));
+    }
+    if let Some(tracer) = tracer {
+        // Likewise the trace exporter.
+        router = router.layer(axum::Extension(tracer));
     }
     let serving = connections::Serving {
         router,

@@ -7,8 +7,9 @@
 //! `TraceLayer` reports the end of a body only when it completes, not when it is cut, which
 //! is the case an operator looks for in a log; hence this small wrapper.)
 //!
-//! The request metrics (when on: `crate::metrics`, found in the request's extensions) are
-//! recorded at the same moment, from the same counts.
+//! The request metrics (when on: `crate::metrics`) and the request's span (when traces are
+//! exported: `crate::otlp`), both found in the request's extensions, are recorded at the
+//! same moment, from the same counts.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::headers::API_VERSION;
 use crate::metrics::{Metrics, Route};
+use crate::otlp::{RequestSpan, Tracer};
 use crate::registry::context::{Caller, RequestContext};
 
 /// Middleware: counts the request's bytes, wraps the response body so the line is written
@@ -35,7 +37,20 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     let id = RequestContext::new_id();
     let log = tracing::enabled!(target: "ferry::access", tracing::Level::INFO);
     let metrics = request.extensions().get::<Arc<Metrics>>().cloned();
-    if !log && metrics.is_none() {
+    let trace = request
+        .extensions()
+        .get::<Tracer>()
+        .cloned()
+        .map(|tracer| TraceStart {
+            tracer,
+            wall: std::time::SystemTime::now(),
+            parent: request
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::otlp::parse_traceparent),
+        });
+    if !log && metrics.is_none() && trace.is_none() {
         // No access line will be written (log.level above info), no metrics: nothing to
         // count.
         request.extensions_mut().insert(RequestId(id));
@@ -73,6 +88,7 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     let line = AccessLine {
         log,
         metrics,
+        trace,
         route: response
             .extensions()
             .get::<Route>()
@@ -116,6 +132,8 @@ struct AccessLine {
     log: bool,
     /// Where the request is counted, when metrics are on.
     metrics: Option<Arc<Metrics>>,
+    /// Its span, when traces are exported.
+    trace: Option<TraceStart>,
     /// The route `classify` found (`Other` for requests it did not see or refused).
     route: Route,
     id: String,
@@ -137,6 +155,27 @@ impl AccessLine {
                 .http
                 .record(self.route, self.status, bytes_in, sent, took);
         }
+        if let Some(trace) = &self.trace {
+            let (trace_id, span_id) = crate::otlp::new_ids();
+            let (trace_id, parent_span_id) = match trace.parent {
+                Some((caller_trace, caller_span)) => (caller_trace, Some(caller_span)),
+                None => (trace_id, None),
+            };
+            trace.tracer.record(RequestSpan {
+                trace_id,
+                span_id,
+                parent_span_id,
+                start_unix_nanos: crate::otlp::unix_nanos(trace.wall),
+                end_unix_nanos: crate::otlp::unix_nanos(trace.wall + took),
+                request_id: self.id.clone(),
+                method: self.method.clone(),
+                route: self.route,
+                status: self.status,
+                received: bytes_in,
+                sent,
+                complete,
+            });
+        }
         if !self.log {
             return;
         }
@@ -155,6 +194,15 @@ impl AccessLine {
             "request"
         );
     }
+}
+
+/// A request's span, waiting for the end of the response body.
+struct TraceStart {
+    tracer: Tracer,
+    /// When the request arrived (wall clock, for the span).
+    wall: std::time::SystemTime,
+    /// The caller's trace and span (`traceparent`).
+    parent: Option<([u8; 16], [u8; 8])>,
 }
 
 /// A body that counts the data bytes passing through it and, for a response, writes the
