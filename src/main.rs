@@ -109,19 +109,12 @@ fn run(command: Command) -> Result<(), ExitCode> {
         } => {
             let config = load_config(&config)?;
             ferry::telemetry::init(&config.log);
-            if config.storage != ferry::config::StorageSettings::Filesystem {
-                eprintln!(
-                    "ferry import: reads a registry:2 tree on the local filesystem; importing from S3 is not supported yet"
-                );
-                return Err(ExitCode::from(2));
-            }
             let report = runtime()?.block_on(async {
                 let (registry, sqlite) = ferry::server::open_registry(&config)
                     .await
                     .map_err(|e| e.to_string())?;
                 let mut progress = |line: &str| eprintln!("[ferry import] {line}");
                 let report = ferry::import::import(
-                    &config.root,
                     registry.metadata().as_ref(),
                     registry.storage().as_ref(),
                     verify,

@@ -192,8 +192,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "anonymous callers have rights: challenges name Ferry's own token endpoint, so the Docker engine pulls without a login"
         );
     }
-    if config.auto_import && config.storage == StorageSettings::Filesystem {
-        adopt_distribution_data(&config, &registry).await?;
+    if config.auto_import {
+        adopt_distribution_data(&registry).await?;
     }
     let storage = registry.storage().describe();
     if let Err(e) = registry.storage().probe().await {
@@ -350,34 +350,26 @@ fn mirror_staging(config: &Config) -> PathBuf {
         .join("mirror-staging")
 }
 
-/// Imports a `registry:2` tree found in the data directory, once (before serving).
-async fn adopt_distribution_data(config: &Config, registry: &Registry) -> Result<(), ServeError> {
-    let root = config.root.clone();
-    if registry
-        .metadata()
-        .info(import::IMPORT_MARKER)
-        .await?
-        .is_some()
-        || !tokio::task::spawn_blocking(move || import::has_distribution_data(&root))
-            .await
-            .unwrap_or(false)
-    {
-        return Ok(());
+/// Imports a `registry:2` tree found in the store (data directory or bucket), once (before
+/// serving). A store that cannot be read now is left for a later start (the collector
+/// refuses to run until it is imported).
+async fn adopt_distribution_data(registry: &Registry) -> Result<(), ServeError> {
+    let (metadata, storage) = (registry.metadata().as_ref(), registry.storage().as_ref());
+    match import::pending(metadata, storage).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(()), // the usual start: nothing to import, no lock taken
+        Err(import::ImportError::Storage(e)) => {
+            tracing::warn!(error = %e, "could not look for registry:2 data to import: storage does not answer; not importing now");
+            return Ok(());
+        }
+        Err(e) => return Err(ServeError::Import(e.to_string())),
     }
-    tracing::info!(
-        data = %config.root.display(),
-        "found a registry:2 (Distribution) data directory that was never imported: importing it before serving (database.autoimport: false turns this off)"
-    );
     let mut progress = |line: &str| tracing::info!("import: {line}");
-    let report = import::import(
-        &config.root,
-        registry.metadata().as_ref(),
-        registry.storage().as_ref(),
-        false,
-        &mut progress,
-    )
-    .await
-    .map_err(|e| ServeError::Import(e.to_string()))?;
+    let report = match import::adopt(metadata, storage, &mut progress).await {
+        Ok(Some(report)) => report,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(ServeError::Import(e.to_string())),
+    };
     for skipped in &report.skipped {
         tracing::warn!("import: skipped: {skipped}");
     }

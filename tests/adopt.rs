@@ -163,6 +163,152 @@ fn distribution_data_adopted() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Test 1b
+// ---------------------------------------------------------------------------------------
+
+/// The same on S3: Distribution's tree, as an S3-backed `registry:2` keeps it below its
+/// `rootdirectory` (written here by Distribution on disk and put into the bucket: s3s-fs keeps
+/// an object as a file, and lacks the multipart listing Distribution's S3 driver needs).
+/// Before any import `ferry-gc` refuses to run and deletes nothing; `ferry import` imports
+/// it; a Ferry started with a new database on the bucket adopts it by itself; both serve
+/// exactly what Distribution served.
+#[test]
+fn distribution_bucket_adopted_on_s3() {
+    let data = DistributionData::write();
+    let s3 = S3Server::new();
+    let bucket_dir = s3.target("registry2").bucket_dir;
+    let prefix = bucket_dir.join("fleet/registry");
+    std::fs::create_dir_all(&prefix).unwrap();
+    copy_tree(&data.root().join("docker"), &prefix.join("docker"));
+    let on_bucket = [("REGISTRY_STORAGE_S3_ROOTDIRECTORY", "/fleet/registry")];
+    let objects = files_under(&prefix.join("docker/registry/v2/blobs"));
+    assert!(!objects.is_empty());
+
+    // Not imported (autoimport off): the collector refuses, and the blobs stay.
+    let mut env = on_bucket.to_vec();
+    env.push(("REGISTRY_DATABASE_AUTOIMPORT", "false"));
+    let mut ferry = TestRegistry::start_on_s3(&s3, "registry2", &env);
+    assert_eq!(
+        http_catalog(&ferry),
+        Vec::<String>::new(),
+        "nothing imported yet"
+    );
+    ferry.terminate();
+    let gc = ferry_gc(&ferry, &["--grace", "0s"]);
+    let said = String::from_utf8_lossy(&gc.stderr);
+    assert!(
+        !gc.status.success() && said.contains("never imported") && said.contains("ferry import"),
+        "ferry-gc on a bucket with registry:2 data never imported: {gc:?}"
+    );
+    assert_eq!(
+        files_under(&prefix.join("docker/registry/v2/blobs")),
+        objects,
+        "ferry-gc deleted blobs it refused to collect"
+    );
+
+    // `ferry import` from the bucket: Distribution's counts, nothing skipped.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(["import", "--json"]);
+    for (k, v) in ferry
+        .storage_env()
+        .into_iter()
+        .chain(ferry.env.iter().cloned())
+    {
+        cmd.env(k, v);
+    }
+    let report = json(&sh(&mut cmd));
+    let counts = (
+        report["repositories"].as_u64().unwrap(),
+        report["manifests"].as_u64().unwrap(),
+        report["tags"].as_u64().unwrap(),
+        report["blobs"].as_u64().unwrap(),
+    );
+    assert_eq!(counts, data.tree_counts(), "ferry import from S3: {report}");
+    assert_eq!(report["skipped"], json!([]), "{report}");
+    ferry.restart();
+    let listed = Listing::of(&ferry, &data.listing.catalog_probe());
+    data.listing
+        .assert_same(&listed, "Ferry on S3 after `ferry import`");
+    for (repo, digest) in &data.manifests {
+        assert_pulls(&ferry, repo, digest);
+    }
+    // Collecting now removes only real garbage: everything Distribution served still pulls.
+    let gc = ferry_gc(&ferry, &["--grace", "0s"]);
+    assert!(gc.status.success(), "ferry-gc after the import: {gc:?}");
+    for (repo, digest) in &data.manifests {
+        assert_pulls(&ferry, repo, digest);
+    }
+    ferry.terminate();
+
+    // A Ferry with a database of its own on the same bucket adopts it at startup.
+    let adopted = TestRegistry::start_on_s3(&s3, "registry2", &on_bucket);
+    assert!(
+        adopted.log().contains("import finished"),
+        "Ferry did not import the registry:2 bucket at startup; log:\n{}",
+        adopted.log()
+    );
+    let listed = Listing::of(&adopted, &data.listing.catalog_probe());
+    data.listing
+        .assert_same(&listed, "Ferry on S3 after the automatic import");
+    let back = data.scratch.path().join("back-s3");
+    sh(Command::new("skopeo")
+        .args(["copy", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/multi/arch:1", adopted.host))
+        .arg(format!("oci:{}:multi", back.display())));
+    let index: Value = serde_json::from_slice(&read(&back.join("index.json"))).unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"].as_str(),
+        Some(data.index.as_str()),
+        "{index}"
+    );
+}
+
+/// Three replicas (PostgreSQL metadata) started at once on a bucket holding Distribution's
+/// tree: one imports it, the others wait for that import (the collector's lock) and find it
+/// done; all three serve every repository.
+#[test]
+fn replicas_starting_together_import_once() {
+    let Some(pg) = support::postgres::PostgresServer::start() else {
+        return;
+    };
+    let url = pg.create_database("fleet");
+    let s3 = S3Server::new();
+    let written = write_distribution_tree(&s3.target("fleet").bucket_dir, 60, 3, "fleet");
+    let env = [("REGISTRY_DATABASE_URL", url.as_str())];
+    let replicas: Vec<TestRegistry> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| TestRegistry::start_on_s3(&s3, "fleet", &env)))
+            .collect();
+        starting
+            .into_iter()
+            .map(|r| r.join().expect("a replica did not start"))
+            .collect()
+    });
+    let logs: Vec<String> = replicas.iter().map(TestRegistry::log).collect();
+    let imports = logs
+        .iter()
+        .filter(|l| l.contains("import finished"))
+        .count();
+    assert_eq!(
+        imports,
+        1,
+        "imports by three replicas; logs:\n{}",
+        logs.join("\n----\n")
+    );
+    let expected: Vec<String> = written.keys().cloned().collect();
+    for (i, replica) in replicas.iter().enumerate() {
+        assert_eq!(http_catalog(replica), expected, "replica {i}'s catalog");
+        for (repo, digest) in written.iter().step_by(7) {
+            assert_eq!(
+                listed_digest(replica, repo, "latest").as_ref(),
+                Some(digest),
+                "replica {i}: {repo}:latest"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Test 2
 // ---------------------------------------------------------------------------------------
 

@@ -48,12 +48,18 @@ pub enum GcError {
     /// A registry operation failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// Another collection, or a backup (which holds the collector off while it copies), is
-    /// running on the same metadata.
+    /// Another collection, a backup (which holds the collector off while it copies) or an
+    /// import is running on the same metadata.
     #[error(
-        "another garbage collection or a backup (ferry backup) is running on this registry; try again when it has finished"
+        "another garbage collection, a backup (ferry backup) or an import (ferry import) is running on this registry; try again when it has finished"
     )]
     Busy,
+    /// The store holds registry:2 data that was never imported: all of it would look like
+    /// garbage.
+    #[error(
+        "the storage holds registry:2 (Distribution) repositories that were never imported into Ferry's metadata; collecting now would delete their blobs. Run `ferry import` (or start the server with database.autoimport on) first"
+    )]
+    NotImported,
 }
 
 fn seconds(d: Duration) -> i64 {
@@ -78,6 +84,12 @@ pub async fn collect(
     let Some(_collector) = metadata.try_lock(LockKey::Collector).await? else {
         return Err(GcError::Busy);
     };
+    match crate::import::pending(registry.metadata().as_ref(), storage).await {
+        Ok(false) => {}
+        Ok(true) => return Err(GcError::NotImported),
+        Err(crate::import::ImportError::Metadata(e)) => return Err(e.into()),
+        Err(crate::import::ImportError::Storage(e)) => return Err(e.into()),
+    }
     // The mirror's cached manifests whose TTL passed go first (like a client's DELETE);
     // what they referenced is then ordinary garbage for the plan below.
     let expired = metadata

@@ -1,7 +1,8 @@
-//! Adopting a `registry:2` data directory: reads Distribution's metadata files
-//! (`_layers`, `_manifests/revisions`, `_manifests/tags`) and records the same facts in
-//! Ferry's database, without copying any blob. Runs by `ferry import`, and at startup when
-//! the database is empty and the storage holds Distribution's repositories tree.
+//! Adopting a `registry:2` store (a data directory or an S3 bucket): reads Distribution's
+//! metadata files (`_layers`, `_manifests/revisions`, `_manifests/tags`) through the blob
+//! store and records the same facts in Ferry's database, without copying any blob. Runs by
+//! `ferry import`, and at startup when nothing was imported yet and the store holds
+//! Distribution's repositories tree.
 //!
 //! Every step is idempotent and its own transaction, so an interrupted import is simply run
 //! again. Inconsistencies (a link to a missing blob, a tag naming a missing manifest, a
@@ -9,16 +10,13 @@
 
 pub mod walk;
 
-use std::path::Path;
-
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::metadata::{MetadataError, MetadataStore, NewManifest};
+use crate::metadata::{LockKey, MetadataError, MetadataStore, NewManifest};
 use crate::oci::manifest::{self, ManifestKind};
 use crate::oci::{Digest, Hasher, RepositoryName, Tag};
 use crate::storage::{BlobStore, StorageError};
-use walk::DistributionRepository;
 
 /// What an import did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -40,48 +38,74 @@ pub struct ImportReport {
 /// Why an import failed (re-run it after fixing the cause).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    /// Reading the Distribution tree failed.
-    #[error("reading the data directory failed: {0}")]
-    Io(#[from] std::io::Error),
     /// Metadata failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
-    /// Storage failed.
+    /// Storage failed (reading the tree or a blob).
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-/// Runs a walk of Distribution's directories on a blocking thread (directory reads would
-/// stall the async threads that serve requests).
-async fn blocking<T: Send + 'static>(
-    walk: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(walk)
-        .await
-        .map_err(std::io::Error::other)?
 }
 
 /// Key in `registry_info` recording a finished import.
 pub const IMPORT_MARKER: &str = "distribution_import";
 
-/// Whether `root` holds a Distribution repositories tree with at least one repository.
-pub fn has_distribution_data(root: &Path) -> bool {
-    walk::repositories(root)
-        .map(|r| !r.is_empty())
-        .unwrap_or(false)
+/// Whether the store holds a Distribution repositories tree with at least one repository.
+pub async fn has_distribution_data(storage: &dyn BlobStore) -> Result<bool, StorageError> {
+    walk::has_repositories(storage).await
 }
 
-/// Imports the Distribution metadata under `root`. `verify` re-hashes every blob.
+/// Whether the store holds Distribution data that was never imported: what a collection
+/// must not run on (every blob of it would look unreferenced).
+pub async fn pending(
+    metadata: &dyn MetadataStore,
+    storage: &dyn BlobStore,
+) -> Result<bool, ImportError> {
+    Ok(metadata.info(IMPORT_MARKER).await?.is_none() && has_distribution_data(storage).await?)
+}
+
+/// Imports the Distribution metadata of the store's repositories tree (a data directory or
+/// an S3 bucket), again if it was imported before. `verify` re-hashes every blob. Holds the
+/// collector's lock throughout (waiting for a collection in progress), so no collection sees
+/// blobs whose links are not recorded yet.
 pub async fn import(
-    root: &Path,
+    metadata: &dyn MetadataStore,
+    storage: &dyn BlobStore,
+    verify: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ImportReport, ImportError> {
+    let _collector = metadata.lock(LockKey::Collector).await?;
+    import_locked(metadata, storage, verify, progress).await
+}
+
+/// The automatic import at startup, once [`pending`] said there is one: imports the store's
+/// Distribution data if it is still not imported under the collector's lock; `None` when
+/// there was nothing left to do. Replicas starting together import once: the others wait
+/// for the lock and then find it done.
+pub async fn adopt(
+    metadata: &dyn MetadataStore,
+    storage: &dyn BlobStore,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<ImportReport>, ImportError> {
+    let _collector = metadata.lock(LockKey::Collector).await?;
+    if !pending(metadata, storage).await? {
+        return Ok(None);
+    }
+    progress(
+        "found registry:2 (Distribution) data that was never imported: importing it before serving (database.autoimport: false turns this off)",
+    );
+    import_locked(metadata, storage, false, progress)
+        .await
+        .map(Some)
+}
+
+async fn import_locked(
     metadata: &dyn MetadataStore,
     storage: &dyn BlobStore,
     verify: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::default();
-    let tree = root.to_path_buf();
-    let repositories = blocking(move || walk::repositories(&tree)).await?;
+    let repositories = walk::repositories(storage).await?;
     report.repositories = repositories.len();
     progress(&format!("found {} repositories", repositories.len()));
     let started = std::time::Instant::now();
@@ -105,21 +129,20 @@ pub async fn import(
 }
 
 async fn import_repository(
-    repo: &DistributionRepository,
+    repo: &str,
     metadata: &dyn MetadataStore,
     storage: &dyn BlobStore,
     verify: bool,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
-    let Ok(name) = RepositoryName::parse(&repo.name) else {
+    let Ok(name) = RepositoryName::parse(repo) else {
         report
             .skipped
-            .push(format!("repository {:?}: not a valid name", repo.name));
+            .push(format!("repository {repo:?}: not a valid name"));
         return Ok(());
     };
     let mut layers = Vec::new();
-    let layers_dir = repo.dir.join("_layers");
-    for digest in blocking(move || walk::link_digests(&layers_dir)).await? {
+    for digest in walk::link_digests(storage, &format!("{repo}/_layers")).await? {
         let Some(size) = storage.stat(&digest).await? else {
             report
                 .skipped
@@ -139,8 +162,8 @@ async fn import_repository(
     // Manifests: children before the indexes that list them, so keep passing over the
     // rest while something lands.
     let mut pending = Vec::new();
-    let revisions_dir = repo.dir.join("_manifests").join("revisions");
-    for digest in blocking(move || walk::link_digests(&revisions_dir)).await? {
+    let revisions = format!("{repo}/_manifests/revisions");
+    for digest in walk::link_digests(storage, &revisions).await? {
         match read_manifest(storage, &digest).await? {
             Ok(payload) => pending.push((digest, payload)),
             Err(reason) => report
@@ -178,8 +201,8 @@ async fn import_repository(
         }
     }
 
-    let tags_dir = repo.dir.join("_manifests").join("tags");
-    for (tag, digest) in blocking(move || walk::tags(&tags_dir)).await? {
+    let tags = format!("{repo}/_manifests/tags");
+    for (tag, digest) in walk::tags(storage, &tags).await? {
         let Ok(tag) = Tag::parse(&tag) else {
             report
                 .skipped

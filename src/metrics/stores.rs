@@ -30,6 +30,7 @@ use crate::metadata::{
     StoredManifest, UploadSession,
 };
 use crate::oci::{Digest, RepositoryName, Tag};
+use crate::storage::tree::TreeEntries;
 use crate::storage::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -251,6 +252,18 @@ impl BlobStore for TimedBlobStore {
             "prune_empty_directories",
             self.inner.prune_empty_directories(min_age)
         )
+    }
+
+    async fn tree_entries(&self, dir: &str) -> Result<TreeEntries, StorageError> {
+        timed!(self, "tree_entries", self.inner.tree_entries(dir))
+    }
+
+    async fn tree_files(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        timed!(self, "tree_files", self.inner.tree_files(dir))
+    }
+
+    async fn tree_read(&self, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        timed!(self, "tree_read", self.inner.tree_read(path))
     }
 }
 

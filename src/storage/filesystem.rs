@@ -2,7 +2,7 @@
 //! appended to a staging file, fsynced and renamed into place on commit, so a blob file
 //! under `blobs/` is always complete.
 
-use std::io::{self, ErrorKind, SeekFrom, Write};
+use std::io::{self, ErrorKind, Read, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
+use super::tree::{self, MAX_TREE_FILE, TreeEntries};
 use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey, layout};
 use crate::oci::{Digest, RepositoryName};
 
@@ -484,6 +485,83 @@ impl BlobStore for FilesystemStore {
         })
         .await
     }
+
+    async fn tree_entries(&self, dir: &str) -> Result<TreeEntries, StorageError> {
+        let dir = self.tree_path(dir)?;
+        blocking(move || {
+            let mut found = TreeEntries::default();
+            for entry in entries(&dir)? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => found.dirs.push(name),
+                    Ok(t) if t.is_file() => found.files.push(name),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn tree_files(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        let dir = self.tree_path(dir)?;
+        blocking(move || {
+            let mut found = Vec::new();
+            files_below(&dir, "", &mut found)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn tree_read(&self, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.tree_path(path)?;
+        blocking(move || {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut bytes = Vec::new();
+            (&mut file)
+                .take(MAX_TREE_FILE + 1)
+                .read_to_end(&mut bytes)?;
+            Ok((bytes.len() as u64 <= MAX_TREE_FILE).then_some(bytes))
+        })
+        .await
+    }
+}
+
+impl FilesystemStore {
+    /// `repositories/<path>` of Distribution's tree under the root.
+    fn tree_path(&self, path: &str) -> Result<PathBuf, StorageError> {
+        if !tree::is_safe(path) {
+            return Err(StorageError::Io(io::Error::new(
+                ErrorKind::InvalidInput,
+                format!("not a path of the repositories tree: {path:?}"),
+            )));
+        }
+        let mut out = layout::v2_root(&self.root).join("repositories");
+        out.extend(path.split('/').filter(|c| !c.is_empty()));
+        Ok(out)
+    }
+}
+
+/// Appends the files below `dir` (recursively, sorted) to `found`, as `prefix` + their path
+/// relative to `dir`. Entries that vanish during the walk are skipped.
+fn files_below(dir: &Path, prefix: &str, found: &mut Vec<String>) -> io::Result<()> {
+    for entry in entries(dir)? {
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => files_below(&entry.path(), &format!("{name}/"), found)?,
+            Ok(t) if t.is_file() => found.push(name),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

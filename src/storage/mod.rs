@@ -7,6 +7,7 @@ pub(crate) mod buffers;
 pub mod filesystem;
 pub mod layout;
 pub mod s3;
+pub mod tree;
 
 use std::io;
 use std::ops::Range;
@@ -198,6 +199,18 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes directories left empty under the repositories and blobs trees that were last
     /// changed more than `min_age` ago (no-op where storage has no directories).
     async fn prune_empty_directories(&self, min_age: Duration) -> Result<(), StorageError>;
+
+    /// The sub-directories and files directly below `dir` of Distribution's repositories
+    /// tree ([`tree`]); none when `dir` is absent. For `ferry import`.
+    async fn tree_entries(&self, dir: &str) -> Result<tree::TreeEntries, StorageError>;
+
+    /// Every file below `dir` of the repositories tree, recursively, as paths relative to
+    /// `dir`, sorted; none when `dir` is absent.
+    async fn tree_files(&self, dir: &str) -> Result<Vec<String>, StorageError>;
+
+    /// A file of the repositories tree; `None` when absent or larger than
+    /// [`tree::MAX_TREE_FILE`].
+    async fn tree_read(&self, path: &str) -> Result<Option<Vec<u8>>, StorageError>;
 }
 
 /// The first `n` bytes of `bytes`, leaving the rest; all of it (and an empty `bytes` that

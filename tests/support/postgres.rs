@@ -72,6 +72,8 @@ pub struct PostgresServer {
     owner: Owner,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Runs with PostgreSQL's own `fsync` and `full_page_writes` (on), not the tests' `off`.
+    durable: bool,
 }
 
 impl PostgresServer {
@@ -92,6 +94,18 @@ impl PostgresServer {
     /// PostgreSQL is installed but the server does not come up (a broken setup fails the
     /// test instead of skipping it).
     pub fn try_start() -> Result<Self, String> {
+        Self::try_start_with(false)
+    }
+
+    /// A server that syncs its commits as a production one does (`fsync` and
+    /// `full_page_writes` on): for benchmarks that compare it with SQLite, which syncs too.
+    pub fn start_durable() -> Option<Self> {
+        Self::try_start_with(true)
+            .map_err(|reason| eprintln!("SKIP: {reason}"))
+            .ok()
+    }
+
+    fn try_start_with(durable: bool) -> Result<Self, String> {
         let started = Instant::now();
         let bin = pg_bin_dir()?;
         let owner = owner()?;
@@ -108,6 +122,7 @@ impl PostgresServer {
             owner,
             dir,
             child: None,
+            durable,
         };
         // A port the OS reported free can be taken before the postmaster binds it.
         for _ in 0..5 {
@@ -278,6 +293,9 @@ impl PostgresServer {
             .arg("-c")
             .arg(format!("unix_socket_directories={}", data.display()));
         for (k, v) in SETTINGS {
+            if self.durable && matches!(*k, "fsync" | "full_page_writes") {
+                continue;
+            }
             cmd.arg("-c").arg(format!("{k}={v}"));
         }
         cmd.stdin(Stdio::null())

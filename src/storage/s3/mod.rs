@@ -36,6 +36,7 @@ use uuid::Uuid;
 
 pub use settings::{Encryption, MAX_PART_SIZE, MIN_PART_SIZE, S3Settings};
 
+use super::tree::{self, MAX_TREE_FILE, TreeEntries};
 use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey};
 use crate::oci::{Digest, RepositoryName};
 use staging::Staging;
@@ -452,6 +453,66 @@ impl BlobStore for S3Store {
     async fn prune_empty_directories(&self, _min_age: Duration) -> Result<(), StorageError> {
         // An object store has no directories.
         Ok(())
+    }
+
+    async fn tree_entries(&self, dir: &str) -> Result<TreeEntries, StorageError> {
+        let prefix = self.tree_key(dir)?;
+        let listing = self.store.list_with_delimiter(Some(&prefix)).await?;
+        let name = |path: &Path| path.filename().map(str::to_string);
+        let mut found = TreeEntries {
+            dirs: listing.common_prefixes.iter().filter_map(name).collect(),
+            files: listing
+                .objects
+                .iter()
+                .filter_map(|o| name(&o.location))
+                .collect(),
+        };
+        found.dirs.sort();
+        found.files.sort();
+        Ok(found)
+    }
+
+    async fn tree_files(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        let prefix = self.tree_key(dir)?;
+        let mut found: Vec<String> = self
+            .store
+            .list(Some(&prefix))
+            .try_filter_map(|meta| {
+                let relative = meta.location.prefix_match(&prefix).map(|parts| {
+                    parts
+                        .map(|p| p.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                });
+                std::future::ready(Ok(relative.filter(|r| !r.is_empty())))
+            })
+            .try_collect()
+            .await?;
+        found.sort();
+        Ok(found)
+    }
+
+    async fn tree_read(&self, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = self.tree_key(path)?;
+        match self.store.get(&key).await {
+            Ok(result) if result.meta.size > MAX_TREE_FILE => Ok(None),
+            Ok(result) => Ok(Some(result.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl S3Store {
+    /// The key of `repositories/<path>` of Distribution's tree.
+    fn tree_key(&self, path: &str) -> Result<Path, StorageError> {
+        if !tree::is_safe(path) {
+            return Err(StorageError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a path of the repositories tree: {path:?}"),
+            )));
+        }
+        Ok(Path::from(tree::key(&self.v2, path)))
     }
 }
 
