@@ -19,6 +19,7 @@ use crate::config::{Config, RootChoice, StorageSettings};
 use crate::http::{self, AppState, headers::UrlBuilder};
 use crate::import;
 use crate::metadata::{self, MetadataBackend, MetadataError};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shutdown;
 use crate::storage::filesystem::FilesystemStore;
@@ -96,6 +97,12 @@ pub enum ServeError {
     /// The system's random source failed (making the token secret).
     #[error("the system's random number source failed")]
     Random,
+    /// The trace export settings (`OTEL_*`) cannot be used.
+    #[error("trace export: {0}")]
+    Trace(#[from] crate::otlp::TraceSetupError),
+    /// The trace exporter's HTTP client cannot be built.
+    #[error(transparent)]
+    TraceClient(#[from] crate::otlp::ClientError),
     /// The server loop failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -167,8 +174,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     // Before anything is opened: bad certificate files stop the start at once.
     let tls = config.http.tls.as_ref().map(tls::acceptor).transpose()?;
+    let trace_export = crate::otlp::TraceSettings::from_env(|name| std::env::var(name).ok())?;
     let mut auth = crate::auth::Authenticator::new(&config.auth)?;
     let (registry, metadata) = open_registry(&config).await?;
+    // With metrics on, the services' calls into the stores are timed.
+    let metrics = config
+        .http
+        .debug
+        .as_ref()
+        .and_then(|debug| debug.metrics_path.as_ref())
+        .map(|_| Arc::new(Metrics::new()));
+    let registry = match &metrics {
+        Some(metrics) => metrics.instrument(&registry, config.registry.clone()),
+        None => registry,
+    };
     let notifier = crate::notify::Notifier::start(
         registry.metadata().clone(),
         &config.notifications,
@@ -211,12 +230,28 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if let Some(notifier) = &notifier {
         notifier.spawn_delivery(&background, cancel.clone());
     }
+    let tracer = match trace_export {
+        None => None,
+        Some(settings) => {
+            tracing::info!(
+                url = %settings.url,
+                service = %settings.service,
+                "exporting a span per request (OpenTelemetry, OTLP/HTTP)"
+            );
+            let (tracer, exporting) = crate::otlp::Tracer::start(settings, cancel.clone())?;
+            background.spawn(exporting);
+            Some(tracer)
+        }
+    };
     let readiness = crate::registry::health::Readiness::of(&registry);
     let ui_storage = registry.storage().clone();
     let registry: crate::registry::SharedRegistry = match &config.proxy {
         None => Arc::new(registry),
         Some(settings) => {
             let mirror = crate::mirror::Mirror::new(registry, settings, mirror_staging(&config))?;
+            if let Some(metrics) = &metrics {
+                metrics.observe_mirror(mirror.stats());
+            }
             background.spawn(
                 mirror
                     .stats()
@@ -251,6 +286,32 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             source,
         })?;
     let local = listener.local_addr()?;
+    if let Some(listener_settings) = &config.http.debug {
+        let bound = TcpListener::bind(&listener_settings.addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: format!("{} (http.debug.addr)", listener_settings.addr),
+                source,
+            })?;
+        let debug_addr = bound.local_addr()?;
+        let metrics_path = listener_settings
+            .metrics_path
+            .as_deref()
+            .unwrap_or("(none: http.debug.prometheus.enabled is false)");
+        tracing::info!(
+            addr = %debug_addr,
+            metrics = metrics_path,
+            "debug listener (plain HTTP) on {debug_addr}, metrics at {metrics_path}"
+        );
+        let served = metrics
+            .clone()
+            .zip(listener_settings.metrics_path.as_deref());
+        background.spawn(crate::metrics::listener::serve(
+            bound,
+            crate::metrics::listener::router(served),
+            cancel.clone(),
+        ));
+    }
     let why = match config.root_choice {
         RootChoice::Configured => "configured",
         RootChoice::Default => "default",
@@ -270,14 +331,23 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config.root.display(),
     );
 
+    let mut router = match config.ui_enabled {
+        true => {
+            let deletes = config.registry.delete_enabled && !config.registry.read_only;
+            http::router_with(state.clone(), crate::ui::router(state, browser, deletes))
+        }
+        false => http::router(state),
+    };
+    if let Some(metrics) = metrics {
+        // The access-log layer finds them in each request's extensions.
+        router = router.layer(axum::Extension(metrics));
+    }
+    if let Some(tracer) = tracer {
+        // Likewise the trace exporter.
+        router = router.layer(axum::Extension(tracer));
+    }
     let serving = connections::Serving {
-        router: match config.ui_enabled {
-            true => {
-                let deletes = config.registry.delete_enabled && !config.registry.read_only;
-                http::router_with(state.clone(), crate::ui::router(state, browser, deletes))
-            }
-            false => http::router(state),
-        },
+        router,
         tls,
         limits: config.http.connections,
         drain: config.http.drain_timeout,

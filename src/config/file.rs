@@ -158,6 +158,25 @@ pub(super) struct Http {
     pub draintimeout: Option<GoDuration>,
     #[serde(deserialize_with = "section")]
     pub tls: Tls,
+    #[serde(deserialize_with = "section")]
+    pub debug: DebugListener,
+}
+
+/// `http.debug`: the second, plain-HTTP listener (Prometheus metrics).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct DebugListener {
+    pub addr: Option<Text>,
+    #[serde(deserialize_with = "section")]
+    pub prometheus: Prometheus,
+}
+
+/// `http.debug.prometheus`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of keys")]
+pub(super) struct Prometheus {
+    pub enabled: Option<Flag>,
+    pub path: Option<Text>,
 }
 
 /// `http.tls`.

@@ -168,6 +168,18 @@ pub const SUPPORTED_KEYS: &[(&str, &str)] = &[
     ),
     ("http.tls.minimumtls", "tls1.2 (default) or tls1.3"),
     (
+        "http.debug.addr",
+        "address of the debug listener, plain HTTP, e.g. localhost:5001 (default: none started)",
+    ),
+    (
+        "http.debug.prometheus.enabled",
+        "serve Prometheus metrics on the debug listener (default false)",
+    ),
+    (
+        "http.debug.prometheus.path",
+        "path of the metrics on the debug listener (default /metrics)",
+    ),
+    (
         "auth.htpasswd.realm",
         "realm of the Basic challenge (WWW-Authenticate), e.g. the registry's name",
     ),
@@ -411,6 +423,18 @@ pub struct HttpSettings {
     pub tls: Option<TlsSettings>,
     /// `connections`: how long a client may keep a connection without sending.
     pub connections: ConnectionSettings,
+    /// `http.debug`: the debug listener, when `http.debug.addr` is set.
+    pub debug: Option<DebugSettings>,
+}
+
+/// `http.debug`: a second listener, plain HTTP, for operators only (Prometheus metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebugSettings {
+    /// `http.debug.addr`, `host:port` (`:5001` is every interface).
+    pub addr: String,
+    /// `http.debug.prometheus.path` when `http.debug.prometheus.enabled`; `None`: the
+    /// listener serves nothing (404).
+    pub metrics_path: Option<String>,
 }
 
 /// `http.tls`: the files are read when the server starts (and the certificate and key again
@@ -730,6 +754,7 @@ impl Config {
             ));
         }
         let tls = Self::tls(&file.http.tls, &mut warnings)?;
+        let debug = Self::debug(&file.http.debug, &mut warnings)?;
         let auth = Self::auth(&file.auth)?;
         let proxy = Self::proxy(&file.proxy)?;
         let notifications = notifications::settings(&file.notifications)?;
@@ -745,6 +770,7 @@ impl Config {
                 header_timeout: limit(file.connections.headertimeout, Duration::from_secs(30)),
                 body_timeout: limit(file.connections.bodytimeout, Duration::from_secs(60)),
             },
+            debug,
         };
         let registry = Settings {
             delete_enabled: flag(file.storage.delete.enabled, false),
@@ -791,6 +817,60 @@ impl Config {
             ui_enabled: flag(file.ui.enabled, true),
             warnings,
         })
+    }
+
+    /// `http.debug`: the debug listener's address and what it serves.
+    fn debug(
+        section: &file::DebugListener,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<DebugSettings>, ConfigError> {
+        let enabled = flag(section.prometheus.enabled, false);
+        let path = match &section.prometheus.path {
+            None => "/metrics".to_string(),
+            // A plain path: no captures or wildcards for the router to read into it.
+            Some(Text(p))
+                if p.starts_with('/')
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c)) =>
+            {
+                p.clone()
+            }
+            Some(Text(p)) => {
+                return Err(invalid(
+                    "http.debug.prometheus.path",
+                    format!("expected a path such as /metrics, got {p:?}"),
+                ));
+            }
+        };
+        let addr = section
+            .addr
+            .as_ref()
+            .map(|Text(a)| a.trim())
+            .filter(|a| !a.is_empty());
+        let Some(addr) = addr else {
+            if enabled {
+                warnings.push(
+                    "http.debug.prometheus.enabled is set but http.debug.addr is not: no metrics are served"
+                        .to_string(),
+                );
+            }
+            return Ok(None);
+        };
+        let addr = listen_address(addr).ok_or_else(|| {
+            invalid(
+                "http.debug.addr",
+                format!("expected host:port such as localhost:5001, got {addr:?}"),
+            )
+        })?;
+        if !enabled {
+            warnings.push(format!(
+                "http.debug.addr is set but http.debug.prometheus.enabled is not: the debug listener on {addr} answers 404 to everything (Ferry serves only metrics there)"
+            ));
+        }
+        Ok(Some(DebugSettings {
+            addr,
+            metrics_path: enabled.then_some(path),
+        }))
     }
 
     /// `proxy`: the mirror's upstreams (none: an ordinary registry).
@@ -1160,6 +1240,25 @@ impl Config {
         };
         Ok(StorageSettings::S3(Box::new(settings)))
     }
+}
+
+/// A listen address as Distribution writes it: `host:port`, `[v6]:port` or `:port` (every
+/// interface); `None` when it is not one (the port must be a number).
+fn listen_address(addr: &str) -> Option<String> {
+    let (host, port) = addr.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if (host.contains(':') && !bracketed)
+        || host.contains(char::is_whitespace)
+        || host.contains('/')
+    {
+        return None;
+    }
+    Some(if host.is_empty() {
+        format!("0.0.0.0:{port}")
+    } else {
+        addr.to_string()
+    })
 }
 
 fn flag(value: Option<Flag>, default: bool) -> bool {
@@ -1975,6 +2074,111 @@ mod tests {
                 !UNSUPPORTED.iter().any(|u| u.key == *key),
                 "{key} is both supported and unsupported"
             );
+        }
+    }
+
+    #[test]
+    fn debug_listener_settings() {
+        // None by default: no listener.
+        assert_eq!(load(BASE, &[]).unwrap().http.debug, None);
+        // From the file, Distribution's spelling.
+        let c = load(
+            &format!(
+                "{BASE}http:\n  debug:\n    addr: localhost:5001\n    prometheus:\n      enabled: true\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.http.debug,
+            Some(DebugSettings {
+                addr: "localhost:5001".to_string(),
+                metrics_path: Some("/metrics".to_string()),
+            })
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // From the environment, with another path; `:port` is every interface.
+        let c = load(
+            BASE,
+            &[
+                ("REGISTRY_HTTP_DEBUG_ADDR", ":5001"),
+                ("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "true"),
+                ("REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH", "/internal/metrics"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.http.debug,
+            Some(DebugSettings {
+                addr: "0.0.0.0:5001".to_string(),
+                metrics_path: Some("/internal/metrics".to_string()),
+            })
+        );
+        // An address without metrics: a listener that serves nothing, and a warning.
+        let c = load(BASE, &[("REGISTRY_HTTP_DEBUG_ADDR", "[::1]:5001")]).unwrap();
+        assert_eq!(
+            c.http.debug,
+            Some(DebugSettings {
+                addr: "[::1]:5001".to_string(),
+                metrics_path: None,
+            })
+        );
+        assert!(
+            c.warnings.iter().any(|w| w.contains("answers 404")),
+            "{:?}",
+            c.warnings
+        );
+        // Metrics without an address: nothing, and a warning.
+        let c = load(BASE, &[("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "true")]).unwrap();
+        assert_eq!(c.http.debug, None);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("no metrics are served")),
+            "{:?}",
+            c.warnings
+        );
+        // Wrong values name the key (and the variable that set it).
+        for (var, value, key) in [
+            ("REGISTRY_HTTP_DEBUG_ADDR", "5001", "http.debug.addr"),
+            (
+                "REGISTRY_HTTP_DEBUG_ADDR",
+                "localhost:http",
+                "http.debug.addr",
+            ),
+            ("REGISTRY_HTTP_DEBUG_ADDR", "::1:5001", "http.debug.addr"),
+            (
+                "REGISTRY_HTTP_DEBUG_ADDR",
+                "localhost:99999",
+                "http.debug.addr",
+            ),
+            (
+                "REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH",
+                "metrics",
+                "http.debug.prometheus.path",
+            ),
+            (
+                "REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH",
+                "/{capture}",
+                "http.debug.prometheus.path",
+            ),
+            (
+                "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED",
+                "maybe",
+                "http.debug.prometheus.enabled",
+            ),
+        ] {
+            let mut env: Vec<(&str, &str)> = [
+                ("REGISTRY_HTTP_DEBUG_ADDR", "localhost:5001"),
+                ("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "true"),
+            ]
+            .into_iter()
+            .filter(|(k, _)| *k != var)
+            .collect();
+            env.push((var, value));
+            let err = load(BASE, &env).unwrap_err().to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
+            assert!(err.contains(var), "{var}={value}: {err}");
         }
     }
 

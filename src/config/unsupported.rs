@@ -116,7 +116,10 @@ pub const UNSUPPORTED: &[Unsupported] = &[
         "http.tls.ciphersuites",
         "rustls chooses the cipher suites (modern AEAD suites only)",
     ),
-    warn("http.debug", "no debug or metrics listener is started"),
+    warn(
+        "http.debug",
+        "Ferry's debug listener serves Prometheus metrics only (http.debug.addr, http.debug.prometheus): no pprof, expvar or health checks there",
+    ),
     warn("http.headers", "no extra response headers are sent"),
     warn(
         "http.http2",

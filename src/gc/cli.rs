@@ -39,6 +39,10 @@ pub struct GcArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write the outcome as Prometheus metrics to FILE (for node_exporter's textfile
+    /// collector: name it `*.prom` in its directory); replaced whole on each run.
+    #[arg(long, value_name = "FILE")]
+    metrics_textfile: Option<PathBuf>,
     /// The server's config.yml (the first that exists of several; none: the embedded
     /// defaults, as `ferry serve` without a config).
     config: Vec<PathBuf>,
@@ -135,6 +139,18 @@ pub fn run(cli: GcArgs, program: &str) -> Result<(), ExitCode> {
         sqlite.close().await;
         report
     });
+    // The outcome, failures too, for node_exporter (`--metrics-textfile`).
+    let mut textfile_written = true;
+    if let Some(path) = &cli.metrics_textfile
+        && let Err(e) =
+            gc::textfile::write(path, result.as_ref().ok(), std::time::SystemTime::now())
+    {
+        eprintln!(
+            "{program}: cannot write the metrics file {}: {e}",
+            path.display()
+        );
+        textfile_written = false;
+    }
     match result {
         Ok(report) => {
             if cli.json {
@@ -145,7 +161,11 @@ pub fn run(cli: GcArgs, program: &str) -> Result<(), ExitCode> {
             } else {
                 println!("{report}");
             }
-            Ok(())
+            if textfile_written {
+                Ok(())
+            } else {
+                Err(ExitCode::FAILURE)
+            }
         }
         Err(Failure::Configuration(e)) => {
             eprintln!("{program}: {e}");

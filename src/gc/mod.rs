@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod plan;
 pub mod report;
+pub mod textfile;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};

@@ -174,9 +174,17 @@ async fn classify(mut request: axum::extract::Request, next: Next) -> Response {
         .map(str::to_string)
         .filter(|ns| !ns.is_empty());
     context.request = Some(Arc::new(headers::request_facts(&request)));
+    // For the metrics (when on): the route, and the uploads being received.
+    let route = crate::metrics::Route::of(&endpoint);
+    let _upload = request
+        .extensions()
+        .get::<Arc<crate::metrics::Metrics>>()
+        .and_then(|metrics| metrics.http.upload_in_progress(route));
     request.extensions_mut().insert(context);
     request.extensions_mut().insert(endpoint);
-    next.run(request).await
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(route);
+    response
 }
 
 /// The answer to a request that names no endpoint.
