@@ -115,6 +115,38 @@ fn names(answer: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// Manifest annotations `{"org.opencontainers.image.description": description}`.
+fn described(description: &str) -> serde_json::Value {
+    serde_json::json!({"annotations": {"org.opencontainers.image.description": description}})
+}
+
+/// A result's description is the description annotation of the repository's most recently
+/// tagged manifest that has one (not of an untagged one); none is `""`.
+#[tokio::test]
+async fn search_shows_the_description_of_the_latest_tagged_manifest() {
+    let reg = start();
+    let api = Api::new(&reg);
+    api.push_image_with("desc/app", "v1", 1, described("first <b>one</b>"))
+        .await;
+    make_repositories(&api, &["desc/plain"]).await;
+    let descriptions = || async {
+        let answer = api.get("/v1/search?q=desc").await.expect(200).json();
+        assert_eq!(names(&answer), ["desc/app", "desc/plain"], "{answer}");
+        let results = answer["results"].as_array().cloned().unwrap_or_default();
+        results
+            .iter()
+            .map(|r| r["description"].as_str().unwrap_or("?").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(descriptions().await, ["first <b>one</b>", ""]);
+    next_second().await; // tags' push times are in seconds
+    api.push_image_with("desc/app", "v2", 1, described("second"))
+        .await;
+    api.push_image_with("desc/app", "", 1, described("untagged"))
+        .await;
+    assert_eq!(descriptions().await, ["second", ""]);
+}
+
 /// Names containing the term, in any case, in byte-wise order, each in Docker's result
 /// shape; an empty term lists every repository; the query is echoed as sent.
 #[tokio::test]
@@ -412,6 +444,8 @@ async fn docker_search_lists_matching_repositories() {
         ],
     )
     .await;
+    api.push_image_with("searchme/alpha", "1", 1, described("The alpha image"))
+        .await;
     let host = reg.host.clone();
     let search = move |term: &str, limit: &str| {
         let out = std::process::Command::new("docker")
@@ -456,7 +490,12 @@ async fn docker_search_lists_matching_repositories() {
     {
         assert!(name.ends_with(want), "{all:?}");
     }
-    assert!(found.0.iter().all(|l| l.ends_with("||0")), "{:?}", found.0);
+    assert!(
+        found.0[0].ends_with("|The alpha image|0")
+            && found.0[1..].iter().all(|l| l.ends_with("||0")),
+        "{:?}",
+        found.0
+    );
     assert_eq!(found.1, Vec::<String>::new());
     assert_eq!(bare(&found.2).len(), 1, "{:?}", found.2);
     assert!(reg.log().contains("/v1/search"), "{}", reg.log());

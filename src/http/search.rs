@@ -1,7 +1,9 @@
 //! `GET /v1/search?q=&n=&page=`: what `docker search <registry>/<term>` asks (after
 //! `GET /v1/_ping`). Docker's v1 answer, with Quay's paging fields (`num_pages`, `page`,
-//! `page_size`), which Docker ignores. Ferry has no descriptions, stars or official images:
-//! those fields are empty, `0` and `false`.
+//! `page_size`), which Docker ignores. A description is the
+//! `org.opencontainers.image.description` annotation of the repository's most recently
+//! tagged manifest that has one. Ferry has no stars or official images: those fields are `0`
+//! and `false`.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -48,9 +50,10 @@ pub async fn search(request: &Request<'_>) -> HandlerResult {
         results: found
             .names
             .iter()
-            .map(|name| SearchResult {
+            .zip(&found.descriptions)
+            .map(|(name, description)| SearchResult {
                 name,
-                description: "",
+                description,
                 is_official: false,
                 is_automated: false,
                 star_count: 0,

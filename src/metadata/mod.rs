@@ -379,6 +379,14 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
         Ok(found)
     }
 
+    /// The `org.opencontainers.image.description` annotation of the most recently tagged
+    /// manifest of `repository` that has one (`docker search`'s description); `None` when no
+    /// tagged manifest has it.
+    async fn repository_description(
+        &self,
+        repository: &str,
+    ) -> Result<Option<String>, MetadataError>;
+
     /// Manifests in `repository` whose subject is `subject`, optionally of one artifact type.
     async fn referrers(
         &self,

@@ -293,6 +293,17 @@ impl MetadataLocks for TimedMetadataStore {
 
 #[async_trait]
 impl MetadataStore for TimedMetadataStore {
+    async fn repository_description(
+        &self,
+        repository: &str,
+    ) -> Result<Option<String>, MetadataError> {
+        timed!(
+            self,
+            "repository_description",
+            self.inner.repository_description(repository)
+        )
+    }
+
     async fn enqueue_events(
         &self,
         events: &[crate::metadata::NewEvent<'_>],

@@ -16,6 +16,8 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 const BATCH: u32 = 500;
 /// The longest query looked for: no repository name is longer (a longer one matches none).
 const MAX_QUERY_LEN: usize = 255;
+/// Descriptions are cut to this many characters (Docker shows the first few dozen).
+const MAX_DESCRIPTION_CHARS: usize = 500;
 
 /// A search as the client asked for it (`q`, `n`, `page`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +73,8 @@ impl SearchRequest {
 pub struct SearchPage {
     /// The names on this page, in byte-wise order.
     pub names: Vec<String>,
+    /// Each name's description (`""` when it has none), in the same order.
+    pub descriptions: Vec<String>,
     /// How many names match in all (on every page).
     pub total: u64,
 }
@@ -85,6 +89,7 @@ impl Registry {
         if request.query.chars().count() > MAX_QUERY_LEN {
             return Ok(SearchPage {
                 names: Vec::new(),
+                descriptions: Vec::new(),
                 total: 0,
             });
         }
@@ -125,7 +130,18 @@ async fn search(
             break;
         }
     }
-    Ok(SearchPage { names, total })
+    let mut descriptions = Vec::with_capacity(names.len());
+    for name in &names {
+        let description = metadata.repository_description(name).await?;
+        descriptions.push(description.map_or_else(String::new, |d| {
+            d.chars().take(MAX_DESCRIPTION_CHARS).collect()
+        }));
+    }
+    Ok(SearchPage {
+        names,
+        descriptions,
+        total,
+    })
 }
 
 #[cfg(test)]

@@ -838,6 +838,25 @@ impl MetadataStore for SqlStore {
         Ok(joined_names(page))
     }
 
+    async fn repository_description(
+        &self,
+        repository: &str,
+    ) -> Result<Option<String>, MetadataError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT m.annotations
+             FROM repositories r
+             JOIN tags t ON t.repository_id = r.id
+             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+             WHERE r.name = $1 AND m.annotations LIKE '%org.opencontainers.image.description%'
+             ORDER BY t.updated_at DESC, t.name
+             LIMIT 1",
+        )
+        .bind(repository)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.and_then(|(annotations,)| description_of(&annotations)))
+    }
+
     async fn referrers(
         &self,
         repository: &RepositoryName,
@@ -963,4 +982,14 @@ impl MetadataStore for SqlStore {
             MetadataError::Corrupt(format!("registry_info {key:?} vanished after its insert"))
         })
     }
+}
+
+/// The description annotation in a manifest's annotations JSON.
+fn description_of(annotations: &str) -> Option<String> {
+    let map: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_str(annotations).ok()?;
+    map.get("org.opencontainers.image.description")?
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
 }
