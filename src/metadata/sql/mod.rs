@@ -217,12 +217,13 @@ impl SqlStore {
         Ok(self.writer.begin_with(self.dialect.begin_write()).await?)
     }
 
-    /// Marks a blob as used now (for the collector's grace window).
+    /// Marks a blob as used now (for the collector's grace window); `last_used` only grows.
     async fn touch_blob(&self, digest: &Digest) -> Result<(), MetadataError> {
         let digest = digest.to_string();
-        self.write_one("UPDATE blobs SET last_used = $1 WHERE digest = $2", |q| {
-            q.bind(now()).bind(&digest)
-        })
+        self.write_one(
+            "UPDATE blobs SET last_used = $1 WHERE digest = $2 AND last_used < $1",
+            |q| q.bind(now()).bind(&digest),
+        )
         .await?;
         Ok(())
     }
@@ -295,10 +296,12 @@ impl SqlStore {
             }
         }
         let now = now();
-        // A push that references blobs is a use of them (the collector's grace window).
+        // A push that references blobs is a use of them (the collector's grace window). Only
+        // a later time is written: concurrent pushes over the same blobs within a second
+        // then write the row once, instead of all but one failing to serialize (PostgreSQL).
         for reference in manifest.references {
             if reference.kind != ReferenceKind::Manifest {
-                sqlx::query("UPDATE blobs SET last_used = $1 WHERE digest = $2")
+                sqlx::query("UPDATE blobs SET last_used = $1 WHERE digest = $2 AND last_used < $1")
                     .bind(now)
                     .bind(reference.digest.to_string())
                     .execute(&mut *tx)
@@ -310,7 +313,8 @@ impl SqlStore {
         // The manifest's own bytes are a blob too, stored by the caller before this.
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_used) VALUES ($1, $2, $3, $3)
-             ON CONFLICT (digest) DO UPDATE SET last_used = excluded.last_used",
+             ON CONFLICT (digest) DO UPDATE SET last_used = excluded.last_used
+             WHERE blobs.last_used < excluded.last_used",
         )
         .bind(&digest)
         .bind(size)
@@ -389,7 +393,8 @@ async fn link_in_tx(
     let digest = digest.to_string();
     sqlx::query(
         "INSERT INTO blobs (digest, size, created_at, last_used) VALUES ($1, $2, $3, $3)
-         ON CONFLICT (digest) DO UPDATE SET last_used = excluded.last_used",
+         ON CONFLICT (digest) DO UPDATE SET last_used = excluded.last_used
+             WHERE blobs.last_used < excluded.last_used",
     )
     .bind(&digest)
     .bind(size_to_db(size))
