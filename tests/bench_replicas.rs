@@ -108,6 +108,8 @@ fn replicas_throughput() {
         }
     }
 
+    // A line of its own: libtest writes "test <name> ... " before the first output line.
+    println!();
     println!(
         "| setup | blob push MB/s | blob pull MB/s | manifest pushes/s | manifest GET req/s (wrk) |"
     );
