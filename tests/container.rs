@@ -1082,6 +1082,22 @@ fn yaml_documents(files: &[PathBuf]) -> Value {
     serde_json::from_str(&out).expect("python printed JSON")
 }
 
+/// Every document of a [`yaml_documents`] answer, files in order.
+fn documents_of(all: &Value) -> Vec<&Value> {
+    all.as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_array().unwrap())
+        .collect()
+}
+
+/// The one document of `kind` among `docs` (from `dir`, for the message).
+fn one_of_kind<'a>(docs: &[&'a Value], kind: &str, dir: &str) -> &'a Value {
+    let found: Vec<&Value> = docs.iter().copied().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "expected one {kind} in {dir}");
+    found[0]
+}
+
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -1116,17 +1132,8 @@ fn kubernetes_manifests_are_valid() {
     let dir = repo().join("deploy/kubernetes");
     let files = yaml_files(&dir);
     let all = yaml_documents(&files);
-    let docs: Vec<&Value> = all
-        .as_object()
-        .unwrap()
-        .values()
-        .flat_map(|v| v.as_array().unwrap())
-        .collect();
-    let of_kind = |kind: &str| -> &Value {
-        let found: Vec<&&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
-        assert_eq!(found.len(), 1, "expected one {kind} in deploy/kubernetes");
-        found[0]
-    };
+    let docs = documents_of(&all);
+    let of_kind = |kind: &str| one_of_kind(&docs, kind, "deploy/kubernetes");
     for d in &docs {
         assert!(
             d["apiVersion"].is_string() && d["kind"].is_string(),
@@ -1317,21 +1324,8 @@ fn kubernetes_ha_manifests_are_valid() {
     let dir = repo().join("deploy/kubernetes/ha");
     let files = yaml_files(&dir);
     let all = yaml_documents(&files);
-    let docs: Vec<&Value> = all
-        .as_object()
-        .unwrap()
-        .values()
-        .flat_map(|v| v.as_array().unwrap())
-        .collect();
-    let of_kind = |kind: &str| -> &Value {
-        let found: Vec<&&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
-        assert_eq!(
-            found.len(),
-            1,
-            "expected one {kind} in deploy/kubernetes/ha"
-        );
-        found[0]
-    };
+    let docs = documents_of(&all);
+    let of_kind = |kind: &str| one_of_kind(&docs, kind, "deploy/kubernetes/ha");
     let config = of_kind("ConfigMap");
     let secret = of_kind("Secret");
     let deployment = of_kind("Deployment");

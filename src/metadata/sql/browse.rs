@@ -13,30 +13,31 @@ use crate::metadata::browse::{
 };
 use crate::oci::{Digest, RepositoryName};
 
+/// The page of repositories below, with `$contains` the database's substring position
+/// function (`instr` / `strpos`, both `(haystack, needle)`, 0 when absent).
+macro_rules! repository_page {
+    ($contains:literal) => {
+        concat!(
+            "SELECT r.name,
+               (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
+               (SELECT MAX(m.created_at) FROM manifests m WHERE m.repository_id = r.id)
+             FROM repositories r
+             WHERE r.name > $1 AND ",
+            $contains,
+            "(r.name, $2) > 0
+             AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+                  OR EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id))
+             ORDER BY r.name LIMIT $3"
+        )
+    };
+}
+
 impl Dialect {
     /// A page of repositories holding content whose name contains `$2`, after `$1`.
     fn browse_repository_page(self) -> &'static str {
         match self {
-            Dialect::Sqlite => {
-                "SELECT r.name,
-                   (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
-                   (SELECT MAX(m.created_at) FROM manifests m WHERE m.repository_id = r.id)
-                 FROM repositories r
-                 WHERE r.name > $1 AND instr(r.name, $2) > 0
-                 AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
-                      OR EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id))
-                 ORDER BY r.name LIMIT $3"
-            }
-            Dialect::Postgres => {
-                "SELECT r.name,
-                   (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
-                   (SELECT MAX(m.created_at) FROM manifests m WHERE m.repository_id = r.id)
-                 FROM repositories r
-                 WHERE r.name > $1 AND strpos(r.name, $2) > 0
-                 AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
-                      OR EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id))
-                 ORDER BY r.name LIMIT $3"
-            }
+            Dialect::Sqlite => repository_page!("instr"),
+            Dialect::Postgres => repository_page!("strpos"),
         }
     }
 }
