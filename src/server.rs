@@ -346,6 +346,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         // Likewise the trace exporter.
         router = router.layer(axum::Extension(tracer));
     }
+    if notifier.is_some() {
+        // Requests record the facts events report (nothing to build otherwise).
+        router = router.layer(axum::Extension(crate::notify::Notifying));
+    }
     let serving = connections::Serving {
         router,
         tls,

@@ -173,7 +173,13 @@ async fn classify(mut request: axum::extract::Request, next: Next) -> Response {
         .get("ns")
         .map(str::to_string)
         .filter(|ns| !ns.is_empty());
-    context.request = Some(Arc::new(headers::request_facts(&request)));
+    if request
+        .extensions()
+        .get::<crate::notify::Notifying>()
+        .is_some()
+    {
+        context.request = Some(Arc::new(headers::request_facts(&request)));
+    }
     // For the metrics (when on): the route, and the uploads being received.
     let route = crate::metrics::Route::of(&endpoint);
     let _upload = request

@@ -24,6 +24,12 @@ pub use self::event::{EventAction, SourceRecord, Target};
 use crate::metadata::{MetadataError, MetadataStore, NewEvent};
 use crate::registry::context::RequestContext;
 
+/// Request extension set when notifications are on: only then does `http::classify` record
+/// each request's facts ([`crate::registry::context::RequestFacts`]), which events report
+/// and nothing else reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Notifying;
+
 /// Records events for the configured endpoints. Shared by the services and the delivery
 /// tasks.
 pub struct Notifier {
