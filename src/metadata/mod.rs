@@ -329,13 +329,15 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
     /// collected since (`_catalog` lists those holding a manifest or a linked blob).
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool, MetadataError>;
 
-    /// Up to `limit` tags after `last`, in byte-wise order.
+    /// Up to `limit` tags after `last`, in byte-wise order; `None` when the repository is
+    /// not known (see [`MetadataStore::repository_exists`]). One call, so a tag list is one
+    /// query.
     async fn list_tags(
         &self,
         repository: &RepositoryName,
         last: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<String>, MetadataError>;
+    ) -> Result<Option<Vec<String>>, MetadataError>;
 
     /// Up to `limit` names, after `last` in byte-wise order, of the repositories that hold
     /// content: a manifest or a linked blob (as `registry:2` lists a repository once a blob

@@ -529,7 +529,7 @@ impl MetadataStore for TimedMetadataStore {
         repository: &RepositoryName,
         last: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<String>, MetadataError> {
+    ) -> Result<Option<Vec<String>>, MetadataError> {
         timed!(
             self,
             "list_tags",

@@ -73,20 +73,12 @@ impl Listings for Registry {
         request: PageRequest<'_>,
     ) -> Result<Page, RegistryError> {
         let limit = request.limit(self.settings.tags_max);
-        if !self.metadata.repository_exists(repository).await? {
-            return Err(RegistryError::NameUnknown);
-        }
-        if limit == 0 {
-            return Ok(Page {
-                entries: Vec::new(),
-                next_last: None,
-                limit,
-            });
-        }
+        // One more than asked, to know whether there is a next page.
         let entries = self
             .metadata
-            .list_tags(repository, request.last, limit + 1)
-            .await?;
+            .list_tags(repository, request.last, limit.saturating_add(1))
+            .await?
+            .ok_or(RegistryError::NameUnknown)?;
         Ok(page(entries, limit))
     }
 
@@ -106,7 +98,7 @@ impl Listings for Registry {
         if !cx.is_restricted() {
             let entries = self
                 .metadata
-                .list_repositories(request.last, limit + 1)
+                .list_repositories(request.last, limit.saturating_add(1))
                 .await?;
             return Ok(page(entries, limit));
         }

@@ -14,6 +14,7 @@ use tokio::fs::{self, File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
 use super::tree::{self, MAX_TREE_FILE, TreeEntries};
+use super::writeback::Writeback;
 use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey, layout};
 use crate::oci::{Digest, RepositoryName};
 
@@ -376,12 +377,18 @@ impl BlobStore for FilesystemStore {
         let delay = test_write_delay();
         let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut file = file;
+            let mut end = offset;
+            let mut writeback = Writeback::new(offset);
             while let Some(buffer) = pending.blocking_recv() {
                 if let Some(delay) = delay {
                     std::thread::sleep(delay);
                 }
                 file.write_all(&buffer)?;
+                end += buffer.len() as u64;
+                drop(buffer); // back to its pool before the writer waits for the disk
+                writeback.written(&file, end);
             }
+            writeback.finish(&file, end);
             Ok(())
         });
         let mut pieces = super::coalesce(body, WRITE_BUFFER);

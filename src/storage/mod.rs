@@ -8,6 +8,7 @@ pub mod filesystem;
 pub mod layout;
 pub mod s3;
 pub mod tree;
+mod writeback;
 
 use std::io;
 use std::ops::Range;

@@ -73,18 +73,21 @@ impl Dialect {
         }
     }
 
-    /// `SELECT <names joined by newlines>` over a page of tags of a repository.
+    /// `SELECT <names joined by newlines>` over a page of tags of a repository: one row if
+    /// the repository exists (its page, `NULL` when empty), none if not.
     fn tag_page(self) -> &'static str {
         match self {
             Dialect::Sqlite => {
-                "SELECT group_concat(name, char(10)) FROM (
-                   SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
-                   WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3) AS page"
+                "SELECT (SELECT group_concat(name, char(10)) FROM (
+                   SELECT t.name FROM tags t
+                   WHERE t.repository_id = r.id AND t.name > $2 ORDER BY t.name LIMIT $3))
+                 FROM repositories r WHERE r.name = $1"
             }
             Dialect::Postgres => {
-                "SELECT string_agg(name, chr(10)) FROM (
-                   SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
-                   WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3) AS page"
+                "SELECT (SELECT string_agg(name, chr(10)) FROM (
+                   SELECT t.name FROM tags t
+                   WHERE t.repository_id = r.id AND t.name > $2 ORDER BY t.name LIMIT $3) AS page)
+                 FROM repositories r WHERE r.name = $1"
             }
         }
     }
@@ -820,14 +823,14 @@ impl MetadataStore for SqlStore {
         repository: &RepositoryName,
         last: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<String>, MetadataError> {
-        let (page,): (Option<String>,) = sqlx::query_as(self.dialect.tag_page())
+    ) -> Result<Option<Vec<String>>, MetadataError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(self.dialect.tag_page())
             .bind(repository.as_str())
             .bind(last.unwrap_or(""))
             .bind(i64::from(limit))
-            .fetch_one(&self.reader)
+            .fetch_optional(&self.reader)
             .await?;
-        Ok(joined_names(page))
+        Ok(row.map(|(page,)| joined_names(page)))
     }
 
     async fn list_repositories(

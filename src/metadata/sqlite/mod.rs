@@ -53,6 +53,9 @@ async fn pool(
 ) -> Result<sqlx::AnyPool, MetadataError> {
     Ok(AnyPoolOptions::new()
         .max_connections(connections)
+        // A connection to a file in this process cannot go stale, and the check would cost a
+        // round trip to its worker thread before every query.
+        .test_before_acquire(false)
         // An in-memory database lives as long as one of its connections.
         .idle_timeout(None)
         .max_lifetime(None)
