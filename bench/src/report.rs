@@ -14,6 +14,9 @@ pub struct Layout {
     pub ceiling_cols: Vec<usize>,
     /// Show the ratios in the resources table too.
     pub usage_ratios: bool,
+    /// Columns that only some workloads run (the no-fsync reference): an
+    /// empty cell, not `n/a`, where they have no value.
+    pub partial_cols: Vec<usize>,
 }
 
 /// Column `a` against column `b`, oriented so that > 1 means `a` is better.
@@ -215,7 +218,14 @@ pub fn main_table(layout: &Layout, rows: &[Row]) -> String {
             }
         ));
         for k in 0..layout.labels.len() {
-            s.push_str(&format!(" {} |", r.cell(k)));
+            let skipped = layout.partial_cols.contains(&k)
+                && r.samples[k].is_empty()
+                && r.errors[k].is_none();
+            if skipped {
+                s.push_str("  |");
+            } else {
+                s.push_str(&format!(" {} |", r.cell(k)));
+            }
         }
         for q in &layout.ratios {
             s.push_str(&format!(
@@ -270,6 +280,14 @@ pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRo
     };
     let med = |v: &Vec<f64>| if v.is_empty() { None } else { Some(median(v)) };
     let c = |x: Option<f64>, d: usize| x.map(|x| format!("{:.*}", d, x)).unwrap_or("n/a".into());
+    // A column this workload did not run: an empty cell.
+    let cell = |k: usize, x: Option<f64>, d: usize| {
+        if x.is_none() && layout.partial_cols.contains(&k) {
+            String::new()
+        } else {
+            c(x, d)
+        }
+    };
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if a > 0.0 => format!("{:.2}×", b / a),
         _ => "–".into(),
@@ -309,9 +327,9 @@ pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRo
         let rss: Vec<Option<f64>> = (0..n).map(|k| r.rss.get(k).and_then(max)).collect();
         let cpu: Vec<Option<f64>> = (0..n).map(|k| r.cpu.get(k).and_then(med)).collect();
         let mut cells = vec![r.key.clone()];
-        cells.extend(rss.iter().map(|x| c(*x, 1)));
+        cells.extend(rss.iter().enumerate().map(|(k, x)| cell(k, *x, 1)));
         cells.extend(ratios.iter().map(|q| ratio(rss[q.a], rss[q.b])));
-        cells.extend(cpu.iter().map(|x| c(*x, 2)));
+        cells.extend(cpu.iter().enumerate().map(|(k, x)| cell(k, *x, 2)));
         cells.extend(ratios.iter().map(|q| ratio(cpu[q.a], cpu[q.b])));
         for (k, b) in backends.iter().enumerate() {
             if b.is_some() {
