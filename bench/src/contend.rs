@@ -39,7 +39,7 @@ pub async fn workload(b: &mut Bench, specs: &[BlobSpec], dir: &Path, mib: u64, b
     b.row(
         "contend-dd",
         w,
-        "dd's own writes meanwhile",
+        "dd's own writes meanwhile (context, not a score)",
         "MB/s",
         true,
         0,
