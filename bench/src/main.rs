@@ -5,6 +5,9 @@
 mod auth;
 mod ceilings;
 mod client;
+mod contend;
+mod docker;
+mod image;
 mod mirror;
 mod prng;
 mod report;
@@ -79,7 +82,8 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     reps: usize,
     /// Comma-separated subset of workloads:
-    /// push,pull,small,manifest,catalog,skopeo,push4 (default all), or
+    /// push,pull,small,manifest,catalog,skopeo,docker,push4,contend (default
+    /// all; docker is skipped with a note when the engine is not usable), or
     /// mirror alone (opt-in: pull-through Ferry vs Distribution proxy vs direct).
     #[arg(long)]
     workloads: Option<String>,
@@ -106,6 +110,11 @@ struct Args {
     /// only; without --workloads, runs the manifest workload only.
     #[arg(long, default_value = "none", value_delimiter = ',')]
     auth: Vec<String>,
+    /// Leave out the "Ferry no-fsync" column: Ferry under eatmydata
+    /// (LD_PRELOAD=libeatmydata.so, fsync a no-op), run for the blob push
+    /// workloads only, as the reference "a registry that does not fsync".
+    #[arg(long)]
+    no_nosync_reference: bool,
 }
 
 /// The distinct `--auth` modes, in the order given.
@@ -145,6 +154,11 @@ fn token_repos(args: &Args) -> Vec<String> {
                 v.push(format!("bench/push4-{rep}-{i}"));
             }
         }
+        if wanted(args, "contend") {
+            for i in 0..4 {
+                v.push(format!("bench/contend-{rep}-{i}"));
+            }
+        }
     }
     v
 }
@@ -156,7 +170,10 @@ struct Sizes {
     manifest_reqs: usize,
     repos: usize,
     tags: usize,
-    layers: [u64; 3],
+    /// The real clients' image (skopeo, docker): one random file per layer.
+    layers: [u64; 5],
+    /// MiB written by each dd run of the contended-disk workload.
+    contend_mib: u64,
     ceil_sha: u64,
     ceil_disk: u64,
     ceil_loop: u64,
@@ -172,7 +189,8 @@ impl Sizes {
                 manifest_reqs: 2_000,
                 repos: 1_000,
                 tags: 500,
-                layers: [64 * MIB / 10, 32 * MIB / 10, 16 * MIB / 10],
+                layers: [48, 32, 16, 8, 4].map(|m| m * MIB / 10),
+                contend_mib: 256,
                 ceil_sha: 256 * MIB,
                 ceil_disk: 256 * MIB,
                 ceil_loop: GIB,
@@ -185,7 +203,8 @@ impl Sizes {
                 manifest_reqs: 20_000,
                 repos: 10_000,
                 tags: 5_000,
-                layers: [64 * MIB, 32 * MIB, 16 * MIB],
+                layers: [48, 32, 16, 8, 4].map(|m| m * MIB),
+                contend_mib: 1024,
                 ceil_sha: GIB,
                 ceil_disk: GIB,
                 ceil_loop: 4 * GIB,
@@ -214,6 +233,9 @@ struct Target_ {
     reg: Option<Reg>,
     /// Why it is unavailable (failed to start, died).
     down: Option<String>,
+    /// Ferry without fsync (the reference column): runs only while
+    /// `Bench::nosync_now` is set, i.e. for the blob push workloads.
+    nosync: bool,
 }
 
 struct Bench {
@@ -224,6 +246,8 @@ struct Bench {
     usage: Vec<UsageRow>,
     reps: usize,
     notes: Vec<String>,
+    /// Run the no-fsync reference column too (the blob push workloads).
+    nosync_now: bool,
 }
 
 type Metrics = Vec<(&'static str, f64)>;
@@ -253,6 +277,19 @@ impl Bench {
         self.rows.last_mut().unwrap()
     }
 
+    /// Row `{id}-cpug`: the server's CPU seconds per GiB the workload moved,
+    /// filled from the `{id}-bytes` metric (see `ab`).
+    fn cpug_row(&mut self, id: &str, workload: &str, what: &str) {
+        self.row(
+            &format!("{id}-cpug"),
+            workload,
+            &format!("{what}: server CPU per GiB moved"),
+            "CPU-s/GiB",
+            false,
+            2,
+        );
+    }
+
     fn row_mut(&mut self, id: &str) -> Option<&mut Row> {
         self.rows.iter_mut().find(|r| r.id == id)
     }
@@ -276,6 +313,12 @@ impl Bench {
         let label = self.targets[k].label.clone();
         self.notes
             .push(format!("{label} {}: {msg}", row_ids.join("/")));
+    }
+
+    /// Column `k` takes part in the current workload.
+    fn runs(&self, k: usize) -> bool {
+        let t = &self.targets[k];
+        t.down.is_none() && t.reg.is_some() && (!t.nosync || self.nosync_now)
     }
 
     fn check_alive(&mut self) {
@@ -318,7 +361,7 @@ impl Bench {
         for rep in 0..self.reps {
             for k in 0..self.targets.len() {
                 self.check_alive();
-                if failed[k] || self.targets[k].down.is_some() || self.targets[k].reg.is_none() {
+                if failed[k] || !self.runs(k) {
                     continue;
                 }
                 let reg = self.targets[k].reg.clone().unwrap();
@@ -367,6 +410,15 @@ impl Bench {
                             {
                                 r.samples[k].push(usage.cpu_s * 1e6 / v);
                             }
+                            // A byte count `x-bytes` gives row `x-cpug`: the
+                            // server's CPU seconds per GiB moved, which shows
+                            // efficiency even when the disk is the limit.
+                            if let Some(prefix) = id.strip_suffix("-bytes")
+                                && v > 0.0
+                                && let Some(r) = self.row_mut(&format!("{prefix}-cpug"))
+                            {
+                                r.samples[k].push(usage.cpu_s * GIB as f64 / v);
+                            }
                         }
                         let u = self.usage_mut(usage_key);
                         u.rss[k].push(usage.peak_rss_mib);
@@ -395,7 +447,7 @@ impl Bench {
         let mut ok = vec![false; self.targets.len()];
         for k in 0..self.targets.len() {
             self.check_alive();
-            if self.targets[k].down.is_some() || self.targets[k].reg.is_none() {
+            if !self.runs(k) {
                 continue;
             }
             let t = Instant::now();
@@ -496,7 +548,9 @@ impl TinyImage {
     }
 }
 
-fn run_cmd(cmd: &mut std::process::Command, timeout: Duration) -> Result<()> {
+/// Runs `cmd` to completion within `timeout` (killed by its PID after it);
+/// returns its standard output.
+fn run_cmd(cmd: &mut std::process::Command, timeout: Duration) -> Result<String> {
     let desc = format!("{cmd:?}");
     let mut child = cmd
         .stdin(std::process::Stdio::null())
@@ -518,7 +572,7 @@ fn run_cmd(cmd: &mut std::process::Command, timeout: Duration) -> Result<()> {
                         .collect::<String>()
                 );
             }
-            return Ok(());
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -529,7 +583,7 @@ fn run_cmd(cmd: &mut std::process::Command, timeout: Duration) -> Result<()> {
     }
 }
 
-async fn run_cmd_async(mut cmd: std::process::Command, timeout: Duration) -> Result<()> {
+async fn run_cmd_async(mut cmd: std::process::Command, timeout: Duration) -> Result<String> {
     tokio::task::spawn_blocking(move || run_cmd(&mut cmd, timeout)).await?
 }
 
@@ -774,8 +828,10 @@ fn main() -> Result<()> {
         if args.workloads.is_none() {
             args.workloads = Some("manifest".into());
         }
-        if wanted(&args, "skopeo") {
-            bail!("--auth: the skopeo workload runs without credentials; leave it out");
+        if wanted(&args, "skopeo") || wanted(&args, "docker") {
+            bail!(
+                "--auth: the skopeo and docker workloads run without credentials; leave them out"
+            );
         }
         if modes.contains(&AuthMode::Token) && wanted(&args, "catalog") {
             bail!(
@@ -865,8 +921,13 @@ async fn run(args: Args) -> Result<()> {
     }
 
     // Disk needed: every pushed GiB stays on disk (per registry), plus slack.
-    let big_wanted = ["push", "pull", "push4"].iter().any(|w| wanted(&args, w));
-    let per_reg = if big_wanted { sizes.big * 7 } else { 0 } * args.reps as u64
+    let big_blobs = [("push", 3), ("push4", 4), ("contend", 4)]
+        .iter()
+        .filter(|(w, _)| wanted(&args, w))
+        .map(|(_, n)| n)
+        .sum::<u64>()
+        .max(if wanted(&args, "pull") { 1 } else { 0 });
+    let per_reg = sizes.big * big_blobs * args.reps as u64
         + sizes.small_count as u64 * 64 * 1024 * args.reps as u64
         + 512 * MIB;
     let need = per_reg * selected as u64 + sizes.ceil_disk + 4 * GIB;
@@ -901,7 +962,7 @@ async fn run(args: Args) -> Result<()> {
     // The disk of a VM is noisy: median of three.
     let mut disk = Vec::new();
     for _ in 0..3 {
-        disk.push(ceilings::disk_write(&run_dir, sizes.ceil_disk)?);
+        disk.push(ceilings::disk_write(&run_dir, sizes.ceil_disk, true)?);
     }
     ceil.disk_write = report::median(&disk);
     let disk_samples = disk
@@ -913,6 +974,19 @@ async fn run(args: Args) -> Result<()> {
         "  synced sequential write ({} MiB + fsync, median of 3): {:.0} MB/s ({disk_samples})",
         sizes.ceil_disk / MIB,
         ceil.disk_write
+    );
+    // The same writes without the fsync: the bound of a registry that never
+    // syncs (the no-fsync Ferry column).
+    let mut disk_nosync = Vec::new();
+    for _ in 0..3 {
+        disk_nosync.push(ceilings::disk_write(&run_dir, sizes.ceil_disk, false)?);
+    }
+    ceil.disk_write_nosync = report::median(&disk_nosync);
+    let disk_nosync_samples = join(&disk_nosync);
+    eprintln!(
+        "  unsynced sequential write ({} MiB, no fsync, median of 3): {:.0} MB/s ({disk_nosync_samples})",
+        sizes.ceil_disk / MIB,
+        ceil.disk_write_nosync
     );
     ceil.loopback = ceilings::loopback(sizes.ceil_loop).await?;
     eprintln!("  loopback TCP, one stream: {:.0} MB/s", ceil.loopback);
@@ -941,6 +1015,14 @@ async fn run(args: Args) -> Result<()> {
             }
         }
     }
+    let n_push4 = items.len() - n_push - n_ceil;
+    if wanted(&args, "contend") {
+        for rep in 0..args.reps {
+            for i in 0..4 {
+                items.push((seed_of(&[11, rep as u64, i]), sizes.big));
+            }
+        }
+    }
     eprintln!(
         "== precomputing digests of {} blobs of {} (streamed, never held in memory)",
         items.len(),
@@ -948,10 +1030,12 @@ async fn run(args: Args) -> Result<()> {
     );
     let specs = tokio::task::spawn_blocking(move || BlobSpec::compute_many(&items)).await?;
     let (push_specs, rest) = specs.split_at(n_push);
-    let (ceiling_specs, push4_specs) = rest.split_at(n_ceil);
+    let (ceiling_specs, rest) = rest.split_at(n_ceil);
+    let (push4_specs, contend_specs) = rest.split_at(n_push4);
     let push_specs: Vec<BlobSpec> = push_specs.to_vec();
     let ceiling_specs: Vec<BlobSpec> = ceiling_specs.to_vec();
     let push4_specs: Vec<BlobSpec> = push4_specs.to_vec();
+    let contend_specs: Vec<BlobSpec> = contend_specs.to_vec();
     eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
 
     // Small blobs: sizes 4-64 KiB, held in memory (≈ 70 MB at full size).
@@ -977,61 +1061,50 @@ async fn run(args: Args) -> Result<()> {
         vec![]
     });
 
-    // Skopeo source images, built with umoci (setup, not measured).
+    // The real clients' source images, built with umoci (setup, not
+    // measured): one per repetition for skopeo and one for docker, each with
+    // its own content, so no registry ever sees a layer twice.
     let skopeo_dir = run_dir.join("skopeo");
+    let docker_dir = run_dir.join("docker");
     let mut skopeo_ok: Option<String> = None;
+    let mut docker_ok: Option<String> = None;
+    if wanted(&args, "docker") {
+        match docker::check() {
+            Ok(v) => eprintln!("== docker engine {v}"),
+            Err(e) => {
+                eprintln!("== docker engine not usable, the docker workload is skipped: {e:#}");
+                docker_ok = Some(format!("{e:#}"));
+            }
+        }
+    }
+    let mut images = Vec::new();
     if wanted(&args, "skopeo") {
+        images.push((&skopeo_dir, 5, &mut skopeo_ok));
+    }
+    if wanted(&args, "docker") && docker_ok.is_none() {
+        images.push((&docker_dir, 10, &mut docker_ok));
+    }
+    for (dir, seed, ok) in images {
         eprintln!(
-            "== building {} OCI image(s) with umoci (3 layers: {:.1} / {:.1} / {:.1} MiB random files)",
+            "== building {} OCI image(s) with umoci in {} (layers: {} of random data)",
             args.reps,
-            sizes.layers[0] as f64 / MIB as f64,
-            sizes.layers[1] as f64 / MIB as f64,
-            sizes.layers[2] as f64 / MIB as f64
+            dir.display(),
+            image::describe(&sizes.layers)
         );
         let t = Instant::now();
-        let res: Result<()> = (|| {
-            for rep in 0..args.reps {
-                let layout = skopeo_dir.join(format!("src-{rep}"));
-                let files = skopeo_dir.join(format!("files-{rep}"));
-                std::fs::create_dir_all(&files)?;
-                run_cmd(
-                    std::process::Command::new("umoci")
-                        .arg("init")
-                        .arg("--layout")
-                        .arg(&layout),
-                    Duration::from_secs(60),
-                )?;
-                let img = format!("{}:v1", layout.display());
-                run_cmd(
-                    std::process::Command::new("umoci").args(["new", "--image", &img]),
-                    Duration::from_secs(60),
-                )?;
-                for (i, len) in sizes.layers.iter().enumerate() {
-                    let f = files.join(format!("layer{i}.bin"));
-                    let mut w = std::io::BufWriter::new(std::fs::File::create(&f)?);
-                    let mut rd =
-                        prng::BlobReader::new(seed_of(&[5, rep as u64, i as u64]), *len, 1 << 20);
-                    while let Some(c) = rd.next_chunk() {
-                        std::io::Write::write_all(&mut w, &c)?;
-                    }
-                    drop(w);
-                    run_cmd(
-                        std::process::Command::new("umoci")
-                            .args(["insert", "--image", &img])
-                            .arg(&f)
-                            .arg(format!("/data/layer{i}.bin")),
-                        Duration::from_secs(300),
-                    )?;
-                }
-                std::fs::remove_dir_all(&files)?;
-            }
-            Ok(())
-        })();
+        let res: Result<()> = (0..args.reps).try_for_each(|rep| {
+            image::build(
+                &dir.join(format!("src-{rep}")),
+                &dir.join(format!("files-{rep}")),
+                &[seed, rep as u64],
+                &sizes.layers,
+            )
+        });
         match res {
             Ok(()) => eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64()),
             Err(e) => {
                 eprintln!("  umoci failed: {e:#}");
-                skopeo_ok = Some(format!("{e:#}"));
+                *ok = Some(format!("umoci: {e:#}"));
             }
         }
     }
@@ -1181,6 +1254,7 @@ async fn run(args: Args) -> Result<()> {
             server: None,
             reg: None,
             down: None,
+            nosync: col.nosync,
         };
         if !kinds.contains(&col.kind) {
             t.down = Some("not selected (--only)".into());
@@ -1212,10 +1286,30 @@ async fn run(args: Args) -> Result<()> {
             Some(p) => client::client_with_auth(64, Some(&p.header))?,
             None => http.clone(),
         };
-        match Server::start(col.kind, bin, &dir, &t.storage, auth.map(|p| &p.server)) {
+        // eatmydata's library turns fsync, fdatasync, sync_file_range, sync
+        // and O_SYNC/O_DSYNC opens into no-ops in a dynamically linked process.
+        let env: &[(&str, &str)] = if col.nosync {
+            &[("LD_PRELOAD", "libeatmydata.so")]
+        } else {
+            &[]
+        };
+        match Server::start(
+            col.kind,
+            bin,
+            &dir,
+            &t.storage,
+            auth.map(|p| &p.server),
+            env,
+        ) {
             Ok(s) => {
                 let reg = Reg::new(reg_http, &s.base);
+                let preloaded = !col.nosync || server::maps_contain(s.pid, "libeatmydata");
                 match reg.ping().await {
+                    Ok(()) if !preloaded => {
+                        let why = "libeatmydata.so is not mapped into the process (a statically linked binary ignores LD_PRELOAD; Debian: apt-get install eatmydata)";
+                        eprintln!("  {}: {why}", col.label);
+                        t.down = Some(why.into());
+                    }
                     Ok(()) => {
                         eprintln!(
                             "  {} listening on {} (pid {}, data {})",
@@ -1249,6 +1343,7 @@ async fn run(args: Args) -> Result<()> {
         usage: vec![],
         reps: args.reps,
         notes: vec![],
+        nosync_now: false,
     };
     for t in &b.targets {
         if let Some(d) = &t.down {
@@ -1288,15 +1383,22 @@ async fn run(args: Args) -> Result<()> {
             }
             r.ceiling = push_ceiling.clone();
         }
+        for mode in modes.iter() {
+            b.cpug_row(&format!("push-{mode}"), "1. blob push", mode);
+        }
+        // The no-fsync reference column (if any) runs these three only.
+        b.nosync_now = true;
         for (m, mode) in modes.iter().enumerate() {
             eprintln!("== 1. push {mode} {big}");
             let id = format!("push-{mode}");
             let specs = &push_specs[m * reps..(m + 1) * reps];
             let chunk = sizes.chunk;
             let idref: &'static str = Box::leak(id.clone().into_boxed_str());
+            let bytes_id: &'static str = Box::leak(format!("{id}-bytes").into_boxed_str());
+            let cpug_id = format!("{id}-cpug");
             b.ab(
                 &format!("push {mode} {big}"),
-                &[idref],
+                &[idref, cpug_id.as_str()],
                 move |reg, rep| async move {
                     let spec = &specs[rep];
                     let repo = format!("bench/push-{mode}-{rep}");
@@ -1306,11 +1408,15 @@ async fn run(args: Args) -> Result<()> {
                         "chunked" => reg.push_chunked(&repo, spec, chunk).await?,
                         _ => reg.push_streamed(&repo, spec).await?,
                     }
-                    Ok(vec![(idref, mbps(spec.len, t.elapsed()))])
+                    Ok(vec![
+                        (idref, mbps(spec.len, t.elapsed())),
+                        (bytes_id, spec.len as f64),
+                    ])
                 },
             )
             .await;
         }
+        b.nosync_now = false;
     }
 
     // ---- 2. Blob pull -----------------------------------------------------
@@ -1339,6 +1445,8 @@ async fn run(args: Args) -> Result<()> {
         if !s3_mode {
             r.target = Target::Ratio(1.2);
         }
+        b.cpug_row("pull-1", "2. blob pull", "single");
+        b.cpug_row("pull-4", "2. blob pull", "4 concurrent");
         let spec = push_specs[0].clone();
         let pushed_already = wanted(&args, "push");
         let s2 = spec.clone();
@@ -1365,19 +1473,28 @@ async fn run(args: Args) -> Result<()> {
         // Single pulls from the filesystem are short (about a second): three
         // per repetition, median. From S3 they take ten times longer: one.
         let pulls = if s3_mode { 1 } else { 3 };
-        b.ab("pull single", &["pull-1"], move |reg, _rep| async move {
-            let mut v = Vec::new();
-            for _ in 0..pulls {
-                let t = Instant::now();
-                let n = reg.pull("bench/push-monolithic-0", sp, false).await?;
-                v.push(mbps(n, t.elapsed()));
-            }
-            Ok(vec![("pull-1", report::median(&v))])
-        })
+        b.ab(
+            "pull single",
+            &["pull-1", "pull-1-cpug"],
+            move |reg, _rep| async move {
+                let mut v = Vec::new();
+                let mut bytes = 0;
+                for _ in 0..pulls {
+                    let t = Instant::now();
+                    let n = reg.pull("bench/push-monolithic-0", sp, false).await?;
+                    v.push(mbps(n, t.elapsed()));
+                    bytes += n;
+                }
+                Ok(vec![
+                    ("pull-1", report::median(&v)),
+                    ("pull-1-bytes", bytes as f64),
+                ])
+            },
+        )
         .await;
         b.ab(
             "pull 4 concurrent",
-            &["pull-4"],
+            &["pull-4", "pull-4-cpug"],
             move |reg, _rep| async move {
                 let t = Instant::now();
                 let mut hs = Vec::new();
@@ -1391,7 +1508,10 @@ async fn run(args: Args) -> Result<()> {
                 for h in hs {
                     n += h.await??;
                 }
-                Ok(vec![("pull-4", mbps(n, t.elapsed()))])
+                Ok(vec![
+                    ("pull-4", mbps(n, t.elapsed())),
+                    ("pull-4-bytes", n as f64),
+                ])
             },
         )
         .await;
@@ -1657,21 +1777,24 @@ async fn run(args: Args) -> Result<()> {
         .await;
     }
 
-    // ---- 6. skopeo copy ---------------------------------------------------
+    // ---- 6. Real clients: skopeo copy, docker push / pull ------------------
+    let total_layers: u64 = sizes.layers.iter().sum();
+    let image_label = format!(
+        "{}-layer image ({:.0} MiB)",
+        sizes.layers.len(),
+        total_layers as f64 / MIB as f64
+    );
     if wanted(&args, "skopeo") {
-        let total: u64 = sizes.layers.iter().sum();
-        eprintln!(
-            "== 6. skopeo copy of a 3-layer image ({} MiB of layers) in and out",
-            total / MIB
-        );
+        eprintln!("== 6. skopeo copy of a {image_label} in and out");
         b.row(
             "skopeo-in",
             "6. skopeo copy",
-            &format!("push 3-layer image ({} MiB)", total / MIB),
+            &format!("push {image_label}"),
             "s",
             false,
             2,
         );
+        b.cpug_row("skopeo-in", "6. skopeo copy", "push");
         b.row(
             "skopeo-out",
             "6. skopeo copy",
@@ -1680,64 +1803,76 @@ async fn run(args: Args) -> Result<()> {
             false,
             2,
         );
+        b.cpug_row("skopeo-out", "6. skopeo copy", "pull");
+        let ids = [
+            "skopeo-in",
+            "skopeo-in-cpug",
+            "skopeo-out",
+            "skopeo-out-cpug",
+        ];
         if let Some(e) = skopeo_ok.clone() {
             for k in 0..b.targets.len() {
-                b.mark_error(
-                    k,
-                    &["skopeo-in", "skopeo-out"],
-                    &anyhow::anyhow!("umoci: {e}"),
-                );
+                b.mark_error(k, &ids, &anyhow::anyhow!("{e}"));
             }
         } else {
             let sd = &skopeo_dir;
-            b.ab(
-                "skopeo copy in",
-                &["skopeo-in"],
-                move |reg, rep| async move {
-                    let host = reg.base.trim_start_matches("http://").to_string();
-                    let mut cmd = std::process::Command::new("skopeo");
-                    cmd.args([
-                        "--insecure-policy",
-                        "copy",
-                        "--quiet",
-                        "--dest-tls-verify=false",
-                    ])
-                    .arg(format!(
-                        "oci:{}:v1",
-                        sd.join(format!("src-{rep}")).display()
-                    ))
-                    .arg(format!("docker://{host}/bench/img-{rep}:v1"));
-                    let t = Instant::now();
-                    run_cmd_async(cmd, Duration::from_secs(300)).await?;
-                    Ok(vec![("skopeo-in", t.elapsed().as_secs_f64())])
-                },
-            )
+            b.ab("skopeo copy in", &ids[..2], move |reg, rep| async move {
+                let host = docker::host_of(&reg.base).to_string();
+                let src = sd.join(format!("src-{rep}"));
+                let bytes = image::blob_bytes(&src)?;
+                let mut cmd = std::process::Command::new("skopeo");
+                cmd.args([
+                    "--insecure-policy",
+                    "copy",
+                    "--quiet",
+                    "--dest-tls-verify=false",
+                ])
+                .arg(format!("oci:{}:v1", src.display()))
+                .arg(format!("docker://{host}/bench/img-{rep}:v1"));
+                let t = Instant::now();
+                run_cmd_async(cmd, Duration::from_secs(300)).await?;
+                Ok(vec![
+                    ("skopeo-in", t.elapsed().as_secs_f64()),
+                    ("skopeo-in-bytes", bytes as f64),
+                ])
+            })
             .await;
-            b.ab(
-                "skopeo copy out",
-                &["skopeo-out"],
-                move |reg, rep| async move {
-                    let host = reg.base.trim_start_matches("http://").to_string();
-                    let port = host.rsplit(':').next().unwrap_or("0").to_string();
-                    let dest = sd.join(format!("out-{rep}-{port}"));
-                    let mut cmd = std::process::Command::new("skopeo");
-                    cmd.args([
-                        "--insecure-policy",
-                        "copy",
-                        "--quiet",
-                        "--src-tls-verify=false",
-                    ])
-                    .arg(format!("docker://{host}/bench/img-{rep}:v1"))
-                    .arg(format!("oci:{}:v1", dest.display()));
-                    let t = Instant::now();
-                    let r = run_cmd_async(cmd, Duration::from_secs(300)).await;
-                    let secs = t.elapsed().as_secs_f64();
-                    let _ = std::fs::remove_dir_all(&dest);
-                    r?;
-                    Ok(vec![("skopeo-out", secs)])
-                },
-            )
+            b.ab("skopeo copy out", &ids[2..], move |reg, rep| async move {
+                let host = docker::host_of(&reg.base).to_string();
+                let port = host.rsplit(':').next().unwrap_or("0").to_string();
+                let dest = sd.join(format!("out-{rep}-{port}"));
+                let mut cmd = std::process::Command::new("skopeo");
+                cmd.args([
+                    "--insecure-policy",
+                    "copy",
+                    "--quiet",
+                    "--src-tls-verify=false",
+                ])
+                .arg(format!("docker://{host}/bench/img-{rep}:v1"))
+                .arg(format!("oci:{}:v1", dest.display()));
+                let t = Instant::now();
+                let r = run_cmd_async(cmd, Duration::from_secs(300)).await;
+                let secs = t.elapsed().as_secs_f64();
+                let bytes = image::blob_bytes(&dest);
+                let _ = std::fs::remove_dir_all(&dest);
+                r?;
+                Ok(vec![
+                    ("skopeo-out", secs),
+                    ("skopeo-out-bytes", bytes? as f64),
+                ])
+            })
             .await;
+        }
+    }
+    if wanted(&args, "docker") {
+        match &docker_ok {
+            Some(e) => {
+                eprintln!("== 6. docker: skipped ({e})");
+                b.notes.push(format!(
+                    "docker workload skipped: the docker engine is not usable here ({e})"
+                ));
+            }
+            None => docker::workload(&mut b, &docker_dir, &image_label).await,
         }
     }
 
@@ -1761,10 +1896,11 @@ async fn run(args: Args) -> Result<()> {
             1,
         )
         .target = Target::FerryAtMost(64.0);
+        b.cpug_row("push4", "7. 4 × concurrent push", "4 pushes");
         let specs = &push4_specs;
         b.ab(
             "4 concurrent streamed pushes",
-            &["push4-rate", "push4-rss"],
+            &["push4-rate", "push4-rss", "push4-cpug"],
             move |reg, rep| async move {
                 let t = Instant::now();
                 let mut hs = Vec::new();
@@ -1778,7 +1914,10 @@ async fn run(args: Args) -> Result<()> {
                 for h in hs {
                     h.await??;
                 }
-                Ok(vec![("push4-rate", mbps(4 * specs[0].len, t.elapsed()))])
+                Ok(vec![
+                    ("push4-rate", mbps(4 * specs[0].len, t.elapsed())),
+                    ("push4-bytes", (4 * specs[0].len) as f64),
+                ])
             },
         )
         .await;
@@ -1791,6 +1930,10 @@ async fn run(args: Args) -> Result<()> {
         if let (Some(u), Some(r)) = (u, b.row_mut("push4-rss")) {
             r.samples = u.rss.clone();
         }
+    }
+
+    if wanted(&args, "contend") {
+        contend::workload(&mut b, &contend_specs, &run_dir, sizes.contend_mib, &big).await;
     }
 
     // ---- Stop and report ---------------------------------------------------
@@ -1924,6 +2067,7 @@ async fn run(args: Args) -> Result<()> {
         ceil.sha256
     ));
     md.push_str(&format!("| Synced sequential write ({} MiB, 8 MiB writes, fsync; median of {disk_samples} MB/s) | {:.0} MB/s |\n", ceil.disk_bytes / MIB, ceil.disk_write));
+    md.push_str(&format!("| Unsynced sequential write (the same writes, no fsync: into the page cache; median of {disk_nosync_samples} MB/s) | {:.0} MB/s |\n", ceil.disk_write_nosync));
     md.push_str(&format!(
         "| Loopback TCP, one stream (in-process) | {:.0} MB/s |\n",
         ceil.loopback
@@ -2095,6 +2239,8 @@ enum PlanStorage {
     },
 }
 
+const NOSYNC_LABEL: &str = "Ferry no-fsync";
+
 /// One column of the report: a registry and its storage.
 struct ColPlan {
     kind: Kind,
@@ -2104,6 +2250,8 @@ struct ColPlan {
     storage: PlanStorage,
     /// Access control the registry is started with.
     auth: AuthMode,
+    /// Ferry under eatmydata (fsync is a no-op), for the blob pushes only.
+    nosync: bool,
 }
 
 /// The columns for `--storage`: fs mode is Ferry vs Distribution on the
@@ -2128,6 +2276,7 @@ fn column_plan(args: &Args, modes: &[AuthMode]) -> Vec<ColPlan> {
                 dir: format!("ferry{dir}"),
                 storage: PlanStorage::Fs,
                 auth: m,
+                nosync: false,
             });
             v.push(ColPlan {
                 kind: Kind::Distribution,
@@ -2135,6 +2284,18 @@ fn column_plan(args: &Args, modes: &[AuthMode]) -> Vec<ColPlan> {
                 dir: format!("distribution{dir}"),
                 storage: PlanStorage::Fs,
                 auth: m,
+                nosync: false,
+            });
+        }
+        // The reference for "a registry that does not fsync at all".
+        if modes == [AuthMode::None] && !args.no_nosync_reference && wanted(args, "push") {
+            v.push(ColPlan {
+                kind: Kind::Ferry,
+                label: NOSYNC_LABEL.into(),
+                dir: "ferry-nosync".into(),
+                storage: PlanStorage::Fs,
+                auth: AuthMode::None,
+                nosync: true,
             });
         }
         return v;
@@ -2153,6 +2314,7 @@ fn column_plan(args: &Args, modes: &[AuthMode]) -> Vec<ColPlan> {
                 copy_threshold: None,
             },
             auth: AuthMode::None,
+            nosync: false,
         })
         .collect();
     v.insert(
@@ -2163,6 +2325,7 @@ fn column_plan(args: &Args, modes: &[AuthMode]) -> Vec<ColPlan> {
             dir: "ferry-fs".into(),
             storage: PlanStorage::Fs,
             auth: AuthMode::None,
+            nosync: false,
         },
     );
     if !args.no_s3_single_copy {
@@ -2181,6 +2344,7 @@ fn column_plan(args: &Args, modes: &[AuthMode]) -> Vec<ColPlan> {
                 copy_threshold: Some(5 * GIB),
             },
             auth: AuthMode::None,
+            nosync: false,
         });
     }
     if args.moto {
@@ -2197,6 +2361,7 @@ fn column_plan(args: &Args, modes: &[AuthMode]) -> Vec<ColPlan> {
                 copy_threshold: None,
             },
             auth: AuthMode::None,
+            nosync: false,
         });
         v.push(ColPlan {
             kind: Kind::Distribution,
@@ -2209,6 +2374,7 @@ fn column_plan(args: &Args, modes: &[AuthMode]) -> Vec<ColPlan> {
                 copy_threshold: None,
             },
             auth: AuthMode::None,
+            nosync: false,
         });
     }
     v
@@ -2252,12 +2418,26 @@ fn layout_of(args: &Args, plan: &[ColPlan], modes: &[AuthMode]) -> Layout {
                 }
             }
         }
+        // Ferry against Ferry without fsync (blob pushes only).
+        let mut ceiling_cols = vec![0, 1];
+        let mut partial_cols = vec![];
+        if let Some(n) = plan.iter().position(|c| c.nosync) {
+            ratios.push(Ratio {
+                a: col(Kind::Ferry, AuthMode::None),
+                b: n,
+                header: format!("Ferry ÷ {NOSYNC_LABEL}"),
+                short: "no-fsync/F".into(),
+            });
+            ceiling_cols.push(n);
+            partial_cols.push(n);
+        }
         return Layout {
             labels,
             ratios,
             targets: modes.first() == Some(&AuthMode::None),
-            ceiling_cols: vec![0, 1],
+            ceiling_cols,
             usage_ratios: true,
+            partial_cols,
         };
     }
     let fs = plan
@@ -2316,6 +2496,7 @@ fn layout_of(args: &Args, plan: &[ColPlan], modes: &[AuthMode]) -> Layout {
         targets: false,
         ceiling_cols,
         usage_ratios: false,
+        partial_cols: vec![],
     }
 }
 

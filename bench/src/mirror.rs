@@ -290,6 +290,7 @@ pub async fn run(o: &Opts) -> Result<(Layout, Vec<Row>, String)> {
         targets: false,
         ceiling_cols: vec![],
         usage_ratios: false,
+        partial_cols: vec![],
     };
     let mk = |id: &str, metric: &str, unit: &str, higher: bool, dec: usize| Row {
         id: id.into(),

@@ -14,6 +14,9 @@ pub struct Layout {
     pub ceiling_cols: Vec<usize>,
     /// Show the ratios in the resources table too.
     pub usage_ratios: bool,
+    /// Columns that only some workloads run (the no-fsync reference): an
+    /// empty cell, not `n/a`, where they have no value.
+    pub partial_cols: Vec<usize>,
 }
 
 /// Column `a` against column `b`, oriented so that > 1 means `a` is better.
@@ -70,6 +73,11 @@ impl Row {
             return None;
         }
         Some(if self.higher_better { f / d } else { d / f })
+    }
+
+    /// Column `k` does not run this row's workload (a partial column).
+    fn skipped(&self, layout: &Layout, k: usize) -> bool {
+        layout.partial_cols.contains(&k) && self.samples[k].is_empty() && self.errors[k].is_none()
     }
 
     fn cell(&self, k: usize) -> String {
@@ -134,7 +142,12 @@ impl Row {
                 .map(|v| format!("{:.0} %", v / c * 100.0))
                 .unwrap_or("–".into())
         };
-        let cells: Vec<String> = layout.ceiling_cols.iter().map(|&k| pct(k)).collect();
+        let cells: Vec<String> = layout
+            .ceiling_cols
+            .iter()
+            .filter(|&&k| !self.skipped(layout, k))
+            .map(|&k| pct(k))
+            .collect();
         format!("{} of {name}", cells.join(" / "))
     }
 }
@@ -215,9 +228,17 @@ pub fn main_table(layout: &Layout, rows: &[Row]) -> String {
             }
         ));
         for k in 0..layout.labels.len() {
-            s.push_str(&format!(" {} |", r.cell(k)));
+            if r.skipped(layout, k) {
+                s.push_str("  |");
+            } else {
+                s.push_str(&format!(" {} |", r.cell(k)));
+            }
         }
         for q in &layout.ratios {
+            if r.skipped(layout, q.a) || r.skipped(layout, q.b) {
+                s.push_str("  |");
+                continue;
+            }
             s.push_str(&format!(
                 " {} |",
                 r.ratio(q.a, q.b)
@@ -270,8 +291,19 @@ pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRo
     };
     let med = |v: &Vec<f64>| if v.is_empty() { None } else { Some(median(v)) };
     let c = |x: Option<f64>, d: usize| x.map(|x| format!("{:.*}", d, x)).unwrap_or("n/a".into());
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+    // A column this workload did not run: an empty cell.
+    let cell = |k: usize, x: Option<f64>, d: usize| {
+        if x.is_none() && layout.partial_cols.contains(&k) {
+            String::new()
+        } else {
+            c(x, d)
+        }
+    };
+    let ratio = |q: &Ratio, a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if a > 0.0 => format!("{:.2}×", b / a),
+        // A column this workload did not run: an empty cell.
+        (None, _) if layout.partial_cols.contains(&q.a) => String::new(),
+        (_, None) if layout.partial_cols.contains(&q.b) => String::new(),
         _ => "–".into(),
     };
     let mut s = String::from("| During |");
@@ -309,10 +341,10 @@ pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRo
         let rss: Vec<Option<f64>> = (0..n).map(|k| r.rss.get(k).and_then(max)).collect();
         let cpu: Vec<Option<f64>> = (0..n).map(|k| r.cpu.get(k).and_then(med)).collect();
         let mut cells = vec![r.key.clone()];
-        cells.extend(rss.iter().map(|x| c(*x, 1)));
-        cells.extend(ratios.iter().map(|q| ratio(rss[q.a], rss[q.b])));
-        cells.extend(cpu.iter().map(|x| c(*x, 2)));
-        cells.extend(ratios.iter().map(|q| ratio(cpu[q.a], cpu[q.b])));
+        cells.extend(rss.iter().enumerate().map(|(k, x)| cell(k, *x, 1)));
+        cells.extend(ratios.iter().map(|q| ratio(q, rss[q.a], rss[q.b])));
+        cells.extend(cpu.iter().enumerate().map(|(k, x)| cell(k, *x, 2)));
+        cells.extend(ratios.iter().map(|q| ratio(q, cpu[q.a], cpu[q.b])));
         for (k, b) in backends.iter().enumerate() {
             if b.is_some() {
                 cells.push(c(r.backend_cpu.get(k).and_then(med), 2));
@@ -321,4 +353,67 @@ pub fn usage_table(layout: &Layout, backends: &[Option<String>], rows: &[UsageRo
         s.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            labels: vec![
+                "Ferry".into(),
+                "Distribution".into(),
+                "Ferry no-fsync".into(),
+            ],
+            ratios: vec![
+                Ratio {
+                    a: 0,
+                    b: 1,
+                    header: "Ratio".into(),
+                    short: "D/F".into(),
+                },
+                Ratio {
+                    a: 0,
+                    b: 2,
+                    header: "Ferry ÷ Ferry no-fsync".into(),
+                    short: "no-fsync/F".into(),
+                },
+            ],
+            targets: false,
+            ceiling_cols: vec![0, 1, 2],
+            usage_ratios: true,
+            partial_cols: vec![2],
+        }
+    }
+
+    fn row(samples: Vec<Vec<f64>>) -> Row {
+        Row {
+            id: "x".into(),
+            workload: "w".into(),
+            metric: "m".into(),
+            unit: "MB/s".into(),
+            higher_better: true,
+            errors: vec![None; samples.len()],
+            samples,
+            target: Target::None,
+            ceiling: Some(("disk".into(), 200.0)),
+            decimals: 0,
+        }
+    }
+
+    #[test]
+    fn partial_column_is_blank_where_it_did_not_run() {
+        let t = main_table(&layout(), &[row(vec![vec![100.0], vec![50.0], vec![]])]);
+        let line = t.lines().nth(2).unwrap();
+        assert_eq!(
+            line,
+            "| w | m (MB/s, higher is better) | 100 | 50 |  | 2.00× |  | 50 % / 25 % of disk |"
+        );
+        let t = main_table(
+            &layout(),
+            &[row(vec![vec![100.0], vec![50.0], vec![200.0]])],
+        );
+        assert!(t.contains("| 100 | 50 | 200 | 2.00× | 0.50× | 50 % / 25 % / 100 % of disk |"));
+    }
 }

@@ -102,12 +102,14 @@ pub fn spawn_listening(mut cmd: Command, what: &str, addr: &str, log_path: &Path
 impl Server {
     /// Starts `kind` on `storage`, with access control when `auth` is set
     /// (open registry otherwise, as before).
+    /// `env`: extra environment variables for the server process.
     pub fn start(
         kind: Kind,
         bin: &str,
         dir: &Path,
         storage: &Storage,
         auth: Option<&ServerAuth>,
+        env: &[(&str, &str)],
     ) -> Result<Server> {
         std::fs::create_dir_all(dir)?;
         let data_dir = match storage {
@@ -210,6 +212,7 @@ impl Server {
                 cmd.env(k, v);
             }
         }
+        cmd.envs(env.iter().copied());
         let child = spawn_listening(cmd, kind.label(), &addr, &log_path)?;
         let pid = child.id();
         Ok(Server {
@@ -243,7 +246,14 @@ impl Drop for Server {
     }
 }
 
-/// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
+/// Whether a running process has a file whose path contains `needle` mapped
+/// (e.g. a library loaded with LD_PRELOAD), from /proc/<pid>/maps.
+pub fn maps_contain(pid: u32, needle: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|m| m.lines().any(|l| l.contains(needle)))
+        .unwrap_or(false)
+}
+
 /// SIGTERM to our own child (by its PID), up to 10 s to exit, then SIGKILL; reaps it.
 pub fn stop_child(mut child: Child) {
     if let Ok(None) = child.try_wait() {
@@ -262,6 +272,7 @@ pub fn stop_child(mut child: Child) {
     let _ = child.wait();
 }
 
+/// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised comm; utime and stime are fields 14, 15.
