@@ -825,6 +825,11 @@ fn main() -> Result<()> {
         if wanted(&args, "skopeo") {
             bail!("--auth: the skopeo workload runs without credentials; leave it out");
         }
+        if wanted(&args, "rate") {
+            bail!(
+                "--auth: the rate workload's load generators run without credentials; leave it out"
+            );
+        }
         if modes.contains(&AuthMode::Token) && wanted(&args, "catalog") {
             bail!(
                 "--auth token: the catalog workload's thousands of repositories do not fit in one token; leave it out"
