@@ -26,8 +26,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const CONNS: usize = 16;
 /// Concurrent streams per HTTP/2 connection.
 const STREAMS: usize = 10;
-/// The repository with the small tag list; its first tag is the manifest read.
+/// The repository with the 500-tag list; its first tag is the manifest read.
 const REPO: &str = "bench/rate";
+/// Tags on `REPO`, in both modes (cheap to set up; the target is set at 500).
+const TAGS: usize = 500;
 
 pub struct Opts {
     pub quick: bool,
@@ -80,8 +82,6 @@ pub struct Rate {
 
 /// Runs the workload; the catalog setup (`cat/r*`, `bench/tags`) must be done.
 pub async fn run(b: &mut Bench, o: &Opts) {
-    // The tag list of the targets, 500 tags, in both modes (cheap to set up).
-    let small = 500;
     let secs = if o.quick { 2 } else { 5 };
     let img = Arc::new(TinyImage::new(crate::prng::seed_of(&[18])));
     let tag = |i: usize| format!("t{i:03}");
@@ -130,19 +130,19 @@ pub async fn run(b: &mut Bench, o: &Opts) {
         fig(
             ["rate-tags", "rate-tags-p99", "rate-tags-cpu"],
             "tags/list",
-            format!("{small} tags, {h1}"),
+            format!("{TAGS} tags, {h1}"),
             &tags_path,
             Tool::Wrk,
-            Expect::Entries("tags", small, true),
+            Expect::Entries("tags", TAGS, true),
             Some(10.0),
         ),
         fig(
             ["rate-h2-tags", "rate-h2-tags-p99", "rate-h2-tags-cpu"],
             "tags/list",
-            format!("{small} tags, {h2}"),
+            format!("{TAGS} tags, {h2}"),
             &tags_path,
             Tool::H2load,
-            Expect::Entries("tags", small, true),
+            Expect::Entries("tags", TAGS, true),
             None,
         ),
         fig(
@@ -193,20 +193,20 @@ pub async fn run(b: &mut Bench, o: &Opts) {
     }
     let all_ids: Vec<&str> = figures.iter().flat_map(|f| f.ids).collect();
 
-    // Setup (not measured): one tiny image tagged `small` times.
+    // Setup (not measured): one tiny image tagged TAGS times.
     let i2 = img.clone();
-    b.setup(&format!("{REPO} with {small} tags"), &all_ids, move |reg| {
+    b.setup(&format!("{REPO} with {TAGS} tags"), &all_ids, move |reg| {
         let img = i2.clone();
         async move {
             img.push(&reg, REPO, &tag(0)).await?;
             let r2 = reg.clone();
             let deadline = Instant::now() + Duration::from_secs(300);
-            let done = par(small - 1, 16, deadline, move |i| {
+            let done = par(TAGS - 1, 16, deadline, move |i| {
                 let (reg, img) = (r2.clone(), img.clone());
                 async move { reg.put_manifest(REPO, &tag(i + 1), &img.manifest).await }
             })
             .await?;
-            ensure!(done == small - 1, "setup timed out after {done} tags");
+            ensure!(done == TAGS - 1, "setup timed out after {done} tags");
             Ok(())
         }
     })
@@ -215,16 +215,15 @@ pub async fn run(b: &mut Bench, o: &Opts) {
     // Which registries answer h2c with prior knowledge (Distribution 2.8
     // has no h2c at all: HTTP/2 only over TLS).
     let h2c = Arc::new(Mutex::new(HashSet::new()));
-    let (h2c2, dir) = (h2c.clone(), o.dir.clone());
+    let h2c2 = h2c.clone();
     let h2_ids: Vec<&str> = figures
         .iter()
         .filter(|f| f.tool == Tool::H2load)
         .flat_map(|f| f.ids)
         .collect();
     b.setup("h2c probe (h2load -n 10)", &h2_ids, move |reg| {
-        let (h2c, dir) = (h2c2.clone(), dir.clone());
+        let h2c = h2c2.clone();
         async move {
-            std::fs::create_dir_all(&dir)?;
             let url = reg.url("/v2/");
             let mut cmd = Command::new("h2load");
             cmd.args(["-n", "10", "-c", "1"]).arg(&url);
@@ -251,6 +250,9 @@ pub async fn run(b: &mut Bench, o: &Opts) {
     let pids = Arc::new(pids);
 
     let dur = Duration::from_secs(secs);
+    if let Err(e) = std::fs::create_dir_all(&o.dir) {
+        eprintln!("  {}: {e} (h2load's logs go there)", o.dir.display());
+    }
     for f in figures {
         let (f, pids, h2c, dir) = (Arc::new(f), pids.clone(), h2c.clone(), o.dir.clone());
         let key = format!("{}, {}", f.workload.trim_start_matches("8. "), f.metric);
@@ -341,16 +343,22 @@ async fn settle(pids: &[(String, u32)]) {
             .filter_map(|(_, p)| server::cpu_seconds(*p))
             .sum()
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let t = Instant::now();
     let mut last = total();
-    while Instant::now() < deadline {
+    while t.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let now = total();
         // One clock tick (10 ms) in 200 ms is idle.
         if now - last <= 0.011 {
-            return;
+            break;
         }
         last = now;
+    }
+    if t.elapsed() > Duration::from_millis(500) {
+        eprintln!(
+            "      waited {:.1} s for the registries to go idle",
+            t.elapsed().as_secs_f64()
+        );
     }
 }
 
