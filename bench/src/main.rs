@@ -10,6 +10,7 @@ mod docker;
 mod image;
 mod mirror;
 mod prng;
+mod rate;
 mod report;
 mod s3;
 mod server;
@@ -82,8 +83,9 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     reps: usize,
     /// Comma-separated subset of workloads:
-    /// push,pull,small,manifest,catalog,skopeo,docker,push4,contend (default
-    /// all; docker is skipped with a note when the engine is not usable), or
+    /// push,pull,small,manifest,catalog,rate,skopeo,docker,push4,contend
+    /// (default all; docker is skipped with a note when the engine is not
+    /// usable), or
     /// mirror alone (opt-in: pull-through Ferry vs Distribution proxy vs direct).
     #[arg(long)]
     workloads: Option<String>,
@@ -377,6 +379,10 @@ impl Bench {
                 let self_cpu = server::cpu_seconds(std::process::id()).unwrap_or(0.0) - self_cpu0;
                 let busy = server::host_busy_pct(host0, server::host_cpu());
                 match res {
+                    // Not applicable to this registry: the row says n/a.
+                    Ok(metrics) if metrics.is_empty() => {
+                        eprintln!("    rep {rep} {:<12} n/a", self.targets[k].label);
+                    }
                     Ok(metrics) => {
                         let desc: Vec<String> = metrics
                             .iter()
@@ -645,6 +651,48 @@ async fn hammer(
     Ok((all.len() as f64 / secs, pct(0.50), pct(0.99), all.len()))
 }
 
+/// Untimed setup of the catalog workloads: `repos` repositories of one tiny
+/// image (`cat/r00000`, ..., blobs cross-mounted) and `tags` tags on
+/// `bench/tags`. Failures mark the rows `ids`.
+async fn catalog_setup(b: &mut Bench, repos: usize, tags: usize, ids: &[&str]) {
+    let img = Arc::new(TinyImage::new(seed_of(&[8])));
+    let i2 = img.clone();
+    b.setup(&format!("{repos} repos + {tags} tags"), ids, move |reg| {
+        let img = i2.clone();
+        async move {
+            img.push(&reg, "cat/r00000", "v1").await?;
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let (r2, i3) = (reg.clone(), img.clone());
+            let done = par(repos - 1, 16, deadline, move |i| {
+                let (reg, img) = (r2.clone(), i3.clone());
+                async move {
+                    let repo = format!("cat/r{:05}", i + 1);
+                    reg.mount_or_push(&repo, "cat/r00000", &img.config_digest, &img.config)
+                        .await?;
+                    reg.mount_or_push(&repo, "cat/r00000", &img.layer_digest, &img.layer)
+                        .await?;
+                    reg.put_manifest(&repo, "v1", &img.manifest).await
+                }
+            })
+            .await?;
+            anyhow::ensure!(done == repos - 1, "setup timed out after {done} repos");
+            img.push(&reg, "bench/tags", "t00000").await?;
+            let (r2, i3) = (reg.clone(), img.clone());
+            let done = par(tags - 1, 16, deadline, move |i| {
+                let (reg, img) = (r2.clone(), i3.clone());
+                async move {
+                    reg.put_manifest("bench/tags", &format!("t{:05}", i + 1), &img.manifest)
+                        .await
+                }
+            })
+            .await?;
+            anyhow::ensure!(done == tags - 1, "setup timed out after {done} tags");
+            Ok(())
+        }
+    })
+    .await;
+}
+
 /// Median wall time (ms) of up to `iters` listing walks, bounded by `budget`;
 /// checks that each walk returns `expect` entries (at least, when `at_least`).
 async fn time_listing(
@@ -831,6 +879,11 @@ fn main() -> Result<()> {
         if wanted(&args, "skopeo") || wanted(&args, "docker") {
             bail!(
                 "--auth: the skopeo and docker workloads run without credentials; leave them out"
+            );
+        }
+        if wanted(&args, "rate") {
+            bail!(
+                "--auth: the rate workload's load generators run without credentials; leave it out"
             );
         }
         if modes.contains(&AuthMode::Token) && wanted(&args, "catalog") {
@@ -1653,6 +1706,7 @@ async fn run(args: Args) -> Result<()> {
     }
 
     // ---- 5. Catalog and tag listing ----------------------------------------
+    let mut catalog_done = false;
     if wanted(&args, "catalog") {
         let (repos, tags) = (sizes.repos, sizes.tags);
         eprintln!("== 5. _catalog over {repos} repositories, tags/list over {tags} tags");
@@ -1693,44 +1747,8 @@ async fn run(args: Args) -> Result<()> {
             1,
         )
         .target = Target::Ratio(20.0);
-        let img = Arc::new(TinyImage::new(seed_of(&[8])));
-        let i2 = img.clone();
-        let ok = b
-            .setup(&format!("{repos} repos + {tags} tags"), &ids, move |reg| {
-                let img = i2.clone();
-                async move {
-                    img.push(&reg, "cat/r00000", "v1").await?;
-                    let deadline = Instant::now() + Duration::from_secs(600);
-                    let (r2, i3) = (reg.clone(), img.clone());
-                    let done = par(repos - 1, 16, deadline, move |i| {
-                        let (reg, img) = (r2.clone(), i3.clone());
-                        async move {
-                            let repo = format!("cat/r{:05}", i + 1);
-                            reg.mount_or_push(&repo, "cat/r00000", &img.config_digest, &img.config)
-                                .await?;
-                            reg.mount_or_push(&repo, "cat/r00000", &img.layer_digest, &img.layer)
-                                .await?;
-                            reg.put_manifest(&repo, "v1", &img.manifest).await
-                        }
-                    })
-                    .await?;
-                    anyhow::ensure!(done == repos - 1, "setup timed out after {done} repos");
-                    img.push(&reg, "bench/tags", "t00000").await?;
-                    let (r2, i3) = (reg.clone(), img.clone());
-                    let done = par(tags - 1, 16, deadline, move |i| {
-                        let (reg, img) = (r2.clone(), i3.clone());
-                        async move {
-                            reg.put_manifest("bench/tags", &format!("t{:05}", i + 1), &img.manifest)
-                                .await
-                        }
-                    })
-                    .await?;
-                    anyhow::ensure!(done == tags - 1, "setup timed out after {done} tags");
-                    Ok(())
-                }
-            })
-            .await;
-        let _ = ok;
+        catalog_setup(&mut b, repos, tags, &ids).await;
+        catalog_done = true;
         // Iterations stop once a listing has taken this long in total (one walk
         // of Distribution's catalog over 10,000 repos takes ~15 s).
         let budget = Duration::from_secs(if args.quick { 3 } else { 5 });
@@ -1775,6 +1793,24 @@ async fn run(args: Args) -> Result<()> {
             ])
         })
         .await;
+    }
+
+    // ---- 8. Keep-alive request rate (wrk, h2load) ----------------------------
+    if wanted(&args, "rate") {
+        if !catalog_done {
+            eprintln!(
+                "== 8. setup: _catalog over {} repositories, {} tags",
+                sizes.repos, sizes.tags
+            );
+            catalog_setup(&mut b, sizes.repos, sizes.tags, &[]).await;
+        }
+        let opts = rate::Opts {
+            quick: args.quick,
+            repos: sizes.repos,
+            tags: sizes.tags,
+            dir: run_dir.join("rate"),
+        };
+        rate::run(&mut b, &opts).await;
     }
 
     // ---- 6. Real clients: skopeo copy, docker push / pull ------------------

@@ -58,6 +58,10 @@ pub struct Server {
     child: Option<Child>,
 }
 
+/// Ferry's `tags.maxtags` (default 1000, which caps `n` too): above the
+/// 5,000 tags of the catalog setup.
+const TAGS_MAX: &str = "10000";
+
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -129,7 +133,10 @@ impl Server {
                     .env("REGISTRY_HTTP_ADDR", &addr)
                     .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &data_dir)
                     .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
-                    .env("REGISTRY_LOG_LEVEL", "warn");
+                    .env("REGISTRY_LOG_LEVEL", "warn")
+                    // One tags/list answer without `n` carries every tag, as
+                    // Distribution 2.8's does (it has no such limit).
+                    .env("REGISTRY_TAGS_MAXTAGS", TAGS_MAX);
             }
             (Kind::Ferry, Storage::S3(b)) => {
                 // Not REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: two drivers
@@ -146,7 +153,8 @@ impl Server {
                     .env("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true")
                     .env("REGISTRY_DATABASE_PATH", dir.join("metadata.db"))
                     .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
-                    .env("REGISTRY_LOG_LEVEL", "warn");
+                    .env("REGISTRY_LOG_LEVEL", "warn")
+                    .env("REGISTRY_TAGS_MAXTAGS", TAGS_MAX);
                 if let Some(c) = b.chunk_size {
                     cmd.env("REGISTRY_STORAGE_S3_CHUNKSIZE", c.to_string());
                 }
