@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use ferry::metadata::postgres::PostgresSettings;
 use ferry::metadata::{
-    self, DatabaseSettings, LockKey, MetadataBackend, MetadataError, MetadataStore, NewManifest,
-    UploadSession, now,
+    self, DatabaseSettings, LockKey, MetadataBackend, MetadataError, MetadataStore, Names,
+    NewManifest, UploadSession, now,
 };
 use ferry::oci::manifest::ContentReference;
 use ferry::oci::{Algorithm, Digest, ReferenceKind, RepositoryName, Tag};
@@ -394,7 +394,12 @@ async fn lists_are_byte_wise_ordered_and_paginated() {
         let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         expected.sort(); // byte-wise, as Rust's String order
         assert_eq!(
-            s.list_tags(&r, None, 100).await.unwrap().unwrap(),
+            s.list_tags(&r, None, 100)
+                .await
+                .unwrap()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
             expected,
             "{}",
             b.name
@@ -403,7 +408,14 @@ async fn lists_are_byte_wise_ordered_and_paginated() {
         let mut walked = Vec::new();
         let mut last: Option<String> = None;
         for _ in 0..20 {
-            let page = s.list_tags(&r, last.as_deref(), 2).await.unwrap().unwrap();
+            let page: Vec<String> = s
+                .list_tags(&r, last.as_deref(), 2)
+                .await
+                .unwrap()
+                .unwrap()
+                .iter()
+                .map(str::to_string)
+                .collect();
             if page.is_empty() {
                 break;
             }
@@ -412,7 +424,10 @@ async fn lists_are_byte_wise_ordered_and_paginated() {
             walked.extend(page);
         }
         assert_eq!(walked, expected);
-        assert_eq!(s.list_tags(&r, None, 0).await.unwrap(), Some(Vec::new()));
+        assert_eq!(
+            s.list_tags(&r, None, 0).await.unwrap(),
+            Some(Names::default())
+        );
         assert_eq!(
             s.list_tags(&repo("no/such"), None, 10).await.unwrap(),
             None,

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::headers::OCI_FILTERS_APPLIED;
 use super::{HandlerResult, Request};
+use crate::metadata::Names;
 use crate::oci::manifest::media_type;
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::RegistryError;
@@ -16,13 +17,13 @@ use crate::registry::listing::{Page, PageRequest};
 #[derive(Serialize)]
 struct TagList<'a> {
     name: &'a str,
-    tags: &'a [String],
+    tags: &'a Names,
 }
 
 /// `GET /v2/_catalog`'s answer.
 #[derive(Serialize)]
 struct Catalog<'a> {
-    repositories: &'a [String],
+    repositories: &'a Names,
 }
 
 /// A JSON listing (`body`, serialized as is) with a `Link` header to the next page when

@@ -10,6 +10,7 @@ pub mod browse;
 pub mod collector;
 pub mod locks;
 pub mod migrate;
+pub mod names;
 pub mod postgres;
 pub mod queue;
 pub mod sql;
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 pub use self::locks::{LockGuard, LockKey, MetadataLocks};
+pub use self::names::Names;
 pub use self::queue::{Lease, NewEvent, QueuedEvent};
 use crate::oci::manifest::ContentReference;
 use crate::oci::{Digest, RepositoryName, Tag};
@@ -337,7 +339,7 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
         repository: &RepositoryName,
         last: Option<&str>,
         limit: u32,
-    ) -> Result<Option<Vec<String>>, MetadataError>;
+    ) -> Result<Option<Names>, MetadataError>;
 
     /// Up to `limit` names, after `last` in byte-wise order, of the repositories that hold
     /// content: a manifest or a linked blob (as `registry:2` lists a repository once a blob

@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 use uuid::Uuid;
 
 use crate::metadata::{
-    LockGuard, LockKey, MetadataError, MetadataLocks, MetadataStore, NewManifest, Referrer,
+    LockGuard, LockKey, MetadataError, MetadataLocks, MetadataStore, Names, NewManifest, Referrer,
     StoredManifest, UploadSession,
 };
 use crate::oci::{Digest, RepositoryName, Tag};
@@ -529,7 +529,7 @@ impl MetadataStore for TimedMetadataStore {
         repository: &RepositoryName,
         last: Option<&str>,
         limit: u32,
-    ) -> Result<Option<Vec<String>>, MetadataError> {
+    ) -> Result<Option<Names>, MetadataError> {
         timed!(
             self,
             "list_tags",

@@ -9,6 +9,7 @@ use super::api::Listings;
 use super::context::{Action, RequestContext};
 use super::search::{SearchPage, SearchRequest};
 use super::{Registry, RegistryError};
+use crate::metadata::Names;
 use crate::oci::manifest::media_type;
 use crate::oci::{Digest, RepositoryName};
 
@@ -16,7 +17,7 @@ use crate::oci::{Digest, RepositoryName};
 #[derive(Debug)]
 pub struct Page {
     /// The entries, in byte-wise order.
-    pub entries: Vec<String>,
+    pub entries: Names,
     /// The `last` value of the next page, when there is one.
     pub next_last: Option<String>,
     /// The page size used (for the next page's `n`).
@@ -53,10 +54,14 @@ impl<'a> PageRequest<'a> {
 /// Repositories read at a time while filtering the catalog for a restricted caller.
 const CATALOG_BATCH: u32 = 500;
 
-fn page(mut entries: Vec<String>, limit: u32) -> Page {
+fn page(mut entries: Names, limit: u32) -> Page {
     let more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
-    let next_last = if more { entries.last().cloned() } else { None };
+    let next_last = if more {
+        entries.last().map(str::to_string)
+    } else {
+        None
+    };
     Page {
         entries,
         next_last,
@@ -90,7 +95,7 @@ impl Listings for Registry {
         let limit = request.limit(self.settings.catalog_max_entries);
         if limit == 0 {
             return Ok(Page {
-                entries: Vec::new(),
+                entries: Names::default(),
                 next_last: None,
                 limit,
             });
@@ -100,7 +105,7 @@ impl Listings for Registry {
                 .metadata
                 .list_repositories(request.last, limit.saturating_add(1))
                 .await?;
-            return Ok(page(entries, limit));
+            return Ok(page(entries.into_iter().collect(), limit));
         }
         // Only what the caller may pull: read batches of the catalog until the page (plus
         // one entry, to know whether there is a next page) is full or the catalog ends.
@@ -122,7 +127,7 @@ impl Listings for Registry {
             }
         }
         entries.truncate(want);
-        Ok(page(entries, limit))
+        Ok(page(entries.into_iter().collect(), limit))
     }
 
     async fn search_repositories(
@@ -190,10 +195,10 @@ mod tests {
 
     #[test]
     fn pages_know_if_more_follow() {
-        let p = page(vec!["a".into(), "b".into(), "c".into()], 2);
-        assert_eq!(p.entries, ["a", "b"]);
+        let p = page(Names::from_joined("a\nb\nc".into()), 2);
+        assert_eq!(p.entries.iter().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(p.next_last.as_deref(), Some("b"));
-        let p = page(vec!["a".into(), "b".into()], 2);
+        let p = page(Names::from_joined("a\nb".into()), 2);
         assert_eq!(p.next_last, None);
     }
 }

@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor};
 
 use super::MetadataError;
-use super::sql::{Dialect, Snapshots, SqlStore};
+use super::sql::{Dialect, Readers, Snapshots, SqlStore};
 
 /// The PostgreSQL migrations in `migrations/postgres/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -112,7 +112,7 @@ pub async fn open(settings: &PostgresSettings) -> Result<SqlStore, MetadataError
     Ok(SqlStore::new(
         Dialect::Postgres,
         writer,
-        reader,
+        Readers::pooled(reader),
         Arc::new(locks::AdvisoryLocks::new(lock_pool)),
         Snapshots::Unsupported(
             "ferry backup copies blobs only with a PostgreSQL database: back the database up \

@@ -78,7 +78,7 @@ impl BrowseMetadata for SqlStore {
                 .bind(last.unwrap_or(""))
                 .bind(query.as_str())
                 .bind(i64::from(limit))
-                .fetch_all(&self.reader)
+                .fetch_all(&mut *self.reader.get().await?)
                 .await?;
         Ok(rows
             .into_iter()
@@ -100,7 +100,7 @@ impl BrowseMetadata for SqlStore {
             .bind(repository.as_str())
             .bind(last.unwrap_or(""))
             .bind(i64::from(limit))
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.get().await?)
             .await?;
         rows.into_iter()
             .map(
@@ -132,7 +132,7 @@ impl BrowseMetadata for SqlStore {
         )
         .bind(repository.as_str())
         .bind(&digest)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.get().await?)
         .await?;
         let Some((repository_id, pushed_at)) = row else {
             return Ok(None);
@@ -144,7 +144,7 @@ impl BrowseMetadata for SqlStore {
         .bind(repository_id)
         .bind(&digest)
         .bind(i64::from(max_tags))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader.get().await?)
         .await?;
         Ok(Some(ManifestFacts {
             pushed_at,
@@ -159,7 +159,7 @@ impl BrowseMetadata for SqlStore {
                    (SELECT COUNT(*) FROM tags), (SELECT COUNT(*) FROM blobs),
                    CAST((SELECT COALESCE(SUM(size), 0) FROM blobs) AS BIGINT)",
             )
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *self.reader.get().await?)
             .await?;
         Ok(Totals {
             repositories: size_from_db(repositories),

@@ -31,6 +31,7 @@ impl CollectorMetadata for SqlStore {
     async fn snapshot(&self) -> Result<Snapshot, MetadataError> {
         let mut tx = self
             .reader
+            .pool()
             .begin_with(self.dialect.begin_snapshot())
             .await?;
         let repositories = sqlx::query_as("SELECT id, name FROM repositories")

@@ -139,7 +139,7 @@ impl SqlStore {
     ) -> Result<u64, MetadataError> {
         let present: Vec<(String,)> =
             sqlx::query_as("SELECT DISTINCT endpoint FROM notification_events")
-                .fetch_all(&self.reader)
+                .fetch_all(&mut *self.reader.get().await?)
                 .await?;
         let mut dropped = 0;
         for (endpoint,) in present {
@@ -159,7 +159,7 @@ impl SqlStore {
         let (count,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM notification_events WHERE endpoint = $1")
                 .bind(endpoint)
-                .fetch_one(&self.reader)
+                .fetch_one(&mut *self.reader.get().await?)
                 .await?;
         Ok(super::size_from_db(count))
     }

@@ -17,10 +17,13 @@ use sqlx::{ConnectOptions, Executor};
 
 use super::MetadataError;
 use super::locks::{FileLocks, flock};
-use super::sql::{Dialect, Snapshots, SqlStore};
+use super::sql::{Dialect, Readers, Snapshots, SqlStore};
 
 /// The SQLite migrations in `migrations/sqlite/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Reader connections (each a worker thread of sqlx's), kept between reads.
+const READERS: u32 = 8;
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,11 +111,11 @@ pub async fn open(path: &Path) -> Result<SqlStore, MetadataError> {
     )
     .await?;
     let read_only = options.read_only(true).to_url_lossy();
-    let reader = pool(AnyConnectOptions::from_url(&read_only)?, 8, false).await?;
+    let reader = pool(AnyConnectOptions::from_url(&read_only)?, READERS, false).await?;
     Ok(SqlStore::new(
         Dialect::Sqlite,
         writer,
-        reader,
+        Readers::kept(reader, READERS),
         locks,
         Snapshots::SqliteFile(path.to_path_buf()),
     ))
@@ -126,7 +129,7 @@ pub async fn in_memory(lock_dir: &Path) -> Result<SqlStore, MetadataError> {
     Ok(SqlStore::new(
         Dialect::Sqlite,
         pool.clone(),
-        pool,
+        Readers::pooled(pool),
         Arc::new(FileLocks::new(lock_dir)?),
         Snapshots::Unsupported("an in-memory database has no snapshot"),
     ))

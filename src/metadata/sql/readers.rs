@@ -1,0 +1,145 @@
+//! The connections reads run on. sqlx's pool tests every connection it takes back (a
+//! `ping`): for SQLite that is a round trip to the connection's worker thread after every
+//! query, as much hand-off work as a small query itself (measured: a tenth of the CPU of
+//! a `tags/list` answer). A connection to a database file in this process cannot go stale,
+//! so for SQLite [`Readers::kept`] holds the reader connections here between queries and
+//! never gives them back to the pool until the store closes; PostgreSQL's connections can
+//! break with the server or the network, so they go through the pool, tested, as before
+//! ([`Readers::pooled`]).
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, PoisonError};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// The read connections of a store.
+pub(crate) struct Readers {
+    pool: AnyPool,
+    kept: Option<Kept>,
+}
+
+/// Connections taken from the pool once and kept between reads.
+pub(crate) struct Kept {
+    /// One permit per connection that may be out at once (the pool's size).
+    permits: Semaphore,
+    /// Idle connections; `None` once the store closes (connections go back to the pool).
+    idle: Mutex<Option<Vec<PoolConnection<Any>>>>,
+}
+
+impl Readers {
+    /// Every read takes a connection from `pool` and gives it back.
+    pub(crate) fn pooled(pool: AnyPool) -> Self {
+        Readers { pool, kept: None }
+    }
+
+    /// Reads keep up to `connections` connections of `pool` (its size) between queries.
+    /// Only for connections that cannot go stale, and not for a pool another user shares
+    /// (the connections kept here never return to it while the store is open).
+    pub(crate) fn kept(pool: AnyPool, connections: u32) -> Self {
+        Readers {
+            pool,
+            kept: Some(Kept {
+                permits: Semaphore::new(connections as usize),
+                idle: Mutex::new(Some(Vec::new())),
+            }),
+        }
+    }
+
+    /// The pool (for transactions, which go through it, and for `migrate-metadata`).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A connection for one read.
+    pub(crate) async fn get(&self) -> Result<Reader<'_>, sqlx::Error> {
+        let Some(kept) = &self.kept else {
+            return Ok(Reader::Pooled(self.pool.acquire().await?));
+        };
+        let permit = kept
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = kept
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+            .and_then(Vec::pop);
+        // With a permit, fewer than the pool's size are out, so the pool has one to give.
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(Reader::Kept {
+            conn: Some(conn),
+            home: kept,
+            _permit: permit,
+        })
+    }
+
+    /// Gives the kept connections back and closes the pool.
+    pub(crate) async fn close(&self) {
+        if let Some(kept) = &self.kept {
+            kept.permits.close();
+            let idle = kept
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            drop(idle); // back to the pool, which closes them below
+        }
+        self.pool.close().await;
+    }
+}
+
+/// A connection lent for one read: `&mut *reader` is an executor.
+pub(crate) enum Reader<'a> {
+    Pooled(PoolConnection<Any>),
+    Kept {
+        /// Always `Some` until dropped.
+        conn: Option<PoolConnection<Any>>,
+        home: &'a Kept,
+        _permit: SemaphorePermit<'a>,
+    },
+}
+
+impl Deref for Reader<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Reader::Pooled(conn) => conn,
+            Reader::Kept { conn, .. } => conn.as_ref().expect("present until dropped"),
+        }
+    }
+}
+
+impl DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Reader::Pooled(conn) => conn,
+            Reader::Kept { conn, .. } => conn.as_mut().expect("present until dropped"),
+        }
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Reader::Kept { conn, home, .. } = self
+            && let Some(conn) = conn.take()
+        {
+            let mut idle = home.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            match idle.as_mut() {
+                Some(idle) => idle.push(conn),
+                // Closed: back to the pool, outside the lock.
+                None => {
+                    drop(idle);
+                    drop(conn);
+                }
+            }
+        }
+    }
+}
