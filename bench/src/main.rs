@@ -898,9 +898,12 @@ fn main() -> Result<()> {
     rt.block_on(run(args))
 }
 
+/// Workloads that run only when named in `--workloads` (the mirror runs alone).
+const OPT_IN: &[&str] = &["mirror"];
+
 fn wanted(args: &Args, w: &str) -> bool {
     match &args.workloads {
-        None => true,
+        None => !OPT_IN.contains(&w),
         Some(list) => list.split(',').any(|x| x.trim() == w),
     }
 }
@@ -983,7 +986,15 @@ async fn run(args: Args) -> Result<()> {
     let per_reg = sizes.big * big_blobs * args.reps as u64
         + sizes.small_count as u64 * 64 * 1024 * args.reps as u64
         + 512 * MIB;
-    let need = per_reg * selected as u64 + sizes.ceil_disk + 4 * GIB;
+    // The no-fsync reference column runs the three blob pushes only.
+    let per_nosync = sizes.big * 3 * args.reps as u64 + 512 * MIB;
+    let need = plan
+        .iter()
+        .filter(|c| kinds.contains(&c.kind))
+        .map(|c| if c.nosync { per_nosync } else { per_reg })
+        .sum::<u64>()
+        + sizes.ceil_disk
+        + 4 * GIB;
     if let Some(free) = free_bytes(&run_dir)
         && free < need
     {
