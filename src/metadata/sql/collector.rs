@@ -1,6 +1,7 @@
 //! [`CollectorMetadata`] over SQL, for both dialects.
 
 use async_trait::async_trait;
+use sqlx::Connection;
 
 use super::{SqlStore, retrying, size_from_db};
 use crate::metadata::MetadataError;
@@ -29,11 +30,9 @@ async fn rooted(
 #[async_trait]
 impl CollectorMetadata for SqlStore {
     async fn snapshot(&self) -> Result<Snapshot, MetadataError> {
-        let mut tx = self
-            .reader
-            .pool()
-            .begin_with(self.dialect.begin_snapshot())
-            .await?;
+        // On a read connection like any read (a kept SQLite reader is not in the pool).
+        let mut reader = self.reader.get().await?;
+        let mut tx = reader.begin_with(self.dialect.begin_snapshot()).await?;
         let repositories = sqlx::query_as("SELECT id, name FROM repositories")
             .fetch_all(&mut *tx)
             .await?;

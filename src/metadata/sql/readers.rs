@@ -47,7 +47,9 @@ impl Readers {
         }
     }
 
-    /// The pool (for transactions, which go through it, and for `migrate-metadata`).
+    /// The pool, for `migrate-metadata` and nothing else: with kept connections, the pool
+    /// may have none left to give (every read, snapshot transactions included, goes
+    /// through [`Readers::get`]).
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -141,5 +143,37 @@ impl Drop for Reader<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::metadata::MetadataStore;
+    use crate::metadata::collector::CollectorMetadata;
+    use crate::oci::RepositoryName;
+
+    /// Every reader connection kept after a burst of reads, a snapshot transaction (what
+    /// `ferry-gc` and the UI's estimate take) must still find a connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_after_a_burst_of_reads_finds_a_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::metadata::sqlite::open(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let name = RepositoryName::parse("a/b").unwrap();
+        let reads = (0..32).map(|_| store.repository_exists(&name));
+        for exists in futures_util::future::join_all(reads).await {
+            assert!(!exists.unwrap());
+        }
+        let snapshot = tokio::time::timeout(Duration::from_secs(60), store.snapshot())
+            .await
+            .expect("the snapshot got a connection")
+            .unwrap();
+        assert!(snapshot.repositories.is_empty());
+        tokio::time::timeout(Duration::from_secs(60), store.close())
+            .await
+            .expect("closing gives the kept connections back");
     }
 }
