@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Executor};
+use sqlx::{ConnectOptions, Connection, Executor};
 
 use super::MetadataError;
 use super::sql::{Dialect, Readers, Snapshots, SqlStore};
@@ -65,6 +65,25 @@ fn unreachable(url: &str, e: impl std::fmt::Display) -> MetadataError {
     MetadataError::Database(format!("cannot connect to {}: {e}", redacted(url)))
 }
 
+/// A connection idle at least this long is pinged before it is lent.
+const RECHECK_IDLE: Duration = Duration::from_secs(1);
+
+/// Pools that test a connection before lending it only when it sat idle for
+/// [`RECHECK_IDLE`] (a restarted server or a proxy's idle cut shows then): sqlx's default
+/// pings before every lend, a network round trip on top of each query's own.
+fn checked_when_idle(options: AnyPoolOptions) -> AnyPoolOptions {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= RECHECK_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Connects to the database, applies pending migrations and opens the pools.
 pub async fn open(settings: &PostgresSettings) -> Result<SqlStore, MetadataError> {
     let url = &settings.url;
@@ -88,7 +107,7 @@ pub async fn open(settings: &PostgresSettings) -> Result<SqlStore, MetadataError
     sqlx::any::install_default_drivers();
     let any = AnyConnectOptions::from_str(url)
         .map_err(|e| MetadataError::Database(format!("database.url: {e}")))?;
-    let writer = AnyPoolOptions::new()
+    let writer = checked_when_idle(AnyPoolOptions::new())
         .max_connections(settings.max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(|conn, _| {
@@ -103,7 +122,7 @@ pub async fn open(settings: &PostgresSettings) -> Result<SqlStore, MetadataError
         .connect_with(any.clone())
         .await
         .map_err(|e| unreachable(url, e))?;
-    let reader = AnyPoolOptions::new()
+    let reader = checked_when_idle(AnyPoolOptions::new())
         .max_connections(settings.max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(any)
