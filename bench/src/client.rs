@@ -183,6 +183,26 @@ impl Reg {
         self.finish_put(&loc, &spec.digest, None).await
     }
 
+    /// Streamed pushes of every blob of `specs` at once, to `<prefix>-<i>`;
+    /// waits for all of them, then reports the first failure. The bytes pushed.
+    pub async fn push_streamed_at_once(&self, prefix: &str, specs: &[BlobSpec]) -> Result<u64> {
+        let pushes: Vec<_> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let (reg, spec, repo) = (self.clone(), spec.clone(), format!("{prefix}-{i}"));
+                tokio::spawn(async move { reg.push_streamed(&repo, &spec).await })
+            })
+            .collect();
+        let mut result = Ok(specs.iter().map(|s| s.len).sum());
+        for push in pushes {
+            if let Err(e) = push.await.map_err(anyhow::Error::from).and_then(|r| r) {
+                result = result.and(Err(e));
+            }
+        }
+        result
+    }
+
     /// POST, then one PATCH streaming the whole blob (chunked transfer
     /// encoding, no Content-Range), then PUT ?digest=.
     pub async fn push_streamed(&self, repo: &str, spec: &BlobSpec) -> Result<()> {

@@ -48,24 +48,12 @@ pub async fn workload(b: &mut Bench, specs: &[BlobSpec], dir: &Path, mib: u64, b
     b.ab(key, &ids, move |reg, rep| async move {
         let dd = Contender::start(dir, mib, Duration::from_secs(900));
         let t = Instant::now();
-        let mut hs = Vec::new();
-        for i in 0..4 {
-            let (reg, spec) = (reg.clone(), specs[rep * 4 + i].clone());
-            hs.push(tokio::spawn(async move {
-                reg.push_streamed(&format!("bench/contend-{rep}-{i}"), &spec)
-                    .await
-            }));
-        }
-        let mut res = Ok(());
-        for h in hs {
-            if let Err(e) = h.await.map_err(anyhow::Error::from).and_then(|r| r) {
-                res = Err(e);
-            }
-        }
+        let pushed = reg
+            .push_streamed_at_once(&format!("bench/contend-{rep}"), &specs[rep * 4..][..4])
+            .await;
         let secs = t.elapsed().as_secs_f64();
         let written = dd.finish()?;
-        res?;
-        let bytes = 4 * specs[0].len;
+        let bytes = pushed?;
         eprintln!(
             "      dd: {} run(s), {:.0} MiB in {:.1} s",
             written.runs,
@@ -79,11 +67,7 @@ pub async fn workload(b: &mut Bench, specs: &[BlobSpec], dir: &Path, mib: u64, b
         ])
     })
     .await;
-    // The RSS figure comes from the sampler.
-    let u = b.usage.iter().find(|u| u.key == key).cloned();
-    if let (Some(u), Some(r)) = (u, b.row_mut("contend-rss")) {
-        r.samples = u.rss;
-    }
+    b.rss_from_sampler(key, "contend-rss");
 }
 
 pub struct Contender {

@@ -292,6 +292,14 @@ impl Bench {
         );
     }
 
+    /// Row `id` takes the peak RSS the sampler recorded during workload `key`.
+    fn rss_from_sampler(&mut self, key: &str, id: &str) {
+        let u = self.usage.iter().find(|u| u.key == key).cloned();
+        if let (Some(u), Some(r)) = (u, self.row_mut(id)) {
+            r.samples = u.rss;
+        }
+    }
+
     fn row_mut(&mut self, id: &str) -> Option<&mut Row> {
         self.rows.iter_mut().find(|r| r.id == id)
     }
@@ -1950,33 +1958,17 @@ async fn run(args: Args) -> Result<()> {
             &["push4-rate", "push4-rss", "push4-cpug"],
             move |reg, rep| async move {
                 let t = Instant::now();
-                let mut hs = Vec::new();
-                for i in 0..4 {
-                    let (reg, spec) = (reg.clone(), specs[rep * 4 + i].clone());
-                    hs.push(tokio::spawn(async move {
-                        reg.push_streamed(&format!("bench/push4-{rep}-{i}"), &spec)
-                            .await
-                    }));
-                }
-                for h in hs {
-                    h.await??;
-                }
+                let bytes = reg
+                    .push_streamed_at_once(&format!("bench/push4-{rep}"), &specs[rep * 4..][..4])
+                    .await?;
                 Ok(vec![
-                    ("push4-rate", mbps(4 * specs[0].len, t.elapsed())),
-                    ("push4-bytes", (4 * specs[0].len) as f64),
+                    ("push4-rate", mbps(bytes, t.elapsed())),
+                    ("push4-bytes", bytes as f64),
                 ])
             },
         )
         .await;
-        // The RSS figure comes from the sampler.
-        let u = b
-            .usage
-            .iter()
-            .find(|u| u.key == "4 concurrent streamed pushes")
-            .cloned();
-        if let (Some(u), Some(r)) = (u, b.row_mut("push4-rss")) {
-            r.samples = u.rss.clone();
-        }
+        b.rss_from_sampler("4 concurrent streamed pushes", "push4-rss");
     }
 
     if wanted(&args, "contend") {
