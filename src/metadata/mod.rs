@@ -348,7 +348,7 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
         &self,
         last: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<String>, MetadataError>;
+    ) -> Result<Names, MetadataError>;
 
     /// Up to `limit` names of repositories (those [`MetadataStore::list_repositories`] lists)
     /// that contain `query` (compared without case; an empty query matches every name),
@@ -369,11 +369,12 @@ pub trait MetadataStore: MetadataLocks + Send + Sync + 'static {
         while found.len() < limit as usize {
             let batch = self.list_repositories(after.as_deref(), BATCH).await?;
             let ended = batch.len() < BATCH as usize;
-            after = batch.last().cloned();
+            after = batch.last().map(str::to_string);
             found.extend(
                 batch
-                    .into_iter()
-                    .filter(|name| name.to_lowercase().contains(&query)),
+                    .iter()
+                    .filter(|name| name.to_lowercase().contains(&query))
+                    .map(str::to_string),
             );
             if ended {
                 break;

@@ -2,7 +2,9 @@
 //! names separated by newlines, in byte-wise order. A `tags/list` page of 500 tags is then
 //! one allocation from the database to the JSON answer instead of 500 (measured: splitting
 //! into `String`s, serializing them and freeing them was a fifth of such an answer's CPU).
-//! Names never contain a newline: tags and repository names are validated on the way in.
+//! (It is one value from the database too: sqlx hands each SQLite result row across threads
+//! separately, so a page of names is one row.) Names never contain a newline: tags and
+//! repository names are validated on the way in.
 
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 

@@ -541,7 +541,7 @@ impl MetadataStore for TimedMetadataStore {
         &self,
         last: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<String>, MetadataError> {
+    ) -> Result<Names, MetadataError> {
         timed!(
             self,
             "list_repositories",

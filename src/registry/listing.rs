@@ -105,7 +105,7 @@ impl Listings for Registry {
                 .metadata
                 .list_repositories(request.last, limit.saturating_add(1))
                 .await?;
-            return Ok(page(entries.into_iter().collect(), limit));
+            return Ok(page(entries, limit));
         }
         // Only what the caller may pull: read batches of the catalog until the page (plus
         // one entry, to know whether there is a next page) is full or the catalog ends.
@@ -118,10 +118,15 @@ impl Listings for Registry {
                 .list_repositories(last.as_deref(), CATALOG_BATCH)
                 .await?;
             let ended = batch.len() < CATALOG_BATCH as usize;
-            last = batch.last().cloned();
-            entries.extend(batch.into_iter().filter(|name| {
-                RepositoryName::parse(name).is_ok_and(|name| cx.may(&name, Action::Pull))
-            }));
+            last = batch.last().map(str::to_string);
+            entries.extend(
+                batch
+                    .iter()
+                    .filter(|name| {
+                        RepositoryName::parse(name).is_ok_and(|name| cx.may(&name, Action::Pull))
+                    })
+                    .map(str::to_string),
+            );
             if entries.len() >= want || ended {
                 break;
             }

@@ -474,22 +474,6 @@ fn stored_manifest(
     .transpose()
 }
 
-/// A page of names the database joined with newlines into one value (`NULL`: an empty
-/// page), in byte-wise order. sqlx hands every result row from SQLite's worker thread to
-/// the async side separately, a thread hand-off per row; one row per page costs one.
-/// Repository names and tags are validated before they are stored and never contain a
-/// newline. The aggregate does not promise the subquery's order (and an `ORDER BY` inside
-/// it makes SQLite sort again), so the page is sorted here: `str` orders byte-wise, as the
-/// queries do.
-fn joined_names(page: Option<String>) -> Vec<String> {
-    let mut names: Vec<String> = match page {
-        Some(names) if !names.is_empty() => names.split('\n').map(str::to_string).collect(),
-        _ => Vec::new(),
-    };
-    names.sort_unstable();
-    names
-}
-
 #[async_trait]
 impl MetadataLocks for SqlStore {
     async fn lock(&self, key: LockKey) -> Result<LockGuard, MetadataError> {
@@ -843,13 +827,13 @@ impl MetadataStore for SqlStore {
         &self,
         last: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<String>, MetadataError> {
+    ) -> Result<Names, MetadataError> {
         let (page,): (Option<String>,) = sqlx::query_as(self.dialect.repository_page())
             .bind(last.unwrap_or(""))
             .bind(i64::from(limit))
             .fetch_one(&mut *self.reader.get().await?)
             .await?;
-        Ok(joined_names(page))
+        Ok(Names::from_joined(page.unwrap_or_default()))
     }
 
     async fn repository_description(

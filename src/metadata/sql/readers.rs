@@ -34,14 +34,15 @@ impl Readers {
         Readers { pool, kept: None }
     }
 
-    /// Reads keep up to `connections` connections of `pool` (its size) between queries.
-    /// Only for connections that cannot go stale, and not for a pool another user shares
-    /// (the connections kept here never return to it while the store is open).
-    pub(crate) fn kept(pool: AnyPool, connections: u32) -> Self {
+    /// Reads keep up to all of `pool`'s connections between queries. Only for connections
+    /// that cannot go stale, and not for a pool another user shares (the connections kept
+    /// here never return to it while the store is open).
+    pub(crate) fn kept(pool: AnyPool) -> Self {
+        let connections = pool.options().get_max_connections() as usize;
         Readers {
             pool,
             kept: Some(Kept {
-                permits: Semaphore::new(connections as usize),
+                permits: Semaphore::new(connections),
                 idle: Mutex::new(Some(Vec::new())),
             }),
         }

@@ -115,7 +115,7 @@ pub async fn open(path: &Path) -> Result<SqlStore, MetadataError> {
     Ok(SqlStore::new(
         Dialect::Sqlite,
         writer,
-        Readers::kept(reader, READERS),
+        Readers::kept(reader),
         locks,
         Snapshots::SqliteFile(path.to_path_buf()),
     ))
