@@ -458,6 +458,75 @@ async fn lists_are_byte_wise_ordered_and_paginated() {
     }
 }
 
+/// Every tag of `r` by one listing, and again page by page (one tag per page): both must
+/// be `want`, whether the store answers from its cached list or from the tags themselves.
+async fn assert_tags(s: &dyn MetadataStore, r: &RepositoryName, want: &[&str], backend: &str) {
+    let all = s.list_tags(r, None, 100).await.unwrap().unwrap();
+    assert_eq!(all.iter().collect::<Vec<_>>(), want, "{backend}");
+    let mut walked = Vec::new();
+    let mut last: Option<String> = None;
+    for _ in 0..=want.len() {
+        let page = s.list_tags(r, last.as_deref(), 1).await.unwrap().unwrap();
+        let Some(name) = page.iter().next() else {
+            break;
+        };
+        last = Some(name.to_string());
+        walked.push(name.to_string());
+    }
+    assert_eq!(walked, want, "{backend}: paged");
+}
+
+#[tokio::test]
+async fn tag_lists_follow_every_change_of_the_tags() {
+    for b in backends().await {
+        let (s, name) = (b.store.as_ref(), b.name);
+        let r = repo("tagged/app");
+        let first = push_image(s, &r, "first", &[tag("b"), tag("a")]).await;
+        assert_tags(s, &r, &["a", "b"], name).await;
+        // A push that adds one tag and moves another.
+        let second = push_image(s, &r, "second", &[tag("c"), tag("a")]).await;
+        assert_tags(s, &r, &["a", "b", "c"], name).await;
+        // Tagging by digest: a tag that moves, then a new one.
+        assert!(s.tag_manifest(&r, &tag("b"), &second.digest).await.unwrap());
+        assert!(s.tag_manifest(&r, &tag("d"), &first.digest).await.unwrap());
+        assert_tags(s, &r, &["a", "b", "c", "d"], name).await;
+        assert!(s.delete_tag(&r, &tag("b")).await.unwrap());
+        assert!(!s.delete_tag(&r, &tag("b")).await.unwrap());
+        assert!(!s.delete_tag(&repo("no/such"), &tag("b")).await.unwrap());
+        assert_tags(s, &r, &["a", "c", "d"], name).await;
+        // Deleting a manifest takes its tags (a cascade inside the database).
+        assert!(s.delete_manifest(&r, &second.digest).await.unwrap());
+        assert_tags(s, &r, &["d"], name).await;
+        // Another handle (the collector's process) expiring a cached, tagged manifest: the
+        // tags go by cascade again, with no tag write through the store after it.
+        let cached = TestManifest::image("cached", &blob("c-config"), &[blob("c-layer")]);
+        let tags = [tag("cached"), tag("e")];
+        let new = NewManifest {
+            origin: ferry::metadata::Origin::Cached { ttl_secs: Some(1) },
+            ..cached.new_manifest(&tags)
+        };
+        s.put_manifest(&r, &new).await.unwrap();
+        assert_tags(s, &r, &["cached", "d", "e"], name).await;
+        let other = metadata::open(&(b.reopen)()).await.unwrap();
+        assert_eq!(
+            other
+                .expire_cached_manifests(now() + 3600, false)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_tags(s, &r, &["d"], name).await;
+        // And the next tag write lists from the cache again.
+        push_image(s, &r, "third", &[tag("f")]).await;
+        assert_tags(s, &r, &["d", "f"], name).await;
+        assert!(s.delete_tag(&r, &tag("d")).await.unwrap());
+        assert!(s.delete_tag(&r, &tag("f")).await.unwrap());
+        assert_tags(s, &r, &[], name).await;
+        other.close().await;
+    }
+}
+
 #[tokio::test]
 async fn referrers_are_listed_by_subject_and_artifact_type() {
     for b in backends().await {

@@ -44,6 +44,26 @@ impl Names {
         }
     }
 
+    /// The page of `all` (every name, joined by newlines in byte-wise order, as a cached
+    /// tag list holds them) that follows `last`: at most `limit` names. The page is one
+    /// stretch of `all`, found by a binary search for `last`, so a page costs its own
+    /// length, not the list's.
+    pub fn page_of(all: &str, last: Option<&str>, limit: usize) -> Self {
+        let start = last.map_or(0, |last| first_after(all, last));
+        let rest = all.get(start..).unwrap_or_default();
+        if rest.is_empty() || limit == 0 {
+            return Names::default();
+        }
+        let (joined, len) = match rest.match_indices('\n').nth(limit - 1) {
+            Some((end, _)) => (&rest[..end], limit),
+            None => (rest, rest.bytes().filter(|&b| b == b'\n').count() + 1),
+        };
+        Names {
+            joined: joined.to_string(),
+            len,
+        }
+    }
+
     /// How many names there are.
     pub fn len(&self) -> usize {
         self.len
@@ -84,6 +104,32 @@ impl Names {
             self.len = n;
         }
     }
+}
+
+/// The byte offset in `all` (names joined by newlines, in order) where the first name
+/// greater than `last` begins; `all.len()` when there is none.
+fn first_after(all: &str, last: &str) -> usize {
+    let bytes = all.as_bytes();
+    // Invariant: `low` begins a line, every name before `low` is at most `last`, and every
+    // name that begins at or after `high` is greater.
+    let (mut low, mut high) = (0, bytes.len());
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let begin = bytes[low..middle]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(low, |i| low + i + 1);
+        let end = bytes[begin..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| begin + i);
+        if &bytes[begin..end] <= last.as_bytes() {
+            low = (end + 1).min(bytes.len());
+        } else {
+            high = begin;
+        }
+    }
+    low
 }
 
 impl FromIterator<String> for Names {
@@ -146,6 +192,31 @@ mod tests {
         assert!(n.is_empty());
         assert_eq!(n.last(), None);
         assert_eq!(n.iter().count(), 0);
+    }
+
+    #[test]
+    fn a_page_of_a_whole_list_is_the_names_after_last() {
+        let all = "a\nb-1\nb-2\nc\nd";
+        let every: Vec<&str> = all.split('\n').collect();
+        let afters = [
+            "", "0", "a", "a0", "b", "b-1", "b-15", "b-2", "c", "cc", "d", "e", "z",
+        ];
+        for last in afters {
+            for limit in 0..7 {
+                let want: Vec<&str> = every
+                    .iter()
+                    .copied()
+                    .filter(|name| last.is_empty() || *name > last)
+                    .take(limit)
+                    .collect();
+                let last = (!last.is_empty()).then_some(last);
+                let page = Names::page_of(all, last, limit);
+                assert_eq!(page.iter().collect::<Vec<_>>(), want, "{last:?} {limit}");
+                assert_eq!(page.len(), want.len(), "{last:?} {limit}");
+            }
+        }
+        assert!(Names::page_of("", Some("a"), 10).is_empty());
+        assert_eq!(Names::page_of("only", None, 10).len(), 1);
     }
 
     #[test]
