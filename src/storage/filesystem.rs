@@ -2,7 +2,7 @@
 //! appended to a staging file, fsynced and renamed into place on commit, so a blob file
 //! under `blobs/` is always complete.
 
-use std::io::{self, ErrorKind, Read, SeekFrom, Write};
+use std::io::{self, ErrorKind, Read, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
+use super::append::Appender;
 use super::tree::{self, MAX_TREE_FILE, TreeEntries};
-use super::writeback::Writeback;
 use super::{BlobStore, ByteStream, StagedUpload, StorageError, StoredBlob, UploadKey, layout};
 use crate::oci::{Digest, RepositoryName};
 
@@ -370,25 +370,24 @@ impl BlobStore for FilesystemStore {
         let path = self.staging_file(key);
         // The file is written by a blocking thread fed through a small queue, so disk
         // writes overlap with receiving (and hashing) the next bytes.
-        let file = tokio::task::spawn_blocking(move || open_staging_at(&path, offset))
-            .await
-            .map_err(io::Error::other)??;
+        let appender = tokio::task::spawn_blocking(move || {
+            open_staging_at(&path, offset).map(|file| Appender::new(&path, file, offset))
+        })
+        .await
+        .map_err(io::Error::other)??;
         let (queue, mut pending) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD / WRITE_BUFFER);
         let delay = test_write_delay();
         let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let mut file = file;
-            let mut end = offset;
-            let mut writeback = Writeback::new(offset);
+            let mut appender = appender;
             while let Some(buffer) = pending.blocking_recv() {
                 if let Some(delay) = delay {
                     std::thread::sleep(delay);
                 }
-                file.write_all(&buffer)?;
-                end += buffer.len() as u64;
+                appender.append(&buffer)?;
                 drop(buffer); // back to its pool before the writer waits for the disk
-                writeback.written(&file, end);
+                appender.settle()?;
             }
-            writeback.finish(&file, end);
+            appender.finish()?;
             Ok(())
         });
         let mut pieces = super::coalesce(body, WRITE_BUFFER);

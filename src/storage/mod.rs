@@ -3,6 +3,7 @@
 //! ([`layout`]), [`s3`] over an S3 bucket with Distribution's S3 keys. Uploads are appended
 //! in order at a known offset and become visible under their digest only on commit.
 
+mod append;
 pub(crate) mod buffers;
 pub mod filesystem;
 pub mod layout;

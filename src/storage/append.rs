@@ -1,0 +1,245 @@
+//! Appending an upload's bytes to its staging file, on the upload's writer thread.
+//!
+//! Where the filesystem allows it (Linux, `O_DIRECT`), whole blocks go straight from an
+//! aligned buffer of the writer's to the disk, past the page cache: an upload then costs no
+//! copy into the page cache and no writeback work, which measured as most of the kernel's
+//! share of a push (a 1 GiB `dd` here: 1.3–1.5 s of system CPU through the page cache,
+//! 0.1 s direct), and a large push no longer evicts what pulls are reading from the cache.
+//! The bytes that do not fill a block (the start of an append at an unaligned offset, the
+//! end of one) are written through the page cache, with [`Writeback`] started early as
+//! everywhere else. Either way nothing here is durable: the commit's fsync decides.
+//!
+//! Where `O_DIRECT` is refused (when opening, as on tmpfs, or by a write), every byte goes
+//! through the page cache.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::writeback::Writeback;
+
+/// File offsets, lengths and buffer addresses of direct writes are multiples of this (the
+/// largest logical block size and memory alignment a Linux block device asks for).
+const BLOCK: usize = 4096;
+
+/// Bytes gathered before a direct write.
+pub(super) const DIRECT_BUFFER: usize = 1024 * 1024;
+
+/// Appends to one staging file from `offset` on.
+#[derive(Debug)]
+pub(super) struct Appender {
+    /// The file, through the page cache.
+    file: File,
+    /// The same file opened for direct writes, while they work.
+    direct: Option<Direct>,
+    /// Bytes in the file (written or not yet written from `direct`'s buffer).
+    end: u64,
+    writeback: Writeback,
+}
+
+#[derive(Debug)]
+struct Direct {
+    file: File,
+    /// `BLOCK`-aligned storage of `DIRECT_BUFFER` bytes at `start`.
+    storage: Vec<u8>,
+    start: usize,
+    /// Bytes gathered in the buffer, to be written at `written`.
+    held: usize,
+    /// Bytes of the file written so far: where the buffer's bytes belong.
+    written: u64,
+}
+
+impl Appender {
+    /// Appends to `file` (already cut to `offset` bytes, the file at `path`) from `offset`.
+    pub(super) fn new(path: &Path, file: File, offset: u64) -> Self {
+        Appender {
+            direct: Direct::open(path, offset),
+            file,
+            end: offset,
+            writeback: Writeback::new(offset),
+        }
+    }
+
+    /// Appends `bytes`: written through the page cache, or gathered for a direct write
+    /// (written only when the buffer must make room for more of `bytes`). The caller then
+    /// lets go of `bytes` and calls [`Appender::settle`], which waits for the disk.
+    pub(super) fn append(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        let Some(direct) = &mut self.direct else {
+            self.file.write_all_at(bytes, self.end)?;
+            self.end += bytes.len() as u64;
+            return Ok(());
+        };
+        if direct.held == 0 && !direct.written.is_multiple_of(BLOCK as u64) {
+            // Up to the next block boundary through the page cache.
+            let gap = BLOCK - (direct.written % BLOCK as u64) as usize;
+            let n = gap.min(bytes.len());
+            self.file.write_all_at(&bytes[..n], direct.written)?;
+            direct.written += n as u64;
+            self.end += n as u64;
+            bytes = &bytes[n..];
+        }
+        while !bytes.is_empty() {
+            if direct.held == DIRECT_BUFFER && !direct.write_blocks(&self.file)? {
+                self.direct = None;
+                return self.append(bytes);
+            }
+            let n = direct.gather(bytes);
+            self.end += n as u64;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Writes a full buffer directly, or lets writeback of what went through the page
+    /// cache progress: where the writer waits for the disk.
+    pub(super) fn settle(&mut self) -> io::Result<()> {
+        if let Some(direct) = &mut self.direct {
+            if direct.held == DIRECT_BUFFER && !direct.write_blocks(&self.file)? {
+                self.direct = None;
+            }
+            return Ok(());
+        }
+        self.writeback.written(&self.file, self.end);
+        Ok(())
+    }
+
+    /// Writes what is still gathered and starts writeback of what went through the page
+    /// cache: the append is complete in the file (not durable) when this returns.
+    pub(super) fn finish(mut self) -> io::Result<u64> {
+        // Bytes gathered, not yet written: at most a buffer's worth.
+        if let Some(mut direct) = self.direct.take() {
+            direct.write_blocks(&self.file)?;
+            let rest = &direct.storage[direct.start..direct.start + direct.held];
+            self.file.write_all_at(rest, direct.written)?;
+        }
+        self.writeback.finish(&self.file, self.end);
+        Ok(self.end)
+    }
+}
+
+impl Direct {
+    /// `path` opened for direct writes, or `None` where that is refused.
+    #[cfg(target_os = "linux")]
+    fn open(path: &Path, offset: u64) -> Option<Direct> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .inspect_err(
+                |e| tracing::debug!(error = %e, "no O_DIRECT; writing through the page cache"),
+            )
+            .ok()?;
+        let storage = vec![0u8; DIRECT_BUFFER + BLOCK];
+        let start = storage.as_ptr().align_offset(BLOCK);
+        Some(Direct {
+            file,
+            storage,
+            start,
+            held: 0,
+            written: offset,
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn open(_path: &Path, _offset: u64) -> Option<Direct> {
+        None
+    }
+
+    /// Copies as much of `bytes` as fits into the buffer: how much.
+    fn gather(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(DIRECT_BUFFER - self.held);
+        let at = self.start + self.held;
+        self.storage[at..at + n].copy_from_slice(&bytes[..n]);
+        self.held += n;
+        n
+    }
+
+    /// Writes the buffer's whole blocks directly, keeping the rest (less than a block) at
+    /// its front. False if the filesystem refused the direct write: the bytes then went
+    /// through `file` instead, and direct writes should stop.
+    fn write_blocks(&mut self, file: &File) -> io::Result<bool> {
+        let whole = self.held - self.held % BLOCK;
+        let blocks = &self.storage[self.start..self.start + whole];
+        let direct = match self.file.write_all_at(blocks, self.written) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::debug!(error = %e, "O_DIRECT write refused; writing through the page cache");
+                file.write_all_at(blocks, self.written)?;
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        self.written += whole as u64;
+        self.storage
+            .copy_within(self.start + whole..self.start + self.held, self.start);
+        self.held -= whole;
+        Ok(direct)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appends `pieces` to a file of `offset` bytes in `dir` and returns what the file
+    /// holds, and whether direct writes were used to the end.
+    fn append_pieces(dir: &Path, offset: usize, pieces: &[usize]) -> (Vec<u8>, Vec<u8>, bool) {
+        let path = dir.join(format!("staging-{offset}-{}", pieces.len()));
+        let mut want: Vec<u8> = (0..offset).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &want).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut appender = Appender::new(&path, file, offset as u64);
+        let mut next = 0u8;
+        for &len in pieces {
+            let piece: Vec<u8> = (0..len)
+                .map(|_| {
+                    next = next.wrapping_add(7);
+                    next
+                })
+                .collect();
+            appender.append(&piece).unwrap();
+            appender.settle().unwrap();
+            want.extend_from_slice(&piece);
+        }
+        let direct = appender.direct.is_some();
+        assert_eq!(appender.finish().unwrap(), want.len() as u64);
+        (std::fs::read(&path).unwrap(), want, direct)
+    }
+
+    #[test]
+    fn appends_every_byte_at_any_offset_in_any_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let mib = DIRECT_BUFFER;
+        let cases: &[(usize, &[usize])] = &[
+            (0, &[mib, mib, mib]),
+            (0, &[mib, 1, mib - 1, 3 * mib + 17]),
+            (100, &[mib, mib, 5]),
+            (BLOCK - 1, &[1, 1, BLOCK, mib]),
+            (mib + 5, &[2 * mib + 1000]),
+            (0, &[10]),
+            (7, &[]),
+        ];
+        for &(offset, pieces) in cases {
+            let (got, want, _) = append_pieces(dir.path(), offset, pieces);
+            assert!(got == want, "offset {offset}, pieces {pieces:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn direct_writes_are_used_where_the_filesystem_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, b"").unwrap();
+        if Direct::open(&probe, 0).is_none() {
+            eprintln!("O_DIRECT refused here (tmpfs?): nothing to check");
+            return;
+        }
+        let (got, want, direct) =
+            append_pieces(dir.path(), 3, &[DIRECT_BUFFER, 3 * DIRECT_BUFFER + 1]);
+        assert!(got == want);
+        assert!(direct, "the appends stayed direct");
+    }
+}
