@@ -3,34 +3,23 @@
 use axum::http::{HeaderName, header};
 use axum::response::IntoResponse;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Serialize;
 
 use super::headers::OCI_FILTERS_APPLIED;
 use super::{HandlerResult, Request};
-use crate::metadata::Names;
 use crate::oci::manifest::media_type;
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::RegistryError;
 use crate::registry::listing::{Page, PageRequest};
 
-/// `GET /v2/<name>/tags/list`'s answer (serialized as is, no intermediate JSON value).
-#[derive(Serialize)]
-struct TagList<'a> {
-    name: &'a str,
-    tags: &'a Names,
-}
-
-/// `GET /v2/_catalog`'s answer.
-#[derive(Serialize)]
-struct Catalog<'a> {
-    repositories: &'a Names,
-}
-
-/// A JSON listing (`body`, serialized as is) with a `Link` header to the next page when
-/// there is one.
-fn paged(path: &str, page: &Page, body: impl Serialize) -> HandlerResult {
-    // Serializing names into a string cannot fail.
-    let body = serde_json::to_string(&body).unwrap_or_default();
+/// A JSON listing with a `Link` header to the next page when there is one. The body is
+/// `{` + `head` + the page's names as an array + `}`, written directly (measured: a page
+/// of 5,000 tags spent two thirds of its CPU splitting the names for serde).
+fn paged(path: &str, page: &Page, head: &str) -> HandlerResult {
+    let mut body = Vec::with_capacity(head.len() + 2);
+    body.push(b'{');
+    body.extend_from_slice(head.as_bytes());
+    page.entries.write_json(&mut body);
+    body.push(b'}');
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(last) = &page.next_last {
         let link = format!(
@@ -56,11 +45,13 @@ pub async fn tags(request: &Request<'_>, name: &RepositoryName) -> HandlerResult
         .registry()
         .list_tags(request.cx, name, page_request(request)?)
         .await?;
-    let body = TagList {
-        name: name.as_str(),
-        tags: &page.entries,
-    };
-    paged(&format!("/v2/{name}/tags/list"), &page, body)
+    // `{"name":<name>,"tags":[...]}`; a repository name never needs escaping, but JSON
+    // is written by serde_json all the same.
+    let head = format!(
+        "\"name\":{},\"tags\":",
+        serde_json::Value::from(name.as_str())
+    );
+    paged(&format!("/v2/{name}/tags/list"), &page, &head)
 }
 
 /// The repositories, paginated with `n` and `last`.
@@ -69,10 +60,7 @@ pub async fn catalog(request: &Request<'_>) -> HandlerResult {
         .registry()
         .list_repositories(request.cx, page_request(request)?)
         .await?;
-    let body = Catalog {
-        repositories: &page.entries,
-    };
-    paged("/v2/_catalog", &page, body)
+    paged("/v2/_catalog", &page, "\"repositories\":")
 }
 
 /// The manifests whose subject is `digest`, as an image index.

@@ -23,12 +23,12 @@ impl Names {
         if joined.is_empty() {
             return Names::default();
         }
-        let mut len = 1;
+        let mut len = 0;
         let mut sorted = true;
         let mut previous: Option<&str> = None;
-        for name in joined.split('\n') {
+        for name in split(&joined) {
+            len += 1;
             if let Some(previous) = previous {
-                len += 1;
                 sorted &= previous < name;
             }
             previous = Some(name);
@@ -36,7 +36,7 @@ impl Names {
         if sorted {
             return Names { joined, len };
         }
-        let mut names: Vec<&str> = joined.split('\n').collect();
+        let mut names: Vec<&str> = split(&joined).collect();
         names.sort_unstable();
         Names {
             joined: names.join("\n"),
@@ -54,12 +54,9 @@ impl Names {
         if rest.is_empty() || limit == 0 {
             return Names::default();
         }
-        let (joined, len) = match rest.match_indices('\n').nth(limit - 1) {
-            Some((end, _)) => (&rest[..end], limit),
-            None => (rest, rest.bytes().filter(|&b| b == b'\n').count() + 1),
-        };
+        let (end, len) = names_end(rest, limit);
         Names {
-            joined: joined.to_string(),
+            joined: rest[..end].to_string(),
             len,
         }
     }
@@ -76,17 +73,16 @@ impl Names {
 
     /// The names, in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        let joined = if self.len == 0 {
-            None
-        } else {
-            Some(&self.joined)
-        };
-        joined.into_iter().flat_map(|joined| joined.split('\n'))
+        let joined = if self.len == 0 { "" } else { &self.joined };
+        split(joined)
     }
 
     /// The last name.
     pub fn last(&self) -> Option<&str> {
-        (self.len > 0).then(|| self.joined.rsplit('\n').next().unwrap_or_default())
+        (self.len > 0).then(|| match memchr::memrchr(b'\n', self.joined.as_bytes()) {
+            Some(newline) => &self.joined[newline + 1..],
+            None => &self.joined,
+        })
     }
 
     /// Keeps the first `n` names.
@@ -98,12 +94,67 @@ impl Names {
             *self = Names::default();
             return;
         }
-        // The byte offset of the n-th newline ends the n-th name.
-        if let Some((end, _)) = self.joined.match_indices('\n').nth(n - 1) {
-            self.joined.truncate(end);
-            self.len = n;
-        }
+        let (end, len) = names_end(&self.joined, n);
+        self.joined.truncate(end);
+        self.len = len;
     }
+
+    /// Appends the names to `out` as a JSON array of strings, as serde_json would write
+    /// them, in one pass over the joined names: tags and repository names never need
+    /// escaping (their grammars allow none of `"`, `\\` and control characters), so the
+    /// array is the names with `","` for each newline. Names that would need escaping
+    /// (never written by Ferry) go through serde_json one by one.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mark = out.len();
+        out.reserve(self.joined.len() + 3 * self.len + 4);
+        out.push(b'[');
+        if self.len > 0 {
+            out.push(b'"');
+            for &b in self.joined.as_bytes() {
+                match b {
+                    b'\n' => out.extend_from_slice(b"\",\""),
+                    b'"' | b'\\' | 0..=0x1f => {
+                        out.truncate(mark);
+                        let names: Vec<&str> = self.iter().collect();
+                        // Serializing strings into a vector cannot fail.
+                        let _ = serde_json::to_writer(&mut *out, &names);
+                        return;
+                    }
+                    _ => out.push(b),
+                }
+            }
+            out.push(b'"');
+        }
+        out.push(b']');
+    }
+}
+
+/// The names of `joined` (joined by newlines; none if empty).
+fn split(joined: &str) -> impl Iterator<Item = &str> {
+    let mut rest = (!joined.is_empty()).then_some(joined);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match memchr::memchr(b'\n', current.as_bytes()) {
+            Some(newline) => {
+                rest = Some(&current[newline + 1..]);
+                Some(&current[..newline])
+            }
+            None => rest.take(),
+        }
+    })
+}
+
+/// Where the first `n` (at least one) names of `joined` (not empty) end, and how many
+/// names that is (fewer than `n` when `joined` holds fewer).
+fn names_end(joined: &str, n: usize) -> (usize, usize) {
+    let mut count = 1;
+    for newline in memchr::memchr_iter(b'\n', joined.as_bytes()) {
+        if count >= n {
+            return (newline, count);
+        }
+        count += 1;
+    }
+    (joined.len(), count)
 }
 
 /// The byte offset in `all` (names joined by newlines, in order) where the first name
@@ -217,6 +268,28 @@ mod tests {
         }
         assert!(Names::page_of("", Some("a"), 10).is_empty());
         assert_eq!(Names::page_of("only", None, 10).len(), 1);
+    }
+
+    #[test]
+    fn writes_the_json_serde_would() {
+        let cases = [
+            "",
+            "a",
+            "a\nb-1\nv1.0",
+            "caf\u{e9}\nz",
+            "a\"b\nc\\d\ne\u{1}",
+        ];
+        for joined in cases {
+            let names = Names::from_joined(joined.to_string());
+            let mut out = b"x".to_vec();
+            names.write_json(&mut out);
+            let want = serde_json::to_string(&names.iter().collect::<Vec<_>>()).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("x{want}"),
+                "{joined:?}"
+            );
+        }
     }
 
     #[test]
