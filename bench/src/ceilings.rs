@@ -17,6 +17,9 @@ pub struct Ceilings {
     /// The same writes without the fsync (page cache only), MB/s: what a
     /// registry that does not fsync at all is bounded by.
     pub disk_write_nosync: f64,
+    /// The same writes with `O_DIRECT` from an aligned buffer, then fsync, MB/s: past the
+    /// page cache, as Ferry writes uploads.
+    pub disk_write_direct: f64,
     pub disk_bytes: u64,
     /// One loopback TCP stream, MB/s.
     pub loopback: f64,
@@ -81,6 +84,38 @@ pub fn disk_write(dir: &Path, total: u64, sync: bool) -> Result<f64> {
     let secs = t.elapsed().as_secs_f64();
     std::fs::remove_file(&path)?;
     Ok(mbps(total, secs))
+}
+
+/// Sequential 8 MiB `O_DIRECT` writes of `total` bytes from an aligned buffer, then an
+/// fsync (the time includes it): the disk's synced write speed past the page cache.
+pub fn disk_write_direct(dir: &Path, total: u64) -> Result<f64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const ALIGN: usize = 4096;
+    let path = dir.join("ceiling-disk-write-direct.bin");
+    let size = 8 << 20;
+    let mut storage = vec![0u8; size + ALIGN];
+    let start = storage.as_ptr().align_offset(ALIGN);
+    let buf = &mut storage[start..start + size];
+    Rng::new(4).fill(buf);
+    unsafe { libc::sync() };
+    let t = Instant::now();
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)?;
+        let mut done = 0u64;
+        while done < total {
+            f.write_all(buf)?;
+            done += size as u64;
+        }
+        f.sync_all()?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(mbps(total.div_ceil(size as u64) * size as u64, secs))
 }
 
 /// One TCP stream over loopback, in-process: 256 KiB writes, reader drains.
