@@ -5,8 +5,8 @@
 //! copy into the page cache and no writeback work, which measured as most of the kernel's
 //! share of a push (a 1 GiB `dd` here: 1.3–1.5 s of system CPU through the page cache,
 //! 0.1 s direct), and a large push no longer evicts what pulls are reading from the cache.
-//! The bytes that do not fill a block (the start of an append at an unaligned offset, the
-//! end of one) are written through the page cache, with [`Writeback`] started early as
+//! A blob's first [`CACHED_HEAD`] bytes, and the bytes that do not fill a block (the start
+//! of an append at an unaligned offset, the end of one), are written through the page cache, with [`Writeback`] started early as
 //! everywhere else. Either way nothing here is durable: the commit's fsync decides.
 //!
 //! Where `O_DIRECT` is refused (when opening, as on tmpfs, or by a write), every byte goes
@@ -22,6 +22,11 @@ use super::writeback::Writeback;
 /// File offsets, lengths and buffer addresses of direct writes are multiples of this (the
 /// largest logical block size and memory alignment a Linux block device asks for).
 const BLOCK: usize = 4096;
+
+/// The first bytes of every blob go through the page cache all the same: small blobs
+/// (configs, small layers) are the ones pulled right after a push, and cheap to keep in
+/// memory; what follows is written directly. A multiple of [`BLOCK`].
+const CACHED_HEAD: u64 = 16 * 1024 * 1024;
 
 /// Bytes gathered before a direct write.
 pub(super) const DIRECT_BUFFER: usize = 1024 * 1024;
@@ -70,10 +75,15 @@ impl Appender {
             self.end += bytes.len() as u64;
             return Ok(());
         };
-        if direct.held == 0 && !direct.written.is_multiple_of(BLOCK as u64) {
-            // Up to the next block boundary through the page cache.
-            let gap = BLOCK - (direct.written % BLOCK as u64) as usize;
-            let n = gap.min(bytes.len());
+        // Through the page cache: the blob's head, or up to the next block boundary.
+        let cached_until = direct
+            .written
+            .next_multiple_of(BLOCK as u64)
+            .max(CACHED_HEAD);
+        if direct.held == 0 && direct.written < cached_until {
+            let n = usize::try_from(cached_until - direct.written)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
             self.file.write_all_at(&bytes[..n], direct.written)?;
             direct.written += n as u64;
             self.end += n as u64;
@@ -95,6 +105,8 @@ impl Appender {
     /// cache progress: where the writer waits for the disk.
     pub(super) fn settle(&mut self) -> io::Result<()> {
         if let Some(direct) = &mut self.direct {
+            self.writeback
+                .written(&self.file, direct.written.min(CACHED_HEAD));
             if direct.held == DIRECT_BUFFER && !direct.write_blocks(&self.file)? {
                 self.direct = None;
             }
@@ -218,6 +230,9 @@ mod tests {
             (100, &[mib, mib, 5]),
             (BLOCK - 1, &[1, 1, BLOCK, mib]),
             (mib + 5, &[2 * mib + 1000]),
+            (CACHED_HEAD as usize - 100, &[mib, 7, mib]),
+            (CACHED_HEAD as usize + 1, &[BLOCK, 2 * mib + 3]),
+            (0, &[CACHED_HEAD as usize + 3 * mib + 5]),
             (0, &[10]),
             (7, &[]),
         ];
@@ -237,9 +252,9 @@ mod tests {
             eprintln!("O_DIRECT refused here (tmpfs?): nothing to check");
             return;
         }
-        let (got, want, direct) =
-            append_pieces(dir.path(), 3, &[DIRECT_BUFFER, 3 * DIRECT_BUFFER + 1]);
+        let head = CACHED_HEAD as usize;
+        let (got, want, direct) = append_pieces(dir.path(), 3, &[head, 3 * DIRECT_BUFFER + 1]);
         assert!(got == want);
-        assert!(direct, "the appends stayed direct");
+        assert!(direct, "the appends past the head stayed direct");
     }
 }
