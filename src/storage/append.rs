@@ -6,8 +6,9 @@
 //! share of a push (a 1 GiB `dd` here: 1.3–1.5 s of system CPU through the page cache,
 //! 0.1 s direct), and a large push no longer evicts what pulls are reading from the cache.
 //! A blob's first [`CACHED_HEAD`] bytes, and the bytes that do not fill a block (the start
-//! of an append at an unaligned offset, the end of one), are written through the page cache, with [`Writeback`] started early as
-//! everywhere else. Either way nothing here is durable: the commit's fsync decides.
+//! of an append at an unaligned offset, the end of one), are written through the page
+//! cache, with [`Writeback`] started early as everywhere else. Either way nothing here is
+//! durable: the commit's fsync decides.
 //!
 //! Where `O_DIRECT` is refused (when opening, as on tmpfs, or by a write), every byte goes
 //! through the page cache.
@@ -15,7 +16,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::writeback::Writeback;
 
@@ -29,15 +30,19 @@ const BLOCK: usize = 4096;
 const CACHED_HEAD: u64 = 16 * 1024 * 1024;
 
 /// Bytes gathered before a direct write.
-pub(super) const DIRECT_BUFFER: usize = 1024 * 1024;
+const DIRECT_BUFFER: usize = 1024 * 1024;
 
 /// Appends to one staging file from `offset` on.
 #[derive(Debug)]
 pub(super) struct Appender {
     /// The file, through the page cache.
     file: File,
+    /// Where the file is, to open it for direct writes once the append passes the head.
+    path: PathBuf,
     /// The same file opened for direct writes, while they work.
     direct: Option<Direct>,
+    /// False once direct writes were refused (or where there are none): no more tries.
+    may_go_direct: bool,
     /// Bytes in the file (written or not yet written from `direct`'s buffer).
     end: u64,
     writeback: Writeback,
@@ -59,7 +64,9 @@ impl Appender {
     /// Appends to `file` (already cut to `offset` bytes, the file at `path`) from `offset`.
     pub(super) fn new(path: &Path, file: File, offset: u64) -> Self {
         Appender {
-            direct: Direct::open(path, offset),
+            path: path.to_owned(),
+            direct: None,
+            may_go_direct: cfg!(target_os = "linux"),
             file,
             end: offset,
             writeback: Writeback::new(offset),
@@ -70,6 +77,14 @@ impl Appender {
     /// (written only when the buffer must make room for more of `bytes`). The caller then
     /// lets go of `bytes` and calls [`Appender::settle`], which waits for the disk.
     pub(super) fn append(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        if self.direct.is_none()
+            && self.may_go_direct
+            && self.end.saturating_add(bytes.len() as u64) > CACHED_HEAD
+        {
+            // Opened only now: most blobs (configs, small layers) never get this far.
+            self.direct = Direct::open(&self.path, self.end);
+            self.may_go_direct = self.direct.is_some();
+        }
         let Some(direct) = &mut self.direct else {
             self.file.write_all_at(bytes, self.end)?;
             self.end += bytes.len() as u64;
@@ -92,6 +107,7 @@ impl Appender {
         while !bytes.is_empty() {
             if direct.held == DIRECT_BUFFER && !direct.write_blocks(&self.file)? {
                 self.direct = None;
+                self.may_go_direct = false;
                 return self.append(bytes);
             }
             let n = direct.gather(bytes);
@@ -109,6 +125,7 @@ impl Appender {
                 .written(&self.file, direct.written.min(CACHED_HEAD));
             if direct.held == DIRECT_BUFFER && !direct.write_blocks(&self.file)? {
                 self.direct = None;
+                self.may_go_direct = false;
             }
             return Ok(());
         }
