@@ -89,6 +89,11 @@ pub trait MetadataLocks: Send + Sync {
 
     /// Takes the lock on `key` if nobody holds it; `None` if somebody does.
     async fn try_lock(&self, key: LockKey) -> Result<Option<LockGuard>, MetadataError>;
+
+    /// On shutdown, once the process is done with its locks: waits until every lock let go
+    /// is also released where it is kept, so that a process exiting next leaves none held
+    /// for the next one to find. Nothing to wait for by default.
+    async fn close_locks(&self) {}
 }
 
 /// Locks within one process: an async mutex per key, forgotten when nobody holds it.

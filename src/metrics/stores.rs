@@ -289,6 +289,10 @@ impl MetadataLocks for TimedMetadataStore {
     async fn try_lock(&self, key: LockKey) -> Result<Option<LockGuard>, MetadataError> {
         timed!(self, "try_lock", self.inner.try_lock(key))
     }
+
+    async fn close_locks(&self) {
+        self.inner.close_locks().await;
+    }
 }
 
 #[async_trait]

@@ -74,6 +74,9 @@ impl Drop for Pending {
     }
 }
 
+/// How long closing waits for locks being released.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A held advisory lock; released when dropped. The process's own lock on the key is let
 /// go only after the server's, so the next task of this process to take the key never
 /// waits on the server for this one's release.
@@ -160,6 +163,20 @@ impl MetadataLocks for AdvisoryLocks {
             return Ok(None);
         }
         Ok(Some(pending.held(id, local)))
+    }
+
+    /// A guard releases its server lock on a task of its own (`Drop` cannot wait): closing
+    /// the pool waits until those tasks have given their connections back, so `ferry-gc`
+    /// never exits with its collector lock still held by a connection the server has not
+    /// yet seen close (the next collection would find it busy). Bounded, in case a lock is
+    /// still held somewhere at shutdown.
+    async fn close_locks(&self) {
+        if tokio::time::timeout(CLOSE_WAIT, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("advisory locks still held at shutdown; closing without them");
+        }
     }
 }
 

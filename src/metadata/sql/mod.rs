@@ -311,10 +311,11 @@ impl SqlStore {
         .await
     }
 
-    /// Closes both pools (on shutdown).
+    /// Closes both pools and the locks (on shutdown).
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+        self.locks.close_locks().await;
     }
 
     async fn put_manifest_once(
@@ -565,6 +566,10 @@ impl MetadataLocks for SqlStore {
 
     async fn try_lock(&self, key: LockKey) -> Result<Option<LockGuard>, MetadataError> {
         self.locks.try_lock(key).await
+    }
+
+    async fn close_locks(&self) {
+        self.locks.close_locks().await;
     }
 }
 
