@@ -10,8 +10,9 @@
 //! durable, checks the digest and only then commits the blob (bytes first, then one short
 //! metadata transaction, under the digest's lock). So a half-written or mismatching blob is
 //! never visible as committed: the upload is cancelled and nothing is stored. Clients get the
-//! last byte only once the download's own digest check passed, so a client never receives a
-//! whole blob whose digest is wrong (its response is cut instead).
+//! last byte only once the blob is committed locally (so after the digest check): a client
+//! never receives a whole blob whose digest is wrong (its response is cut instead), and one
+//! that has received a whole blob finds it in the cache when it asks again.
 
 use std::collections::HashMap;
 use std::io;
@@ -43,15 +44,12 @@ const WRITE_PIECE: usize = 512 * 1024;
 pub enum Progress {
     /// Asking the upstream.
     Connecting,
-    /// Receiving: `written` of `size` bytes are in the staging file; `verified` once all
-    /// are and their digest matched.
+    /// Receiving: `written` of `size` bytes are in the staging file.
     Streaming {
         /// The blob's size (the upstream's `Content-Length`).
         size: u64,
         /// Bytes in the staging file.
         written: u64,
-        /// All bytes are there and match the digest.
-        verified: bool,
     },
     /// The blob is committed in the local registry.
     Committed {
@@ -263,15 +261,11 @@ impl Flight {
                     let now = s.progress.borrow_and_update().clone();
                     let available = match now {
                         Progress::Connecting => 0,
-                        // The last byte waits for the digest check.
-                        Progress::Streaming {
-                            written, verified, ..
-                        } => {
-                            if verified {
-                                written
-                            } else {
-                                written.min(s.size.saturating_sub(1))
-                            }
+                        // The last byte waits for the digest check and the local commit:
+                        // a client that has the whole blob finds it cached when it asks
+                        // again, even if the upstream is gone by then.
+                        Progress::Streaming { written, .. } => {
+                            written.min(s.size.saturating_sub(1))
                         }
                         Progress::Committed { size } => size,
                         Progress::Failed(e) => {
@@ -350,11 +344,7 @@ async fn download(
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| local_failure("staging file", &e))?;
-    progress.send_replace(Progress::Streaming {
-        size,
-        written: 0,
-        verified: false,
-    });
+    progress.send_replace(Progress::Streaming { size, written: 0 });
     let (feed, chunks) = mpsc::channel::<io::Result<Bytes>>(4);
     let cx = RequestContext::anonymous(
         RequestContext::new_id(),
@@ -429,11 +419,7 @@ async fn download(
                     .map_err(|e| local_failure("staging file", &e))?;
                 written += pending.len() as u64;
                 pending.clear();
-                progress.send_replace(Progress::Streaming {
-                    size,
-                    written,
-                    verified: false,
-                });
+                progress.send_replace(Progress::Streaming { size, written });
             }
         }
         if received != size || written != size {
@@ -454,11 +440,8 @@ async fn download(
         file.flush()
             .await
             .map_err(|e| local_failure("staging file", &e))?;
-        progress.send_replace(Progress::Streaming {
-            size,
-            written,
-            verified: true,
-        });
+        // Every byte is in the staging file; the last one goes to clients at the commit.
+        progress.send_replace(Progress::Streaming { size, written });
         Ok(())
     };
     let (stored, received) = tokio::join!(store, receive);
