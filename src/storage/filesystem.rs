@@ -117,11 +117,10 @@ where
     }
 }
 
-/// Opens a staging file for appending at `offset`, cutting off bytes of an interrupted
-/// request beyond it.
+/// Opens a staging file for appending at `offset` (the appender writes at positions, not
+/// at the file's cursor), cutting off bytes of an interrupted request beyond it.
 fn open_staging_at(path: &Path, offset: u64) -> Result<std::fs::File, StorageError> {
-    use std::io::Seek;
-    let mut file = not_found_as_none(std::fs::OpenOptions::new().write(true).open(path))?
+    let file = not_found_as_none(std::fs::OpenOptions::new().write(true).open(path))?
         .ok_or(StorageError::NotFound)?;
     let staged = file.metadata()?.len();
     if staged < offset {
@@ -133,7 +132,6 @@ fn open_staging_at(path: &Path, offset: u64) -> Result<std::fs::File, StorageErr
     if staged > offset {
         file.set_len(offset)?;
     }
-    file.seek(SeekFrom::Start(offset))?;
     Ok(file)
 }
 
