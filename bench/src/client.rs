@@ -1,6 +1,6 @@
 //! The OCI distribution API operations the workloads use.
 
-use crate::prng::BlobSpec;
+use crate::prng::{Blob, BlobSpec};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION};
@@ -80,12 +80,10 @@ fn location(base: &str, h: &HeaderMap) -> Result<String> {
     Ok(resolve(base, l))
 }
 
-fn stream_body(spec: &BlobSpec, chunk: usize) -> reqwest::Body {
-    let reader = spec.reader(chunk);
-    let s = futures_util::stream::unfold(reader, |mut r| async move {
-        r.next_chunk().map(|c| (Ok::<Bytes, std::io::Error>(c), r))
-    });
-    reqwest::Body::wrap_stream(s)
+/// A request body streaming `blob` in 1 MiB views of its memory (no copy in the client).
+fn stream_body(blob: &Blob) -> reqwest::Body {
+    let pieces = blob.pieces(1 << 20).map(Ok::<Bytes, std::io::Error>);
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
 }
 
 impl Reg {
@@ -147,22 +145,17 @@ impl Reg {
     }
 
     /// POST, then PUT ?digest= with the whole body (Content-Length set).
-    pub async fn push_monolithic(&self, repo: &str, spec: &BlobSpec) -> Result<()> {
+    pub async fn push_monolithic(&self, repo: &str, blob: &Blob) -> Result<()> {
         let loc = self.start_upload(repo).await?;
-        self.finish_put(
-            &loc,
-            &spec.digest,
-            Some((stream_body(spec, 1 << 20), spec.len)),
-        )
-        .await
+        self.finish_put(&loc, &blob.digest, Some((stream_body(blob), blob.len())))
+            .await
     }
 
     /// POST, then PATCH with Content-Range per `chunk` bytes, then PUT ?digest=.
-    pub async fn push_chunked(&self, repo: &str, spec: &BlobSpec, chunk: usize) -> Result<()> {
+    pub async fn push_chunked(&self, repo: &str, blob: &Blob, chunk: usize) -> Result<()> {
         let mut loc = self.start_upload(repo).await?;
-        let mut reader = spec.reader(chunk);
         let mut off = 0u64;
-        while let Some(c) = reader.next_chunk() {
+        for c in blob.pieces(chunk) {
             let n = c.len() as u64;
             let r = self
                 .http
@@ -180,21 +173,21 @@ impl Reg {
             loc = location(&self.base, r.headers())?;
             off += n;
         }
-        self.finish_put(&loc, &spec.digest, None).await
+        self.finish_put(&loc, &blob.digest, None).await
     }
 
     /// Streamed pushes of every blob of `specs` at once, to `<prefix>-<i>`;
     /// waits for all of them, then reports the first failure. The bytes pushed.
-    pub async fn push_streamed_at_once(&self, prefix: &str, specs: &[BlobSpec]) -> Result<u64> {
-        let pushes: Vec<_> = specs
+    pub async fn push_streamed_at_once(&self, prefix: &str, blobs: &[Blob]) -> Result<u64> {
+        let pushes: Vec<_> = blobs
             .iter()
             .enumerate()
-            .map(|(i, spec)| {
-                let (reg, spec, repo) = (self.clone(), spec.clone(), format!("{prefix}-{i}"));
-                tokio::spawn(async move { reg.push_streamed(&repo, &spec).await })
+            .map(|(i, blob)| {
+                let (reg, blob, repo) = (self.clone(), blob.clone(), format!("{prefix}-{i}"));
+                tokio::spawn(async move { reg.push_streamed(&repo, &blob).await })
             })
             .collect();
-        let mut result = Ok(specs.iter().map(|s| s.len).sum());
+        let mut result = Ok(blobs.iter().map(Blob::len).sum());
         for push in pushes {
             if let Err(e) = push.await.map_err(anyhow::Error::from).and_then(|r| r) {
                 result = result.and(Err(e));
@@ -205,21 +198,21 @@ impl Reg {
 
     /// POST, then one PATCH streaming the whole blob (chunked transfer
     /// encoding, no Content-Range), then PUT ?digest=.
-    pub async fn push_streamed(&self, repo: &str, spec: &BlobSpec) -> Result<()> {
+    pub async fn push_streamed(&self, repo: &str, blob: &Blob) -> Result<()> {
         let loc = self.start_upload(repo).await?;
         let r = self
             .http
             .patch(&loc)
             .timeout(BIG)
             .header(CONTENT_TYPE, OCTET)
-            .body(stream_body(spec, 1 << 20))
+            .body(stream_body(blob))
             .send()
             .await?;
         if r.status() != StatusCode::ACCEPTED {
             return Err(err_body("PATCH stream", r).await);
         }
         let loc = location(&self.base, r.headers())?;
-        self.finish_put(&loc, &spec.digest, None).await
+        self.finish_put(&loc, &blob.digest, None).await
     }
 
     /// Small in-memory blob: POST + PUT ?digest= with body.

@@ -46,10 +46,14 @@ pub async fn workload(b: &mut Bench, specs: &[BlobSpec], dir: &Path, mib: u64, b
     );
     let ids = ["contend-rate", "contend-rss", "contend-cpug", "contend-dd"];
     b.ab(key, &ids, move |reg, rep| async move {
+        let blobs: Vec<_> = specs[rep * 4..][..4]
+            .iter()
+            .map(BlobSpec::generate)
+            .collect();
         let dd = Contender::start(dir, mib, Duration::from_secs(900));
         let t = Instant::now();
         let pushed = reg
-            .push_streamed_at_once(&format!("bench/contend-{rep}"), &specs[rep * 4..][..4])
+            .push_streamed_at_once(&format!("bench/contend-{rep}"), &blobs)
             .await;
         let secs = t.elapsed().as_secs_f64();
         let written = dd.finish()?;

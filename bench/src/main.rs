@@ -1492,17 +1492,17 @@ async fn run(args: Args) -> Result<()> {
                 &format!("push {mode} {big}"),
                 &[idref, cpug_id.as_str()],
                 move |reg, rep| async move {
-                    let spec = &specs[rep];
+                    let blob = specs[rep].generate();
                     let repo = format!("bench/push-{mode}-{rep}");
                     let t = Instant::now();
                     match *mode {
-                        "monolithic" => reg.push_monolithic(&repo, spec).await?,
-                        "chunked" => reg.push_chunked(&repo, spec, chunk).await?,
-                        _ => reg.push_streamed(&repo, spec).await?,
+                        "monolithic" => reg.push_monolithic(&repo, &blob).await?,
+                        "chunked" => reg.push_chunked(&repo, &blob, chunk).await?,
+                        _ => reg.push_streamed(&repo, &blob).await?,
                     }
                     Ok(vec![
-                        (idref, mbps(spec.len, t.elapsed())),
-                        (bytes_id, spec.len as f64),
+                        (idref, mbps(blob.len(), t.elapsed())),
+                        (bytes_id, blob.len() as f64),
                     ])
                 },
             )
@@ -1551,7 +1551,7 @@ async fn run(args: Args) -> Result<()> {
                 let spec = s2.clone();
                 async move {
                     if !pushed_already {
-                        reg.push_monolithic("bench/push-monolithic-0", &spec)
+                        reg.push_monolithic("bench/push-monolithic-0", &spec.generate())
                             .await?;
                     }
                     reg.pull("bench/push-monolithic-0", &spec, true)
@@ -1977,9 +1977,13 @@ async fn run(args: Args) -> Result<()> {
             "4 concurrent streamed pushes",
             &["push4-rate", "push4-rss", "push4-cpug"],
             move |reg, rep| async move {
+                let blobs: Vec<_> = specs[rep * 4..][..4]
+                    .iter()
+                    .map(BlobSpec::generate)
+                    .collect();
                 let t = Instant::now();
                 let bytes = reg
-                    .push_streamed_at_once(&format!("bench/push4-{rep}"), &specs[rep * 4..][..4])
+                    .push_streamed_at_once(&format!("bench/push4-{rep}"), &blobs)
                     .await?;
                 Ok(vec![
                     ("push4-rate", mbps(bytes, t.elapsed())),

@@ -186,7 +186,7 @@ impl Image {
         reg.push_small(&self.repo, &self.config_digest, self.config.clone())
             .await?;
         for l in &self.layers {
-            reg.push_monolithic(&self.repo, l).await?;
+            reg.push_monolithic(&self.repo, &l.generate()).await?;
         }
         reg.put_manifest(&self.repo, &self.tag, &self.manifest)
             .await
