@@ -224,13 +224,14 @@ fn path_str(p: &Path) -> Result<&str> {
     p.to_str().context("non-UTF-8 path")
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+/// Runs `openssl` with `args` in `dir` (for `--auth token` and `--tls`).
+pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
-        .context("running openssl (needed for --auth token)")?;
+        .context("running openssl (needed for --auth token and --tls)")?;
     if !out.status.success() {
         bail!(
             "openssl {} failed ({}): {}",

@@ -1,6 +1,7 @@
 //! The OCI distribution API operations the workloads use.
 
 use crate::prng::{Blob, BlobSpec};
+use crate::tls::Tls;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION};
@@ -18,20 +19,31 @@ pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, 
 const BIG: Duration = Duration::from_secs(600);
 const SMALL: Duration = Duration::from_secs(60);
 
-pub fn client(max_idle: usize) -> Result<Client> {
-    client_with_auth(max_idle, None)
+pub fn client(max_idle: usize, tls: Option<&Tls>) -> Result<Client> {
+    client_with_auth(max_idle, None, tls)
 }
 
 /// A client that sends `authorization` (e.g. `Basic ...` or `Bearer ...`)
-/// on every request, as docker does once logged in or holding a token.
-pub fn client_with_auth(max_idle: usize, authorization: Option<&str>) -> Result<Client> {
+/// on every request, as docker does once logged in or holding a token; with `tls`, one that
+/// trusts the bench's self-signed certificate (and only it).
+pub fn client_with_auth(
+    max_idle: usize,
+    authorization: Option<&str>,
+    tls: Option<&Tls>,
+) -> Result<Client> {
     let mut headers = HeaderMap::new();
     if let Some(a) = authorization {
         let mut v = reqwest::header::HeaderValue::from_str(a)?;
         v.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
-    Ok(Client::builder()
+    let mut builder = Client::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&tls.pem)?);
+    }
+    Ok(builder
         .default_headers(headers)
         .no_proxy()
         .tcp_nodelay(true)

@@ -14,6 +14,7 @@ mod rate;
 mod report;
 mod s3;
 mod server;
+mod tls;
 
 use anyhow::{Context, Result, bail};
 use auth::AuthMode;
@@ -117,6 +118,13 @@ struct Args {
     /// workloads only, as the reference "a registry that does not fsync".
     #[arg(long)]
     no_nosync_reference: bool,
+    /// Both registries serve HTTPS, with a self-signed certificate the bench makes with
+    /// openssl (its client trusts it; wrk and h2load do not check). Over TLS Distribution
+    /// speaks HTTP/2, so the rate workload's HTTP/2 rows compare both registries.
+    /// Filesystem storage, no --auth; workloads push, pull, small, manifest, catalog, rate,
+    /// push4 (default manifest,rate).
+    #[arg(long)]
+    tls: bool,
 }
 
 /// The distinct `--auth` modes, in the order given.
@@ -900,6 +908,19 @@ fn main() -> Result<()> {
             );
         }
     }
+    if args.tls {
+        if args.storage != "fs" || modes != [AuthMode::None] {
+            bail!("--tls goes with --storage fs and no --auth");
+        }
+        if args.workloads.is_none() {
+            args.workloads = Some("manifest,rate".into());
+        }
+        for w in ["skopeo", "docker", "contend", "mirror"] {
+            if wanted(&args, w) {
+                bail!("--tls: the {w} workload runs over plain HTTP only; leave it out");
+            }
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -1201,8 +1222,14 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
+    // ---- TLS --------------------------------------------------------------
+    let tls = match args.tls {
+        true => Some(tls::self_signed(&run_dir.join("tls"))?),
+        false => None,
+    };
+
     // ---- S3 servers -------------------------------------------------------
-    let http = client::client(64)?;
+    let http = client::client(64, tls.as_ref())?;
     let mut backends: Vec<Backend> = Vec::new();
     let mut s3_ceilings: Vec<S3Ceiling> = Vec::new();
     let mut backend_down: Vec<(BackendKind, String)> = Vec::new();
@@ -1375,7 +1402,7 @@ async fn run(args: Args) -> Result<()> {
             .find(|(m, _)| *m == col.auth)
             .map(|(_, p)| p);
         let reg_http = match auth {
-            Some(p) => client::client_with_auth(64, Some(&p.header))?,
+            Some(p) => client::client_with_auth(64, Some(&p.header), tls.as_ref())?,
             None => http.clone(),
         };
         // eatmydata's library turns fsync, fdatasync, sync_file_range, sync
@@ -1391,6 +1418,7 @@ async fn run(args: Args) -> Result<()> {
             &dir,
             &t.storage,
             auth.map(|p| &p.server),
+            tls.as_ref(),
             env,
         ) {
             Ok(s) => {
@@ -1848,6 +1876,7 @@ async fn run(args: Args) -> Result<()> {
             repos: sizes.repos,
             tags: sizes.tags,
             dir: run_dir.join("rate"),
+            tls: args.tls,
         };
         rate::run(&mut b, &opts).await;
     }
@@ -2088,9 +2117,13 @@ async fn run(args: Args) -> Result<()> {
         ));
     } else {
         md.push_str(&format!(
-            "Ferry `{}` vs Distribution `{}`, filesystem storage, loopback HTTP/1.1, {} A/B/A/B repetitions per workload; each figure is the median over repetitions (`~` marks repetitions more than 15 % apart). Ratio is oriented so that **> 1 means Ferry is better** (throughput: Ferry ÷ Distribution; time, latency, memory: Distribution ÷ Ferry). Total bench time {:.0} s.\n\n",
+            "Ferry `{}` vs Distribution `{}`, filesystem storage, loopback {}, {} A/B/A/B repetitions per workload; each figure is the median over repetitions (`~` marks repetitions more than 15 % apart). Ratio is oriented so that **> 1 means Ferry is better** (throughput: Ferry ÷ Distribution; time, latency, memory: Distribution ÷ Ferry). Total bench time {:.0} s.\n\n",
             ferry_version,
             distribution_version(&args.distribution_bin),
+            match args.tls {
+                true => "HTTPS (`--tls`: one self-signed EC P-256 certificate, each side's default TLS settings)",
+                false => "HTTP/1.1",
+            },
             args.reps,
             elapsed
         ));

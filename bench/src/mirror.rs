@@ -357,7 +357,7 @@ pub async fn run(o: &Opts) -> Result<(Layout, Vec<Row>, String)> {
         &o.dir.join("distribution-proxy"),
         &upstream.base,
     )?;
-    let http = crate::client::client(64)?;
+    let http = crate::client::client(64, None)?;
     let up = Reg::new(http.clone(), &upstream.base);
     let regs = [
         Reg::new(http.clone(), &ferry.base),

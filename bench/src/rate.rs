@@ -39,6 +39,8 @@ pub struct Opts {
     pub tags: usize,
     /// Where h2load writes its per-request log.
     pub dir: PathBuf,
+    /// The registries serve HTTPS (`--tls`): HTTP/2 by ALPN, and no raw HEAD loop.
+    pub tls: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -86,8 +88,14 @@ pub async fn run(b: &mut Bench, o: &Opts) {
     let img = Arc::new(TinyImage::new(crate::prng::seed_of(&[18])));
     let tag = |i: usize| format!("t{i:03}");
     let mid = format!("cat/r{:05}", o.repos / 2 - 1);
-    let h1 = format!("HTTP/1.1, wrk {CONNS} conns");
-    let h2 = format!("HTTP/2 h2c, h2load {CONNS} conns × {STREAMS} streams");
+    let h1 = match o.tls {
+        true => format!("HTTP/1.1 over TLS, wrk {CONNS} conns"),
+        false => format!("HTTP/1.1, wrk {CONNS} conns"),
+    };
+    let h2 = match o.tls {
+        true => format!("HTTP/2 over TLS, h2load {CONNS} conns × {STREAMS} streams"),
+        false => format!("HTTP/2 h2c, h2load {CONNS} conns × {STREAMS} streams"),
+    };
     let manifest = format!("/v2/{REPO}/manifests/{}", tag(0));
     let tags_path = format!("/v2/{REPO}/tags/list");
     let fig = |ids, workload: &str, metric: String, path: &str, tool, expect, target| Figure {
@@ -213,7 +221,7 @@ pub async fn run(b: &mut Bench, o: &Opts) {
     .await;
 
     // Which registries answer h2c with prior knowledge (Distribution 2.8
-    // has no h2c at all: HTTP/2 only over TLS).
+    // has no h2c at all: HTTP/2 only over TLS), or with --tls, HTTP/2 by ALPN.
     let h2c = Arc::new(Mutex::new(HashSet::new()));
     let h2c2 = h2c.clone();
     let h2_ids: Vec<&str> = figures
@@ -241,14 +249,23 @@ pub async fn run(b: &mut Bench, o: &Opts) {
             pids.push((reg.base.clone(), s.pid));
             // The no-fsync reference runs the push workloads only: nothing to note.
             if !t.nosync && !h2c.lock().unwrap().contains(&reg.base) {
-                b.notes.push(format!(
-                    "{}: no answer to HTTP/2 with prior knowledge on its plain-HTTP port (h2c); its HTTP/2 rows are n/a",
-                    t.label
-                ));
+                let how = match o.tls {
+                    true => "no HTTP/2 over TLS (ALPN h2)",
+                    false => {
+                        "no answer to HTTP/2 with prior knowledge on its plain-HTTP port (h2c)"
+                    }
+                };
+                b.notes
+                    .push(format!("{}: {how}; its HTTP/2 rows are n/a", t.label));
             }
         }
     }
+    if o.tls {
+        b.notes
+            .push("--tls: the raw HEAD loop speaks plain HTTP only; its rows are n/a".to_string());
+    }
     let pids = Arc::new(pids);
+    let tls = o.tls;
 
     let dur = Duration::from_secs(secs);
     if let Err(e) = std::fs::create_dir_all(&o.dir) {
@@ -262,6 +279,9 @@ pub async fn run(b: &mut Bench, o: &Opts) {
             async move {
                 if f.tool == Tool::H2load && !h2c.lock().unwrap().contains(&reg.base) {
                     return Ok(vec![]); // n/a: no h2c
+                }
+                if f.tool == Tool::RawHead && tls {
+                    return Ok(vec![]); // n/a: plain HTTP only
                 }
                 check(&reg, &f.path, &f.expect).await?;
                 let pid = pids

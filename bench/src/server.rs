@@ -1,6 +1,7 @@
 //! Starting, stopping and observing the two registries under test.
 
 use crate::auth::ServerAuth;
+use crate::tls::Tls;
 use anyhow::{Context, Result, bail};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -106,13 +107,14 @@ pub fn spawn_listening(mut cmd: Command, what: &str, addr: &str, log_path: &Path
 impl Server {
     /// Starts `kind` on `storage`, with access control when `auth` is set
     /// (open registry otherwise, as before).
-    /// `env`: extra environment variables for the server process.
+    /// `env`: extra environment variables for the server process. With `tls`, HTTPS.
     pub fn start(
         kind: Kind,
         bin: &str,
         dir: &Path,
         storage: &Storage,
         auth: Option<&ServerAuth>,
+        tls: Option<&Tls>,
         env: &[(&str, &str)],
     ) -> Result<Server> {
         std::fs::create_dir_all(dir)?;
@@ -192,6 +194,15 @@ impl Server {
                     ),
                 };
                 let auth_yaml = auth.map(|a| a.distribution_yaml()).unwrap_or_default();
+                let tls_yaml = tls
+                    .map(|t| {
+                        format!(
+                            "  tls:\n    certificate: {}\n    key: {}\n",
+                            t.certificate.display(),
+                            t.key.display()
+                        )
+                    })
+                    .unwrap_or_default();
                 let cfg = dir.join("config.yml");
                 std::fs::write(
                     &cfg,
@@ -200,7 +211,7 @@ impl Server {
                          storage:\n{driver}  delete:\n    enabled: true\n\
                          \x20 cache:\n    blobdescriptor: inmemory\n\
                          \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
-                         http:\n  addr: {addr}\n  secret: ferry-bench-secret\n{auth_yaml}"
+                         http:\n  addr: {addr}\n  secret: ferry-bench-secret\n{tls_yaml}{auth_yaml}"
                     ),
                 )?;
                 cmd.arg("serve").arg(&cfg);
@@ -220,12 +231,16 @@ impl Server {
                 cmd.env(k, v);
             }
         }
+        if let (Kind::Ferry, Some(t)) = (kind, tls) {
+            cmd.env("REGISTRY_HTTP_TLS_CERTIFICATE", &t.certificate)
+                .env("REGISTRY_HTTP_TLS_KEY", &t.key);
+        }
         cmd.envs(env.iter().copied());
         let child = spawn_listening(cmd, kind.label(), &addr, &log_path)?;
         let pid = child.id();
         Ok(Server {
             kind,
-            base: format!("http://{addr}"),
+            base: format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }),
             pid,
             data_dir,
             log_path,
