@@ -4,16 +4,67 @@
 //! once a large block has been freed, blocks of that size no longer get their own mapping
 //! (its mmap threshold adapts upwards), and freed blocks stay resident. A pool allocates
 //! each buffer once per request, in one size, and frees them all at its end.
+//!
+//! A buffer's bytes start at an address that is a multiple of [`ALIGN`], so an upload's
+//! writer can hand a piece to an `O_DIRECT` write as it is, without copying it into an
+//! aligned buffer of its own (`storage::append`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
+/// The address of a buffer's first byte is a multiple of this: the memory alignment a
+/// Linux block device asks of a direct write.
+pub(crate) const ALIGN: usize = 4096;
+
 /// Spare buffers of `size` bytes' capacity.
 #[derive(Debug)]
 pub(crate) struct BufferPool {
     size: usize,
-    spare: Mutex<Vec<Vec<u8>>>,
+    spare: Mutex<Vec<Buffer>>,
+}
+
+/// A growable byte buffer whose bytes start at an [`ALIGN`]ed address (while it holds no
+/// more than the capacity it was taken with; beyond that it still works, unaligned).
+#[derive(Debug, Default)]
+pub(crate) struct Buffer {
+    /// `start` bytes of padding, then the buffer's bytes.
+    storage: Vec<u8>,
+    start: usize,
+}
+
+impl Buffer {
+    /// An empty buffer with room for `size` bytes at an aligned address.
+    fn with_capacity(size: usize) -> Buffer {
+        let mut storage: Vec<u8> = Vec::with_capacity(size + ALIGN);
+        let start = storage.as_ptr().align_offset(ALIGN);
+        storage.resize(start, 0);
+        Buffer { storage, start }
+    }
+
+    /// Bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.storage.len() - self.start
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `bytes` (growing the buffer if it must).
+    pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.storage.extend_from_slice(bytes);
+    }
+
+    fn clear(&mut self) {
+        self.storage.truncate(self.start);
+    }
+}
+
+impl AsRef<[u8]> for Buffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.storage[self.start..]
+    }
 }
 
 impl BufferPool {
@@ -25,18 +76,18 @@ impl BufferPool {
         })
     }
 
-    /// An empty buffer of capacity [`BufferPool::size`]: a spare one, or a new one.
-    pub(crate) fn take(&self) -> Vec<u8> {
+    /// An empty buffer with room for [`BufferPool::size`] bytes: a spare one, or a new one.
+    pub(crate) fn take(&self) -> Buffer {
         self.spare
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.size))
+            .unwrap_or_else(|| Buffer::with_capacity(self.size))
     }
 
-    /// Puts `buffer` back for reuse (a buffer of another capacity is just dropped).
-    pub(crate) fn give_back(&self, mut buffer: Vec<u8>) {
-        if buffer.capacity() != self.size {
+    /// Puts `buffer` back for reuse (one that grew, or of another size, is just dropped).
+    pub(crate) fn give_back(&self, mut buffer: Buffer) {
+        if buffer.storage.capacity() != self.size + ALIGN {
             return;
         }
         buffer.clear();
@@ -48,7 +99,7 @@ impl BufferPool {
 
     /// `buffer` (taken from this pool) as `Bytes`, which give it back when the last of them
     /// is dropped, and only then drop `hold` (e.g. a share of a memory budget).
-    pub(crate) fn freeze<T: Send + 'static>(self: &Arc<Self>, buffer: Vec<u8>, hold: T) -> Bytes {
+    pub(crate) fn freeze<T: Send + 'static>(self: &Arc<Self>, buffer: Buffer, hold: T) -> Bytes {
         Bytes::from_owner(Pooled {
             buffer,
             pool: self.clone(),
@@ -59,14 +110,14 @@ impl BufferPool {
 
 /// A buffer lent out as `Bytes`.
 struct Pooled<T> {
-    buffer: Vec<u8>,
+    buffer: Buffer,
     pool: Arc<BufferPool>,
     _hold: T,
 }
 
 impl<T> AsRef<[u8]> for Pooled<T> {
     fn as_ref(&self) -> &[u8] {
-        &self.buffer
+        self.buffer.as_ref()
     }
 }
 
@@ -87,7 +138,8 @@ mod tests {
         let pool = BufferPool::new(8);
         let mut buffer = pool.take();
         buffer.extend_from_slice(b"abc");
-        let address = buffer.as_ptr();
+        let address = buffer.as_ref().as_ptr();
+        assert_eq!(address as usize % ALIGN, 0, "bytes start aligned");
         let (dropped, hold) = std::sync::mpsc::channel::<()>();
         let bytes = pool.freeze(buffer, dropped);
         let copy = bytes.clone();
@@ -100,9 +152,19 @@ mod tests {
                 .is_err_and(|e| e == std::sync::mpsc::TryRecvError::Disconnected)
         );
         let again = pool.take();
-        assert_eq!(
-            (again.as_ptr(), again.len(), again.capacity()),
-            (address, 0, 8)
-        );
+        assert_eq!((again.as_ref().as_ptr(), again.len()), (address, 0));
+    }
+
+    #[test]
+    fn a_buffer_that_grew_is_not_reused() {
+        let pool = BufferPool::new(8);
+        let mut buffer = pool.take();
+        let more = vec![7u8; 2 * ALIGN];
+        buffer.extend_from_slice(&more);
+        assert_eq!(buffer.as_ref(), &more[..]);
+        pool.give_back(buffer);
+        assert!(pool.spare.lock().unwrap().is_empty());
+        let fresh = pool.take();
+        assert_eq!(fresh.as_ref().as_ptr() as usize % ALIGN, 0);
     }
 }

@@ -447,8 +447,9 @@ impl BlobStore for FilesystemStore {
                 if let Some(delay) = delay {
                     std::thread::sleep(delay);
                 }
-                appender.append(&buffer)?;
-                drop(buffer); // back to its pool before the writer waits for the disk
+                // A piece written directly as it is stays held (in its request's budget)
+                // until written; any other is copied or written here and let go.
+                appender.append(buffer)?;
                 appender.settle()?;
             }
             appender.finish()?;

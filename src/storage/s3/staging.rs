@@ -176,11 +176,11 @@ impl<'a> Staging<'a> {
         let parts = BufferPool::new(part_size);
         // The part being filled: the tail first (more than a part only if `chunksize` was
         // lowered since; then that part is larger).
-        let mut part: Vec<u8> = Vec::new();
+        let mut part = None;
         if state.tail > 0 {
             let tail = self.tail(offset, state.tail).await?;
-            part = parts.take();
-            part.extend_from_slice(&tail);
+            part.get_or_insert_with(|| parts.take())
+                .extend_from_slice(&tail);
         }
         let mut received = 0u64;
         let mut uploads = PartUploads::default();
@@ -188,15 +188,15 @@ impl<'a> Staging<'a> {
             let mut chunk = chunk.map_err(StorageError::Body)?;
             received += chunk.len() as u64;
             while !chunk.is_empty() {
-                if part.capacity() == 0 {
-                    part = parts.take();
-                }
-                let n = part_size.saturating_sub(part.len()).min(chunk.len());
-                part.extend_from_slice(&chunk[..n]);
+                let filling = part.get_or_insert_with(|| parts.take());
+                let n = part_size.saturating_sub(filling.len()).min(chunk.len());
+                filling.extend_from_slice(&chunk[..n]);
                 chunk.advance(n);
-                if part.len() >= part_size {
+                if filling.len() >= part_size
+                    && let Some(full) = part.take()
+                {
                     let id = self.multipart(&mut state).await?;
-                    let payload = PutPayload::from(parts.freeze(std::mem::take(&mut part), ()));
+                    let payload = PutPayload::from(parts.freeze(full, ()));
                     let index = state.parts.len() + uploads.started;
                     uploads.start(self.store, self.data_key(), id, index, payload);
                     while uploads.set.len() >= PARTS_IN_FLIGHT {
@@ -211,8 +211,9 @@ impl<'a> Staging<'a> {
             return Ok(0);
         }
         let new_offset = offset + received;
-        state.tail = part.len() as u64;
-        if !part.is_empty() {
+        let part = part.filter(|part| !part.is_empty());
+        state.tail = part.as_ref().map_or(0, |part| part.len() as u64);
+        if let Some(part) = part {
             let payload = PutPayload::from(parts.freeze(part, ()));
             self.store.put(&self.tail_key(new_offset), payload).await?;
         }
