@@ -134,3 +134,47 @@ pub async fn in_memory(lock_dir: &Path) -> Result<SqlStore, MetadataError> {
         Snapshots::Unsupported("an in-memory database has no snapshot"),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{MetadataStore, UploadSession};
+
+    async fn synchronous(store: &SqlStore) -> i64 {
+        let (writer, _) = store.pools();
+        let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(writer)
+            .await
+            .unwrap();
+        level
+    }
+
+    /// An upload's progress is written without syncing the log; every other write still
+    /// syncs it (`synchronous = FULL`, 2), whatever happened to the lazy write.
+    #[tokio::test]
+    async fn the_writer_stays_synchronous_after_lazy_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("registry.db")).await.unwrap();
+        assert_eq!(synchronous(&store).await, 2);
+        let session = UploadSession {
+            id: uuid::Uuid::new_v4(),
+            repository: crate::oci::RepositoryName::parse("team/app").unwrap(),
+            size: 0,
+            hash_state: None,
+            started_at: 0,
+        };
+        store.create_upload(&session).await.unwrap();
+        assert!(
+            store
+                .advance_upload(&session.id, 0, 7, Some(&[1]))
+                .await
+                .unwrap()
+        );
+        assert_eq!(synchronous(&store).await, 2);
+        // A lost race changes nothing and leaves the setting as it was too.
+        assert!(!store.advance_upload(&session.id, 0, 9, None).await.unwrap());
+        assert_eq!(synchronous(&store).await, 2);
+        let got = store.upload(&session.id).await.unwrap().unwrap();
+        assert_eq!((got.size, got.hash_state), (7, Some(vec![1])));
+    }
+}
