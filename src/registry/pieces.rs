@@ -4,8 +4,8 @@
 //! store). However far the disk or the hasher falls behind the network, a request never
 //! holds more than its budget: receiving simply waits, and the client with it.
 //!
-//! The pieces' buffers come from a pool of the request and go back to it
-//! ([`crate::storage::buffers`]), so a request allocates at most its budget, once.
+//! The pieces' buffers come from a pool and go back to it ([`crate::storage::buffers`]),
+//! so a request allocates at most its budget, once, and none when the pool has spares.
 
 use std::io;
 use std::sync::Arc;
@@ -17,11 +17,12 @@ use tokio::sync::Semaphore;
 use crate::storage::ByteStream;
 use crate::storage::buffers::BufferPool;
 
-/// Copies `body` into pieces of `piece_size` bytes (the last may be smaller) while holding
-/// at most `budget` bytes of pieces: a new piece is started only when the ones handed out
-/// earlier and dropped since leave room for it. Whoever consumes the stream must not wait
-/// for further pieces before dropping (or copying) the ones it holds, or it waits forever.
-pub(crate) fn pieces(body: ByteStream<'_>, piece_size: u32, budget: usize) -> ByteStream<'_> {
+/// Copies `body` into pieces of `pool`'s buffer size (the last may be smaller) while
+/// holding at most `budget` bytes of pieces: a new piece is started only when the ones
+/// handed out earlier and dropped since leave room for it. Whoever consumes the stream
+/// must not wait for further pieces before dropping (or copying) the ones it holds, or it
+/// waits forever.
+pub(crate) fn pieces(body: ByteStream<'_>, pool: Arc<BufferPool>, budget: usize) -> ByteStream<'_> {
     struct State<'a> {
         body: ByteStream<'a>,
         /// What is left of the last chunk of `body`.
@@ -31,11 +32,14 @@ pub(crate) fn pieces(body: ByteStream<'_>, piece_size: u32, budget: usize) -> By
         budget: Arc<Semaphore>,
         done: bool,
     }
-    let size = piece_size as usize;
+    let size = pool.size().max(1);
+    // Semaphore permits are counted in u32: a piece takes `permits` of them.
+    let permits = u32::try_from(size).unwrap_or(u32::MAX);
+    let size = permits as usize;
     let state = State {
         body,
         rest: Bytes::new(),
-        pool: BufferPool::new(size),
+        pool,
         budget: Arc::new(Semaphore::new(budget.max(size))),
         done: false,
     };
@@ -45,7 +49,7 @@ pub(crate) fn pieces(body: ByteStream<'_>, piece_size: u32, budget: usize) -> By
             if state.done {
                 return None;
             }
-            let share = match state.budget.clone().acquire_many_owned(piece_size).await {
+            let share = match state.budget.clone().acquire_many_owned(permits).await {
                 Ok(share) => share,
                 Err(closed) => {
                     state.done = true;
@@ -103,7 +107,7 @@ mod tests {
 
     /// Every piece, held at once: the budget must cover them all.
     async fn pieces_of(parts: Vec<&'static [u8]>) -> Vec<Bytes> {
-        pieces(body(parts), 4, 64)
+        pieces(body(parts), BufferPool::new(4), 64)
             .map(|p| p.expect("no body error"))
             .collect()
             .await
@@ -122,7 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_while_the_budget_is_spent_and_reuses_buffers() {
-        let mut stream = pieces(body(vec![b"aaaabbbbcccc"]), 4, 8);
+        let mut stream = pieces(body(vec![b"aaaabbbbcccc"]), BufferPool::new(4), 8);
         let a = stream.next().await.unwrap().unwrap();
         let b = stream.next().await.unwrap().unwrap();
         // Two pieces of 4 bytes are held: the budget of 8 is spent and the body is ready,
@@ -143,7 +147,11 @@ mod tests {
     #[tokio::test]
     async fn passes_body_errors_on() {
         let parts = vec![Ok(Bytes::from_static(b"ab")), Err(io::Error::other("gone"))];
-        let mut stream = pieces(Box::pin(futures_util::stream::iter(parts)), 4, 8);
+        let mut stream = pieces(
+            Box::pin(futures_util::stream::iter(parts)),
+            BufferPool::new(4),
+            8,
+        );
         assert!(stream.next().await.unwrap().is_err());
         assert!(stream.next().await.is_none());
     }

@@ -3,7 +3,9 @@
 //! writer's, the HTTP client's). Allocating one per piece leaves glibc's heap fragmented:
 //! once a large block has been freed, blocks of that size no longer get their own mapping
 //! (its mmap threshold adapts upwards), and freed blocks stay resident. A pool allocates
-//! each buffer once per request, in one size, and frees them all at its end.
+//! each buffer once, in one size, and frees the spares at its end; a pool shared by
+//! requests (upload pieces) keeps a few spares between them, so a push in many small
+//! requests does not fault in and zero fresh memory for each.
 //!
 //! A buffer's bytes start at an address that is a multiple of [`ALIGN`], so an upload's
 //! writer can hand a piece to an `O_DIRECT` write as it is, without copying it into an
@@ -22,6 +24,8 @@ pub(crate) const ALIGN: usize = 4096;
 pub(crate) struct BufferPool {
     size: usize,
     spare: Mutex<Vec<Buffer>>,
+    /// Spare buffers kept at most; more given back are freed.
+    keep: usize,
 }
 
 /// A growable byte buffer whose bytes start at an [`ALIGN`]ed address (while it holds no
@@ -68,12 +72,24 @@ impl AsRef<[u8]> for Buffer {
 }
 
 impl BufferPool {
-    /// An empty pool of buffers of `size` bytes.
+    /// An empty pool of buffers of `size` bytes that keeps every buffer given back (its
+    /// user bounds how many it takes).
     pub(crate) fn new(size: usize) -> Arc<Self> {
+        Self::keeping(size, usize::MAX)
+    }
+
+    /// An empty pool of buffers of `size` bytes that keeps at most `keep` spare ones.
+    pub(crate) fn keeping(size: usize, keep: usize) -> Arc<Self> {
         Arc::new(BufferPool {
             size,
             spare: Mutex::new(Vec::new()),
+            keep,
         })
+    }
+
+    /// The size of the pool's buffers.
+    pub(crate) fn size(&self) -> usize {
+        self.size
     }
 
     /// An empty buffer with room for [`BufferPool::size`] bytes: a spare one, or a new one.
@@ -91,10 +107,10 @@ impl BufferPool {
             return;
         }
         buffer.clear();
-        self.spare
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(buffer);
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < self.keep {
+            spare.push(buffer);
+        }
     }
 
     /// `buffer` (taken from this pool) as `Bytes`, which give it back when the last of them
@@ -153,6 +169,25 @@ mod tests {
         );
         let again = pool.take();
         assert_eq!((again.as_ref().as_ptr(), again.len()), (address, 0));
+    }
+
+    #[test]
+    fn a_shared_pool_keeps_only_so_many_spares() {
+        let pool = BufferPool::keeping(8, 2);
+        let taken: Vec<Buffer> = (0..3).map(|_| pool.take()).collect();
+        let kept: Vec<*const u8> = taken[..2].iter().map(|b| b.as_ref().as_ptr()).collect();
+        for buffer in taken {
+            pool.give_back(buffer);
+        }
+        let spare = pool.spare.lock().unwrap();
+        assert_eq!(spare.len(), 2);
+        assert_eq!(
+            spare
+                .iter()
+                .map(|b| b.as_ref().as_ptr())
+                .collect::<Vec<_>>(),
+            kept
+        );
     }
 
     #[test]
