@@ -116,8 +116,8 @@ impl Appender {
         // written as they are.
         if direct.held == 0
             && direct.piece.is_none()
-            && direct.written % BLOCK as u64 == 0
-            && (bytes.as_ptr() as usize) % BLOCK == 0
+            && direct.written.is_multiple_of(BLOCK as u64)
+            && (bytes.as_ptr() as usize).is_multiple_of(BLOCK)
         {
             let whole = bytes.len() - bytes.len() % BLOCK;
             if whole > 0 {

@@ -219,12 +219,16 @@ where
     }
 }
 
+/// Binds a statement's parameters.
+type Bind =
+    dyn for<'q> Fn(Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments> + Send + Sync;
+
 /// See [`SqlStore::write_one_lazily`].
 async fn write_lazily(
     writer: &AnyPool,
     dialect: Dialect,
     sql: &'static str,
-    bind: &(dyn Fn(Query<'_, Any, AnyArguments>) -> Query<'_, Any, AnyArguments> + Send + Sync),
+    bind: &Bind,
 ) -> Result<u64, MetadataError> {
     let mut conn = writer.acquire().await?;
     match dialect {
