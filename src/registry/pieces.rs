@@ -32,9 +32,8 @@ pub(crate) fn pieces(body: ByteStream<'_>, pool: Arc<BufferPool>, budget: usize)
         budget: Arc<Semaphore>,
         done: bool,
     }
-    let size = pool.size().max(1);
-    // Semaphore permits are counted in u32: a piece takes `permits` of them.
-    let permits = u32::try_from(size).unwrap_or(u32::MAX);
+    // Semaphore permits are u32: a piece takes as many as it can hold bytes.
+    let permits = u32::try_from(pool.size().max(1)).unwrap_or(u32::MAX);
     let size = permits as usize;
     let state = State {
         body,

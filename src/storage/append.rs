@@ -82,8 +82,7 @@ impl Appender {
 
     /// Appends `bytes`: written through the page cache, or kept for a direct write (the
     /// piece itself if it is aligned, else a copy in the writer's buffer). The caller then
-    /// lets go of `bytes` and calls [`Appender::settle`], which writes and waits for the
-    /// disk.
+    /// calls [`Appender::settle`], which writes and waits for the disk.
     pub(super) fn append(&mut self, mut bytes: Bytes) -> io::Result<()> {
         if self.direct.is_none()
             && self.may_go_direct
