@@ -7,7 +7,7 @@
 //! store's [`LockKey::Upload`] lock; a commit holds [`LockKey::Blob`] of the digest.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -88,24 +88,19 @@ fn piece_buffers() -> Arc<BufferPool> {
 struct BackgroundHasher {
     feed: mpsc::Sender<Bytes>,
     task: JoinHandle<Hasher>,
-    /// Bytes hashed so far.
-    hashed: Arc<AtomicU64>,
 }
 
 impl BackgroundHasher {
     fn start(mut hasher: Hasher) -> Self {
         // Every piece of the budget may wait here; the budget, not the queue, bounds memory.
         let (feed, mut chunks) = mpsc::channel::<Bytes>(UPLOAD_BUDGET / PIECE_SIZE as usize);
-        let hashed = Arc::new(AtomicU64::new(0));
-        let progress = hashed.clone();
         let task = tokio::task::spawn_blocking(move || {
             while let Some(chunk) = chunks.blocking_recv() {
                 hasher.update(&chunk);
-                progress.fetch_add(chunk.len() as u64, Ordering::Release);
             }
             hasher
         });
-        BackgroundHasher { feed, task, hashed }
+        BackgroundHasher { feed, task }
     }
 
     /// The hasher after every chunk fed so far.
@@ -114,14 +109,6 @@ impl BackgroundHasher {
         self.task
             .await
             .map_err(|e| RegistryError::Storage(StorageError::Io(std::io::Error::other(e))))
-    }
-
-    /// [`Self::finish`] if the `fed` bytes are all hashed already, else the hasher back.
-    async fn finished(self, fed: u64) -> Result<Result<Hasher, Self>, RegistryError> {
-        if self.hashed.load(Ordering::Acquire) == fed {
-            return self.finish().await.map(Ok);
-        }
-        Ok(Err(self))
     }
 }
 
@@ -210,39 +197,9 @@ impl Uploads for Registry {
         body: ByteStream<'_>,
     ) -> Result<UploadSession, RegistryError> {
         self.check_writable()?;
-        let guard = self.lock_upload(id).await?;
+        let _guard = self.lock_upload(id).await?;
         let session = self.upload_status(cx, repository, id).await?;
-        let from_size = session.size;
-        let (session, hashing) = self.receive(session, range, body).await?;
-        let hashing = match hashing.finished(session.size - from_size).await? {
-            Ok(hasher) => {
-                self.record_progress(&session, from_size, Some(&hasher.save()))
-                    .await?;
-                return Ok(session);
-            }
-            Err(hashing) => hashing,
-        };
-        // The hasher is still behind (it is the slowest stage of a push): the new size is
-        // recorded now, with no hash state, and the client gets its answer and sends its next
-        // chunk while the last pieces are hashed. The session's lock is held until the state
-        // is recorded, so the next request on it finds both. If that never happens (a crash,
-        // a failed write) the next request hashes the staged bytes again.
-        self.record_progress(&session, from_size, None).await?;
-        let metadata = self.metadata.clone();
-        let (id, size) = (session.id, session.size);
-        tokio::spawn(async move {
-            let _guard = guard;
-            let saved = match hashing.finish().await {
-                Ok(hasher) => metadata
-                    .advance_upload(&id, size, size, Some(&hasher.save()))
-                    .await
-                    .map_err(RegistryError::from),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = saved {
-                tracing::warn!(upload = %id, error = %e, "could not record an upload's hash state; its next request hashes its bytes again");
-            }
-        });
+        let (session, _) = self.append(session, range, body).await?;
         Ok(session)
     }
 
@@ -260,14 +217,7 @@ impl Uploads for Registry {
         let _guard = self.lock_upload(id).await?;
         let session = self.upload_status(cx, repository, id).await?;
         let (session, hasher) = match final_chunk {
-            Some((range, body)) => {
-                let from_size = session.size;
-                let (session, hashing) = self.receive(session, range, body).await?;
-                let hasher = hashing.finish().await?;
-                self.record_progress(&session, from_size, Some(&hasher.save()))
-                    .await?;
-                (session, hasher)
-            }
+            Some((range, body)) => self.append(session, range, body).await?,
             None => {
                 let hasher = self.resume_hasher(&session).await?;
                 (session, hasher)
@@ -367,15 +317,14 @@ impl Registry {
         Ok(())
     }
 
-    /// Streams `body` into the session's staging area while hashing it: the session with
-    /// its new size once every byte is written, and the hasher, which may still be hashing
-    /// the last pieces. Records nothing. Must be called with the session's lock held.
-    async fn receive(
+    /// Streams `body` into the session's staging area while hashing it, then records the
+    /// new size and hash state. Must be called with the session's lock held.
+    async fn append(
         &self,
         mut session: UploadSession,
         range: Option<ChunkRange>,
         body: ByteStream<'_>,
-    ) -> Result<(UploadSession, BackgroundHasher), RegistryError> {
+    ) -> Result<(UploadSession, Hasher), RegistryError> {
         if let Some(range) = range
             && range.start != session.size
         {
@@ -405,6 +354,7 @@ impl Registry {
             .storage
             .upload_append(&key(&session), session.size, Box::pin(hashing))
             .await;
+        let hasher = hasher.finish().await?;
         if over_limit.load(Ordering::Relaxed) {
             return Err(RegistryError::BlobTooLarge {
                 limit: self.settings.max_blob_size.unwrap_or_default(),
@@ -421,27 +371,18 @@ impl Registry {
                 range.len()
             )));
         }
-        session.size += written;
-        session.hash_state = None;
-        Ok((session, hasher))
-    }
-
-    /// Moves `session` (now at its new size) on from `from_size` in the metadata store.
-    async fn record_progress(
-        &self,
-        session: &UploadSession,
-        from_size: u64,
-        hash_state: Option<&[u8]>,
-    ) -> Result<(), RegistryError> {
-        if self
+        let new_size = session.size + written;
+        let state = hasher.save();
+        if !self
             .metadata
-            .advance_upload(&session.id, from_size, session.size, hash_state)
+            .advance_upload(&session.id, session.size, new_size, Some(&state))
             .await?
         {
-            Ok(())
-        } else {
-            Err(RegistryError::BlobUploadUnknown)
+            return Err(RegistryError::BlobUploadUnknown);
         }
+        session.size = new_size;
+        session.hash_state = Some(state);
+        Ok((session, hasher))
     }
 
     /// The sha256 state after the session's bytes: saved, or recomputed from storage.
@@ -509,8 +450,7 @@ mod tests {
         RequestContext::anonymous("test".into(), Access::Base)
     }
 
-    /// `bytes` as a request body arriving in 1 MiB chunks, as fast as memory goes (so the
-    /// hasher is usually still behind when the body ends).
+    /// `bytes` as a request body arriving in 1 MiB chunks, as fast as memory goes.
     fn body(bytes: &Bytes) -> ByteStream<'static> {
         let chunks: Vec<std::io::Result<Bytes>> = bytes
             .chunks(1 << 20)
@@ -531,9 +471,8 @@ mod tests {
             .collect()
     }
 
-    /// A `PATCH`'s answer comes once its bytes are written and its size recorded, whether or
-    /// not the last pieces are hashed yet; the next request on the session, and the final
-    /// `PUT`, find what they need (the hash state, or the bytes to hash again).
+    /// Each chunk's size is recorded by the time it is answered, and the final `PUT` finds
+    /// the hash state that verifies the whole blob.
     #[tokio::test]
     async fn chunks_are_recorded_before_their_answer_and_the_blob_verifies() {
         let dir = tempfile::tempdir().unwrap();
@@ -555,7 +494,6 @@ mod tests {
                 .unwrap();
             sent += chunk.len() as u64;
             assert_eq!(after.size, sent);
-            // A status request does not wait for the hasher: the size is already there.
             let status = registry
                 .upload_status(&cx(), &repo, &session.id)
                 .await
@@ -572,9 +510,8 @@ mod tests {
         );
     }
 
-    /// A session whose hash state was never recorded (the process ended between a chunk's
-    /// answer and its hash) is hashed again from its staged bytes, and still verifies; a
-    /// wrong digest is still refused.
+    /// A session whose hash state is missing is hashed again from its staged bytes, and
+    /// still verifies; a wrong digest is still refused.
     #[tokio::test]
     async fn a_session_without_its_hash_state_is_hashed_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -592,7 +529,7 @@ mod tests {
                 .await
                 .unwrap();
             {
-                // Once the chunk's own work is done, forget its hash state.
+                // Forget the chunk's hash state.
                 let _lock = registry.lock_upload(&session.id).await.unwrap();
                 let size = head.len() as u64;
                 assert!(
