@@ -42,8 +42,9 @@ use crate::config::ConnectionSettings;
 /// many scopes run to a few KiB; Go's servers allow 1 MiB.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Largest read from an HTTP/1.1 connection (hyper's read buffer, which also bounds the
-/// head hyper will buffer). Request bodies arrive in chunks up to this size: a 1 GiB push
-/// takes ~1,000 reads instead of ~16,000 at 64 KiB (server CPU per GiB pushed −8 %).
+/// head hyper will buffer, and its write buffer). Request bodies arrive in chunks up to this
+/// size: a 1 GiB push takes ~1,000 reads instead of ~16,000 at 64 KiB (server CPU per GiB
+/// pushed −7 %), and responses are flushed in up to this much (per GiB pulled −16 %).
 pub const READ_BUFFER_BYTES: usize = 1024 * 1024;
 /// Most header fields in an HTTP/1.1 request (hyper's default).
 pub const MAX_HEADERS: usize = 100;
