@@ -8,9 +8,7 @@ use axum::http::{Method, Request, StatusCode};
 use tower::ServiceExt;
 
 use super::{AppState, router};
-use crate::metadata::sqlite;
-use crate::registry::{Registry, Settings};
-use crate::storage::filesystem::FilesystemStore;
+use crate::registry::Registry;
 
 struct Edge {
     app: axum::Router,
@@ -19,9 +17,7 @@ struct Edge {
 
 async fn edge() -> Edge {
     let dir = tempfile::tempdir().unwrap();
-    let metadata = sqlite::in_memory(&dir.path().join("locks")).await.unwrap();
-    let storage = FilesystemStore::new(dir.path().join("data"));
-    let registry = Registry::new(Arc::new(metadata), Arc::new(storage), Settings::default());
+    let registry = Registry::in_dir_for_tests(dir.path()).await;
     let state = Arc::new(AppState {
         readiness: crate::registry::health::Readiness::of(&registry),
         registry: Arc::new(registry),

@@ -85,6 +85,16 @@ impl Registry {
         }
     }
 
+    /// TEST ONLY: a registry over an in-memory database and a filesystem store under `dir`.
+    #[cfg(test)]
+    pub(crate) async fn in_dir_for_tests(dir: &std::path::Path) -> Self {
+        let metadata = crate::metadata::sqlite::in_memory(&dir.join("locks"))
+            .await
+            .expect("an in-memory database");
+        let storage = crate::storage::filesystem::FilesystemStore::new(dir.join("data"));
+        Registry::new(Arc::new(metadata), Arc::new(storage), Settings::default())
+    }
+
     /// This registry, recording events for `notifier`'s endpoints.
     pub fn with_notifier(self, notifier: Arc<crate::notify::Notifier>) -> Self {
         Registry {

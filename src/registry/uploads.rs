@@ -434,17 +434,8 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::sqlite;
-    use crate::registry::Settings;
     use crate::registry::api::Blobs;
     use crate::registry::context::Access;
-    use crate::storage::filesystem::FilesystemStore;
-
-    async fn registry(dir: &std::path::Path) -> Registry {
-        let metadata = sqlite::in_memory(&dir.join("locks")).await.unwrap();
-        let storage = FilesystemStore::new(dir.join("data"));
-        Registry::new(Arc::new(metadata), Arc::new(storage), Settings::default())
-    }
 
     fn cx() -> RequestContext {
         RequestContext::anonymous("test".into(), Access::Base)
@@ -468,7 +459,7 @@ mod tests {
     #[tokio::test]
     async fn chunks_are_recorded_before_their_answer_and_the_blob_verifies() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = registry(dir.path()).await;
+        let registry = Registry::in_dir_for_tests(dir.path()).await;
         let repo = RepositoryName::parse("chunks/one").unwrap();
         let data = patterned(3 * 8 * 1024 * 1024 + 5);
         let digest = Digest::of(STREAMING_ALGORITHM, &data);
@@ -507,7 +498,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_without_its_hash_state_is_hashed_again() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = registry(dir.path()).await;
+        let registry = Registry::in_dir_for_tests(dir.path()).await;
         let repo = RepositoryName::parse("chunks/two").unwrap();
         let data = patterned(9 * 1024 * 1024 + 3);
         let (head, tail) = (data.slice(..5 * 1024 * 1024), data.slice(5 * 1024 * 1024..));
